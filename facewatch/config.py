@@ -1,0 +1,215 @@
+"""Configuration: one pydantic model per section, strict, loaded from YAML + env.
+
+``load_config(path)`` reads the file, overlays ``FACEWATCH_<SECTION>__<KEY>``
+environment variables and validates. Any problem raises ``ConfigError`` with a
+one-line message naming the key and what is allowed; the CLI exits 2 on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = (
+    "ConfigError",
+    "FacewatchConfig",
+    "RuntimeConfig",
+    "DetectorConfig",
+    "LandmarksConfig",
+    "EmbedderConfig",
+    "ModelsConfig",
+    "QualityConfig",
+    "RecognitionConfig",
+    "ApiConfig",
+    "load_config",
+    "parse_config",
+    "ENV_PREFIX",
+)
+
+ENV_PREFIX = "FACEWATCH_"
+
+
+class ConfigError(Exception):
+    """The configuration is unreadable or invalid; the message is one line."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuntimeConfig(Section):
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime device: auto uses CUDA when onnxruntime-gpu sees a GPU"
+    )
+    intra_op_threads: int = Field(1, ge=0, description="threads per model session (0 = ORT default)")
+    inter_op_threads: int = Field(1, ge=0)
+    allow_spinning: bool = Field(False, description="let idle ORT threads spin (faster alone, slower when sessions share cores)")
+
+
+class DetectorConfig(Section):
+    backend: Literal["onnx", "mediapipe"] = "onnx"
+    path: str = Field("fr_detect.onnx", description="relative to models.dir, or absolute")
+    input_width: int = Field(320, gt=0)
+    input_height: int = Field(240, gt=0)
+    mean: float = 127.0
+    std: float = Field(128.0, gt=0)
+    rgb: bool = True
+    score_threshold: float = Field(0.7, gt=0, lt=1)
+    nms_iou: float = Field(0.3, gt=0, le=1)
+    tile_min_side: int = Field(720, ge=0, description="also scan 2x2 tiles when the frame's shorter side is at least this; 0 = never")
+    tile_overlap: float = Field(0.2, ge=0, lt=1)
+    min_face_px: float = Field(0.0, ge=0)
+
+
+class LandmarksConfig(Section):
+    path: str = "fr_landmark.onnx"
+    input_size: int = Field(64, gt=0)
+    scale: float = Field(1.0, gt=0)
+
+
+class EmbedderConfig(Section):
+    path: str = "fr_feature.onnx"
+    model_id: str | None = Field(None, description="stored beside embeddings; default: file name + sha256 prefix")
+    input_size: int = Field(112, gt=0)
+    mean: float = 127.5
+    std: float = Field(128.0, gt=0)
+    rgb: bool = True
+    flip: bool = Field(False, description="average with the mirrored crop (2x embedding time)")
+    max_batch: int = Field(32, gt=0)
+
+
+class ModelsConfig(Section):
+    dir: str | None = Field(None, description="folder of the model files; default <data_dir>/models/<pack>")
+    detector: DetectorConfig = DetectorConfig()
+    landmarks: LandmarksConfig = LandmarksConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    attributes: dict[Literal["age", "gender", "pose", "liveness", "expression", "eyes"], str] = Field(
+        default_factory=lambda: {
+            "age": "fr_age.onnx",
+            "gender": "fr_gender.onnx",
+            "pose": "fr_pose.onnx",
+            "liveness": "fr_liveness.onnx",
+            "expression": "fr_expression.onnx",
+            "eyes": "fr_eye.onnx",
+        }
+    )
+
+
+class QualityConfig(Section):
+    min_size_px: float = Field(24.0, ge=0)
+    good_size_px: float = Field(80.0, gt=0)
+    blur_sharpness: float = Field(20.0, ge=0)
+    sharp_sharpness: float = Field(150.0, gt=0)
+    frontal_yaw_deg: float = Field(25.0, ge=0, le=90)
+    profile_yaw_deg: float = Field(50.0, ge=0, le=90)
+    min_score: float = Field(0.3, ge=0, le=1, description="faces under this quality are not matched or enrolled")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "QualityConfig":
+        if self.good_size_px <= self.min_size_px:
+            raise ValueError("good_size_px must be greater than min_size_px")
+        if self.profile_yaw_deg <= self.frontal_yaw_deg:
+            raise ValueError("profile_yaw_deg must be greater than frontal_yaw_deg")
+        return self
+
+
+class RecognitionConfig(Section):
+    # Calibrated by bench/verify_pairs.py on LFW View 1 DevTrain (see README).
+    threshold: float = Field(0.28, ge=-1, le=1, description="default cosine-similarity threshold")
+    presets: dict[Literal["strict", "medium", "low"], float] = Field(
+        default_factory=lambda: {"strict": 0.36, "medium": 0.28, "low": 0.17}
+    )
+
+
+class ApiConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(40_000_000, gt=0)
+
+
+class FacewatchConfig(Section):
+    data_dir: str = Field("./data", description="SQLite, images and models live here")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    runtime: RuntimeConfig = RuntimeConfig()
+    models: ModelsConfig = ModelsConfig()
+    quality: QualityConfig = QualityConfig()
+    recognition: RecognitionConfig = RecognitionConfig()
+    api: ApiConfig = ApiConfig()
+
+    def models_dir(self, pack_name: str) -> Path:
+        if self.models.dir:
+            return Path(self.models.dir)
+        return Path(self.data_dir) / "models" / pack_name
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
+    overrides = []
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        if any(not part for part in path):
+            raise ConfigError(f"{name}: empty key part; use FACEWATCH_<SECTION>__<KEY>")
+        try:
+            # YAML scalars, so FACEWATCH_API__PORT=9000 is a number and [a, b] a list.
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        overrides.append((path, value))
+    return overrides
+
+
+def _apply(data: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {'.'.join(path)} goes inside {part!r}, which is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _format_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    if first["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    allowed = first.get("ctx", {}).get("expected")
+    msg = first["msg"]
+    if allowed and str(allowed) not in msg:
+        msg = f"{msg} (allowed: {allowed})"
+    more = len(error.errors()) - 1
+    return f"{key}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def parse_config(data: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None) -> FacewatchConfig:
+    merged: dict[str, Any] = dict(data or {})
+    for path, value in _env_overrides(os.environ if environ is None else environ):
+        _apply(merged, path, value, ENV_PREFIX + "__".join(p.upper() for p in path))
+    try:
+        return FacewatchConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> FacewatchConfig:
+    data: Any = {}
+    if path is not None:
+        file = Path(path)
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {file}: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {file} must hold a mapping of sections")
+    return parse_config(data, environ)

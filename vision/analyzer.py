@@ -1,0 +1,124 @@
+"""FaceAnalyzer: the one assembler of the face pipeline.
+
+image -> detect -> 68 landmarks -> five points -> aligned crop -> quality
+      -> (embedding, in one batch) -> (attributes named by the caller)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .attributes import AttributeModel
+from .detector import Detector
+from .errors import VisionError
+from .embedder import ArcFaceEmbedder
+from .geometry import align_face, five_points_from_68
+from .landmarks import Landmarker68
+from .quality import QualityOptions, assess_quality
+from .records import Face
+
+__all__ = ("FaceAnalyzer", "UnknownAttributeError")
+
+
+class UnknownAttributeError(VisionError, ValueError):
+    """An attribute was requested that the analyzer has no model for."""
+
+
+class FaceAnalyzer:
+    def __init__(
+        self,
+        detector: Detector,
+        landmarker: Landmarker68,
+        embedder: ArcFaceEmbedder,
+        attribute_factories: Mapping[str, Callable[[], AttributeModel]],
+        quality: QualityOptions,
+    ) -> None:
+        self.detector = detector
+        self.landmarker = landmarker
+        self.embedder = embedder
+        self.quality_options = quality
+        # Attribute models load on first use: most deployments never ask for
+        # expression (28 MB) and a watcher process should not pay for it.
+        self._attribute_factories = dict(attribute_factories)
+        self._attribute_models: dict[str, AttributeModel] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        return tuple(self._attribute_factories)
+
+    def check_attribute_names(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self._attribute_factories:
+                raise UnknownAttributeError(
+                    f"unknown attribute {name!r}; available: {', '.join(self._attribute_factories) or 'none'}"
+                )
+
+    def _attribute_model(self, name: str) -> AttributeModel:
+        model = self._attribute_models.get(name)
+        if model is not None:
+            return model
+        self.check_attribute_names([name])
+        with self._lock:
+            if name not in self._attribute_models:
+                self._attribute_models[name] = self._attribute_factories[name]()
+            return self._attribute_models[name]
+
+    def faces_from_boxes(self, image: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[Face]:
+        """Landmarks, alignment and quality for faces whose boxes are known."""
+        points68 = self.landmarker.predict(image, boxes)
+        faces = []
+        for box, score, points in zip(boxes, scores, points68):
+            kps = five_points_from_68(points)
+            aligned = align_face(image, kps, self.embedder.options.input_size)
+            face = Face(box=box, det_score=float(score), landmarks68=points, kps=kps, aligned=aligned)
+            face.quality = assess_quality(face.size_px, aligned, kps, self.quality_options)
+            faces.append(face)
+        return faces
+
+    def detect(self, image: np.ndarray, *, max_faces: int | None = None) -> list[Face]:
+        """All faces, largest first, with landmarks, aligned crop and quality."""
+        detections = self.detector.detect(image)
+        if len(detections) == 0:
+            return []
+        boxes, scores = detections.boxes, detections.scores
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        order = np.argsort(-areas)
+        if max_faces is not None:
+            order = order[:max_faces]
+        return self.faces_from_boxes(image, boxes[order], scores[order])
+
+    def embed(self, faces: Sequence[Face]) -> None:
+        """Fill ``embedding`` of every face in one batched model call."""
+        if not faces:
+            return
+        vectors = self.embedder.embed(np.stack([f.aligned for f in faces if f.aligned is not None]))
+        for face, vector in zip(faces, vectors):
+            face.embedding = vector
+
+    def add_attributes(self, image: np.ndarray, faces: Sequence[Face], names: Iterable[str]) -> None:
+        if not faces:
+            return
+        for name in names:
+            values = self._attribute_model(name).predict(image, faces)
+            for face, value in zip(faces, values):
+                face.attributes[name] = value
+
+    def analyze(
+        self,
+        image: np.ndarray,
+        *,
+        embed: bool = True,
+        attributes: Iterable[str] = (),
+        max_faces: int | None = None,
+    ) -> list[Face]:
+        names = list(attributes)
+        self.check_attribute_names(names)  # fail before doing any work
+        faces = self.detect(image, max_faces=max_faces)
+        if embed:
+            self.embed(faces)
+        self.add_attributes(image, faces, names)
+        return faces

@@ -1,0 +1,87 @@
+"""Records the face pipeline hands to its callers.
+
+numpy in, numpy out: boxes are float32 ``x1, y1, x2, y2`` in source-image pixels,
+points are float32 ``(x, y)`` in the same frame. Empty results are arrays of
+shape ``(0, ...)``, never ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ("Detections", "Face", "Quality")
+
+
+@dataclass(slots=True, frozen=True)
+class Detections:
+    """Raw detector output for one image: ``boxes`` (N, 4) and ``scores`` (N,)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+@dataclass(slots=True, frozen=True)
+class Quality:
+    """How usable a face is for recognition.
+
+    ``score`` is the product of the three factors, each in 0..1: a caller that
+    wants to refuse tiny, blurred or profile faces compares ``score`` (or one
+    factor) with its own threshold.
+    """
+
+    score: float
+    size_px: float  # shorter side of the detection box
+    size: float
+    sharpness: float  # variance of the Laplacian on the aligned crop, scaled
+    blur: float
+    yaw_deg: float  # estimated from the five points; 0 is frontal
+    pitch_deg: float
+    frontal: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "score": round(self.score, 4),
+            "size_px": round(self.size_px, 1),
+            "size": round(self.size, 4),
+            "sharpness": round(self.sharpness, 2),
+            "blur": round(self.blur, 4),
+            "yaw_deg": round(self.yaw_deg, 1),
+            "pitch_deg": round(self.pitch_deg, 1),
+            "frontal": round(self.frontal, 4),
+        }
+
+
+@dataclass(slots=True)
+class Face:
+    """One face found in an image, filled in stage by stage by the analyzer."""
+
+    box: np.ndarray  # (4,) float32
+    det_score: float
+    landmarks68: np.ndarray | None = None  # (68, 2)
+    kps: np.ndarray | None = None  # (5, 2): eyes, nose, mouth corners
+    aligned: np.ndarray | None = None  # (112, 112, 3) BGR uint8
+    embedding: np.ndarray | None = None  # (D,) float32, L2-normalised
+    quality: Quality | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+    @property
+    def size_px(self) -> float:
+        return min(self.width, self.height)
