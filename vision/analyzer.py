@@ -70,13 +70,18 @@ class FaceAnalyzer:
     def faces_from_boxes(self, image: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[Face]:
         """Landmarks, alignment and quality for faces whose boxes are known."""
         points68 = self.landmarker.predict(image, boxes)
-        faces = []
-        for box, score, points in zip(boxes, scores, points68):
-            kps = five_points_from_68(points)
-            aligned = align_face(image, kps, self.embedder.options.input_size)
-            face = Face(box=box, det_score=float(score), landmarks68=points, kps=kps, aligned=aligned)
-            face.quality = assess_quality(face.size_px, aligned, kps, self.quality_options)
-            faces.append(face)
+        kps_all = [five_points_from_68(points) for points in points68]
+        aligned_all = [align_face(image, kps, self.embedder.options.input_size) for kps in kps_all]
+        faces = [
+            Face(box=box, det_score=float(score), landmarks68=points, kps=kps, aligned=aligned)
+            for box, score, points, kps, aligned in zip(boxes, scores, points68, kps_all, aligned_all)
+        ]
+        poses: list[tuple[float, float] | None] = [None] * len(faces)
+        if faces and self.quality_options.yaw_source == "pose_model" and "pose" in self._attribute_factories:
+            self.add_attributes(image, faces, ["pose"])
+            poses = [(f.attributes["pose"]["yaw"], f.attributes["pose"]["pitch"]) for f in faces]
+        for face, kps, aligned, pose in zip(faces, kps_all, aligned_all, poses):
+            face.quality = assess_quality(face.size_px, aligned, kps, self.quality_options, pose)
         return faces
 
     def detect(self, image: np.ndarray, *, max_faces: int | None = None) -> list[Face]:
