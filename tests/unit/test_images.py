@@ -89,3 +89,28 @@ def test_unsupported_format() -> None:
     Image.new("RGB", (8, 8)).save(buf, format="ICO")
     with pytest.raises(ImageDecodeError, match="unsupported"):
         decode_image(buf.getvalue())
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_VALID_PNG = _encode(_sample(), "PNG")
+_VALID_JPEG = _encode(_sample(), "JPEG")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.sampled_from([b"", _VALID_PNG, _VALID_JPEG]),
+    cut=st.integers(min_value=0, max_value=2000),
+    noise=st.binary(max_size=64),
+    at=st.integers(min_value=0, max_value=2000),
+)
+def test_mangled_bytes_never_escape_as_other_errors(base: bytes, cut: int, noise: bytes, at: int) -> None:
+    data = base[:cut] if cut < len(base) else base
+    at = min(at, len(data))
+    data = data[:at] + noise + data[at + len(noise):]
+    try:
+        out = decode_image(data)
+    except (ImageDecodeError, ImageTooLargeError):
+        return
+    assert out.ndim == 3 and out.shape[2] == 3
