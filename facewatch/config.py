@@ -61,6 +61,7 @@ class DetectorConfig(Section):
     rgb: bool = True
     score_threshold: float = Field(0.7, gt=0, lt=1)
     nms_iou: float = Field(0.3, gt=0, le=1)
+    nms_containment: float = Field(0.7, gt=0, le=1, description="drop a box lying more than this much inside a better one")
     tile_min_side: int = Field(720, ge=0, description="also scan 2x2 tiles when the frame's shorter side is at least this; 0 = never")
     tile_overlap: float = Field(0.2, ge=0, lt=1)
     min_face_px: float = Field(0.0, ge=0)

@@ -31,6 +31,8 @@ class DetectorOptions:
     rgb: bool = True
     score_threshold: float = 0.7
     nms_iou: float = 0.3
+    # Drop a box lying more than this fraction inside a better-scored one.
+    nms_containment: float = 0.7
     # Frames whose shorter side is at least this are also scanned as 2x2 tiles,
     # which finds faces down to about 36 px in 720p instead of 56 px. 0 = never.
     tile_min_side: int = 720
@@ -119,5 +121,5 @@ class UltraLightDetector:
         sizes = np.minimum(boxes_px[:, 2] - boxes_px[:, 0], boxes_px[:, 3] - boxes_px[:, 1])
         valid = sizes >= max(self.options.min_face_px, 2.0)
         boxes_px, scores_all = boxes_px[valid], scores_all[valid]
-        keep_idx = nms(boxes_px, scores_all, self.options.nms_iou)
+        keep_idx = nms(boxes_px, scores_all, self.options.nms_iou, self.options.nms_containment)
         return Detections(boxes_px[keep_idx].astype(np.float32), scores_all[keep_idx])

@@ -11,6 +11,7 @@ __all__ = (
     "align_face",
     "crop_box",
     "iou_matrix",
+    "containment_matrix",
     "nms",
     "five_points_from_68",
 )
@@ -95,8 +96,26 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)).astype(np.float32)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
+def containment_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Fraction of each box of ``b`` (M, 4) that lies inside each box of ``a`` (N, 4)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return (inter / np.maximum(area_b[None, :], 1e-9)).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, containment: float = 1.0) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best first.
+
+    A box lying more than ``containment`` inside a better one is dropped too:
+    the detector sometimes adds a second box on the lower half of a large face
+    (mouth and chin), whose IoU with the whole face is small.
+    """
     order = np.argsort(-scores)
     keep: list[int] = []
     while order.size:
@@ -104,8 +123,10 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         keep.append(best)
         if order.size == 1:
             break
-        overlaps = iou_matrix(boxes[best : best + 1], boxes[order[1:]])[0]
-        order = order[1:][overlaps <= iou_threshold]
+        rest = order[1:]
+        overlaps = iou_matrix(boxes[best : best + 1], boxes[rest])[0]
+        inside = containment_matrix(boxes[best : best + 1], boxes[rest])[0]
+        order = rest[(overlaps <= iou_threshold) & (inside <= containment)]
     return np.array(keep, dtype=np.int64)
 
 

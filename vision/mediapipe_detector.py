@@ -37,7 +37,7 @@ def detections_from_mediapipe(result: Any, width: int, height: int, options: Det
     sizes = np.minimum(box_arr[:, 2] - box_arr[:, 0], box_arr[:, 3] - box_arr[:, 1])
     valid = sizes >= max(options.min_face_px, 2.0)
     box_arr, score_arr = box_arr[valid], score_arr[valid]
-    keep = nms(box_arr, score_arr, options.nms_iou)
+    keep = nms(box_arr, score_arr, options.nms_iou, options.nms_containment)
     return Detections(box_arr[keep], score_arr[keep])
 
 

@@ -44,3 +44,12 @@ def test_iou_and_nms() -> None:
     assert nms(boxes, scores, 0.5).tolist() == [0, 2]
     assert nms(boxes, scores, 0.9).tolist() == [0, 1, 2]
     assert iou_matrix(np.zeros((0, 4), np.float32), boxes).shape == (0, 3)
+
+
+def test_nms_drops_a_box_inside_a_better_one() -> None:
+    face = np.array([311, 69, 583, 486], np.float32)  # measured on deepface img20.jpg
+    lower_half = np.array([372, 343, 573, 489], np.float32)
+    boxes, scores = np.stack([face, lower_half]), np.array([1.0, 0.99], np.float32)
+    assert iou_matrix(boxes[:1], boxes[1:])[0, 0] < 0.3  # plain NMS keeps both
+    assert nms(boxes, scores, 0.3).tolist() == [0, 1]
+    assert nms(boxes, scores, 0.3, containment=0.7).tolist() == [0]

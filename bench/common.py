@@ -1,0 +1,62 @@
+"""Shared bits of the benchmarks: config, data paths, percentiles, face choice."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from facewatch.analyzer_setup import build_analyzer  # noqa: E402
+from facewatch.config import FacewatchConfig, load_config, parse_config  # noqa: E402
+from vision.analyzer import FaceAnalyzer  # noqa: E402
+from vision.records import Face  # noqa: E402
+
+DATA = Path(os.environ.get("FWTEST_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+def add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="facewatch config (default: built-in defaults)")
+
+
+def make_config(path: str | None, **overrides: object) -> FacewatchConfig:
+    # Without a config file, use the repository's data folder wherever we run from.
+    base = load_config(path) if path else parse_config({"data_dir": str(ROOT / "data")})
+    data = base.model_dump()
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return parse_config(data, environ={})
+
+
+def make_analyzer(cfg: FacewatchConfig) -> FaceAnalyzer:
+    return build_analyzer(cfg)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, np.float64), q))
+
+
+def central_face(analyzer: FaceAnalyzer, image: np.ndarray) -> tuple[Face | None, str]:
+    """The face a pair photo means: high detection score, near the centre.
+
+    Falls back to a lower detection threshold; returns (face, how it was found).
+    """
+    height, width = image.shape[:2]
+    detections = analyzer.detector.detect(image)
+    how = "detected"
+    if len(detections) == 0:
+        return None, "missed"
+    centres = (detections.boxes[:, :2] + detections.boxes[:, 2:]) / 2
+    distance = np.linalg.norm(centres - [width / 2, height / 2], axis=1) / np.hypot(width, height)
+    best = int(np.argmax(detections.scores - distance))
+    faces = analyzer.faces_from_boxes(image, detections.boxes[best : best + 1], detections.scores[best : best + 1])
+    return faces[0], how
