@@ -124,9 +124,9 @@ class QualityConfig(Section):
 
 class RecognitionConfig(Section):
     # Calibrated by bench/verify_pairs.py on LFW View 1 DevTrain (see README).
-    threshold: float = Field(0.28, ge=-1, le=1, description="default cosine-similarity threshold")
+    threshold: float = Field(0.278, ge=-1, le=1, description="default cosine-similarity threshold")
     presets: dict[Literal["strict", "medium", "low"], float] = Field(
-        default_factory=lambda: {"strict": 0.36, "medium": 0.28, "low": 0.17}
+        default_factory=lambda: {"strict": 0.292, "medium": 0.245, "low": 0.137}
     )
 
 
