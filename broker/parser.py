@@ -43,10 +43,14 @@ class FrameParser:
         self._buf = bytearray()
         self._body_scan_from = 0  # where the NUL search resumes for the pending frame
         self.heartbeats = 0  # EOLs seen between frames
+        self.completed_before_error: list[Frame] = []
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Frames completed by ``data``. On ProtocolError, the frames completed
+        before the bad one are in ``completed_before_error``."""
         self._buf += data
-        frames = []
+        frames: list[Frame] = []
+        self.completed_before_error = frames
         while True:
             frame = self._next_frame()
             if frame is None:

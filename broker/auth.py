@@ -1,0 +1,72 @@
+"""Who may connect, and what each principal may read and write.
+
+The broker asks an ``Authenticator`` at CONNECT; the repo will provide one that
+checks API keys and tokens. Until then ``StaticAuthenticator`` checks
+configured credentials. Permissions are destination prefixes.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ("Principal", "Credentials", "Authenticator", "StaticAuthenticator", "StaticUser")
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    name: str
+    read_prefixes: tuple[str, ...] = ("/",)  # SUBSCRIBE
+    write_prefixes: tuple[str, ...] = ("/",)  # SEND
+    tenant: str | None = None
+
+    def may_read(self, destination: str) -> bool:
+        return any(destination.startswith(p) for p in self.read_prefixes)
+
+    def may_write(self, destination: str) -> bool:
+        return any(destination.startswith(p) for p in self.write_prefixes)
+
+
+@dataclass(slots=True, frozen=True)
+class Credentials:
+    login: str | None
+    passcode: str | None
+    authorization: str | None  # "Bearer <token>" or an API key
+
+
+class Authenticator(Protocol):
+    def authenticate(self, credentials: Credentials) -> Principal | None: ...
+
+
+@dataclass(slots=True, frozen=True)
+class StaticUser:
+    login: str
+    passcode: str
+    read: tuple[str, ...] = ("/",)
+    write: tuple[str, ...] = ("/",)
+
+
+@dataclass(slots=True)
+class StaticAuthenticator:
+    users: list[StaticUser] = field(default_factory=list)
+    bearer_tokens: dict[str, str] = field(default_factory=dict)  # token -> login of a user above
+
+    def _principal(self, user: StaticUser) -> Principal:
+        return Principal(user.login, user.read, user.write)
+
+    def authenticate(self, credentials: Credentials) -> Principal | None:
+        by_login = {u.login: u for u in self.users}
+        if credentials.authorization:
+            scheme, _, token = credentials.authorization.partition(" ")
+            if scheme.lower() == "bearer":
+                for known, login in self.bearer_tokens.items():
+                    if hmac.compare_digest(known.encode(), token.encode()) and login in by_login:
+                        return self._principal(by_login[login])
+            return None
+        user = by_login.get(credentials.login or "")
+        if user is None or credentials.passcode is None:
+            return None
+        if not hmac.compare_digest(user.passcode.encode(), credentials.passcode.encode()):
+            return None
+        return self._principal(user)

@@ -1,0 +1,232 @@
+"""The broker's routing state: queues, subscriptions, bindings, delivery.
+
+Everything that is not one connection's protocol: where a SENT message goes,
+who gets it next, what is unacknowledged, what happens to a slow consumer.
+Runs on one asyncio loop; no locks, no I/O (sessions do the writing).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from .destinations import topic_matches
+from .frames import escape_header
+
+if TYPE_CHECKING:
+    from .session import StompSession
+
+__all__ = ("BrokerLimits", "Message", "MessageQueue", "Subscription", "Router", "OverflowPolicy")
+
+log = logging.getLogger(__name__)
+
+OverflowPolicy = Literal["drop_oldest", "disconnect"]
+
+# Headers a SEND may not pass through to subscribers: the broker sets them.
+_RESERVED = frozenset(
+    {"destination", "message-id", "subscription", "ack", "receipt", "transaction", "content-length", "redelivered"}
+)
+
+
+@dataclass(slots=True, frozen=True)
+class BrokerLimits:
+    max_frame_bytes: int = 4 * 1024 * 1024
+    max_headers: int = 64
+    max_header_line_bytes: int = 8192
+    max_subscriptions_per_connection: int = 256
+    max_connections_per_login: int = 256
+    max_pending_messages: int = 10_000  # per subscription (and per temp queue)
+    max_queue_messages: int = 100_000  # per shared /queue/
+    overflow_policy: OverflowPolicy = "drop_oldest"
+    # A connection whose unsent bytes pass this gets no more deliveries until
+    # its socket drains; the messages wait in their (bounded) queues instead.
+    session_high_water_bytes: int = 1024 * 1024
+    max_open_transactions: int = 16
+    max_transaction_frames: int = 10_000
+    heartbeat_send_ms: int = 10_000  # how often we can send (sx)
+    heartbeat_receive_ms: int = 10_000  # how often we want to hear from the client (sy)
+    heartbeat_grace: float = 2.0
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(slots=True)
+class Message:
+    destination: str
+    headers: dict[str, str]
+    body: bytes
+    message_id: str
+    redelivered: bool = False
+    _encoded: dict[str, bytes] = field(default_factory=dict)
+
+    def encoded_tail(self, version: str) -> bytes:
+        """The part of a MESSAGE frame shared by every subscriber on a version."""
+        tail = self._encoded.get(version)
+        if tail is None:
+            lines = [f"{escape_header(k, version)}:{escape_header(v, version)}" for k, v in self.headers.items()]
+            lines.append(f"content-length:{len(self.body)}")
+            tail = ("\n".join(lines) + "\n\n").encode("utf-8") + self.body + b"\x00"
+            self._encoded[version] = tail
+        return tail
+
+    def redelivery(self) -> "Message":
+        return Message(self.destination, self.headers, self.body, self.message_id, True)
+
+
+def user_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k not in _RESERVED}
+
+
+class Subscription:
+    """One SUBSCRIBE of one session: reads from exactly one MessageQueue."""
+
+    def __init__(self, session: "StompSession", sub_id: str, destination: str, ack: str,
+                 queue: "MessageQueue", prefetch: int) -> None:
+        self.session = session
+        self.id = sub_id
+        self.destination = destination
+        self.ack = ack  # auto | client | client-individual
+        self.queue = queue
+        self.prefetch = prefetch
+        self.unacked: OrderedDict[str, Message] = OrderedDict()
+        self._ack_ids = itertools.count(1)
+
+    def has_capacity(self) -> bool:
+        if not self.session.writable:
+            return False
+        return self.prefetch <= 0 or self.ack == "auto" or len(self.unacked) < self.prefetch
+
+    def deliver(self, message: Message) -> None:
+        head = [f"MESSAGE\ndestination:{escape_header(message.destination, self.session.version)}",
+                f"message-id:{message.message_id}",
+                f"subscription:{escape_header(self.id, self.session.version)}"]
+        if message.redelivered:
+            head.append("redelivered:true")
+        if self.ack != "auto":
+            ack_id = f"{self.session.id}-{next(self._ack_ids)}"
+            self.unacked[ack_id] = message
+            if self.session.version == "1.2":
+                head.append(f"ack:{ack_id}")
+            else:  # 1.0/1.1 acknowledge by message-id; keep ids unique per delivery
+                head[1] = f"message-id:{ack_id}"
+        self.session.send_raw(("\n".join(head) + "\n").encode("utf-8") + message.encoded_tail(self.session.version))
+
+    def take_acked(self, ack_id: str) -> list[Message] | None:
+        """Remove what an ACK/NACK of ``ack_id`` covers; None if unknown."""
+        if ack_id not in self.unacked:
+            return None
+        if self.ack == "client-individual":
+            return [self.unacked.pop(ack_id)]
+        covered = []  # cumulative: everything delivered up to and including it
+        while self.unacked:
+            key, message = self.unacked.popitem(last=False)
+            covered.append(message)
+            if key == ack_id:
+                break
+        return covered
+
+
+class MessageQueue:
+    """Messages waiting for consumers, handed out round robin."""
+
+    def __init__(self, name: str, max_messages: int, policy: OverflowPolicy, *, exclusive_owner: "StompSession | None" = None) -> None:
+        self.name = name
+        self.messages: deque[Message] = deque()
+        self.consumers: list[Subscription] = []
+        self.max_messages = max_messages
+        self.policy = policy
+        self.exclusive_owner = exclusive_owner
+        self.dropped = 0
+        self._next = 0
+
+    def put(self, message: Message, *, front: bool = False) -> None:
+        if front:
+            self.messages.appendleft(message)
+        else:
+            self.messages.append(message)
+        if len(self.messages) > self.max_messages:
+            if self.policy == "disconnect" and self.exclusive_owner is not None:
+                self.messages.clear()
+                self.exclusive_owner.fail("slow consumer", f"more than {self.max_messages} messages pending on {self.name}")
+                return
+            self.messages.popleft()
+            self.dropped += 1
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        consumers = self.consumers
+        while self.messages and consumers:
+            for offset in range(len(consumers)):
+                candidate = consumers[(self._next + offset) % len(consumers)]
+                if candidate.has_capacity():
+                    self._next = (self._next + offset + 1) % len(consumers)
+                    candidate.deliver(self.messages.popleft())
+                    break
+            else:
+                return  # nobody can take more now; resumed when one drains
+
+
+class Router:
+    """Where messages go: topic bindings, named queues, reply queues."""
+
+    def __init__(self, limits: BrokerLimits) -> None:
+        self.limits = limits
+        self.queues: dict[str, MessageQueue] = {}
+        self.bindings: list[tuple[str, MessageQueue]] = []  # (topic pattern, private queue)
+        self._route_cache: dict[str, list[MessageQueue]] = {}
+        self.reply_queues: dict[str, MessageQueue] = {}  # token -> temp queue
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(4)
+        self.published = 0
+
+    def new_message(self, destination: str, headers: dict[str, str], body: bytes) -> Message:
+        return Message(destination, user_headers(headers), body, f"{self._prefix}-{next(self._ids)}")
+
+    # topics
+    def bind(self, pattern: str, queue: MessageQueue) -> None:
+        self.bindings.append((pattern, queue))
+        self._route_cache.clear()
+
+    def unbind(self, queue: MessageQueue) -> None:
+        self.bindings = [(p, q) for p, q in self.bindings if q is not queue]
+        self._route_cache.clear()
+
+    def publish_topic(self, key: str, message: Message) -> None:
+        targets = self._route_cache.get(key)
+        if targets is None:
+            targets = [q for p, q in self.bindings if topic_matches(p, key)]
+            if len(self._route_cache) > 10_000:
+                self._route_cache.clear()
+            self._route_cache[key] = targets
+        self.published += 1
+        for queue in targets:
+            queue.put(message)
+
+    # named queues
+    def queue(self, name: str) -> MessageQueue:
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = MessageQueue(f"/queue/{name}", self.limits.max_queue_messages, "drop_oldest")
+        return q
+
+    def publish_queue(self, name: str, message: Message) -> None:
+        self.published += 1
+        self.queue(name).put(message)
+
+    # reply queues
+    def publish_reply(self, token: str, message: Message) -> bool:
+        queue = self.reply_queues.get(token)
+        if queue is None:
+            return False
+        self.published += 1
+        queue.put(message)
+        return True
+
+    def requeue(self, subscription: Subscription, messages: Iterable[Message]) -> None:
+        """Give unacknowledged messages back to their queue, first in line."""
+        for message in reversed(list(messages)):
+            subscription.queue.put(message.redelivery(), front=True)

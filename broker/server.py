@@ -1,0 +1,225 @@
+"""The embedded broker: shared state plus its TCP and WebSocket transports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from .auth import Authenticator, Principal
+from .core import BrokerLimits, Router
+from .session import StompSession
+
+__all__ = ("BrokerCore", "BrokerServer", "websocket_handler", "STOMP_SUBPROTOCOLS")
+
+log = logging.getLogger(__name__)
+
+STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
+
+
+class BrokerCore:
+    """State shared by all connections of one broker."""
+
+    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, loop: asyncio.AbstractEventLoop) -> None:
+        self.limits = limits
+        self.authenticator = authenticator
+        self.loop = loop
+        self.router = Router(limits)
+        self.sessions: set[StompSession] = set()
+        self._per_login: Counter[str] = Counter()
+
+    def admit(self, session: StompSession, principal: Principal) -> bool:
+        if self._per_login[principal.name] >= self.limits.max_connections_per_login:
+            return False
+        self._per_login[principal.name] += 1
+        return True
+
+    def session_opened(self, session: StompSession) -> None:
+        self.sessions.add(session)
+
+    def session_closed(self, session: StompSession) -> None:
+        self.sessions.discard(session)
+        if session.principal is not None:
+            self._per_login[session.principal.name] -= 1
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "connections": len(self.sessions),
+            "queues": len(self.router.queues),
+            "bindings": len(self.router.bindings),
+            "published": self.router.published,
+            "dropped": sum(q.dropped for _, q in self.router.bindings) + sum(q.dropped for q in self.router.queues.values()),
+        }
+
+
+class _TcpTransport:
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def write(self, data: bytes) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def buffered_bytes(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+
+class _StompTcpProtocol(asyncio.Protocol):
+    def __init__(self, core: BrokerCore) -> None:
+        self.core = core
+        self.session: StompSession | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        # Deliveries stop at the session high-water mark; the OS buffer below it.
+        transport.set_write_buffer_limits(high=self.core.limits.session_high_water_bytes)
+        self.session = StompSession(self.core, _TcpTransport(transport))
+        self.core.session_opened(self.session)
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.data_received(data)
+
+    def pause_writing(self) -> None:
+        pass  # ``writable`` reads the buffer size directly
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.session.on_writable()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            self.session.connection_lost()
+
+
+class _WebSocketTransport:
+    """Frames go out as WebSocket messages from one writer task, in order."""
+
+    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
+        self.ws = ws
+        self._peer = peer
+        self._queue: list[bytes] = []
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self.session: StompSession | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        self._wakeup.set()
+
+    def buffered_bytes(self) -> int:
+        return self._queued_bytes
+
+    def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    async def run_writer(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                size = sum(len(b) for b in batch)
+                # Several frames per WebSocket message is allowed; text when it decodes.
+                payload = b"".join(batch)
+                try:
+                    await self.ws.send_str(payload.decode("utf-8"))
+                except UnicodeDecodeError:
+                    await self.ws.send_bytes(payload)
+                except (ConnectionResetError, RuntimeError):
+                    self._closing = True
+                    self._queue.clear()
+                self._queued_bytes -= size
+                if self.session is not None and self._queued_bytes < self.session.limits.session_high_water_bytes:
+                    self.session.on_writable()
+            if self._closing:
+                await self.ws.close()
+                return
+
+
+def websocket_handler(core_getter: Callable[[], BrokerCore]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """aiohttp handler for STOMP over WebSocket at /stomp."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        core = core_getter()
+        ws = web.WebSocketResponse(protocols=STOMP_SUBPROTOCOLS, max_msg_size=core.limits.max_frame_bytes + 1024,
+                                   heartbeat=None)
+        await ws.prepare(request)
+        transport = _WebSocketTransport(ws, request.remote or "?")
+        session = StompSession(core, transport)
+        transport.session = session
+        core.session_opened(session)
+        writer = asyncio.create_task(transport.run_writer())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    session.data_received(msg.data.encode("utf-8"))
+                elif msg.type == WSMsgType.BINARY:
+                    session.data_received(msg.data)
+                else:
+                    break
+                if session.closed:
+                    break
+        finally:
+            session.connection_lost()
+            transport.close()
+            try:
+                await asyncio.wait_for(writer, timeout=5)
+            except asyncio.TimeoutError:
+                writer.cancel()
+        return ws
+
+    return handler
+
+
+@dataclass(slots=True)
+class BrokerServer:
+    """Runs the TCP listener; the WebSocket side is mounted on the aiohttp app."""
+
+    core: BrokerCore
+    host: str = "127.0.0.1"
+    port: int = 61613
+    _server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> int:
+        self._server = await self.core.loop.create_server(
+            lambda: _StompTcpProtocol(self.core), self.host, self.port, reuse_address=True
+        )
+        sock = self._server.sockets[0]
+        self.port = int(sock.getsockname()[1])
+        log.info("STOMP broker listening on %s:%d", self.host, self.port)
+        return self.port
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop accepting, let pending output (receipts included) drain, close all."""
+        if self._server is not None:
+            self._server.close()
+        deadline = self.core.loop.time() + timeout_s
+        while any(s.transport.buffered_bytes() for s in self.core.sessions) and self.core.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.core.sessions):
+            session.close()
+        if self._server is not None:
+            await self._server.wait_closed()
