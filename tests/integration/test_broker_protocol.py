@@ -1,0 +1,329 @@
+"""The embedded broker over raw sockets: every frame and header rule we promise."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from broker.core import BrokerLimits
+from broker.embedded import BrokerThread
+
+from .conftest import RawStomp, start_embedded
+
+
+def peer(broker: BrokerThread, **connect: str) -> RawStomp:
+    raw = RawStomp(broker.broker.port)
+    frame = raw.connect(**connect) if connect else raw.connect()
+    assert frame.command == "CONNECTED", frame
+    return raw
+
+
+@pytest.mark.parametrize(("offered", "chosen"), [("1.0", "1.0"), ("1.1", "1.1"), ("1.0,1.1,1.2", "1.2"), ("1.1,1.2", "1.2")])
+def test_version_negotiation(embedded: BrokerThread, offered: str, chosen: str) -> None:
+    raw = RawStomp(embedded.broker.port)
+    assert raw.connect(version=offered).headers["version"] == chosen
+
+
+def test_connect_without_accept_version_is_1_0_and_stomp_command_works(embedded: BrokerThread) -> None:
+    raw = RawStomp(embedded.broker.port)
+    raw.send(b"CONNECT\nlogin:guest\npasscode:guest\n\n\x00")
+    assert raw.recv().headers["version"] == "1.0"
+    raw2 = RawStomp(embedded.broker.port)
+    raw2.send(b"STOMP\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\n\n\x00")
+    assert raw2.recv().command == "CONNECTED"
+
+
+def test_unsupported_version_errors_and_closes(embedded: BrokerThread) -> None:
+    raw = RawStomp(embedded.broker.port)
+    error = raw.connect(version="2.0")
+    assert error.command == "ERROR" and error.headers["version"] == "1.0,1.1,1.2"
+    assert raw.closed_by_peer()
+
+
+@pytest.mark.parametrize(("login", "passcode"), [("guest", "wrong"), ("nobody", "guest"), ("", "")])
+def test_bad_credentials_are_refused(embedded: BrokerThread, login: str, passcode: str) -> None:
+    raw = RawStomp(embedded.broker.port)
+    error = raw.connect(login=login, passcode=passcode)
+    assert error.command == "ERROR" and error.headers["message"] == "access refused"
+    assert raw.closed_by_peer()
+
+
+def test_frames_before_connect_are_refused(embedded: BrokerThread) -> None:
+    raw = RawStomp(embedded.broker.port)
+    raw.send_frame("SEND", {"destination": "/topic/a"}, b"x")
+    assert raw.recv().headers["message"] == "not connected"
+    assert raw.closed_by_peer()
+
+
+def test_heartbeat_negotiation_sending_and_enforcement() -> None:
+    broker = start_embedded(BrokerLimits(heartbeat_send_ms=100, heartbeat_receive_ms=100))
+    try:
+        raw = RawStomp(broker.broker.port)
+        connected = raw.connect(**{"heart-beat": "200,150"})
+        assert connected.headers["heart-beat"] == "100,100"
+        # We promised to send every 200 ms and said we want one every 150 ms:
+        # the broker beats at max(100, 150) and expects ours within 2 x 200 ms.
+        raw.sock.settimeout(1.0)
+        beats = raw.sock.recv(16)
+        assert beats.strip(b"\n") == b"" and len(beats) >= 1
+        assert raw.closed_by_peer(timeout_s=3.0)  # we never beat: closed
+        quiet = RawStomp(broker.broker.port)
+        quiet.connect(**{"heart-beat": "0,0"})
+        quiet.recv_none(0.6)  # no heart-beats either way, and not closed
+        quiet.send_frame("DISCONNECT", {"receipt": "bye"})
+        assert quiet.recv().headers["receipt-id"] == "bye"
+    finally:
+        broker.stop()
+
+
+def test_send_subscribe_message_receipt_and_headers(embedded: BrokerThread) -> None:
+    sub, pub = peer(embedded), peer(embedded)
+    sub.send_frame("SUBSCRIBE", {"destination": "/topic/watcher.*", "id": "0", "receipt": "r1"})
+    assert sub.recv().headers["receipt-id"] == "r1"
+    body = b"bin\x00ary\x00"
+    pub.send_frame("SEND", {"destination": "/topic/watcher.cam1", "receipt": "r2", "x-custom": "a:b\nc",
+                            "content-type": "application/octet-stream"}, body)
+    assert pub.recv().headers == {"receipt-id": "r2"}
+    message = sub.recv()
+    assert message.command == "MESSAGE"
+    assert message.body == body
+    assert message.headers["destination"] == "/topic/watcher.cam1"
+    assert message.headers["subscription"] == "0"
+    assert message.headers["x-custom"] == "a:b\nc"
+    assert message.headers["content-type"] == "application/octet-stream"
+    assert "receipt" not in message.headers and message.headers["message-id"]
+    pub.send_frame("SEND", {"destination": "/topic/other.cam1"}, b"no")
+    pub.send_frame("SEND", {"destination": "/topic/watcher.cam1.deeper"}, b"no")
+    sub.recv_none()
+
+
+def test_hash_wildcard_and_unsubscribe(embedded: BrokerThread) -> None:
+    sub, pub = peer(embedded), peer(embedded)
+    sub.send_frame("SUBSCRIBE", {"destination": "/topic/repo.#", "id": "a", "receipt": "s"})
+    sub.recv()
+    for key in ("repo", "repo.events", "repo.events.gallery.1"):
+        pub.send_frame("SEND", {"destination": f"/topic/{key}"}, key.encode())
+    assert [sub.recv().body for _ in range(3)] == [b"repo", b"repo.events", b"repo.events.gallery.1"]
+    sub.send_frame("UNSUBSCRIBE", {"id": "a", "receipt": "u"})
+    assert sub.recv().headers["receipt-id"] == "u"
+    pub.send_frame("SEND", {"destination": "/topic/repo.events"}, b"late")
+    sub.recv_none()
+
+
+def test_queue_round_robin_and_redelivery_on_disconnect(embedded: BrokerThread) -> None:
+    a, b, producer = peer(embedded), peer(embedded), peer(embedded)
+    for consumer, sid in ((a, "a"), (b, "b")):
+        consumer.send_frame("SUBSCRIBE", {"destination": "/queue/work", "id": sid, "ack": "client-individual", "receipt": "s"})
+        consumer.recv()
+    for i in range(4):
+        producer.send_frame("SEND", {"destination": "/queue/work"}, str(i).encode())
+    got_a = [a.recv() for _ in range(2)]
+    got_b = [b.recv() for _ in range(2)]
+    assert sorted(m.body for m in got_a + got_b) == [b"0", b"1", b"2", b"3"]
+    a.send_frame("ACK", {"id": got_a[0].headers["ack"]})
+    a.close()  # one unacked message of a's goes back to the queue, marked
+    redelivered = b.recv()
+    assert redelivered.body == got_a[1].body
+    assert redelivered.headers["redelivered"] == "true"
+
+
+def test_nack_redelivers_and_client_ack_is_cumulative(embedded: BrokerThread) -> None:
+    consumer, producer = peer(embedded), peer(embedded)
+    consumer.send_frame("SUBSCRIBE", {"destination": "/queue/jobs", "id": "c", "ack": "client", "receipt": "s"})
+    consumer.recv()
+    for i in range(3):
+        producer.send_frame("SEND", {"destination": "/queue/jobs"}, str(i).encode())
+    first = [consumer.recv() for _ in range(3)]
+    consumer.send_frame("NACK", {"id": first[0].headers["ack"]})  # cumulative: NACKs message 0 only
+    again = consumer.recv()
+    assert again.body == b"0" and again.headers["redelivered"] == "true"
+    consumer.send_frame("ACK", {"id": again.headers["ack"], "receipt": "done"})  # acks 1, 2 and the redelivery
+    assert consumer.recv().headers["receipt-id"] == "done"
+    consumer.close()
+    fresh = peer(embedded)
+    fresh.send_frame("SUBSCRIBE", {"destination": "/queue/jobs", "id": "c2", "ack": "client"})
+    fresh.recv_none(0.5)  # nothing left to redeliver
+
+
+def test_ack_by_message_id_in_1_1_and_unknown_ack_is_an_error(embedded: BrokerThread) -> None:
+    consumer, producer = peer(embedded, version="1.1"), peer(embedded)
+    consumer.send_frame("SUBSCRIBE", {"destination": "/queue/v11", "id": "x", "ack": "client-individual", "receipt": "s"})
+    consumer.recv()
+    producer.send_frame("SEND", {"destination": "/queue/v11"}, b"m")
+    message = consumer.recv()
+    consumer.send_frame("ACK", {"message-id": message.headers["message-id"], "subscription": "x", "receipt": "a"})
+    assert consumer.recv().headers["receipt-id"] == "a"
+    consumer.send_frame("ACK", {"message-id": "nope", "subscription": "x", "receipt": "bad"})
+    error = consumer.recv()
+    assert error.command == "ERROR" and error.headers["receipt-id"] == "bad"
+
+
+def test_transactions_commit_and_abort(embedded: BrokerThread) -> None:
+    sub, pub = peer(embedded), peer(embedded)
+    sub.send_frame("SUBSCRIBE", {"destination": "/topic/tx", "id": "0", "receipt": "s"})
+    sub.recv()
+    pub.send_frame("BEGIN", {"transaction": "t1"})
+    pub.send_frame("SEND", {"destination": "/topic/tx", "transaction": "t1"}, b"one")
+    pub.send_frame("SEND", {"destination": "/topic/tx", "transaction": "t1"}, b"two")
+    sub.recv_none()
+    pub.send_frame("COMMIT", {"transaction": "t1"})
+    assert [sub.recv().body for _ in range(2)] == [b"one", b"two"]
+    pub.send_frame("BEGIN", {"transaction": "t2"})
+    pub.send_frame("SEND", {"destination": "/topic/tx", "transaction": "t2"}, b"never")
+    pub.send_frame("ABORT", {"transaction": "t2", "receipt": "ab"})
+    assert pub.recv().headers["receipt-id"] == "ab"
+    sub.recv_none()
+    pub.send_frame("COMMIT", {"transaction": "t2"})
+    assert pub.recv().headers["message"] == "unknown transaction"
+
+
+def test_transactional_ack(embedded: BrokerThread) -> None:
+    consumer, producer = peer(embedded), peer(embedded)
+    consumer.send_frame("SUBSCRIBE", {"destination": "/queue/txack", "id": "q", "ack": "client-individual", "receipt": "s"})
+    consumer.recv()
+    producer.send_frame("SEND", {"destination": "/queue/txack"}, b"m")
+    message = consumer.recv()
+    consumer.send_frame("BEGIN", {"transaction": "t"})
+    consumer.send_frame("ACK", {"id": message.headers["ack"], "transaction": "t"})
+    consumer.send_frame("ABORT", {"transaction": "t"})
+    consumer.close()  # the ACK was aborted: the message comes back
+    other = peer(embedded)
+    other.send_frame("SUBSCRIBE", {"destination": "/queue/txack", "id": "q"})
+    assert other.recv().headers["redelivered"] == "true"
+
+
+def test_temp_queue_replies_reach_only_the_requester(embedded: BrokerThread) -> None:
+    service, requester, snooper = peer(embedded), peer(embedded), peer(embedded)
+    service.send_frame("SUBSCRIBE", {"destination": "/queue/facewatch.api", "id": "api", "receipt": "s"})
+    service.recv()
+    requester.send_frame("SEND", {"destination": "/queue/facewatch.api", "reply-to": "/temp-queue/r1",
+                                  "correlation-id": "c-1"}, b"ping")
+    request = service.recv()
+    reply_to = request.headers["reply-to"]
+    assert reply_to.startswith("/reply-queue/") and len(reply_to) > 30  # an unguessable token
+    service.send_frame("SEND", {"destination": reply_to, "correlation-id": "c-1"}, b"pong")
+    reply = requester.recv()
+    assert reply.body == b"pong" and reply.headers["subscription"] == "/temp-queue/r1"
+    assert reply.headers["correlation-id"] == "c-1"
+    snooper.send_frame("SUBSCRIBE", {"destination": "/temp-queue/r1", "id": "t", "receipt": "x"})
+    assert snooper.recv().command == "ERROR"
+    requester.close()
+    time.sleep(0.2)
+    service.send_frame("SEND", {"destination": reply_to, "receipt": "late"}, b"to nobody")
+    assert service.recv().headers["receipt-id"] == "late"  # dropped quietly, the service lives on
+
+
+def test_permissions_by_prefix(embedded: BrokerThread) -> None:
+    viewer = peer(embedded, login="viewer", passcode="viewer-pass")
+    viewer.send_frame("SUBSCRIBE", {"destination": "/topic/watcher.cam1", "id": "ok", "receipt": "r"})
+    assert viewer.recv().headers["receipt-id"] == "r"
+    viewer.send_frame("SEND", {"destination": "/topic/watcher.cam1"}, b"forged")
+    error = viewer.recv()
+    assert error.headers["message"] == "access refused"
+    assert viewer.closed_by_peer()
+    other = peer(embedded, login="viewer", passcode="viewer-pass")
+    other.send_frame("SUBSCRIBE", {"destination": "/queue/facewatch.api", "id": "no"})
+    assert other.recv().headers["message"] == "access refused"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"SEND\ndestination:/topic/a\n\nno terminator" + b"x" * 5000, "frame too large"),
+        (b"SEND\ndestination:/topic/a\ncontent-length:3\n\nabcd\x00", "not terminated by NUL"),
+        (b"SEND\ndestination:/topic/a\ncontent-length:-1\n\n\x00", "bad content-length"),
+        (b"EXPLODE\n\n\x00", "unknown command"),
+        (b"SEND\ndestination:/topic/a\nbad:\\q\n\n\x00", "invalid header escape"),
+        (b"\xde\xad\xbe\xef\x00\x01\x02\n\n\x00", "not UTF-8"),
+        (b"GARBAGE\x00\x01\x02\n\n\x00", "unknown command"),
+        (b"SEND\n\n\x00", "missing destination header"),
+        (b"SUBSCRIBE\ndestination:/topic/a\n\n\x00", "missing id header"),
+        (b"SEND\ndestination:/nowhere/a\n\n\x00", "unknown destination type"),
+        (b"CONNECT\naccept-version:1.2\n\n\x00", "already connected"),
+    ],
+)
+def test_malformed_input_errors_and_closes_only_that_connection(data: bytes, message: str) -> None:
+    broker = start_embedded(BrokerLimits(max_frame_bytes=4096))
+    try:
+        bystander_sub, bystander_pub = peer(broker), peer(broker)
+        bystander_sub.send_frame("SUBSCRIBE", {"destination": "/topic/alive", "id": "0", "receipt": "s"})
+        bystander_sub.recv()
+        bad = peer(broker)
+        bad.send(data)
+        error = bad.recv()
+        assert error.command == "ERROR" and message in error.headers["message"]
+        assert bad.closed_by_peer()
+        bystander_pub.send_frame("SEND", {"destination": "/topic/alive"}, b"still here")
+        assert bystander_sub.recv().body == b"still here"
+    finally:
+        broker.stop()
+
+
+def test_subscription_and_connection_limits() -> None:
+    broker = start_embedded(BrokerLimits(max_subscriptions_per_connection=3, max_connections_per_login=2))
+    try:
+        raw = peer(broker)
+        for i in range(3):
+            raw.send_frame("SUBSCRIBE", {"destination": f"/topic/t{i}", "id": str(i)})
+        raw.send_frame("SUBSCRIBE", {"destination": "/topic/t3", "id": "3"})
+        assert raw.recv().headers["message"] == "too many subscriptions"
+        first, second = peer(broker), peer(broker)
+        third = RawStomp(broker.broker.port)
+        assert third.connect().headers["message"] == "too many connections"
+        first.send_frame("DISCONNECT", {"receipt": "bye"})
+        first.recv()
+        time.sleep(0.2)
+        assert peer(broker)  # a slot is free again
+        second.close()
+    finally:
+        broker.stop()
+
+
+def test_stalled_subscriber_is_bounded_drop_oldest() -> None:
+    broker = start_embedded(BrokerLimits(max_pending_messages=100, session_high_water_bytes=64 * 1024))
+    try:
+        stalled = peer(broker)
+        stalled.send_frame("SUBSCRIBE", {"destination": "/topic/flood", "id": "0", "receipt": "s"})
+        stalled.recv()
+        stalled.sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+        pub = peer(broker)
+        body = b"x" * 1024
+        for i in range(20_000):
+            pub.send_frame("SEND", {"destination": "/topic/flood"}, body)
+        pub.send_frame("SEND", {"destination": "/topic/flood", "receipt": "end"}, body)
+        assert pub.recv(timeout_s=30).headers["receipt-id"] == "end"
+        stats = broker.call(lambda: broker.broker.core.stats())
+        assert isinstance(stats, dict)
+        assert stats["dropped"] > 10_000  # the stalled reader lost the oldest, the broker kept going
+        pending = broker.call(lambda: sum(len(q.messages) for _, q in broker.broker.core.router.bindings))
+        assert pending <= 100
+    finally:
+        broker.stop()
+
+
+def test_stalled_subscriber_disconnect_policy() -> None:
+    broker = start_embedded(BrokerLimits(max_pending_messages=50, session_high_water_bytes=16 * 1024,
+                                         overflow_policy="disconnect"))
+    try:
+        stalled = peer(broker)
+        stalled.send_frame("SUBSCRIBE", {"destination": "/topic/flood", "id": "0", "receipt": "s"})
+        stalled.recv()
+        pub = peer(broker)
+        for _ in range(5000):
+            pub.send_frame("SEND", {"destination": "/topic/flood"}, b"y" * 1024)
+        pub.send_frame("SEND", {"destination": "/topic/flood", "receipt": "end"}, b"")
+        assert pub.recv(timeout_s=30).headers["receipt-id"] == "end"
+        connections = broker.call(lambda: len(broker.broker.core.sessions))
+        assert connections == 1  # only the publisher is left
+    finally:
+        broker.stop()
+
+
+def test_graceful_shutdown_delivers_receipts_then_closes() -> None:
+    broker = start_embedded()
+    raw = peer(broker)
+    raw.send_frame("SEND", {"destination": "/topic/x", "receipt": "before-stop"}, b"")
+    assert raw.recv().headers["receipt-id"] == "before-stop"
+    broker.stop()
+    assert raw.closed_by_peer()
