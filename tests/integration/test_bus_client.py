@@ -1,0 +1,219 @@
+"""The bus client, unchanged, against the embedded broker and against RabbitMQ."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from broker.client import BrokerAddress, BusClient, BusError, BusMessage, BusTimeout
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def clients(broker_address: BrokerAddress) -> Iterator[Callable[[], BusClient]]:
+    made: list[BusClient] = []
+
+    def make() -> BusClient:
+        client = BusClient(broker_address)
+        client.connect()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def test_publish_subscribe_with_wildcards(clients: Callable[[], BusClient]) -> None:
+    sub, pub = clients(), clients()
+    base = unique("watcher")
+    star: list[BusMessage] = []
+    hash_: list[BusMessage] = []
+    sub.subscribe(f"/topic/{base}.*", star.append)
+    sub.subscribe(f"/topic/{base}.#", hash_.append)
+    time.sleep(0.3)
+    pub.publish(f"/topic/{base}.cam1", {"event": "face.recognized"}, receipt=True)
+    pub.publish(f"/topic/{base}.cam1.sub", b"deep", receipt=True)
+    assert wait_for(lambda: len(hash_) == 2 and len(star) == 1)
+    assert star[0].json() == {"event": "face.recognized"}
+    assert star[0].headers["content-type"] == "application/json"
+    assert sorted(m.body for m in hash_) == [b"deep", b'{"event":"face.recognized"}']
+
+
+def test_competing_consumers_share_a_queue(clients: Callable[[], BusClient]) -> None:
+    queue = f"/queue/{unique('work')}"
+    workers = [clients() for _ in range(2)]
+    got: list[list[bytes]] = [[], []]
+    for index, worker in enumerate(workers):
+        worker.subscribe(queue, lambda m, i=index: got[i].append(m.body))
+    time.sleep(0.3)
+    producer = clients()
+    for i in range(20):
+        producer.publish(queue, str(i))
+    assert wait_for(lambda: len(got[0]) + len(got[1]) == 20)
+    assert sorted(int(b) for b in got[0] + got[1]) == list(range(20))
+    assert got[0] and got[1]  # both took a share
+
+
+def test_client_individual_ack_and_nack_redelivery(clients: Callable[[], BusClient]) -> None:
+    queue = f"/queue/{unique('acks')}"
+    consumer, producer = clients(), clients()
+    seen: list[BusMessage] = []
+
+    def handle(message: BusMessage) -> None:
+        seen.append(message)
+        if len(seen) == 1:
+            consumer.nack(message)  # the first delivery is refused: it comes back
+        else:
+            consumer.ack(message)
+
+    consumer.subscribe(queue, handle, ack="client-individual")
+    time.sleep(0.3)
+    producer.publish(queue, "job-1")
+    assert wait_for(lambda: len(seen) == 2)
+    assert [m.body for m in seen] == [b"job-1", b"job-1"]
+    assert seen[1].headers.get("redelivered") == "true"
+
+
+def test_request_reply_with_correlation_and_timeout(clients: Callable[[], BusClient]) -> None:
+    queue = f"/queue/{unique('api')}"
+    server, caller = clients(), clients()
+
+    def handle(request: BusMessage) -> None:
+        payload = request.json()
+        server.reply(request, {"sum": payload["a"] + payload["b"]}, status=200 if payload["a"] >= 0 else 400)
+
+    server.subscribe(queue, handle)
+    time.sleep(0.3)
+    results = {}
+
+    def call(a: int) -> None:
+        results[a] = caller.request(queue, {"a": a, "b": 1}, timeout_s=10)
+
+    threads = [threading.Thread(target=call, args=(a,)) for a in (-1, 1, 2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {a: (r.status, r.json()["sum"]) for a, r in results.items()} == {
+        -1: (400, 0), 1: (200, 2), 2: (200, 3), 3: (200, 4), 4: (200, 5)}
+    with pytest.raises(BusTimeout):
+        caller.request(f"/queue/{unique('nobody')}", {"a": 1}, timeout_s=0.5)
+
+
+def test_async_iterator(clients: Callable[[], BusClient]) -> None:
+    import asyncio
+
+    sub, pub = clients(), clients()
+    topic = f"/topic/{unique('events')}"
+
+    async def consume() -> list[bytes]:
+        out = []
+        async for message in sub.messages(topic):
+            out.append(message.body)
+            if len(out) == 3:
+                break
+        return out
+
+    async def main() -> list[bytes]:
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.3)
+        for i in range(3):
+            await asyncio.to_thread(pub.publish, topic, f"e{i}")
+        return await asyncio.wait_for(task, 10)
+
+    assert asyncio.run(main()) == [b"e0", b"e1", b"e2"]
+
+
+def test_bad_credentials_raise(broker_address: BrokerAddress) -> None:
+    bad = BusClient(BrokerAddress(broker_address.host, broker_address.port, "guest", "not-the-password",
+                                  broker_address.vhost))
+    with pytest.raises(BusError):
+        bad.connect(timeout_s=2)
+
+
+def test_address_parsing() -> None:
+    a = BrokerAddress.parse("stomp://svc%40x:p%3Ass@rabbit:61614/prod")
+    assert (a.login, a.passcode, a.host, a.port, a.vhost) == ("svc@x", "p:ss", "rabbit", 61614, "prod")
+    assert BrokerAddress.parse("stomp://u:p@h").port == 61613
+    with pytest.raises(ValueError):
+        BrokerAddress.parse("http://h:1")
+
+
+def _assert_resubscribed(sub: BusClient, pub: BusClient, topic: str, got: list[bytes]) -> None:
+    assert sub.wait_connected(30), "client did not reconnect"
+    assert pub.wait_connected(30)
+    # The restored subscription delivers again (publish until one arrives: the
+    # re-SUBSCRIBE races the first publish).
+    deadline = time.monotonic() + 15
+    while not got and time.monotonic() < deadline:
+        try:
+            pub.publish(topic, "after", timeout_s=2)
+        except BusError:
+            pass
+        time.sleep(0.2)
+    assert b"after" in got
+    assert sub.reconnects >= 1
+
+
+def test_reconnect_restores_subscriptions_embedded() -> None:
+    from broker.auth import StaticAuthenticator
+    from broker.core import BrokerLimits
+    from broker.embedded import BrokerThread, EmbeddedBroker
+
+    from .conftest import USERS, start_embedded
+
+    first = start_embedded()
+    port = first.broker.port
+    address = BrokerAddress("127.0.0.1", port, "guest", "guest")
+    sub, pub = BusClient(address, heartbeats_ms=(500, 500)), BusClient(address, heartbeats_ms=(500, 500))
+    sub.connect()
+    pub.connect()
+    got: list[bytes] = []
+    topic = f"/topic/{unique('reconnect')}"
+    sub.subscribe(topic, lambda m: got.append(m.body))
+    first.stop()  # the broker goes away...
+    time.sleep(1.0)
+    second = BrokerThread(EmbeddedBroker(BrokerLimits(), StaticAuthenticator(USERS), port=port)).start()
+    try:  # ...and comes back on the same port
+        _assert_resubscribed(sub, pub, topic, got)
+    finally:
+        sub.close()
+        pub.close()
+        second.stop()
+
+
+def test_reconnect_restores_subscriptions_rabbitmq(rabbitmq: BrokerAddress) -> None:
+    import subprocess
+
+    sub, pub = BusClient(rabbitmq, heartbeats_ms=(500, 500)), BusClient(rabbitmq, heartbeats_ms=(500, 500))
+    sub.connect()
+    pub.connect()
+    got: list[bytes] = []
+    topic = f"/topic/{unique('reconnect')}"
+    sub.subscribe(topic, lambda m: got.append(m.body))
+    try:
+        kicked = subprocess.run(["rabbitmqctl", "close_all_connections", "facewatch reconnect test"],
+                                capture_output=True, text=True, timeout=60)
+        assert kicked.returncode == 0, kicked.stderr
+        assert wait_for(lambda: sub.reconnects >= 1, 30)
+        _assert_resubscribed(sub, pub, topic, got)
+    finally:
+        sub.close()
+        pub.close()
