@@ -46,10 +46,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .analyzer_setup import build_analyzer
     from .app import make_app
+    from .broker_setup import build_embedded_broker
 
     cfg = _load(args)
     analyzer = build_analyzer(cfg)
-    web.run_app(make_app(cfg, analyzer), host=cfg.api.host, port=cfg.api.port, print=None)
+    broker = build_embedded_broker(cfg) if cfg.broker.url == "embedded" else None
+    web.run_app(make_app(cfg, analyzer, broker), host=cfg.api.host, port=cfg.api.port, print=None)
     return 0
 
 

@@ -26,6 +26,8 @@ __all__ = (
     "QualityConfig",
     "RecognitionConfig",
     "ApiConfig",
+    "BrokerConfig",
+    "BrokerUserConfig",
     "load_config",
     "parse_config",
     "ENV_PREFIX",
@@ -137,6 +139,45 @@ class ApiConfig(Section):
     max_image_pixels: int = Field(40_000_000, gt=0)
 
 
+class BrokerUserConfig(Section):
+    login: str = Field(min_length=1)
+    passcode: str = Field(min_length=8)
+    read: list[str] = Field(default_factory=lambda: ["/"], description="destination prefixes it may SUBSCRIBE to")
+    write: list[str] = Field(default_factory=lambda: ["/"], description="destination prefixes it may SEND to")
+
+
+class BrokerConfig(Section):
+    url: str = Field(
+        "embedded",
+        description="'embedded' runs our broker in `facewatch serve`; or stomp://login:passcode@host:61613[/vhost]",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(61613, ge=0, le=65535)
+    websocket_path: str = Field("/stomp", pattern=r"^/[A-Za-z0-9_./-]*$")
+    users: list[BrokerUserConfig] = Field(
+        default_factory=list,
+        description="static STOMP credentials; empty = generate one into <data_dir>/broker-credentials.json",
+    )
+    max_frame_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    max_headers: int = Field(64, gt=0)
+    max_header_line_bytes: int = Field(8192, gt=0)
+    max_subscriptions_per_connection: int = Field(256, gt=0)
+    max_connections_per_login: int = Field(256, gt=0)
+    max_pending_messages: int = Field(10_000, gt=0)
+    max_queue_messages: int = Field(100_000, gt=0)
+    overflow_policy: Literal["drop_oldest", "disconnect"] = "drop_oldest"
+    session_high_water_bytes: int = Field(1024 * 1024, gt=0)
+    heartbeat_send_ms: int = Field(10_000, ge=0)
+    heartbeat_receive_ms: int = Field(10_000, ge=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _url(self) -> "BrokerConfig":
+        if self.url != "embedded" and not self.url.startswith("stomp://"):
+            raise ValueError("url must be 'embedded' or stomp://login:passcode@host:port[/vhost]")
+        return self
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -145,6 +186,7 @@ class FacewatchConfig(Section):
     quality: QualityConfig = QualityConfig()
     recognition: RecognitionConfig = RecognitionConfig()
     api: ApiConfig = ApiConfig()
+    broker: BrokerConfig = BrokerConfig()
 
     def models_dir(self, pack_name: str) -> Path:
         if self.models.dir:

@@ -57,10 +57,12 @@ def test_serve_without_models_says_to_fetch(tmp_path: Path) -> None:
 
 
 @pytest.mark.models
-def test_serve_answers_health(models_dir: Path, tmp_path: Path) -> None:
-    port = _free_port()
+def test_serve_answers_health_and_runs_the_embedded_broker(models_dir: Path, tmp_path: Path) -> None:
+    from broker.client import BrokerAddress, BusClient, BusError
+
+    port, stomp_port = _free_port(), _free_port()
     env = _env(FACEWATCH_DATA_DIR=str(tmp_path), FACEWATCH_MODELS__DIR=str(models_dir),
-               FACEWATCH_API__PORT=str(port))
+               FACEWATCH_API__PORT=str(port), FACEWATCH_BROKER__PORT=str(stomp_port))
     log_file = tmp_path / "serve.log"
     with log_file.open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "facewatch", "serve", "--config", str(ROOT / "config.yaml")],
@@ -78,6 +80,23 @@ def test_serve_answers_health(models_dir: Path, tmp_path: Path) -> None:
         assert body is not None, log_file.read_text()
         assert body["status"] == "ok"
         assert body["embedding_model"].startswith("fr_feature-87aacdfe5751")
+        # A credential was generated, private to the owner, and it opens the broker.
+        creds_file = tmp_path / "broker-credentials.json"
+        assert creds_file.stat().st_mode & 0o777 == 0o600
+        creds = json.loads(creds_file.read_text())
+        good = BusClient(BrokerAddress("127.0.0.1", stomp_port, creds["login"], creds["passcode"]))
+        good.connect()
+        got: list[bytes] = []
+        good.subscribe("/topic/serve.check", lambda m: got.append(m.body))
+        time.sleep(0.3)
+        good.publish("/topic/serve.check", "ok", receipt=True)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        good.close()
+        assert got == [b"ok"]
+        with pytest.raises(BusError):
+            BusClient(BrokerAddress("127.0.0.1", stomp_port, "guest", "guest")).connect(timeout_s=2)
     finally:
         server.terminate()
         server.wait(timeout=30)

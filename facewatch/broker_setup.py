@@ -1,0 +1,70 @@
+"""Builds the embedded broker (or the address of an external one) from config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from broker.auth import StaticAuthenticator, StaticUser
+from broker.client import BrokerAddress
+from broker.core import BrokerLimits
+from broker.embedded import EmbeddedBroker
+
+from .config import FacewatchConfig
+
+__all__ = ("broker_limits", "static_users", "build_embedded_broker", "internal_address", "CREDENTIALS_FILE")
+
+log = logging.getLogger(__name__)
+
+CREDENTIALS_FILE = "broker-credentials.json"
+
+
+def broker_limits(cfg: FacewatchConfig) -> BrokerLimits:
+    b = cfg.broker
+    return BrokerLimits(
+        max_frame_bytes=b.max_frame_bytes, max_headers=b.max_headers, max_header_line_bytes=b.max_header_line_bytes,
+        max_subscriptions_per_connection=b.max_subscriptions_per_connection,
+        max_connections_per_login=b.max_connections_per_login, max_pending_messages=b.max_pending_messages,
+        max_queue_messages=b.max_queue_messages, overflow_policy=b.overflow_policy,
+        session_high_water_bytes=b.session_high_water_bytes, heartbeat_send_ms=b.heartbeat_send_ms,
+        heartbeat_receive_ms=b.heartbeat_receive_ms, connect_timeout_s=b.connect_timeout_s,
+    )
+
+
+def _generated_user(data_dir: Path) -> StaticUser:
+    """A random credential kept in the data directory (0600), made on first start.
+
+    Secure by default: no well-known password ever opens the broker.
+    """
+    path = data_dir / CREDENTIALS_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        return StaticUser(stored["login"], stored["passcode"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    user = StaticUser("facewatch", secrets.token_urlsafe(24))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"login": user.login, "passcode": user.passcode}, fh)
+    log.info("generated STOMP credentials for login %r in %s", user.login, path)
+    return user
+
+
+def static_users(cfg: FacewatchConfig) -> list[StaticUser]:
+    if cfg.broker.users:
+        return [StaticUser(u.login, u.passcode, tuple(u.read), tuple(u.write)) for u in cfg.broker.users]
+    return [_generated_user(Path(cfg.data_dir))]
+
+
+def build_embedded_broker(cfg: FacewatchConfig) -> EmbeddedBroker:
+    return EmbeddedBroker(broker_limits(cfg), StaticAuthenticator(static_users(cfg)), cfg.broker.host, cfg.broker.port)
+
+
+def internal_address(cfg: FacewatchConfig, embedded_port: int | None = None) -> BrokerAddress:
+    """Where facewatch's own parts connect: the external url, or the embedded broker."""
+    if cfg.broker.url != "embedded":
+        return BrokerAddress.parse(cfg.broker.url)
+    user = static_users(cfg)[0]
+    return BrokerAddress("127.0.0.1", embedded_port or cfg.broker.port, user.login, user.passcode)

@@ -1,0 +1,113 @@
+"""STOMP over WebSocket: the embedded broker and RabbitMQ's Web-STOMP, same test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from broker.client import BrokerAddress, BusClient
+from broker.embedded import BrokerThread
+from broker.frames import Frame, encode_frame
+from broker.parser import FrameParser
+
+from .conftest import start_embedded
+
+SERVER_COMMANDS = frozenset({"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"})
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def ws_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, BrokerAddress]]:
+    if request.param == "rabbitmq":
+        address = request.getfixturevalue("rabbitmq")
+        yield "ws://127.0.0.1:15674/ws", address
+        return
+    thread: BrokerThread = start_embedded()
+    yield f"ws://127.0.0.1:{thread.websocket_port}/stomp", BrokerAddress("127.0.0.1", thread.broker.port, "guest", "guest")
+    thread.stop()
+
+
+async def _ws_session(url: str, topic: str, publish: "asyncio.Future[None]") -> list[Frame]:
+    parser = FrameParser(commands=SERVER_COMMANDS)
+    frames: list[Frame] = []
+
+    async def next_frame(ws: aiohttp.ClientWebSocketResponse) -> Frame:
+        while not frames:
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            data = msg.data.encode() if msg.type == aiohttp.WSMsgType.TEXT else msg.data
+            frames.extend(parser.feed(data))
+        return frames.pop(0)
+
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(url, protocols=("v12.stomp", "v11.stomp")) as ws:
+            assert ws.protocol in ("v12.stomp", "v11.stomp")
+            # Two frames in one WebSocket message is allowed.
+            connect = encode_frame(Frame("CONNECT", {"accept-version": "1.2", "host": "/", "login": "guest",
+                                                     "passcode": "guest", "heart-beat": "0,0"}))
+            await ws.send_str(connect.decode())
+            connected = await next_frame(ws)
+            assert connected.command == "CONNECTED", connected
+            parser.version = connected.headers["version"]
+            await ws.send_str(encode_frame(Frame("SUBSCRIBE", {"destination": f"/topic/{topic}", "id": "0",
+                                                               "receipt": "sub"})).decode())
+            assert (await next_frame(ws)).headers["receipt-id"] == "sub"
+            publish.set_result(None)
+            message = await next_frame(ws)
+            # Two frames in one WebSocket message; each gets its receipt.
+            await ws.send_str("".join(
+                encode_frame(Frame("SEND", {"destination": f"/topic/{topic}.back", "receipt": r}, b"from ws")).decode()
+                for r in ("r1", "r2")))
+            receipts = [await next_frame(ws), await next_frame(ws)]
+            return [connected, message, *receipts]
+
+
+def test_websocket_subscriber_gets_tcp_publications_and_publishes_back(ws_target: tuple[str, BrokerAddress]) -> None:
+    url, address = ws_target
+    topic = f"ws.{uuid.uuid4().hex[:8]}"
+    tcp = BusClient(address)
+    tcp.connect()
+    back: list[bytes] = []
+    tcp.subscribe(f"/topic/{topic}.back", lambda m: back.append(m.body))
+    time.sleep(0.3)
+
+    async def main() -> list[Frame]:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        session = asyncio.create_task(_ws_session(url, topic, ready))
+        await ready
+        await asyncio.to_thread(tcp.publish, f"/topic/{topic}", {"hello": "browser"})
+        return await asyncio.wait_for(session, 20)
+
+    try:
+        connected, message, *receipts = asyncio.run(main())
+        assert message.command == "MESSAGE" and message.body == b'{"hello":"browser"}'
+        assert [r.headers["receipt-id"] for r in receipts] == ["r1", "r2"]
+        deadline = time.monotonic() + 5
+        while len(back) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert back == [b"from ws", b"from ws"]
+    finally:
+        tcp.close()
+
+
+def test_websocket_refuses_non_stomp_garbage_without_harming_others() -> None:
+    thread = start_embedded()
+    try:
+        async def main() -> str:
+            async with aiohttp.ClientSession() as http:
+                async with http.ws_connect(f"ws://127.0.0.1:{thread.websocket_port}/stomp", protocols=("v12.stomp",)) as ws:
+                    await ws.send_bytes(b"\x00\xffnot stomp\n\n\x00")
+                    msg = await asyncio.wait_for(ws.receive(), 10)
+                    text = msg.data if isinstance(msg.data, str) else msg.data.decode("utf-8", "replace")
+                    closing = await asyncio.wait_for(ws.receive(), 10)
+                    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+                    return text
+
+        text = asyncio.run(main())
+        assert text.startswith("ERROR\n")
+        assert thread.call(lambda: len(thread.broker.core.sessions)) == 0
+    finally:
+        thread.stop()
