@@ -1,0 +1,83 @@
+"""A real browser: headless Chromium with @stomp/stompjs over WebSocket."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.client import BrokerAddress, BusClient
+
+from .conftest import start_embedded
+
+BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def _require_browser() -> None:
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append(f"{CHROMIUM} (Debian package chromium)")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+        missing.append(f"node modules (npm ci in {BROWSER_DIR})")
+    if shutil.which("node") is None:
+        missing.append("node")
+    if missing:
+        reason = "browser test needs " + ", ".join(missing)
+        if os.environ.get("FWTEST_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{reason} (FWTEST_REQUIRE_BROWSER=1 makes this a failure)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def target(request: pytest.FixtureRequest) -> Iterator[tuple[str, BrokerAddress]]:
+    _require_browser()
+    if request.param == "rabbitmq":
+        yield "ws://127.0.0.1:15674/ws", request.getfixturevalue("rabbitmq")
+        return
+    thread = start_embedded()
+    yield (f"ws://127.0.0.1:{thread.websocket_port}/stomp",
+           BrokerAddress("127.0.0.1", thread.broker.port, "guest", "guest"))
+    thread.stop()
+
+
+def test_chromium_receives_stomp_py_publication_and_publishes_back(target: tuple[str, BrokerAddress]) -> None:
+    ws_url, address = target
+    topic = f"browser.{uuid.uuid4().hex[:8]}"
+    tcp = BusClient(address)
+    tcp.connect()
+    from_browser: list[bytes] = []
+    tcp.subscribe(f"/topic/{topic}.from-browser", lambda m: from_browser.append(m.body))
+    time.sleep(0.3)
+    proc = subprocess.Popen(
+        ["node", str(BROWSER_DIR / "stomp_in_chromium.mjs"), ws_url, address.login, address.passcode, topic],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BROWSER_DIR,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline().strip()
+        assert ready == "READY", (ready, proc.stderr.read() if proc.stderr else "")
+        tcp.publish(f"/topic/{topic}", {"event": "face.recognized", "subject": "Lin-Manuel Miranda"})
+        received = json.loads(proc.stdout.readline())
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        tcp.close()
+    assert received == [{"body": '{"event":"face.recognized","subject":"Lin-Manuel Miranda"}',
+                         "destination": f"/topic/{topic}"}]
+    deadline = time.monotonic() + 5
+    while not from_browser and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [json.loads(b) for b in from_browser] == [{"hello": "from chromium"}]
