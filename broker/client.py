@@ -114,6 +114,7 @@ class BusClient:
         self._lock = threading.RLock()
         self._closing = False
         self._connected = threading.Event()
+        self._established = False  # reconnect only what once connected
         self.reconnects = 0
         self.last_error: str | None = None
 
@@ -153,11 +154,15 @@ class BusClient:
         with self._lock:
             for sub_id, sub in self._subs.items():
                 self._conn.subscribe(sub.destination, id=sub_id, ack=sub.ack, headers=dict(sub.headers))
+        self._established = True
         self._connected.set()
 
     def _on_disconnected(self) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if self._closing:
+        # A refused first CONNECT also ends in a disconnect: connect() reports
+        # that one; only a connection that was up gets the reconnect loop.
+        if self._closing or not self._established or not was_connected:
             return
         threading.Thread(target=self._reconnect_loop, name="bus-reconnect", daemon=True).start()
 

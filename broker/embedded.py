@@ -16,7 +16,7 @@ __all__ = ("EmbeddedBroker", "BrokerThread")
 
 
 class EmbeddedBroker:
-    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, host: str = "127.0.0.1", port: int = 61613) -> None:
+    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, host: str = "127.0.0.1", port: int = 61623) -> None:
         self.limits = limits
         self.authenticator = authenticator
         self.host = host

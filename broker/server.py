@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
@@ -78,12 +78,15 @@ class _TcpTransport:
 
 
 class _StompTcpProtocol(asyncio.Protocol):
-    def __init__(self, core: BrokerCore) -> None:
+    def __init__(self, core: BrokerCore, live: set["_StompTcpProtocol"]) -> None:
         self.core = core
+        self.live = live  # the server's set of open connections, for shutdown
         self.session: StompSession | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        self.live.add(self)
+        assert isinstance(transport, asyncio.Transport)  # create_server gives stream transports
+        self.transport = transport
         # Deliveries stop at the session high-water mark; the OS buffer below it.
         transport.set_write_buffer_limits(high=self.core.limits.session_high_water_bytes)
         self.session = StompSession(self.core, _TcpTransport(transport))
@@ -101,6 +104,7 @@ class _StompTcpProtocol(asyncio.Protocol):
             self.session.on_writable()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.live.discard(self)
         if self.session is not None:
             self.session.connection_lost()
 
@@ -200,13 +204,20 @@ class BrokerServer:
 
     core: BrokerCore
     host: str = "127.0.0.1"
-    port: int = 61613
+    port: int = 61623
     _server: asyncio.AbstractServer | None = None
+    _live: set[_StompTcpProtocol] = field(default_factory=set)
 
     async def start(self) -> int:
-        self._server = await self.core.loop.create_server(
-            lambda: _StompTcpProtocol(self.core), self.host, self.port, reuse_address=True
-        )
+        try:
+            self._server = await self.core.loop.create_server(
+                lambda: _StompTcpProtocol(self.core, self._live), self.host, self.port, reuse_address=True
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot listen for STOMP on {self.host}:{self.port} ({exc.strerror}); another broker "
+                "(RabbitMQ's STOMP plugin?) may hold it: set broker.port or FACEWATCH_BROKER__PORT"
+            ) from exc
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("STOMP broker listening on %s:%d", self.host, self.port)
@@ -221,5 +232,12 @@ class BrokerServer:
             await asyncio.sleep(0.05)
         for session in list(self.core.sessions):
             session.close()
+        # close() flushes first; a peer that stopped reading never lets it finish.
+        while self._live and self.core.loop.time() < deadline + 1:
+            await asyncio.sleep(0.01)
+        for protocol in list(self._live):
+            protocol.transport.abort()
+        while self._live:
+            await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()

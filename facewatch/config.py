@@ -152,7 +152,7 @@ class BrokerConfig(Section):
         description="'embedded' runs our broker in `facewatch serve`; or stomp://login:passcode@host:61613[/vhost]",
     )
     host: str = "127.0.0.1"
-    port: int = Field(61613, ge=0, le=65535)
+    port: int = Field(61623, ge=0, le=65535, description="not 61613, so it can run beside a local RabbitMQ STOMP plugin")
     websocket_path: str = Field("/stomp", pattern=r"^/[A-Za-z0-9_./-]*$")
     users: list[BrokerUserConfig] = Field(
         default_factory=list,
