@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .destinations import topic_matches
-from .frames import escape_header
+from .frames import ProtocolError, escape_header
 
 if TYPE_CHECKING:
     from .session import StompSession
@@ -42,6 +42,7 @@ class BrokerLimits:
     max_connections_per_login: int = 256
     max_pending_messages: int = 10_000  # per subscription (and per temp queue)
     max_queue_messages: int = 100_000  # per shared /queue/
+    max_queues: int = 10_000  # named /queue/s; each SEND to a new name makes one
     overflow_policy: OverflowPolicy = "drop_oldest"
     # A connection whose unsent bytes pass this gets no more deliveries until
     # its socket drains; the messages wait in their (bounded) queues instead.
@@ -210,8 +211,17 @@ class Router:
     def queue(self, name: str) -> MessageQueue:
         q = self.queues.get(name)
         if q is None:
+            if len(self.queues) >= self.limits.max_queues:
+                self._forget_idle_queues()
+                if len(self.queues) >= self.limits.max_queues:
+                    raise ProtocolError("too many queues", f"limit {self.limits.max_queues}")
             q = self.queues[name] = MessageQueue(f"/queue/{name}", self.limits.max_queue_messages, "drop_oldest")
         return q
+
+    def _forget_idle_queues(self) -> None:
+        """Queues with neither messages nor consumers cost a name only: drop them."""
+        for name in [n for n, q in self.queues.items() if not q.messages and not q.consumers]:
+            del self.queues[name]
 
     def publish_queue(self, name: str, message: Message) -> None:
         self.published += 1

@@ -165,6 +165,7 @@ class BrokerConfig(Section):
     max_connections_per_login: int = Field(256, gt=0)
     max_pending_messages: int = Field(10_000, gt=0)
     max_queue_messages: int = Field(100_000, gt=0)
+    max_queues: int = Field(10_000, gt=0)
     overflow_policy: Literal["drop_oldest", "disconnect"] = "drop_oldest"
     session_high_water_bytes: int = Field(1024 * 1024, gt=0)
     heartbeat_send_ms: int = Field(10_000, ge=0)

@@ -327,3 +327,23 @@ def test_graceful_shutdown_delivers_receipts_then_closes() -> None:
     assert raw.recv().headers["receipt-id"] == "before-stop"
     broker.stop()
     assert raw.closed_by_peer()
+
+
+def test_queue_count_is_limited_and_idle_queues_are_recycled() -> None:
+    broker = start_embedded(BrokerLimits(max_queues=3))
+    try:
+        raw = peer(broker)
+        raw.send_frame("SUBSCRIBE", {"destination": "/queue/kept", "id": "k"})
+        for i in range(2):  # two more queues, each holding a message
+            raw.send_frame("SEND", {"destination": f"/queue/full{i}"}, b"m")
+        raw.send_frame("SEND", {"destination": "/queue/one-too-many", "receipt": "r"}, b"m")
+        assert raw.recv().headers["message"] == "too many queues"
+        other = peer(broker)
+        other.send_frame("SUBSCRIBE", {"destination": "/queue/full0", "id": "drain"})
+        assert other.recv().body == b"m"
+        other.send_frame("UNSUBSCRIBE", {"id": "drain"})
+        # full0 is now idle (no messages, no consumers): its slot can be reused.
+        other.send_frame("SEND", {"destination": "/queue/new", "receipt": "ok"}, b"m")
+        assert other.recv().headers["receipt-id"] == "ok"
+    finally:
+        broker.stop()
