@@ -1,50 +1,61 @@
-"""The aiohttp application: what `facewatch serve` runs.
+"""The aiohttp application `facewatch serve` runs, and its lifecycle.
 
-It grows with the other issues (repo API, broker WebSocket, watcher); today it
-holds the face pipeline and answers health checks.
+Startup, in order: embedded broker (if any) -> bus client -> repo indexes ->
+STOMP API consumer. Shutdown is the reverse (aiohttp cleanup_ctx).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
+from api.rest import add_rest_routes
+from api.stomp import StompApiServer
+from broker.client import BusClient, BusError
 from broker.embedded import EmbeddedBroker
-from vision.analyzer import FaceAnalyzer
 
 from . import __version__
+from .broker_setup import internal_address
 from .config import FacewatchConfig
+from .repo_setup import RepoParts
 
-__all__ = ("make_app", "CONFIG", "ANALYZER", "BROKER")
+__all__ = ("make_app", "BusPublisher", "CONFIG", "REPO", "BROKER", "BUS")
 
 log = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", FacewatchConfig)
-ANALYZER = web.AppKey("analyzer", FaceAnalyzer)
+REPO = web.AppKey("repo", RepoParts)
 BROKER = web.AppKey("broker", EmbeddedBroker)
-
-routes = web.RouteTableDef()
-
-
-@routes.get("/api/v1/health")
-async def health(request: web.Request) -> web.Response:
-    analyzer = request.app[ANALYZER]
-    return web.json_response(
-        {
-            "status": "ok",
-            "version": __version__,
-            "embedding_model": analyzer.embedder.model_id,
-        }
-    )
+BUS = web.AppKey("bus", BusClient)
 
 
-def make_app(cfg: FacewatchConfig, analyzer: FaceAnalyzer, broker: EmbeddedBroker | None = None) -> web.Application:
-    """``broker``: the embedded broker to run (TCP) and serve at websocket_path; None when external."""
+class BusPublisher:
+    """Publishes repo events once the bus is up; before that they are logged and
+    dropped (watchers rebuild their index from the database when they start)."""
+
+    def __init__(self) -> None:
+        self.client: BusClient | None = None
+
+    def publish(self, destination: str, body: Any) -> None:
+        if self.client is None:
+            log.debug("bus not connected; event for %s dropped", destination)
+            return
+        try:
+            self.client.publish(destination, body, timeout_s=2)
+        except BusError as exc:
+            log.warning("event for %s not published: %s", destination, exc)
+
+
+def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
+             broker: EmbeddedBroker | None = None) -> web.Application:
+    """``broker``: the embedded broker to run and serve at websocket_path; None when external."""
     app = web.Application(client_max_size=cfg.api.max_body_bytes)
     app[CONFIG] = cfg
-    app[ANALYZER] = analyzer
+    app[REPO] = parts
     if broker is not None:
         app[BROKER] = broker
         app.router.add_get(cfg.broker.websocket_path, broker.websocket_handler())
@@ -58,11 +69,25 @@ def make_app(cfg: FacewatchConfig, analyzer: FaceAnalyzer, broker: EmbeddedBroke
 
         app.cleanup_ctx.append(broker_ctx)
 
-    async def log_ready(app: web.Application) -> AsyncIterator[None]:
+    async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+        client = BusClient(internal_address(cfg, broker.port if broker else None), client_name="facewatch-api")
+        await asyncio.to_thread(client.connect, 30.0)
+        app[BUS] = client
+        publisher.client = client
+        yield
+        publisher.client = None
+        await asyncio.to_thread(client.close)
+
+    async def repo_ctx(app: web.Application) -> AsyncIterator[None]:
+        faces = await asyncio.to_thread(parts.repo.load_indexes)
+        log.info("repo indexes loaded: %d faces", faces)
+        stomp_api = StompApiServer(parts.api, app[BUS], asyncio.get_running_loop(), cfg.api.max_body_bytes)
+        stomp_api.start()
         log.info("facewatch %s ready on http://%s:%d", __version__, cfg.api.host, cfg.api.port)
         yield
-        log.info("facewatch stopped")
+        stomp_api.stop()
+        await asyncio.to_thread(parts.store.close)
 
-    app.cleanup_ctx.append(log_ready)
-    app.add_routes(routes)
+    app.cleanup_ctx.extend([bus_ctx, repo_ctx])
+    add_rest_routes(app, parts.api, cfg.api.max_body_bytes)
     return app

@@ -9,6 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.errors import ApiError
 from vision.errors import VisionError
 from vision.pack import DEFAULT_PACK, PackError, fetch_pack, verify_pack
 
@@ -45,13 +48,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .analyzer_setup import build_analyzer
-    from .app import make_app
+    from .app import BusPublisher, make_app
     from .broker_setup import build_embedded_broker
+    from .repo_setup import build_repo
 
     cfg = _load(args)
     analyzer = build_analyzer(cfg)
     broker = build_embedded_broker(cfg) if cfg.broker.url == "embedded" else None
-    web.run_app(make_app(cfg, analyzer, broker), host=cfg.api.host, port=cfg.api.port, print=None)
+    publisher = BusPublisher()
+    parts = build_repo(cfg, analyzer, publisher)
+    web.run_app(make_app(cfg, parts, publisher, broker), host=cfg.api.host, port=cfg.api.port, print=None)
     return 0
 
 
@@ -88,6 +94,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                          max_pixels=cfg.api.max_image_pixels)
     faces = analyzer.analyze(image, attributes=attributes, embed=args.embedding)
     print(json.dumps({"faces": [face_to_json(f, embedding=args.embedding) for f in faces]}, indent=2))
+    return 0
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    from repo.auth import RepoAuth
+    from repo.store import open_store
+
+    cfg = _load(args)
+    store = open_store(cfg.storage_url())
+    try:
+        made = RepoAuth(store).bootstrap(args.name)
+    finally:
+        store.close()
+    print(json.dumps({"tenant": made.tenant, "client_id": made.client_id, "client_secret": made.client_secret,
+                      "api_key": made.api_key}, indent=2))
+    print("store these now: the secret and the key are not shown again", file=sys.stderr)
     return 0
 
 
@@ -134,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--embedding", action="store_true", help="include the embedding vectors")
     analyze.set_defaults(func=cmd_analyze)
 
+    tenants = sub.add_parser("tenants", help="manage tenants and their credentials",
+                             description="Tenants: each has its own galleries, clients and API keys.")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True, metavar="ACTION")
+    tcreate = tenants_sub.add_parser("create", help="create a tenant with one login client and one API key",
+                                     description="Create a tenant; prints its client id, client secret and API key.")
+    _config_arg(tcreate)
+    tcreate.add_argument("name", help="tenant name (unique)")
+    tcreate.set_defaults(func=cmd_tenants_create)
+
     config = sub.add_parser("config", help="validate the configuration", description="Configuration tools.")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     ccheck = config_sub.add_parser("check", help="validate the config (file + environment) and exit",
@@ -153,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (PackError, VisionError, OSError) as exc:
         print(f"facewatch: error: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"facewatch: error: {exc.reason}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"facewatch: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -27,6 +27,9 @@ __all__ = (
     "RecognitionConfig",
     "ApiConfig",
     "BrokerConfig",
+    "StorageConfig",
+    "AuthConfig",
+    "RepoConfig",
     "BrokerUserConfig",
     "load_config",
     "parse_config",
@@ -179,6 +182,23 @@ class BrokerConfig(Section):
         return self
 
 
+class StorageConfig(Section):
+    url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/facewatch.db; "
+                                              "or postgresql://user:pass@host/db")
+    save_images: bool = Field(True, description="keep enrolled originals under <data_dir>/images")
+
+
+class AuthConfig(Section):
+    access_token_ttl_s: int = Field(3600, gt=0)
+    refresh_token_ttl_s: int = Field(30 * 86400, gt=0)
+    rate_per_s: float = Field(50.0, ge=0, description="requests per second per tenant (0 = unlimited)")
+    rate_burst: int = Field(100, gt=0)
+
+
+class RepoConfig(Section):
+    min_face_px: float = Field(40.0, ge=0, description="smaller faces are refused at enrolment unless force")
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -188,6 +208,12 @@ class FacewatchConfig(Section):
     recognition: RecognitionConfig = RecognitionConfig()
     api: ApiConfig = ApiConfig()
     broker: BrokerConfig = BrokerConfig()
+    storage: StorageConfig = StorageConfig()
+    auth: AuthConfig = AuthConfig()
+    repo: RepoConfig = RepoConfig()
+
+    def storage_url(self) -> str:
+        return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"
 
     def models_dir(self, pack_name: str) -> Path:
         if self.models.dir:

@@ -1,0 +1,79 @@
+"""Assembles the repo and the API (routes, auth, rate limits) from config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.dispatch import Api, RateLimiter
+from api.request import ApiRequest, ApiResponse
+from api.routing import Router
+from repo.auth import RepoAuth
+from repo.events import EventPublisher
+from repo.handlers import register_repo_routes
+from repo.images import ImageStore
+from repo.service import FaceRepository, RepoOptions
+from repo.store import RepoStore, open_store
+from vision.analyzer import FaceAnalyzer
+
+from . import __version__
+from .config import FacewatchConfig
+
+__all__ = ("RepoParts", "build_repo", "openapi_document")
+
+
+@dataclass(slots=True)
+class RepoParts:
+    store: RepoStore
+    repo: FaceRepository
+    auth: RepoAuth
+    router: Router
+    api: Api
+
+
+def openapi_document(router: Router) -> dict[str, object]:
+    paths: dict[str, dict[str, object]] = {}
+    for _, route in router.routes:
+        if "rest" not in route.transports:
+            continue
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in route.pattern.split("{")[1:] for p in [p.split("}")[0]]]
+        paths.setdefault(route.pattern, {})[route.method.lower()] = {
+            "summary": route.summary, "parameters": params,
+            "security": [] if route.public else [{"apiKey": []}, {"bearer": []}],
+            "responses": {"default": {"description": "JSON; errors are {code, reason, param?}"}},
+        }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "facewatch", "version": __version__},
+        "components": {"securitySchemes": {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            "bearer": {"type": "http", "scheme": "bearer"},
+        }},
+        "paths": paths,
+    }
+
+
+def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublisher) -> RepoParts:
+    store = open_store(cfg.storage_url())
+    auth = RepoAuth(store, cfg.auth.access_token_ttl_s, cfg.auth.refresh_token_ttl_s)
+    options = RepoOptions(
+        threshold=cfg.recognition.threshold, presets=dict(cfg.recognition.presets), min_face_px=cfg.repo.min_face_px,
+        min_quality=cfg.quality.min_score, max_body_bytes=cfg.api.max_body_bytes,
+        max_image_pixels=cfg.api.max_image_pixels, save_images=cfg.storage.save_images,
+    )
+    repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events)
+    router = Router()
+    register_repo_routes(router, repo, auth)
+
+    async def health(request: ApiRequest) -> ApiResponse:
+        return ApiResponse(200, {"status": "ok", "version": __version__,
+                                 "embedding_model": analyzer.embedder.model_id})
+
+    async def openapi(request: ApiRequest) -> ApiResponse:
+        return ApiResponse(200, openapi_document(router))
+
+    router.add("GET", "/api/v1/health", health, public=True, summary="liveness")
+    router.add("GET", "/api/v1/openapi.json", openapi, public=True, transports=("rest",), summary="this document")
+    api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst))
+    return RepoParts(store, repo, auth, router, api)

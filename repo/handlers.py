@@ -1,0 +1,314 @@
+"""The repo's API handlers, registered once and served over REST and STOMP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+from api.errors import BadParam, NotFound
+from api.request import ApiRequest, ApiResponse
+from api.routing import Router
+
+from .auth import RepoAuth
+from .service import FaceRepository
+from .store import FaceRecord, Gallery, Subject
+
+__all__ = ("register_repo_routes",)
+
+_NAME = re.compile(r"^[\w.\- ]{1,200}$")
+ATTRIBUTE_PLUGINS = ("age", "gender", "pose", "liveness", "expression", "eyes")
+
+
+def _name(value: Any, param: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise BadParam(f"{param} must be 1-200 letters, digits, spaces, '.', '_' or '-'", param)
+    return value
+
+
+def _bool(value: Any, param: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no", ""):
+        return value.lower() in ("true", "1", "yes")
+    raise BadParam(f"{param} must be true or false", param)
+
+
+def _number(value: Any, param: str, default: float, lo: float, hi: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadParam(f"{param} must be a number", param) from None
+    if not lo <= number <= hi:
+        raise BadParam(f"{param} must be between {lo} and {hi}", param)
+    return number
+
+
+def _list(value: Any, param: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise BadParam(f"{param} must be a list of strings or a comma-separated string", param)
+
+
+def _params(request: ApiRequest) -> dict[str, Any]:
+    """Body fields (JSON or multipart form) over query parameters."""
+    merged: dict[str, Any] = dict(request.query)
+    merged.update(request.json_object())
+    return merged
+
+
+def _image(request: ApiRequest, params: dict[str, Any], name: str, repo: FaceRepository, *, required: bool = True) -> bytes | None:
+    for upload in request.files:
+        if upload.name == name or (name == "file" and upload.name in ("image", "file")):
+            return upload.data
+    if name in params:
+        return repo.b64(params[name], name)
+    if name == "file" and "image" in params:
+        return repo.b64(params["image"], "image")
+    if "url" in params or f"{name}_url" in params:
+        raise BadParam("image URLs are not fetched; send the image bytes", name)
+    if required:
+        raise BadParam(f"missing image {name!r} (multipart file or base64 in JSON)", name)
+    return None
+
+
+def _gallery_json(gallery: Gallery, subjects: int | None = None, faces: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": gallery.name, "created_at": gallery.created_at}
+    if subjects is not None:
+        out.update(subjects=subjects, faces=faces)
+    return out
+
+
+def _subject_json(subject: Subject) -> dict[str, Any]:
+    return {"id": subject.id, "name": subject.name, "meta": subject.meta, "faces": subject.face_count,
+            "created_at": subject.created_at}
+
+
+def _face_json(record: FaceRecord, subject: Subject | None = None, gallery: Gallery | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": record.id, "box": record.box, "landmarks": record.landmarks,
+                           "det_score": round(record.det_score, 4), "quality": round(record.quality, 4),
+                           "model_id": record.model_id, "photo_hash": record.photo_hash,
+                           "image_saved": record.image_key is not None, "created_at": record.created_at}
+    if subject is not None:
+        out["subject"] = subject.id
+    if gallery is not None:
+        out["gallery"] = gallery.name
+    return out
+
+
+def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth) -> None:
+    store = repo.store
+
+    async def gallery_of(request: ApiRequest) -> Gallery:
+        return await asyncio.to_thread(store.gallery, request.tenant, request.path_params["gallery"])
+
+    async def subject_of(request: ApiRequest) -> tuple[Gallery, Subject]:
+        gallery = await gallery_of(request)
+        return gallery, await asyncio.to_thread(store.subject, gallery.id, request.path_params["subject"])
+
+    # -- auth ---------------------------------------------------------------------
+    async def login(request: ApiRequest) -> ApiResponse:
+        body = request.json_object()
+        client_id, secret = body.get("client_id"), body.get("client_secret")
+        if not isinstance(client_id, str) or not isinstance(secret, str):
+            raise BadParam("client_id and client_secret are required", "client_id")
+        return ApiResponse(200, (await asyncio.to_thread(auth.login, client_id, secret)).body())
+
+    async def refresh(request: ApiRequest) -> ApiResponse:
+        token = request.json_object().get("refresh_token")
+        if not isinstance(token, str):
+            raise BadParam("refresh_token is required", "refresh_token")
+        return ApiResponse(200, (await asyncio.to_thread(auth.refresh, token)).body())
+
+    # -- galleries -----------------------------------------------------------------
+    async def list_galleries(request: ApiRequest) -> ApiResponse:
+        rows = await asyncio.to_thread(store.list_galleries, request.tenant)
+        return ApiResponse(200, {"galleries": [_gallery_json(g, s, f) for g, s, f in rows]})
+
+    async def create_gallery(request: ApiRequest) -> ApiResponse:
+        name = _name(request.json_object().get("name"), "name")
+        gallery = await asyncio.to_thread(store.create_gallery, request.tenant, name)
+        return ApiResponse(201, _gallery_json(gallery, 0, 0))
+
+    async def get_gallery(request: ApiRequest) -> ApiResponse:
+        gallery = await gallery_of(request)
+        return ApiResponse(200, _gallery_json(gallery, None) | {"faces": repo.face_count(gallery.id)})
+
+    async def rename_gallery(request: ApiRequest) -> ApiResponse:
+        gallery = await gallery_of(request)
+        name = _name(request.json_object().get("name"), "name")
+        return ApiResponse(200, _gallery_json(await asyncio.to_thread(store.rename_gallery, gallery, name)))
+
+    async def delete_gallery(request: ApiRequest) -> ApiResponse:
+        await repo.delete_gallery(await gallery_of(request))
+        return ApiResponse(204)
+
+    # -- subjects ------------------------------------------------------------------
+    async def list_subjects(request: ApiRequest) -> ApiResponse:
+        gallery = await gallery_of(request)
+        offset = request.int_param("offset", 0, lo=0, hi=10**9)
+        limit = request.int_param("limit", 100, lo=1, hi=1000)
+        subjects, total = await asyncio.to_thread(store.list_subjects, gallery.id, offset, limit)
+        return ApiResponse(200, {"subjects": [_subject_json(s) for s in subjects], "total": total,
+                                 "offset": offset, "limit": limit})
+
+    async def create_subject(request: ApiRequest) -> ApiResponse:
+        gallery = await gallery_of(request)
+        body = request.json_object()
+        name = _name(body.get("name"), "name")
+        subject_id = _name(body.get("id") or uuid.uuid4().hex, "id")
+        meta = body.get("meta", {})
+        if not isinstance(meta, dict):
+            raise BadParam("meta must be a JSON object", "meta")
+        subject = await asyncio.to_thread(store.create_subject, gallery.id, subject_id, name, meta)
+        return ApiResponse(201, _subject_json(subject))
+
+    async def get_subject(request: ApiRequest) -> ApiResponse:
+        _, subject = await subject_of(request)
+        return ApiResponse(200, _subject_json(subject))
+
+    async def update_subject(request: ApiRequest) -> ApiResponse:
+        gallery, subject = await subject_of(request)
+        body = request.json_object()
+        name = _name(body["name"], "name") if "name" in body else None
+        meta = body.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise BadParam("meta must be a JSON object", "meta")
+        return ApiResponse(200, _subject_json(await repo.update_subject(gallery, subject, name, meta)))
+
+    async def delete_subject(request: ApiRequest) -> ApiResponse:
+        gallery, subject = await subject_of(request)
+        await repo.delete_subject(gallery, subject)
+        return ApiResponse(204)
+
+    # -- faces ---------------------------------------------------------------------
+    async def add_faces(request: ApiRequest) -> ApiResponse:
+        gallery, subject = await subject_of(request)
+        params = _params(request)
+        data = _image(request, params, "file", repo)
+        assert data is not None  # required=True
+        records = await repo.add_faces(gallery, subject, data, all_faces=_bool(params.get("all_faces", False), "all_faces"),
+                                       force=_bool(params.get("force", False), "force"))
+        return ApiResponse(201, {"faces": [_face_json(r, subject, gallery) for r in records]})
+
+    async def list_faces(request: ApiRequest) -> ApiResponse:
+        gallery, subject = await subject_of(request)
+        records = await asyncio.to_thread(store.faces_of_subject, subject.pk)
+        return ApiResponse(200, {"faces": [_face_json(r, subject, gallery) for r in records]})
+
+    async def get_face(request: ApiRequest) -> ApiResponse:
+        record, gallery = await asyncio.to_thread(store.face, request.tenant, request.path_params["face_id"])
+        subject = (await asyncio.to_thread(store.subjects_by_pk, [record.subject_pk]))[record.subject_pk]
+        return ApiResponse(200, _face_json(record, subject, gallery))
+
+    async def delete_face(request: ApiRequest) -> ApiResponse:
+        await repo.delete_face(request.tenant, request.path_params["face_id"])
+        return ApiResponse(204)
+
+    async def face_image(request: ApiRequest) -> ApiResponse:
+        record, _ = await asyncio.to_thread(store.face, request.tenant, request.path_params["face_id"])
+        data = await asyncio.to_thread(repo.images.get, record.image_key) if record.image_key else None
+        if data is None:
+            raise NotFound("the original image was not kept (save_images is off)", "face_id")
+        return ApiResponse(200, data, content_type="application/octet-stream")
+
+    async def face_thumbnail(request: ApiRequest) -> ApiResponse:
+        record, _ = await asyncio.to_thread(store.face, request.tenant, request.path_params["face_id"])
+        data = await asyncio.to_thread(store.face_thumbnail, record.id)
+        if data is None:
+            raise NotFound("no thumbnail", "face_id")
+        return ApiResponse(200, data, content_type="image/jpeg")
+
+    # -- detect / verify / identify ---------------------------------------------------
+    async def detect(request: ApiRequest) -> ApiResponse:
+        from facewatch.faces_json import face_to_json
+
+        params = _params(request)
+        plugins = _list(params.get("face_plugins"), "face_plugins")
+        unknown = [p for p in plugins if p not in (*ATTRIBUTE_PLUGINS, "embedding", "landmarks")]
+        if unknown:
+            raise BadParam(f"unknown face_plugins {unknown}; known: {', '.join((*ATTRIBUTE_PLUGINS, 'embedding'))}",
+                           "face_plugins")
+        image = repo.decode(_image(request, params, "file", repo) or b"", "file")
+        limit = int(_number(params.get("limit"), "limit", 0, 0, 1000))
+        det = _number(params.get("det_prob_threshold"), "det_prob_threshold", 0.0, 0.0, 1.0)
+        faces = await repo.analyze(image, attributes=[p for p in plugins if p in ATTRIBUTE_PLUGINS],
+                                   max_faces=limit or None, embed="embedding" in plugins)
+        return ApiResponse(200, {"faces": [face_to_json(f, embedding="embedding" in plugins)
+                                           for f in faces if f.det_score >= det]})
+
+    async def verify(request: ApiRequest) -> ApiResponse:
+        params = _params(request)
+        threshold = repo.threshold(params.get("threshold"))
+        first = _image(request, params, "image1", repo, required=False) or _image(request, params, "file", repo)
+        assert first is not None
+        probe, _ = await repo.embedding_of(first, "image1")
+        second = _image(request, params, "image2", repo, required=False)
+        if second is not None:
+            reference, _ = await repo.embedding_of(second, "image2")
+            refs = reference[None]
+        elif params.get("face_id"):
+            record, _g = await asyncio.to_thread(store.face, request.tenant, str(params["face_id"]))
+            refs = record.embedding[None]
+        elif params.get("subject"):
+            gallery = await asyncio.to_thread(store.gallery, request.tenant, _name(params.get("gallery"), "gallery"))
+            subject = await asyncio.to_thread(store.subject, gallery.id, str(params["subject"]))
+            refs = await repo.subject_embeddings(subject)
+        else:
+            raise BadParam("give image2, face_id, or gallery + subject to verify against", "image2")
+        similarity = float((refs @ probe).max())
+        return ApiResponse(200, {"similarity": round(similarity, 4), "threshold": threshold,
+                                 "verified": similarity >= threshold})
+
+    async def identify(request: ApiRequest) -> ApiResponse:
+        from facewatch.faces_json import face_to_json
+
+        params = _params(request)
+        galleries = _list(params.get("galleries") or params.get("gallery"), "galleries")
+        if not galleries:
+            raise BadParam("galleries is required", "galleries")
+        image = repo.decode(_image(request, params, "file", repo) or b"", "file")
+        results = await repo.identify(
+            request.tenant, galleries, image,
+            prediction_count=int(_number(params.get("prediction_count"), "prediction_count", 1, 1, 100)),
+            limit=int(_number(params.get("limit"), "limit", 0, 0, 1000)),
+            det_prob_threshold=_number(params.get("det_prob_threshold"), "det_prob_threshold", 0.0, 0.0, 1.0),
+            threshold=repo.threshold(params.get("threshold")),
+        )
+        return ApiResponse(200, {"faces": [
+            face_to_json(r.face) | {"matches": [
+                {"subject": s.id, "name": s.name, "gallery": g.name, "similarity": round(m.similarity, 4),
+                 "face_id": m.face_id} for m, s, g in r.matches]}
+            for r in results]})
+
+    add = router.add
+    add("POST", "/api/v1/login", login, public=True, summary="client id + secret -> access and refresh tokens")
+    add("POST", "/api/v1/token/refresh", refresh, public=True, summary="refresh token -> new tokens (one use)")
+    add("GET", "/api/v1/galleries", list_galleries, summary="list galleries")
+    add("POST", "/api/v1/galleries", create_gallery, summary="create a gallery")
+    add("GET", "/api/v1/galleries/{gallery}", get_gallery, summary="get a gallery")
+    add("PATCH", "/api/v1/galleries/{gallery}", rename_gallery, summary="rename a gallery")
+    add("DELETE", "/api/v1/galleries/{gallery}", delete_gallery, summary="delete a gallery with its subjects")
+    add("GET", "/api/v1/galleries/{gallery}/subjects", list_subjects, summary="list subjects (offset, limit)")
+    add("POST", "/api/v1/galleries/{gallery}/subjects", create_subject, summary="create a subject")
+    add("GET", "/api/v1/galleries/{gallery}/subjects/{subject}", get_subject, summary="get a subject")
+    add("PATCH", "/api/v1/galleries/{gallery}/subjects/{subject}", update_subject,
+        summary="rename (onto an existing name: merge) or set meta")
+    add("DELETE", "/api/v1/galleries/{gallery}/subjects/{subject}", delete_subject, summary="delete with its faces")
+    add("POST", "/api/v1/galleries/{gallery}/subjects/{subject}/faces", add_faces,
+        summary="add a face from an image (multipart file or base64 JSON)")
+    add("GET", "/api/v1/galleries/{gallery}/subjects/{subject}/faces", list_faces, summary="list a subject's faces")
+    add("GET", "/api/v1/faces/{face_id}", get_face, summary="get a face")
+    add("DELETE", "/api/v1/faces/{face_id}", delete_face, summary="delete a face")
+    add("GET", "/api/v1/faces/{face_id}/image", face_image, summary="the original image")
+    add("GET", "/api/v1/faces/{face_id}/thumbnail", face_thumbnail, summary="the aligned face, JPEG")
+    add("POST", "/api/v1/detect", detect, summary="faces, boxes, landmarks, quality, face_plugins")
+    add("POST", "/api/v1/verify", verify, summary="1:1: image vs image2, face_id or subject")
+    add("POST", "/api/v1/identify", identify, summary="1:N against galleries")

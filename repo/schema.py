@@ -1,0 +1,132 @@
+"""Tables and migrations, the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Boolean, Column, Connection, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    UniqueConstraint, insert, inspect, select,
+)
+
+__all__ = ("metadata", "tenants", "clients", "api_keys", "refresh_tokens", "settings", "galleries", "subjects",
+           "faces", "jobs", "migrate", "MIGRATIONS")
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+settings = Table(
+    "settings", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+tenants = Table(
+    "tenants", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+clients = Table(
+    "clients", metadata,
+    Column("id", String(64), primary_key=True),  # the client id used to log in
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", String(300), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(64), primary_key=True),  # the public part of the key
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", String(128), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+refresh_tokens = Table(
+    "refresh_tokens", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("secret_hash", String(128), nullable=False),
+    Column("client_id", String(64), ForeignKey("clients.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+galleries = Table(
+    "galleries", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_gallery_name"),
+)
+subjects = Table(
+    "subjects", metadata,
+    Column("pk", String(64), primary_key=True),
+    Column("gallery_id", String(64), ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False),
+    Column("id", String(200), nullable=False),  # the caller's id, unique in its gallery
+    Column("name", String(300), nullable=False),
+    Column("meta", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("gallery_id", "id", name="uq_subject_id"),
+    UniqueConstraint("gallery_id", "name", name="uq_subject_name"),
+)
+faces = Table(
+    "faces", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject_pk", String(64), ForeignKey("subjects.pk", ondelete="CASCADE"), nullable=False),
+    Column("gallery_id", String(64), ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False),
+    Column("box", Text, nullable=False),
+    Column("landmarks", Text, nullable=False),
+    Column("det_score", Float, nullable=False),
+    Column("quality", Float, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32, L2-normalised
+    Column("model_id", String(200), nullable=False),
+    Column("photo_hash", String(64), nullable=False),
+    Column("image_key", String(80)),  # content address under the image store, or NULL
+    Column("thumbnail", LargeBinary),
+    Column("created_at", Float, nullable=False),
+    Index("ix_faces_gallery", "gallery_id"),
+    Index("ix_faces_subject", "subject_pk"),
+)
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("done", Integer, nullable=False, default=0),
+    Column("total", Integer, nullable=False, default=0),
+    Column("result", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+
+def _v1_initial(conn: Connection) -> None:
+    for table in (settings, tenants, clients, api_keys, refresh_tokens, galleries, subjects, faces, jobs):
+        table.create(conn, checkfirst=True)
+    conn.execute(insert(settings).values(key="token_signing_key", value=secrets.token_hex(32)))
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1_initial)]
+
+
+def migrate(conn: Connection) -> int:
+    """Apply the migrations this database has not seen; returns the version."""
+    schema_migrations.create(conn, checkfirst=True)
+    applied = set(conn.execute(select(schema_migrations.c.version)).scalars())
+    for version, step in MIGRATIONS:
+        if version not in applied:
+            step(conn)
+            conn.execute(insert(schema_migrations).values(version=version, applied_at=time.time()))
+    return max(v for v, _ in MIGRATIONS)
+
+
+def table_names(conn: Connection) -> list[str]:
+    return sorted(inspect(conn).get_table_names())

@@ -1,0 +1,239 @@
+"""FaceRepository: what the repo does, independent of transport.
+
+Enrol faces into subjects of galleries, detect, verify, identify. The database
+is the truth; the in-memory indexes follow every committed change, and every
+change is published on /topic/repo.events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from api.errors import BadParam, NoFace, NotFound, PayloadTooLarge, UnsupportedMedia
+from vision.analyzer import FaceAnalyzer
+from vision.errors import ImageDecodeError, ImageTooLargeError
+from vision.images import decode_image
+from vision.records import Face
+
+from .events import REPO_EVENTS, EventPublisher
+from .images import ImageStore, photo_hash, thumbnail_jpeg
+from .index import GalleryIndex, Match
+from .store import FaceRecord, Gallery, RepoStore, Subject
+
+__all__ = ("RepoOptions", "FaceRepository", "Identification")
+
+
+@dataclass(slots=True, frozen=True)
+class RepoOptions:
+    threshold: float
+    presets: dict[str, float]
+    min_face_px: float = 40.0
+    min_quality: float = 0.3
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    save_images: bool = True
+
+
+@dataclass(slots=True, frozen=True)
+class Identification:
+    face: Face
+    matches: list[tuple[Match, Subject, Gallery]]
+
+
+class FaceRepository:
+    def __init__(self, store: RepoStore, analyzer: FaceAnalyzer, images: ImageStore, options: RepoOptions,
+                 events: EventPublisher) -> None:
+        self.store = store
+        self.analyzer = analyzer
+        self.images = images
+        self.options = options
+        self.events = events
+        self.indexes: dict[str, GalleryIndex] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+    def load_indexes(self) -> int:
+        """Build every gallery's index from the database; returns the face count."""
+        total = 0
+        for gallery in self.store.all_galleries():
+            index = self._index(gallery.id)
+            for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery.id):
+                index.add(face_ids, subject_pks, vectors)
+                total += len(face_ids)
+        return total
+
+    def face_count(self, gallery_id: str) -> int:
+        return len(self._index(gallery_id))
+
+    def _index(self, gallery_id: str) -> GalleryIndex:
+        index = self.indexes.get(gallery_id)
+        if index is None:
+            index = self.indexes[gallery_id] = GalleryIndex(self.analyzer.embedder.dim)
+        return index
+
+    def _event(self, kind: str, gallery: Gallery, **fields: Any) -> None:
+        self.events.publish(REPO_EVENTS, {"type": kind, "tenant": gallery.tenant_id, "gallery": gallery.name,
+                                          "gallery_id": gallery.id, "time": time.time(), **fields})
+
+    # -- thresholds and images -----------------------------------------------------
+    def threshold(self, value: Any) -> float:
+        if value is None or value == "":
+            return self.options.threshold
+        if isinstance(value, str) and value in self.options.presets:
+            return self.options.presets[value]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise BadParam(f"threshold must be a number or one of {sorted(self.options.presets)}", "threshold") from None
+        if not -1.0 <= number <= 1.0:
+            raise BadParam("threshold must be between -1 and 1", "threshold")
+        return number
+
+    def decode(self, data: bytes, param: str) -> np.ndarray:
+        try:
+            return decode_image(data, max_bytes=self.options.max_body_bytes, max_pixels=self.options.max_image_pixels)
+        except ImageTooLargeError as exc:
+            raise PayloadTooLarge(str(exc), param) from None
+        except ImageDecodeError as exc:
+            raise UnsupportedMedia(str(exc), param) from None
+
+    @staticmethod
+    def b64(value: Any, param: str) -> bytes:
+        if not isinstance(value, str) or not value:
+            raise BadParam(f"{param} must be a base64 string", param)
+        if value.startswith(("http://", "https://")):
+            raise BadParam("image URLs are not fetched; send the image bytes", param)
+        if value.startswith("data:") and "," in value:
+            value = value.split(",", 1)[1]
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadParam(f"{param} is not valid base64", param) from None
+
+    async def analyze(self, image: np.ndarray, *, attributes: Sequence[str] = (), max_faces: int | None = None,
+                      embed: bool = True) -> list[Face]:
+        self.analyzer.check_attribute_names(attributes)
+        return await asyncio.to_thread(self.analyzer.analyze, image, embed=embed, attributes=attributes,
+                                       max_faces=max_faces)
+
+    # -- faces ----------------------------------------------------------------------
+    async def add_faces(self, gallery: Gallery, subject: Subject, data: bytes, *, all_faces: bool = False,
+                        force: bool = False) -> list[FaceRecord]:
+        """Enrol the largest face (or all faces) of one image into ``subject``.
+
+        Nothing is half-written: the image file is stored before the rows and
+        removed again if they fail; the index and events follow the commit.
+        """
+        image = self.decode(data, "file")
+        faces = await self.analyze(image, max_faces=None if all_faces else 1)
+        if not faces:
+            raise NoFace("no face found in the image")
+        if not force:
+            for face in faces:
+                quality = face.quality.score if face.quality else 0.0
+                if face.size_px < self.options.min_face_px:
+                    raise NoFace(f"face too small ({face.size_px:.0f} px, at least {self.options.min_face_px:.0f}); "
+                                 "set force to enrol it anyway")
+                if quality < self.options.min_quality:
+                    raise BadParam(f"face quality {quality:.2f} is under {self.options.min_quality} "
+                                   "(blurred, turned away or small); set force to enrol it anyway", "file")
+        key = await asyncio.to_thread(self.images.put, data) if self.options.save_images else None
+        now = time.time()
+        records = []
+        for face in faces:
+            if face.embedding is None or face.kps is None:
+                raise NoFace("face could not be embedded")
+            records.append(FaceRecord(
+                uuid.uuid4().hex, subject.pk, gallery.id, [round(float(v), 1) for v in face.box],
+                [[round(float(x), 1), round(float(y), 1)] for x, y in face.kps], face.det_score,
+                face.quality.score if face.quality else 0.0, face.embedding, self.analyzer.embedder.model_id,
+                photo_hash(data), key, now))
+        thumbs = [thumbnail_jpeg(f.aligned) if f.aligned is not None else None for f in faces]
+        try:
+            await asyncio.to_thread(self.store.add_faces, records, thumbs)
+        except BaseException:
+            if key is not None and not await asyncio.to_thread(self.store.image_key_in_use, key):
+                await asyncio.to_thread(self.images.delete, key)
+            raise
+        self._index(gallery.id).add([r.id for r in records], [subject.pk] * len(records),
+                                    np.stack([r.embedding for r in records]))
+        for record in records:
+            self._event("face.added", gallery, subject=subject.id, face_id=record.id,
+                        embedding=base64.b64encode(record.embedding.tobytes()).decode(), model_id=record.model_id)
+        return records
+
+    async def delete_face(self, tenant_id: str, face_id: str) -> None:
+        record, gallery = await asyncio.to_thread(self.store.face, tenant_id, face_id)
+        await asyncio.to_thread(self.store.delete_face, face_id)
+        self._index(gallery.id).remove([face_id])
+        await self._drop_image(record.image_key)
+        self._event("face.removed", gallery, face_id=face_id)
+
+    async def _drop_image(self, key: str | None) -> None:
+        if key is not None and not await asyncio.to_thread(self.store.image_key_in_use, key):
+            await asyncio.to_thread(self.images.delete, key)
+
+    async def delete_subject(self, gallery: Gallery, subject: Subject) -> None:
+        gone = await asyncio.to_thread(self.store.delete_subject, subject)
+        self._index(gallery.id).remove([face_id for face_id, _ in gone])
+        for key in {k for _, k in gone}:
+            await self._drop_image(key)
+        self._event("subject.removed", gallery, subject=subject.id, face_ids=[f for f, _ in gone])
+
+    async def update_subject(self, gallery: Gallery, subject: Subject, name: str | None,
+                             meta: dict[str, Any] | None) -> Subject:
+        before = await asyncio.to_thread(self.store.faces_of_subject, subject.pk) if name else []
+        result, merged_pk = await asyncio.to_thread(self.store.update_subject, subject, name, meta)
+        if merged_pk is not None:
+            self._index(gallery.id).reassign([f.id for f in before], result.pk)
+            self._event("subject.merged", gallery, subject=result.id, merged=subject.id)
+        else:
+            self._event("subject.updated", gallery, subject=result.id)
+        return result
+
+    async def delete_gallery(self, gallery: Gallery) -> None:
+        keys = await asyncio.to_thread(self.store.delete_gallery, gallery)
+        self.indexes.pop(gallery.id, None)
+        for key in set(keys):
+            await self._drop_image(key)
+        self._event("gallery.removed", gallery)
+
+    # -- search ----------------------------------------------------------------------
+    async def identify(self, tenant_id: str, gallery_names: list[str], image: np.ndarray, *, prediction_count: int,
+                       limit: int, det_prob_threshold: float, threshold: float) -> list[Identification]:
+        galleries = [await asyncio.to_thread(self.store.gallery, tenant_id, name) for name in gallery_names]
+        faces = await self.analyze(image, max_faces=limit or None)
+        faces = [f for f in faces if f.det_score >= det_prob_threshold]
+        results = []
+        for face in faces:
+            found: list[tuple[Match, Gallery]] = []
+            if face.embedding is not None:
+                for gallery in galleries:
+                    found += [(m, gallery) for m in self._index(gallery.id).search(face.embedding, prediction_count)
+                              if m.similarity >= threshold]
+            found.sort(key=lambda mg: -mg[0].similarity)
+            found = found[:prediction_count]
+            subjects = await asyncio.to_thread(self.store.subjects_by_pk, [m.subject_pk for m, _ in found])
+            results.append(Identification(face, [(m, subjects[m.subject_pk], g) for m, g in found
+                                                  if m.subject_pk in subjects]))
+        return results
+
+    async def embedding_of(self, data: bytes, param: str) -> tuple[np.ndarray, Face]:
+        faces = await self.analyze(self.decode(data, param), max_faces=1)
+        if not faces or faces[0].embedding is None:
+            raise NoFace(f"no face found in {param}", param)
+        return faces[0].embedding, faces[0]
+
+    async def subject_embeddings(self, subject: Subject) -> np.ndarray:
+        faces = await asyncio.to_thread(self.store.faces_of_subject, subject.pk)
+        if not faces:
+            raise NotFound(f"subject {subject.id!r} has no faces", "subject")
+        return np.stack([f.embedding for f in faces])

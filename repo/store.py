@@ -1,0 +1,341 @@
+"""All SQL of the repo, behind typed methods. Synchronous: callers on the
+event loop use ``asyncio.to_thread``. Every write is one transaction."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, create_engine, make_url, delete, event, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from api.errors import Conflict, NotFound
+
+from . import schema as s
+
+__all__ = ("Gallery", "Subject", "FaceRecord", "RepoStore", "open_store")
+
+
+@dataclass(slots=True, frozen=True)
+class Gallery:
+    id: str
+    tenant_id: str
+    name: str
+    created_at: float
+
+
+@dataclass(slots=True, frozen=True)
+class Subject:
+    pk: str
+    gallery_id: str
+    id: str
+    name: str
+    meta: dict[str, Any]
+    created_at: float
+    face_count: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class FaceRecord:
+    id: str
+    subject_pk: str
+    gallery_id: str
+    box: list[float]
+    landmarks: list[list[float]]
+    det_score: float
+    quality: float
+    embedding: np.ndarray
+    model_id: str
+    photo_hash: str
+    image_key: str | None
+    created_at: float
+
+
+def _now() -> float:
+    return time.time()
+
+
+def open_store(url: str) -> "RepoStore":
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+    else:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    store = RepoStore(engine)
+    store.migrate()
+    return store
+
+
+class RepoStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def migrate(self) -> int:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several API instances may start at once: one migrates.
+                conn.execute(text("SELECT pg_advisory_xact_lock(7142001)"))
+            return s.migrate(conn)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- settings, tenants, credentials --------------------------------------
+    def setting(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(s.settings.c.value).where(s.settings.c.key == key)).scalar()
+
+    def create_tenant(self, name: str) -> str:
+        tenant_id = uuid.uuid4().hex
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(s.tenants).values(id=tenant_id, name=name, created_at=_now()))
+        except IntegrityError:
+            raise Conflict(f"tenant {name!r} exists") from None
+        return tenant_id
+
+    def tenant_by_name(self, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(s.tenants.c.id).where(s.tenants.c.name == name)).scalar()
+
+    def create_client(self, tenant_id: str, client_id: str, secret_hash: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(s.clients).values(id=client_id, tenant_id=tenant_id, secret_hash=secret_hash,
+                                                      created_at=_now()))
+        except IntegrityError:
+            raise Conflict(f"client {client_id!r} exists") from None
+
+    def client(self, client_id: str) -> tuple[str, str] | None:
+        """(tenant id, secret hash)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.clients.c.tenant_id, s.clients.c.secret_hash)
+                               .where(s.clients.c.id == client_id)).first()
+        return (row[0], row[1]) if row else None
+
+    def create_api_key(self, tenant_id: str, key_id: str, key_hash: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(s.api_keys).values(id=key_id, tenant_id=tenant_id, secret_hash=key_hash, name=name,
+                                                   revoked=False, created_at=_now()))
+
+    def api_key(self, key_id: str) -> tuple[str, str, bool] | None:
+        """(tenant id, hash, revoked)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.api_keys.c.tenant_id, s.api_keys.c.secret_hash, s.api_keys.c.revoked)
+                               .where(s.api_keys.c.id == key_id)).first()
+        return (row[0], row[1], bool(row[2])) if row else None
+
+    def store_refresh_token(self, token_id: str, token_hash: str, client_id: str, tenant_id: str, expires_at: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(s.refresh_tokens).values(id=token_id, secret_hash=token_hash, client_id=client_id,
+                                                         tenant_id=tenant_id, expires_at=expires_at, revoked=False))
+
+    def take_refresh_token(self, token_id: str) -> tuple[str, str, str, float] | None:
+        """Revoke and return (hash, client id, tenant id, expires_at): each refresh token works once."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(s.refresh_tokens.c.secret_hash, s.refresh_tokens.c.client_id,
+                                      s.refresh_tokens.c.tenant_id, s.refresh_tokens.c.expires_at)
+                               .where(s.refresh_tokens.c.id == token_id, s.refresh_tokens.c.revoked.is_(False))
+                               .with_for_update()).first()
+            if row is None:
+                return None
+            conn.execute(update(s.refresh_tokens).where(s.refresh_tokens.c.id == token_id).values(revoked=True))
+        return row[0], row[1], row[2], row[3]
+
+    # -- galleries -------------------------------------------------------------
+    @staticmethod
+    def _gallery(row: Any) -> Gallery:
+        return Gallery(row.id, row.tenant_id, row.name, row.created_at)
+
+    def list_galleries(self, tenant_id: str) -> list[tuple[Gallery, int, int]]:
+        """Each gallery with its subject and face counts."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.galleries).where(s.galleries.c.tenant_id == tenant_id)
+                                .order_by(s.galleries.c.name)).all()
+            subj = dict(conn.execute(select(s.subjects.c.gallery_id, func.count()).group_by(s.subjects.c.gallery_id)).all())
+            fc = dict(conn.execute(select(s.faces.c.gallery_id, func.count()).group_by(s.faces.c.gallery_id)).all())
+        return [(self._gallery(r), int(subj.get(r.id, 0)), int(fc.get(r.id, 0))) for r in rows]
+
+    def create_gallery(self, tenant_id: str, name: str) -> Gallery:
+        gallery = Gallery(uuid.uuid4().hex, tenant_id, name, _now())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(s.galleries).values(id=gallery.id, tenant_id=tenant_id, name=name,
+                                                        created_at=gallery.created_at))
+        except IntegrityError:
+            raise Conflict(f"gallery {name!r} exists", "name") from None
+        return gallery
+
+    def gallery(self, tenant_id: str, name: str) -> Gallery:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.galleries).where(s.galleries.c.tenant_id == tenant_id,
+                                                         s.galleries.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"gallery {name!r} not found", "gallery")
+        return self._gallery(row)
+
+    def all_galleries(self) -> list[Gallery]:
+        with self.engine.connect() as conn:
+            return [self._gallery(r) for r in conn.execute(select(s.galleries)).all()]
+
+    def rename_gallery(self, gallery: Gallery, new_name: str) -> Gallery:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(s.galleries).where(s.galleries.c.id == gallery.id).values(name=new_name))
+        except IntegrityError:
+            raise Conflict(f"gallery {new_name!r} exists", "name") from None
+        return Gallery(gallery.id, gallery.tenant_id, new_name, gallery.created_at)
+
+    def delete_gallery(self, gallery: Gallery) -> list[str | None]:
+        """Deletes the gallery with its subjects and faces; returns their image keys."""
+        with self.engine.begin() as conn:
+            keys = list(conn.execute(select(s.faces.c.image_key).where(s.faces.c.gallery_id == gallery.id)).scalars())
+            conn.execute(delete(s.faces).where(s.faces.c.gallery_id == gallery.id))
+            conn.execute(delete(s.subjects).where(s.subjects.c.gallery_id == gallery.id))
+            conn.execute(delete(s.galleries).where(s.galleries.c.id == gallery.id))
+        return keys
+
+    # -- subjects --------------------------------------------------------------
+    @staticmethod
+    def _subject(row: Any, face_count: int = 0) -> Subject:
+        return Subject(row.pk, row.gallery_id, row.id, row.name, json.loads(row.meta or "{}"), row.created_at, face_count)
+
+    def list_subjects(self, gallery_id: str, offset: int, limit: int) -> tuple[list[Subject], int]:
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(s.subjects)
+                                 .where(s.subjects.c.gallery_id == gallery_id)).scalar_one()
+            counts = (select(s.faces.c.subject_pk, func.count().label("n")).where(s.faces.c.gallery_id == gallery_id)
+                      .group_by(s.faces.c.subject_pk).subquery())
+            rows = conn.execute(select(s.subjects, counts.c.n).outerjoin(counts, counts.c.subject_pk == s.subjects.c.pk)
+                                .where(s.subjects.c.gallery_id == gallery_id).order_by(s.subjects.c.name)
+                                .offset(offset).limit(limit)).all()
+        return [self._subject(r, int(r.n or 0)) for r in rows], int(total)
+
+    def create_subject(self, gallery_id: str, subject_id: str, name: str, meta: dict[str, Any]) -> Subject:
+        subject = Subject(uuid.uuid4().hex, gallery_id, subject_id, name, meta, _now())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(s.subjects).values(pk=subject.pk, gallery_id=gallery_id, id=subject_id, name=name,
+                                                       meta=json.dumps(meta), created_at=subject.created_at))
+        except IntegrityError:
+            raise Conflict(f"subject id {subject_id!r} or name {name!r} exists in this gallery", "id") from None
+        return subject
+
+    def subject(self, gallery_id: str, subject_id: str) -> Subject:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.subjects).where(s.subjects.c.gallery_id == gallery_id,
+                                                        s.subjects.c.id == subject_id)).first()
+            if row is None:
+                raise NotFound(f"subject {subject_id!r} not found", "subject")
+            n = conn.execute(select(func.count()).select_from(s.faces).where(s.faces.c.subject_pk == row.pk)).scalar_one()
+        return self._subject(row, int(n))
+
+    def subjects_by_pk(self, pks: list[str]) -> dict[str, Subject]:
+        if not pks:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.subjects).where(s.subjects.c.pk.in_(pks))).all()
+        return {r.pk: self._subject(r) for r in rows}
+
+    def update_subject(self, subject: Subject, name: str | None, meta: dict[str, Any] | None) -> tuple[Subject, str | None]:
+        """Rename and/or set meta. Renaming onto another subject's name merges
+        this one into it; returns (resulting subject, pk of the one merged away)."""
+        with self.engine.begin() as conn:
+            if name is not None and name != subject.name:
+                target = conn.execute(select(s.subjects).where(s.subjects.c.gallery_id == subject.gallery_id,
+                                                               s.subjects.c.name == name)).first()
+                if target is not None:
+                    conn.execute(update(s.faces).where(s.faces.c.subject_pk == subject.pk).values(subject_pk=target.pk))
+                    if meta is not None:
+                        conn.execute(update(s.subjects).where(s.subjects.c.pk == target.pk).values(meta=json.dumps(meta)))
+                    conn.execute(delete(s.subjects).where(s.subjects.c.pk == subject.pk))
+                    return self._subject_in(conn, target.pk), subject.pk
+                conn.execute(update(s.subjects).where(s.subjects.c.pk == subject.pk).values(name=name))
+            if meta is not None:
+                conn.execute(update(s.subjects).where(s.subjects.c.pk == subject.pk).values(meta=json.dumps(meta)))
+            return self._subject_in(conn, subject.pk), None
+
+    def _subject_in(self, conn: Any, pk: str) -> Subject:
+        row = conn.execute(select(s.subjects).where(s.subjects.c.pk == pk)).one()
+        n = conn.execute(select(func.count()).select_from(s.faces).where(s.faces.c.subject_pk == pk)).scalar_one()
+        return self._subject(row, int(n))
+
+    def delete_subject(self, subject: Subject) -> list[tuple[str, str | None]]:
+        """Deletes the subject and its faces; returns (face id, image key) of each."""
+        with self.engine.begin() as conn:
+            gone = [(r.id, r.image_key) for r in conn.execute(select(s.faces.c.id, s.faces.c.image_key)
+                                                              .where(s.faces.c.subject_pk == subject.pk)).all()]
+            conn.execute(delete(s.faces).where(s.faces.c.subject_pk == subject.pk))
+            conn.execute(delete(s.subjects).where(s.subjects.c.pk == subject.pk))
+        return gone
+
+    # -- faces -----------------------------------------------------------------
+    @staticmethod
+    def _face(row: Any) -> FaceRecord:
+        return FaceRecord(row.id, row.subject_pk, row.gallery_id, json.loads(row.box), json.loads(row.landmarks),
+                          row.det_score, row.quality, np.frombuffer(row.embedding, np.float32), row.model_id,
+                          row.photo_hash, row.image_key, row.created_at)
+
+    def add_faces(self, records: list[FaceRecord], thumbnails: list[bytes | None]) -> None:
+        with self.engine.begin() as conn:
+            for record, thumb in zip(records, thumbnails):
+                conn.execute(insert(s.faces).values(
+                    id=record.id, subject_pk=record.subject_pk, gallery_id=record.gallery_id,
+                    box=json.dumps(record.box), landmarks=json.dumps(record.landmarks), det_score=record.det_score,
+                    quality=record.quality, embedding=record.embedding.astype(np.float32).tobytes(),
+                    model_id=record.model_id, photo_hash=record.photo_hash, image_key=record.image_key,
+                    thumbnail=thumb, created_at=record.created_at))
+
+    def faces_of_subject(self, subject_pk: str) -> list[FaceRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.faces).where(s.faces.c.subject_pk == subject_pk)
+                                .order_by(s.faces.c.created_at)).all()
+        return [self._face(r) for r in rows]
+
+    def face(self, tenant_id: str, face_id: str) -> tuple[FaceRecord, Gallery]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.faces).join(s.galleries, s.galleries.c.id == s.faces.c.gallery_id)
+                               .where(s.faces.c.id == face_id, s.galleries.c.tenant_id == tenant_id)).first()
+            if row is None:
+                raise NotFound(f"face {face_id!r} not found", "face_id")
+            gallery = conn.execute(select(s.galleries).where(s.galleries.c.id == row.gallery_id)).one()
+        return self._face(row), self._gallery(gallery)
+
+    def face_thumbnail(self, face_id: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(s.faces.c.thumbnail).where(s.faces.c.id == face_id)).scalar()
+
+    def delete_face(self, face_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(s.faces).where(s.faces.c.id == face_id))
+
+    def image_key_in_use(self, key: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(s.faces).where(s.faces.c.image_key == key)).scalar_one() > 0
+
+    def iter_gallery_embeddings(self, gallery_id: str, batch: int = 5000) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        """(face ids, subject pks, embeddings) in batches, for building the index."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(
+                select(s.faces.c.id, s.faces.c.subject_pk, s.faces.c.embedding).where(s.faces.c.gallery_id == gallery_id))
+            while rows := result.fetchmany(batch):
+                yield ([r[0] for r in rows], [r[1] for r in rows],
+                       np.stack([np.frombuffer(r[2], np.float32) for r in rows]))
