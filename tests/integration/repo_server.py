@@ -1,0 +1,133 @@
+"""A real `facewatch serve` subprocess on SQLite or PostgreSQL, and a small HTTP client."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    raw: bytes
+
+
+@dataclass
+class Http:
+    base: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def call(self, method: str, path: str, body: Any = None, *, files: dict[str, tuple[str, bytes]] | None = None,
+             fields: dict[str, str] | None = None, raw: bytes | None = None, headers: dict[str, str] | None = None,
+             content_type: str = "application/json") -> Reply:
+        hdrs = dict(self.headers) | (headers or {})
+        data: bytes | None = None
+        if files is not None or fields is not None:
+            boundary = uuid.uuid4().hex
+            chunks = []
+            for name, value in (fields or {}).items():
+                chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+            for name, (filename, payload) in (files or {}).items():
+                chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                              f"Content-Type: application/octet-stream\r\n\r\n".encode() + payload + b"\r\n")
+            data = b"".join(chunks) + f"--{boundary}--\r\n".encode()
+            hdrs["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        elif raw is not None:
+            data = raw
+            hdrs["Content-Type"] = content_type
+        elif body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                payload = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            payload = err.read()
+            status = err.code
+            err.close()
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = None
+        return Reply(status, parsed, payload)
+
+
+class RepoServer:
+    def __init__(self, data_dir: Path, models_dir: Path, storage_url: str | None, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.stomp_port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FACEWATCH_")}
+        self.env.update(FACEWATCH_DATA_DIR=str(data_dir), FACEWATCH_MODELS__DIR=str(models_dir),
+                        FACEWATCH_API__PORT=str(self.port), FACEWATCH_BROKER__PORT=str(self.stomp_port),
+                        FACEWATCH_AUTH__RATE_PER_S="0", **env)
+        if storage_url:
+            self.env["FACEWATCH_STORAGE__URL"] = storage_url
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "serve.log"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "facewatch", *args], env=self.env, capture_output=True,
+                              text=True, timeout=120, cwd=ROOT)
+
+    def create_tenant(self, name: str) -> dict[str, str]:
+        made = self.cli("tenants", "create", name)
+        assert made.returncode == 0, made.stderr
+        return json.loads(made.stdout)
+
+    def start(self) -> "RepoServer":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "facewatch", "serve"], env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log.read_text()[-3000:]}")
+            if Http(self.base).call("GET", "/api/v1/health").status == 200 if self._port_open() else False:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"serve did not answer: {self.log.read_text()[-3000:]}")
+
+    def _port_open(self) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def http(self, api_key: str | None = None, token: str | None = None) -> Http:
+        headers = {}
+        if api_key:
+            headers["x-api-key"] = api_key
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return Http(self.base, headers)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc = None

@@ -1,0 +1,332 @@
+"""The face repo end to end: a real server, real faces, REST and STOMP, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from broker.client import BrokerAddress, BusClient
+
+from .repo_server import Http, RepoServer
+
+pytestmark = [pytest.mark.models, pytest.mark.data]
+
+PEOPLE = ("alex_lacamoire", "biden", "kit_harington", "lin_manuel_miranda", "obama", "rose_leslie")
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _postgres_database() -> str | None:
+    name = f"fwtest_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(f"{PG}/postgres", autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as exc:
+        if os.environ.get("FWTEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL not usable: {exc} (FWTEST_REQUIRE_POSTGRES=1)")
+        pytest.skip(f"PostgreSQL not usable: {exc}")
+    return name
+
+
+def _drop_database(name: str) -> None:
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class Deployment:
+    def __init__(self, server: RepoServer, tenant: dict[str, str], other: dict[str, str], shared_data: Path) -> None:
+        self.server = server
+        self.tenant = tenant
+        self.other = other
+        self.data = shared_data
+        self.http = server.http(api_key=tenant["api_key"])
+
+    def image(self, relative: str) -> bytes:
+        return (self.data / relative).read_bytes()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
+               shared_data: Path) -> Iterator[Deployment]:
+    db = None
+    url = None
+    if request.param == "postgres":
+        db = _postgres_database()
+        url = f"{PG}/{db}"
+    server = RepoServer(tmp_path_factory.mktemp(f"repo-{request.param}"), models_dir, url)
+    tenant, other = server.create_tenant("acme"), server.create_tenant("globex")
+    server.start()
+    dep = Deployment(server, tenant, other, shared_data)
+    _enrol_everyone(dep)
+    yield dep
+    server.stop()
+    if db:
+        _drop_database(db)
+
+
+def _enrol_everyone(dep: Deployment) -> None:
+    http = dep.http
+    assert http.call("POST", "/api/v1/galleries", {"name": "people"}).status == 201
+    for person in PEOPLE:
+        created = http.call("POST", "/api/v1/galleries/people/subjects", {"id": person, "name": person.replace("_", " ").title()})
+        assert created.status == 201, created.body
+        for image in sorted((dep.data / "faces" / "enroll" / person).iterdir()):
+            added = http.call("POST", f"/api/v1/galleries/people/subjects/{person}/faces",
+                              files={"file": (image.name, image.read_bytes())})
+            assert added.status == 201, (image, added.body)
+            assert len(added.body["faces"]) == 1
+
+
+def _identified(dep: Deployment, relative: str, http: Http | None = None, **fields: str) -> set[str]:
+    reply = (http or dep.http).call("POST", "/api/v1/identify", files={"file": ("p.jpg", dep.image(relative))},
+                                    fields={"galleries": "people", **fields})
+    assert reply.status == 200, reply.body
+    return {f["matches"][0]["subject"] for f in reply.body["faces"] if f["matches"]}
+
+
+@pytest.mark.parametrize(
+    ("probe", "expected"),
+    [
+        ("faces/probe/obama1.jpg", {"obama"}),
+        ("faces/probe/alex_lacamoire1.jpg", {"alex_lacamoire"}),
+        ("faces/probe/johnsnow_test1.jpg", {"kit_harington"}),
+        ("faces/probe/obama_and_biden.jpg", {"obama", "biden"}),
+        ("faces/probe/two_people.jpg", {"obama", "biden"}),
+        ("faces/probe/kit_with_rose.jpg", {"kit_harington", "rose_leslie"}),
+    ],
+)
+def test_identify_probes(deployment: Deployment, probe: str, expected: set[str]) -> None:
+    assert _identified(deployment, probe) == expected
+
+
+def test_unenrolled_faces_match_nobody_at_medium(deployment: Deployment) -> None:
+    reply = deployment.http.call("POST", "/api/v1/identify", files={"file": ("m.jpg", deployment.image("group/multiface.jpg"))},
+                                 fields={"galleries": "people", "threshold": "medium", "prediction_count": "3"})
+    assert reply.status == 200
+    assert len(reply.body["faces"]) == 6
+    assert all(face["matches"] == [] for face in reply.body["faces"])
+
+
+def test_identify_json_base64_and_limits(deployment: Deployment) -> None:
+    image = base64.b64encode(deployment.image("faces/probe/two_people.jpg")).decode()
+    reply = deployment.http.call("POST", "/api/v1/identify", {"image": image, "galleries": ["people"], "limit": 1,
+                                                              "prediction_count": 2})
+    assert reply.status == 200
+    (face,) = reply.body["faces"]  # largest face only
+    assert len(face["matches"]) <= 2 and face["matches"][0]["similarity"] >= 0.278
+
+
+def test_verify(deployment: Deployment) -> None:
+    http = deployment.http
+    same = http.call("POST", "/api/v1/verify", files={"image1": ("a.jpg", deployment.image("faces/probe/obama1.jpg")),
+                                                       "image2": ("b.jpg", deployment.image("faces/enroll/obama/obama2.jpg"))})
+    assert same.status == 200 and same.body["verified"] is True
+    diff = http.call("POST", "/api/v1/verify", files={"image1": ("a.jpg", deployment.image("faces/probe/obama1.jpg")),
+                                                       "image2": ("b.jpg", deployment.image("faces/enroll/biden/biden.jpg"))},
+                     fields={"threshold": "strict"})
+    assert diff.status == 200 and diff.body["verified"] is False and diff.body["threshold"] == 0.292
+    subject = http.call("POST", "/api/v1/verify", files={"image1": ("a.jpg", deployment.image("faces/probe/johnsnow_test1.jpg"))},
+                        fields={"gallery": "people", "subject": "kit_harington"})
+    assert subject.body["verified"] is True
+    face_id = http.call("GET", "/api/v1/galleries/people/subjects/rose_leslie/faces").body["faces"][0]["id"]
+    by_face = http.call("POST", "/api/v1/verify", files={"image1": ("a.jpg", deployment.image("faces/probe/johnsnow_test1.jpg"))},
+                        fields={"face_id": face_id})
+    assert by_face.body["verified"] is False
+
+
+def test_rename_merges_and_delete_stops_matching(deployment: Deployment) -> None:
+    http = deployment.http
+    assert http.call("POST", "/api/v1/galleries", {"name": "scratch"}).status == 201
+    for sid, name, image in (("a", "Joe", "faces/enroll/biden/biden.jpg"), ("b", "Joseph", "faces/enroll/biden/biden2.jpg")):
+        assert http.call("POST", "/api/v1/galleries/scratch/subjects", {"id": sid, "name": name}).status == 201
+        assert http.call("POST", f"/api/v1/galleries/scratch/subjects/{sid}/faces",
+                         files={"file": ("x.jpg", deployment.image(image))}).status == 201
+    merged = http.call("PATCH", "/api/v1/galleries/scratch/subjects/b", {"name": "Joe"})
+    assert merged.status == 200 and merged.body["id"] == "a" and merged.body["faces"] == 2
+    assert http.call("GET", "/api/v1/galleries/scratch/subjects/b").status == 404
+    listing = http.call("GET", "/api/v1/galleries/scratch/subjects")
+    assert [s["id"] for s in listing.body["subjects"]] == ["a"] and listing.body["total"] == 1
+    hit = http.call("POST", "/api/v1/identify", files={"file": ("p.jpg", deployment.image("faces/probe/two_people.jpg"))},
+                    fields={"galleries": "scratch"})
+    assert {m["subject"] for f in hit.body["faces"] for m in f["matches"]} == {"a"}
+    assert http.call("DELETE", "/api/v1/galleries/scratch/subjects/a").status == 204
+    miss = http.call("POST", "/api/v1/identify", files={"file": ("p.jpg", deployment.image("faces/probe/two_people.jpg"))},
+                     fields={"galleries": "scratch"})
+    assert all(f["matches"] == [] for f in miss.body["faces"])
+    assert http.call("DELETE", "/api/v1/galleries/scratch").status == 204
+    assert http.call("GET", "/api/v1/galleries/scratch").status == 404
+
+
+def test_faces_resources(deployment: Deployment) -> None:
+    http = deployment.http
+    faces = http.call("GET", "/api/v1/galleries/people/subjects/obama/faces").body["faces"]
+    assert len(faces) == 2
+    one = http.call("GET", f"/api/v1/faces/{faces[0]['id']}")
+    assert one.status == 200 and one.body["subject"] == "obama" and one.body["gallery"] == "people"
+    image = http.call("GET", f"/api/v1/faces/{faces[0]['id']}/image")
+    assert image.status == 200 and image.raw in (deployment.image("faces/enroll/obama/obama.jpg"),
+                                                 deployment.image("faces/enroll/obama/obama2.jpg"))
+    thumb = http.call("GET", f"/api/v1/faces/{faces[0]['id']}/thumbnail")
+    assert thumb.status == 200 and thumb.raw[:2] == b"\xff\xd8"
+
+
+def test_detect_with_plugins(deployment: Deployment) -> None:
+    reply = deployment.http.call("POST", "/api/v1/detect", files={"file": ("g.jpg", deployment.image("group/couple.jpg"))},
+                                 fields={"face_plugins": "age,gender,embedding"})
+    assert reply.status == 200 and len(reply.body["faces"]) == 2
+    face = reply.body["faces"][0]
+    assert {"age", "gender"} <= set(face["attributes"]) and len(face["embedding"]) == 512
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        ("POST", "/api/v1/galleries", {"raw": b"{not json", "content_type": "application/json"}, 400, "MALFORMED_JSON"),
+        ("POST", "/api/v1/galleries", {"body": {"name": "people"}}, 409, "CONFLICT"),
+        ("POST", "/api/v1/galleries", {"body": {"name": "bad/name"}}, 400, "BAD_PARAM"),
+        ("GET", "/api/v1/galleries/nope", {}, 404, "NOT_FOUND"),
+        ("GET", "/api/v1/galleries/people/subjects/nobody", {}, 404, "NOT_FOUND"),
+        ("GET", "/api/v1/faces/0000", {}, 404, "NOT_FOUND"),
+        ("GET", "/api/v1/nothing-here", {}, 404, "NOT_FOUND"),
+        ("PUT", "/api/v1/galleries", {}, 405, "METHOD_NOT_ALLOWED"),
+        ("POST", "/api/v1/galleries/people/subjects/obama/faces", {"files": {"file": ("x.jpg", b"\xff\xd8\xff\xe0junk")}},
+         415, "UNSUPPORTED_MEDIA"),
+        ("POST", "/api/v1/galleries/people/subjects/obama/faces", {"body": {"image": "http://example.com/x.jpg"}},
+         400, "BAD_PARAM"),
+        ("POST", "/api/v1/galleries/people/subjects/obama/faces", {"body": {"image": "%%%not base64"}}, 400, "BAD_PARAM"),
+        ("POST", "/api/v1/identify", {"fields": {"galleries": "people"}}, 400, "BAD_PARAM"),
+        ("POST", "/api/v1/verify", {"fields": {"threshold": "extreme"}}, 400, "BAD_PARAM"),
+        ("GET", "/api/v1/galleries/people/subjects?limit=0", {}, 400, "BAD_PARAM"),
+    ],
+)
+def test_bad_input(deployment: Deployment, method: str, path: str, kwargs: dict, status: int, code: str) -> None:
+    reply = deployment.http.call(method, path, **kwargs)
+    assert reply.status == status, reply.body
+    assert reply.body["code"] == code and reply.body["reason"]
+
+
+def test_no_face_and_too_large(deployment: Deployment) -> None:
+    import io
+
+    from PIL import Image
+
+    blank = io.BytesIO()
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(blank, "PNG")
+    reply = deployment.http.call("POST", "/api/v1/galleries/people/subjects/obama/faces",
+                                 files={"file": ("blank.png", blank.getvalue())})
+    assert reply.status == 422 and reply.body["code"] == "NO_FACE"
+    big = deployment.http.call("POST", "/api/v1/detect", files={"file": ("big.jpg", b"\xff" * (11 * 1024 * 1024))})
+    assert big.status == 413 and big.body["code"] == "PAYLOAD_TOO_LARGE"
+    count = deployment.http.call("GET", "/api/v1/galleries/people/subjects/obama").body["faces"]
+    assert count == 2  # nothing half-written by the failed adds
+
+
+def test_auth_is_required_and_tenants_are_isolated(deployment: Deployment) -> None:
+    server = deployment.server
+    for http in (server.http(), server.http(api_key="fwk_0123456789abcdef_wrong"), server.http(api_key="garbage"),
+                 server.http(token="fwt.e30.bad")):
+        reply = http.call("GET", "/api/v1/galleries")
+        assert reply.status == 401 and reply.body["code"] == "AUTH_FAILED"
+        assert "galleries" not in reply.body
+    other = server.http(api_key=deployment.other["api_key"])
+    assert other.call("GET", "/api/v1/galleries").body == {"galleries": []}
+    face_id = deployment.http.call("GET", "/api/v1/galleries/people/subjects/obama/faces").body["faces"][0]["id"]
+    for method, path in (("GET", "/api/v1/galleries/people"), ("GET", "/api/v1/galleries/people/subjects"),
+                         ("GET", f"/api/v1/faces/{face_id}"), ("GET", f"/api/v1/faces/{face_id}/image"),
+                         ("DELETE", f"/api/v1/faces/{face_id}"), ("DELETE", "/api/v1/galleries/people")):
+        reply = other.call(method, path)
+        assert reply.status == 404, (method, path)
+        # Exactly what a never-existing id gets: nothing tells that it exists.
+        ghost = other.call(method, path.replace(face_id, "f" * 32).replace("people", "ghosts"))
+        assert reply.raw.replace(face_id.encode(), b"f" * 32).replace(b"people", b"ghosts") == ghost.raw
+        assert "obama" not in reply.raw.decode().lower()
+    still = deployment.http.call("GET", f"/api/v1/faces/{face_id}")
+    assert still.status == 200  # the other tenant's DELETE touched nothing
+
+
+def test_login_refresh_and_expired_token(deployment: Deployment) -> None:
+    server, tenant = deployment.server, deployment.tenant
+    bad = server.http().call("POST", "/api/v1/login", {"client_id": tenant["client_id"], "client_secret": "nope"})
+    assert bad.status == 401
+    login = server.http().call("POST", "/api/v1/login", {"client_id": tenant["client_id"],
+                                                         "client_secret": tenant["client_secret"]})
+    assert login.status == 200 and login.body["token_type"] == "Bearer" and login.body["expires_in"] == 3600
+    with_token = server.http(token=login.body["access_token"])
+    assert [g["name"] for g in with_token.call("GET", "/api/v1/galleries").body["galleries"]] == ["people"]
+    refreshed = server.http().call("POST", "/api/v1/token/refresh", {"refresh_token": login.body["refresh_token"]})
+    assert refreshed.status == 200
+    reused = server.http().call("POST", "/api/v1/token/refresh", {"refresh_token": login.body["refresh_token"]})
+    assert reused.status == 401  # one use each
+    # An expired token, signed with the real key: refused like a forged one.
+    from repo.security import TokenSigner
+    from repo.store import open_store
+
+    store = open_store(server.env.get("FACEWATCH_STORAGE__URL") or f"sqlite:///{server.data_dir / 'facewatch.db'}")
+    try:
+        signer = TokenSigner(bytes.fromhex(store.setting("token_signing_key") or ""))
+    finally:
+        store.close()
+    expired, _ = signer.issue(_tenant_id(server, "acme"), tenant["client_id"], -1)
+    reply = server.http(token=expired).call("GET", "/api/v1/galleries")
+    assert reply.status == 401 and reply.body["code"] == "AUTH_FAILED"
+
+
+def _tenant_id(server: RepoServer, name: str) -> str:
+    from repo.store import open_store
+
+    store = open_store(server.env.get("FACEWATCH_STORAGE__URL") or f"sqlite:///{server.data_dir / 'facewatch.db'}")
+    try:
+        tenant_id = store.tenant_by_name(name)
+    finally:
+        store.close()
+    assert tenant_id
+    return tenant_id
+
+
+def test_same_handlers_over_stomp(deployment: Deployment) -> None:
+    server = deployment.server
+    creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
+    bus = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"]))
+    bus.connect()
+    try:
+        key = {"x-api-key": deployment.tenant["api_key"]}
+        listed = bus.request("/queue/facewatch.api", b"", {"method": "GET", "path": "/api/v1/galleries", **key})
+        assert listed.status == 200 and [g["name"] for g in listed.json()["galleries"]] == ["people"]
+        image = base64.b64encode(deployment.image("faces/probe/kit_with_rose.jpg")).decode()
+        found = bus.request("/queue/facewatch.api", {"image": image, "galleries": "people"},
+                            {"method": "POST", "path": "/api/v1/identify", **key}, timeout_s=30)
+        assert found.status == 200
+        assert {f["matches"][0]["subject"] for f in found.json()["faces"] if f["matches"]} == {"kit_harington", "rose_leslie"}
+        page = bus.request("/queue/facewatch.api", b"", {"method": "GET", "path": "/api/v1/galleries/people/subjects?limit=2", **key})
+        assert page.status == 200 and len(page.json()["subjects"]) == 2 and page.json()["total"] == 6
+        denied = bus.request("/queue/facewatch.api", b"", {"method": "GET", "path": "/api/v1/galleries"})
+        assert denied.status == 401 and denied.json()["code"] == "AUTH_FAILED"
+        bad = bus.request("/queue/facewatch.api", b"{oops", {"method": "POST", "path": "/api/v1/galleries", **key})
+        assert bad.status == 400 and bad.json()["code"] == "MALFORMED_JSON"
+        nohdr = bus.request("/queue/facewatch.api", b"", {})
+        assert nohdr.status == 400 and nohdr.json()["code"] == "BAD_PARAM"
+    finally:
+        bus.close()
+
+
+def test_restart_keeps_everything(deployment: Deployment) -> None:
+    server = deployment.server
+    server.stop()
+    server.start()
+    listed = deployment.http.call("GET", "/api/v1/galleries/people/subjects")
+    assert listed.body["total"] == 6
+    assert _identified(deployment, "faces/probe/obama_and_biden.jpg") == {"obama", "biden"}
+
+
+def test_openapi_document(deployment: Deployment) -> None:
+    doc = deployment.server.http().call("GET", "/api/v1/openapi.json")
+    assert doc.status == 200 and doc.body["openapi"].startswith("3.")
+    assert "post" in doc.body["paths"]["/api/v1/identify"]
+    assert doc.body["paths"]["/api/v1/login"]["post"]["security"] == []
