@@ -83,9 +83,13 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         log.info("repo indexes loaded: %d faces", faces)
         stomp_api = StompApiServer(parts.api, app[BUS], asyncio.get_running_loop(), cfg.api.max_body_bytes)
         stomp_api.start()
+        resumed = parts.jobs.resume_all()
+        if resumed:
+            log.info("resumed %d unfinished job(s)", resumed)
         log.info("facewatch %s ready on http://%s:%d", __version__, cfg.api.host, cfg.api.port)
         yield
         stomp_api.stop()
+        await parts.jobs.stop()
         await asyncio.to_thread(parts.store.close)
 
     app.cleanup_ctx.extend([bus_ctx, repo_ctx])

@@ -12,6 +12,7 @@ from repo.auth import RepoAuth
 from repo.events import EventPublisher
 from repo.handlers import register_repo_routes
 from repo.images import ImageStore
+from repo.jobs import JobRunner
 from repo.service import FaceRepository, RepoOptions
 from repo.store import RepoStore, open_store
 from vision.analyzer import FaceAnalyzer
@@ -29,6 +30,7 @@ class RepoParts:
     auth: RepoAuth
     router: Router
     api: Api
+    jobs: JobRunner
 
 
 def openapi_document(router: Router) -> dict[str, object]:
@@ -63,8 +65,9 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
         max_image_pixels=cfg.api.max_image_pixels, save_images=cfg.storage.save_images,
     )
     repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events)
+    jobs = JobRunner(repo, events, Path(cfg.data_dir) / "jobs")
     router = Router()
-    register_repo_routes(router, repo, auth)
+    register_repo_routes(router, repo, auth, jobs)
 
     async def health(request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, {"status": "ok", "version": __version__,
@@ -76,4 +79,4 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     router.add("GET", "/api/v1/health", health, public=True, summary="liveness")
     router.add("GET", "/api/v1/openapi.json", openapi, public=True, transports=("rest",), summary="this document")
     api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst))
-    return RepoParts(store, repo, auth, router, api)
+    return RepoParts(store, repo, auth, router, api, jobs)

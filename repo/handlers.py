@@ -12,6 +12,7 @@ from api.request import ApiRequest, ApiResponse
 from api.routing import Router
 
 from .auth import RepoAuth
+from .jobs import JobRunner
 from .service import FaceRepository
 from .store import FaceRecord, Gallery, Subject
 
@@ -103,7 +104,14 @@ def _face_json(record: FaceRecord, subject: Subject | None = None, gallery: Gall
     return out
 
 
-def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth) -> None:
+def _job_json(job: dict[str, Any]) -> dict[str, Any]:
+    result = {k: v for k, v in job["result"].items() if k != "params"}
+    return {"id": job["id"], "kind": job["kind"], "status": job["status"], "done": job["done"], "total": job["total"],
+            "result": result, "created_at": job["created_at"], "updated_at": job["updated_at"]}
+
+
+def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, jobs: JobRunner,
+                         max_zip_files: int = 10_000, max_zip_bytes: int = 2 * 1024**3) -> None:
     store = repo.store
 
     async def gallery_of(request: ApiRequest) -> Gallery:
@@ -288,7 +296,22 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth) -
                  "face_id": m.face_id} for m, s, g in r.matches]}
             for r in results]})
 
+    # -- jobs ----------------------------------------------------------------------
+    async def bulk_enrol(request: ApiRequest) -> ApiResponse:
+        uploads = [f for f in request.files if f.name in ("file", "zip")]
+        if not uploads:
+            raise BadParam("send a zip of <subject>/<image> files as multipart field 'file'", "file")
+        job = await jobs.submit_zip(request.tenant, request.path_params["gallery"], uploads[0].data,
+                                    max_files=max_zip_files, max_total_bytes=max_zip_bytes)
+        return ApiResponse(202, _job_json(job) | {"events": f"/topic/jobs.{job['id']}"})
+
+    async def get_job(request: ApiRequest) -> ApiResponse:
+        return ApiResponse(200, _job_json(await asyncio.to_thread(store.job, request.tenant, request.path_params["job"])))
+
     add = router.add
+    add("POST", "/api/v1/galleries/{gallery}/enrol", bulk_enrol,
+        summary="bulk enrolment: a zip of <subject>/<image>; 202 with a job")
+    add("GET", "/api/v1/jobs/{job}", get_job, summary="a job's status and progress")
     add("POST", "/api/v1/login", login, public=True, summary="client id + secret -> access and refresh tokens")
     add("POST", "/api/v1/token/refresh", refresh, public=True, summary="refresh token -> new tokens (one use)")
     add("GET", "/api/v1/galleries", list_galleries, summary="list galleries")

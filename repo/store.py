@@ -160,6 +160,35 @@ class RepoStore:
             conn.execute(update(s.refresh_tokens).where(s.refresh_tokens.c.id == token_id).values(revoked=True))
         return row[0], row[1], row[2], row[3]
 
+    # -- jobs -------------------------------------------------------------------
+    def create_job(self, tenant_id: str, kind: str, total: int, params: dict[str, Any]) -> str:
+        job_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(insert(s.jobs).values(id=job_id, tenant_id=tenant_id, kind=kind, status="queued", done=0,
+                                               total=total, result=json.dumps({"params": params}),
+                                               created_at=_now(), updated_at=_now()))
+        return job_id
+
+    def update_job(self, job_id: str, status: str, done: int, result: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(s.jobs).where(s.jobs.c.id == job_id).values(
+                status=status, done=done, result=json.dumps(result), updated_at=_now()))
+
+    def job(self, tenant_id: str, job_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.jobs).where(s.jobs.c.id == job_id, s.jobs.c.tenant_id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found", "job")
+        return {"id": row.id, "tenant_id": row.tenant_id, "kind": row.kind, "status": row.status, "done": row.done,
+                "total": row.total, "result": json.loads(row.result), "created_at": row.created_at,
+                "updated_at": row.updated_at}
+
+    def unfinished_jobs(self) -> list[tuple[str, str]]:
+        """(tenant id, job id) of jobs a crash or restart interrupted."""
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(select(s.jobs.c.tenant_id, s.jobs.c.id)
+                                                       .where(s.jobs.c.status.in_(["queued", "running"]))).all()]
+
     # -- galleries -------------------------------------------------------------
     @staticmethod
     def _gallery(row: Any) -> Gallery:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up facewatch from scratch, idempotently: a virtualenv in .venv with
 # facewatch and its test extras, and the model pack.
-#   --test   also what the test suite talks to: RabbitMQ with its STOMP and
-#            Web-STOMP plugins, Debian's Chromium, and the browser test's npm
-#            modules (tests/browser).
+#   --test   also what the test suite talks to: PostgreSQL (started if
+#            stopped), RabbitMQ with its STOMP and Web-STOMP plugins, Debian's
+#            Chromium, and the browser test's npm modules (tests/browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +41,9 @@ command -v npm >/dev/null 2>&1 || as_root_apt npm
 .venv/bin/facewatch models fetch
 
 if [ "$want_test" = 1 ]; then
+    if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && command -v pg_ctlcluster >/dev/null 2>&1; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    fi
     [ -x /usr/bin/chromium ] || as_root_apt chromium
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
     if command -v rabbitmq-plugins >/dev/null 2>&1; then
