@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Face repo speed: identify search over 1k / 100k / 1M faces, enrolment
+throughput, and REST identify latency under 16 concurrent clients.
+
+Search: the real enrolled people of ../shared/data/faces/enroll plus synthetic
+L2-normalised vectors, one real probe face, search only (no detection).
+Enrolment and REST: a real `facewatch serve` (SQLite, embedded broker) in a
+temporary data directory, images from pairs/lfw-view1/images.
+
+Last line: ``repo identify_1m_p95_ms=<..> enroll_per_s=<..>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from common import DATA, ROOT, make_analyzer, make_config, pct
+
+from repo.index import GalleryIndex
+from vision.images import decode_image
+
+
+def search_latency(sizes: list[int], repeats: int) -> dict[int, tuple[float, float, bool]]:
+    analyzer = make_analyzer(make_config(None, quality__yaw_source="landmarks"))
+    enrolled, names = [], []
+    for person in sorted((DATA / "faces" / "enroll").iterdir()):
+        for image in sorted(person.iterdir()):
+            face = analyzer.analyze(decode_image(image.read_bytes()), max_faces=1)[0]
+            enrolled.append(face.embedding)
+            names.append(person.name)
+    probe = analyzer.analyze(decode_image((DATA / "faces" / "probe" / "obama1.jpg").read_bytes()), max_faces=1)[0].embedding
+    rng = np.random.default_rng(0)
+    out = {}
+    for size in sizes:
+        index = GalleryIndex(len(probe), capacity=size + len(enrolled))
+        index.add([f"real{i}" for i in range(len(enrolled))], names, np.stack(enrolled))
+        done = len(enrolled)
+        while done < size:  # in chunks: 1M x 512 floats is 2 GB
+            n = min(100_000, size - done)
+            chunk = rng.standard_normal((n, len(probe))).astype(np.float32)
+            chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+            index.add([f"s{done + i}" for i in range(n)], [f"subject{(done + i) // 4}" for i in range(n)], chunk)
+            done += n
+        for _ in range(3):
+            index.search(probe, 5)
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            matches = index.search(probe, 5)
+            samples.append((time.perf_counter() - start) * 1000)
+        right = matches[0].subject_pk == "obama"
+        out[size] = (pct(samples, 50), pct(samples, 95), right)
+        print(f"  identify search, {size:>8} faces: p50 {out[size][0]:7.2f} ms  p95 {out[size][1]:7.2f} ms  "
+              f"top match {'obama (right)' if right else matches[0].subject_pk + ' (WRONG)'}", flush=True)
+        del index
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, models_dir: Path) -> None:
+        self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FACEWATCH_")}
+        self.env.update(FACEWATCH_DATA_DIR=str(data_dir), FACEWATCH_MODELS__DIR=str(models_dir),
+                        FACEWATCH_API__PORT=str(self.port), FACEWATCH_BROKER__PORT=str(free_port()),
+                        FACEWATCH_AUTH__RATE_PER_S="0", FACEWATCH_LOG_LEVEL="warning")
+        made = subprocess.run([sys.executable, "-m", "facewatch", "tenants", "create", "bench"], env=self.env,
+                              capture_output=True, text=True, cwd=ROOT, check=True)
+        self.key = json.loads(made.stdout)["api_key"]
+        self.proc = subprocess.Popen([sys.executable, "-m", "facewatch", "serve"], env=self.env, cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+async def rest_bench(server: Server, images: list[Path], concurrency_enrol: int, clients: int, requests: int) -> dict[str, float]:
+    base, headers = f"http://127.0.0.1:{server.port}", {"x-api-key": server.key}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        await http.post(f"{base}/api/v1/galleries", json={"name": "lfw"})
+        people = sorted({p.parent.name for p in images})
+        for person in people:
+            await http.post(f"{base}/api/v1/galleries/lfw/subjects", json={"id": person, "name": person})
+        queue = list(images)
+        failures = 0
+
+        async def enrol_worker() -> None:
+            nonlocal failures
+            while queue:
+                image = queue.pop()
+                form = aiohttp.FormData()
+                form.add_field("file", image.read_bytes(), filename=image.name)
+                form.add_field("force", "true")
+                async with http.post(f"{base}/api/v1/galleries/lfw/subjects/{image.parent.name}/faces", data=form) as r:
+                    await r.read()
+                    failures += r.status != 201
+
+        start = time.perf_counter()
+        await asyncio.gather(*(enrol_worker() for _ in range(concurrency_enrol)))
+        enrol_s = time.perf_counter() - start
+        per_s = len(images) / enrol_s
+        print(f"  enrolment over REST ({concurrency_enrol} concurrent uploads): {len(images)} images in {enrol_s:.1f} s "
+              f"= {per_s:.1f} images/s ({failures} refused)", flush=True)
+        probe = (DATA / "faces" / "probe" / "obama1.jpg").read_bytes()
+        latencies: list[float] = []
+        remaining = requests
+
+        async def identify_client() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                form = aiohttp.FormData()
+                form.add_field("file", probe, filename="probe.jpg")
+                form.add_field("galleries", "lfw")
+                t0 = time.perf_counter()
+                async with http.post(f"{base}/api/v1/identify", data=form) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"identify failed: {r.status}")
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(identify_client() for _ in range(clients)))
+        wall = time.perf_counter() - start
+        print(f"  REST identify, {clients} concurrent clients, {requests} requests: p50 {pct(latencies, 50):.0f} ms  "
+              f"p95 {pct(latencies, 95):.0f} ms  ({requests / wall:.1f} requests/s)", flush=True)
+        return {"enroll_per_s": per_s, "rest_p95_ms": pct(latencies, 95)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--enrol-images", type=int, default=400)
+    parser.add_argument("--enrol-concurrency", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    search = search_latency(sizes, args.repeats)
+    images = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))[: args.enrol_images]
+    models = ROOT / "data" / "models" / "faceplugin-face-recognition-js-0.0.1"
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(Path(tmp), models)
+        try:
+            rest = asyncio.run(rest_bench(server, images, args.enrol_concurrency, args.clients, args.requests))
+        finally:
+            server.stop()
+    largest = max(sizes)
+    print(f"repo identify_{largest // 1_000_000}m_p95_ms={search[largest][1]:.1f} enroll_per_s={rest['enroll_per_s']:.1f} "
+          f"rest_identify_p95_ms={rest['rest_p95_ms']:.0f}" if largest >= 1_000_000 else
+          f"repo identify_p95_ms={search[largest][1]:.1f} enroll_per_s={rest['enroll_per_s']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
