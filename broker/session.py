@@ -221,14 +221,19 @@ class StompSession:
         else:
             self._ack_target(frame)
 
+    def _connected_principal(self) -> Principal:
+        if self.principal is None:  # _handle only dispatches here after CONNECT
+            raise ProtocolError("not connected")
+        return self.principal
+
     def _send_target(self, frame: Frame) -> tuple[str, str]:
         dest = parse_destination(frame.get("destination"))
-        assert self.principal is not None
+        principal = self._connected_principal()
         if dest.kind == "reply-queue":
             return dest.kind, dest.name  # the token is the permission
         if dest.kind == "temp-queue":
             return dest.kind, dest.name
-        if not self.principal.may_write(dest.text):
+        if not principal.may_write(dest.text):
             raise ProtocolError("access refused", f"no write permission for {dest.text}")
         return dest.kind, dest.name
 
@@ -262,7 +267,7 @@ class StompSession:
         return found
 
     def _subscribe(self, frame: Frame) -> None:
-        assert self.principal is not None
+        principal = self._connected_principal()
         text = frame.get("destination")
         dest = parse_destination(text, pattern_allowed=True)
         sub_id = frame.get("id")
@@ -283,7 +288,7 @@ class StompSession:
         router = self.core.router
         if dest.kind in ("temp-queue", "reply-queue"):
             raise ProtocolError("cannot subscribe to a temporary queue", "replies arrive without a SUBSCRIBE")
-        if not self.principal.may_read(dest.text):
+        if not principal.may_read(dest.text):
             raise ProtocolError("access refused", f"no read permission for {dest.text}")
         if dest.kind == "topic":
             queue = MessageQueue(f"{dest.text} ({self.id}/{sub_id})", self.limits.max_pending_messages,

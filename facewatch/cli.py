@@ -85,7 +85,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from vision.images import decode_image
 
     from .analyzer_setup import build_analyzer
-    from .faces_json import face_to_json
+    from repo.face_json import face_to_json
 
     cfg = _load(args)
     analyzer = build_analyzer(cfg)

@@ -12,6 +12,7 @@ from api.request import ApiRequest, ApiResponse
 from api.routing import Router
 
 from .auth import RepoAuth
+from .face_json import face_to_json
 from .jobs import JobRunner
 from .service import FaceRepository
 from .store import FaceRecord, Gallery, Subject
@@ -65,7 +66,14 @@ def _params(request: ApiRequest) -> dict[str, Any]:
     return merged
 
 
-def _image(request: ApiRequest, params: dict[str, Any], name: str, repo: FaceRepository, *, required: bool = True) -> bytes | None:
+def _image(request: ApiRequest, params: dict[str, Any], name: str, repo: FaceRepository) -> bytes:
+    data = _optional_image(request, params, name, repo)
+    if data is None:
+        raise BadParam(f"missing image {name!r} (multipart file or base64 in JSON)", name)
+    return data
+
+
+def _optional_image(request: ApiRequest, params: dict[str, Any], name: str, repo: FaceRepository) -> bytes | None:
     for upload in request.files:
         if upload.name == name or (name == "file" and upload.name in ("image", "file")):
             return upload.data
@@ -75,8 +83,6 @@ def _image(request: ApiRequest, params: dict[str, Any], name: str, repo: FaceRep
         return repo.b64(params["image"], "image")
     if "url" in params or f"{name}_url" in params:
         raise BadParam("image URLs are not fetched; send the image bytes", name)
-    if required:
-        raise BadParam(f"missing image {name!r} (multipart file or base64 in JSON)", name)
     return None
 
 
@@ -201,7 +207,6 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
         gallery, subject = await subject_of(request)
         params = _params(request)
         data = _image(request, params, "file", repo)
-        assert data is not None  # required=True
         records = await repo.add_faces(gallery, subject, data, all_faces=_bool(params.get("all_faces", False), "all_faces"),
                                        force=_bool(params.get("force", False), "force"))
         return ApiResponse(201, {"faces": [_face_json(r, subject, gallery) for r in records]})
@@ -236,15 +241,13 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
 
     # -- detect / verify / identify ---------------------------------------------------
     async def detect(request: ApiRequest) -> ApiResponse:
-        from facewatch.faces_json import face_to_json
-
         params = _params(request)
         plugins = _list(params.get("face_plugins"), "face_plugins")
         unknown = [p for p in plugins if p not in (*ATTRIBUTE_PLUGINS, "embedding", "landmarks")]
         if unknown:
             raise BadParam(f"unknown face_plugins {unknown}; known: {', '.join((*ATTRIBUTE_PLUGINS, 'embedding'))}",
                            "face_plugins")
-        image = repo.decode(_image(request, params, "file", repo) or b"", "file")
+        image = repo.decode(_image(request, params, "file", repo), "file")
         limit = int(_number(params.get("limit"), "limit", 0, 0, 1000))
         det = _number(params.get("det_prob_threshold"), "det_prob_threshold", 0.0, 0.0, 1.0)
         faces = await repo.analyze(image, attributes=[p for p in plugins if p in ATTRIBUTE_PLUGINS],
@@ -255,10 +258,9 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
     async def verify(request: ApiRequest) -> ApiResponse:
         params = _params(request)
         threshold = repo.threshold(params.get("threshold"))
-        first = _image(request, params, "image1", repo, required=False) or _image(request, params, "file", repo)
-        assert first is not None
+        first = _optional_image(request, params, "image1", repo) or _image(request, params, "file", repo)
         probe, _ = await repo.embedding_of(first, "image1")
-        second = _image(request, params, "image2", repo, required=False)
+        second = _optional_image(request, params, "image2", repo)
         if second is not None:
             reference, _ = await repo.embedding_of(second, "image2")
             refs = reference[None]
@@ -276,13 +278,11 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
                                  "verified": similarity >= threshold})
 
     async def identify(request: ApiRequest) -> ApiResponse:
-        from facewatch.faces_json import face_to_json
-
         params = _params(request)
         galleries = _list(params.get("galleries") or params.get("gallery"), "galleries")
         if not galleries:
             raise BadParam("galleries is required", "galleries")
-        image = repo.decode(_image(request, params, "file", repo) or b"", "file")
+        image = repo.decode(_image(request, params, "file", repo), "file")
         results = await repo.identify(
             request.tenant, galleries, image,
             prediction_count=int(_number(params.get("prediction_count"), "prediction_count", 1, 1, 100)),

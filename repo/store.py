@@ -88,6 +88,14 @@ class RepoStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def _write_unique(self, statement: Any, conflict: Conflict) -> None:
+        """One statement in its own transaction; a uniqueness violation is ``conflict``."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(statement)
+        except IntegrityError:
+            raise conflict from None
+
     def migrate(self) -> int:
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -105,11 +113,8 @@ class RepoStore:
 
     def create_tenant(self, name: str) -> str:
         tenant_id = uuid.uuid4().hex
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(s.tenants).values(id=tenant_id, name=name, created_at=_now()))
-        except IntegrityError:
-            raise Conflict(f"tenant {name!r} exists") from None
+        self._write_unique(insert(s.tenants).values(id=tenant_id, name=name, created_at=_now()),
+                           Conflict(f"tenant {name!r} exists"))
         return tenant_id
 
     def tenant_by_name(self, name: str) -> str | None:
@@ -117,12 +122,8 @@ class RepoStore:
             return conn.execute(select(s.tenants.c.id).where(s.tenants.c.name == name)).scalar()
 
     def create_client(self, tenant_id: str, client_id: str, secret_hash: str) -> None:
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(s.clients).values(id=client_id, tenant_id=tenant_id, secret_hash=secret_hash,
-                                                      created_at=_now()))
-        except IntegrityError:
-            raise Conflict(f"client {client_id!r} exists") from None
+        self._write_unique(insert(s.clients).values(id=client_id, tenant_id=tenant_id, secret_hash=secret_hash,
+                                                    created_at=_now()), Conflict(f"client {client_id!r} exists"))
 
     def client(self, client_id: str) -> tuple[str, str] | None:
         """(tenant id, secret hash)."""
@@ -199,18 +200,18 @@ class RepoStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(s.galleries).where(s.galleries.c.tenant_id == tenant_id)
                                 .order_by(s.galleries.c.name)).all()
-            subj = dict(conn.execute(select(s.subjects.c.gallery_id, func.count()).group_by(s.subjects.c.gallery_id)).all())
-            fc = dict(conn.execute(select(s.faces.c.gallery_id, func.count()).group_by(s.faces.c.gallery_id)).all())
+            ids = [r.id for r in rows]
+            subj = dict(conn.execute(select(s.subjects.c.gallery_id, func.count()).where(s.subjects.c.gallery_id.in_(ids))
+                                     .group_by(s.subjects.c.gallery_id)).all())
+            fc = dict(conn.execute(select(s.faces.c.gallery_id, func.count()).where(s.faces.c.gallery_id.in_(ids))
+                                   .group_by(s.faces.c.gallery_id)).all())
         return [(self._gallery(r), int(subj.get(r.id, 0)), int(fc.get(r.id, 0))) for r in rows]
 
     def create_gallery(self, tenant_id: str, name: str) -> Gallery:
         gallery = Gallery(uuid.uuid4().hex, tenant_id, name, _now())
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(s.galleries).values(id=gallery.id, tenant_id=tenant_id, name=name,
-                                                        created_at=gallery.created_at))
-        except IntegrityError:
-            raise Conflict(f"gallery {name!r} exists", "name") from None
+        self._write_unique(insert(s.galleries).values(id=gallery.id, tenant_id=tenant_id, name=name,
+                                                      created_at=gallery.created_at),
+                           Conflict(f"gallery {name!r} exists", "name"))
         return gallery
 
     def gallery(self, tenant_id: str, name: str) -> Gallery:
@@ -226,11 +227,8 @@ class RepoStore:
             return [self._gallery(r) for r in conn.execute(select(s.galleries)).all()]
 
     def rename_gallery(self, gallery: Gallery, new_name: str) -> Gallery:
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(update(s.galleries).where(s.galleries.c.id == gallery.id).values(name=new_name))
-        except IntegrityError:
-            raise Conflict(f"gallery {new_name!r} exists", "name") from None
+        self._write_unique(update(s.galleries).where(s.galleries.c.id == gallery.id).values(name=new_name),
+                           Conflict(f"gallery {new_name!r} exists", "name"))
         return Gallery(gallery.id, gallery.tenant_id, new_name, gallery.created_at)
 
     def delete_gallery(self, gallery: Gallery) -> list[str | None]:
@@ -260,12 +258,9 @@ class RepoStore:
 
     def create_subject(self, gallery_id: str, subject_id: str, name: str, meta: dict[str, Any]) -> Subject:
         subject = Subject(uuid.uuid4().hex, gallery_id, subject_id, name, meta, _now())
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(s.subjects).values(pk=subject.pk, gallery_id=gallery_id, id=subject_id, name=name,
-                                                       meta=json.dumps(meta), created_at=subject.created_at))
-        except IntegrityError:
-            raise Conflict(f"subject id {subject_id!r} or name {name!r} exists in this gallery", "id") from None
+        self._write_unique(insert(s.subjects).values(pk=subject.pk, gallery_id=gallery_id, id=subject_id, name=name,
+                                                     meta=json.dumps(meta), created_at=subject.created_at),
+                           Conflict(f"subject id {subject_id!r} or name {name!r} exists in this gallery", "id"))
         return subject
 
     def subject(self, gallery_id: str, subject_id: str) -> Subject:

@@ -1,4 +1,4 @@
-"""JSON shape of an analysed face, shared by the CLI and (later) the API."""
+"""JSON shape of an analysed face, shared by the API handlers and the CLI."""
 
 from __future__ import annotations
 
