@@ -57,10 +57,12 @@ def items_from_zip(data: bytes, max_files: int, max_total_bytes: int) -> list[En
 
 
 class JobRunner:
-    def __init__(self, repo: FaceRepository, events: EventPublisher, spool: Path) -> None:
+    def __init__(self, repo: FaceRepository, events: EventPublisher, spool: Path, concurrency: int = 2) -> None:
         self.repo = repo
         self.events = events
         self.spool = spool
+        # Items analysed at once: the models release the GIL, so 2 fill 2 cores.
+        self.concurrency = concurrency
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit_zip(self, tenant_id: str, gallery_name: str, data: bytes, *, max_files: int,
@@ -120,15 +122,20 @@ class JobRunner:
             return
         archive = zipfile.ZipFile(io.BytesIO(data))
         done = job["done"]
-        for index in range(done, len(items)):
-            item = items[index]
+
+        async def enrol(item: EnrolItem) -> None:
             try:
                 subject = await self._subject(gallery.id, item.subject)
                 records = await self.repo.add_faces(gallery, subject, archive.read(item.name))
                 result["added"] += len(records)
             except ApiError as exc:
                 result["failed"].append({"item": item.name, "code": exc.code, "reason": exc.reason})
-            done = index + 1
+
+        # Progress is committed per batch, so a crash redoes at most one batch.
+        while done < len(items):
+            batch = items[done : done + self.concurrency]
+            await asyncio.gather(*(enrol(item) for item in batch))
+            done += len(batch)
             await asyncio.to_thread(store.update_job, job_id, "running", done, result)
             self._publish({"id": job_id, "kind": "enrol", "status": "running", "done": done, "total": len(items),
                            "result": result})

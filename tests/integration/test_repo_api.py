@@ -367,7 +367,8 @@ def test_bulk_enrolment_job_with_progress_events(deployment: Deployment) -> None
         assert [f["code"] for f in job["result"]["failed"]] == ["NO_FACE"]
         time.sleep(0.5)
         mine = [e for e in events if e["id"] == job_id]
-        assert [e["done"] for e in mine if e["status"] == "running"] == list(range(1, 8))
+        progress = [e["done"] for e in mine if e["status"] == "running"]
+        assert progress == sorted(progress) and progress[-1] == 7 and len(progress) >= 3
         assert mine[-1]["status"] == "done"
         added = [e for e in repo_events if e["type"] == "face.added" and e["gallery"] == "bulk"]
         assert len(added) == 6 and all(len(base64.b64decode(e["embedding"])) == 512 * 4 for e in added)
@@ -425,5 +426,5 @@ def test_accepted_job_survives_a_crash(deployment: Deployment) -> None:
     assert job["status"] == "done" and job["done"] == 40
     subjects = http.call("GET", "/api/v1/galleries/crashy/subjects?limit=100").body
     assert subjects["total"] == 40
-    # At most the one item in flight at the kill may have been enrolled twice.
-    assert sum(s["faces"] for s in subjects["subjects"]) in (job["result"]["added"], job["result"]["added"] + 1)
+    # At most the batch in flight at the kill (2 items) may have been enrolled twice.
+    assert job["result"]["added"] <= sum(s["faces"] for s in subjects["subjects"]) <= job["result"]["added"] + 2
