@@ -1,0 +1,65 @@
+"""StreamReader on the real shared clip (PyAV) and on a source that is not there."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from watcher.stream import CameraStatus, StreamOptions, StreamReader
+
+pytestmark = pytest.mark.data
+
+
+def _clip(shared_data: Path) -> str:
+    return str(shared_data / "video" / "short_hamilton_clip.mp4")
+
+
+def test_file_decodes_every_frame_when_the_consumer_keeps_up(shared_data: Path) -> None:
+    statuses: list[CameraStatus] = []
+    reader = StreamReader(StreamOptions(_clip(shared_data), realtime=False), statuses.append, threading.Event())
+    frames = list(reader.frames())
+    assert reader.decoded == 275
+    assert len(frames) + reader.dropped == 275
+    assert frames[0].image.shape == (360, 640, 3)
+    assert [s.state for s in statuses] == ["starting", "running", "stopped"]
+
+
+def test_slow_analysis_gets_the_newest_frame_at_real_time_pace(shared_data: Path) -> None:
+    reader = StreamReader(StreamOptions(_clip(shared_data), realtime=True, max_fps=5), lambda s: None,
+                          threading.Event())
+    start = time.monotonic()
+    taken = []
+    for frame in reader.frames():
+        taken.append(frame)
+        time.sleep(0.05)  # analysis
+    elapsed = time.monotonic() - start
+    assert 8.0 < elapsed < 12.0  # 9.2 s of video, delivered at its own pace
+    assert 40 <= len(taken) <= 50  # about 5 per second
+    assert reader.dropped > 200  # the rest were replaced by newer frames, not queued
+    assert all(b.index > a.index for a, b in zip(taken, taken[1:]))
+
+
+def test_stop_ends_a_looping_file(shared_data: Path) -> None:
+    stop = threading.Event()
+    reader = StreamReader(StreamOptions(_clip(shared_data), loop=True, realtime=False), lambda s: None, stop)
+    for count, _ in enumerate(reader.frames()):
+        if count == 400:  # past the end: it looped
+            stop.set()
+    assert reader.decoded > 275
+
+
+def test_unreachable_source_reconnects_then_fails_with_a_reason(tmp_path: Path) -> None:
+    statuses: list[CameraStatus] = []
+    options = StreamOptions(f"rtsp://127.0.0.1:1/nothing", open_timeout_s=2, reconnect_initial_s=0.1, max_attempts=3)
+    reader = StreamReader(options, statuses.append, threading.Event())
+    assert list(reader.frames()) == []
+    states = [s.state for s in statuses]
+    assert states == ["starting", "reconnecting", "reconnecting", "failed", "stopped"]
+    assert [s.attempt for s in statuses if s.state == "reconnecting"] == [1, 2]
+    assert statuses[3].reason  # says why
+    missing = StreamReader(StreamOptions(str(tmp_path / "no.mp4"), max_attempts=1), statuses.append, threading.Event())
+    assert list(missing.frames()) == []
+    assert "No such file" in statuses[-2].reason or "FileNotFound" in statuses[-2].reason

@@ -1,0 +1,155 @@
+"""Reading a camera with PyAV: timeouts, reconnect with backoff, newest frame only.
+
+A decoder thread reads as fast as the source gives frames (a file at its own
+pace when ``realtime``) and keeps only the newest; the analysis loop takes
+that one when it is ready, so a slow analysis drops frames instead of queueing
+them. Status changes go to ``on_status`` (starting, running, reconnecting with
+attempt and reason, failed with reason, stopped).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+__all__ = ("StreamOptions", "VideoFrame", "CameraStatus", "StreamReader")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class StreamOptions:
+    url: str
+    rtsp_transport: str = "tcp"  # tcp | udp
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    loop: bool = False  # files: start again at the end
+    realtime: bool = True  # files: deliver at the video's own pace
+    max_fps: float = 0.0  # analysis cap; 0 = as fast as frames come
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    max_attempts: int = 0  # consecutive failures before "failed"; 0 = never give up
+
+
+@dataclass(slots=True, frozen=True)
+class VideoFrame:
+    image: np.ndarray  # BGR
+    index: int  # frames decoded since the stream started
+    stream_time_s: float  # presentation time in the stream
+    wall_time: float  # when it was decoded (epoch seconds)
+
+
+@dataclass(slots=True, frozen=True)
+class CameraStatus:
+    state: str  # starting | running | reconnecting | failed | stopped
+    attempt: int = 0
+    reason: str = ""
+
+
+class StreamReader:
+    def __init__(self, options: StreamOptions, on_status: Callable[[CameraStatus], None], stop: threading.Event) -> None:
+        self.options = options
+        self.on_status = on_status
+        self.stop = stop
+        self._latest: VideoFrame | None = None
+        self._cond = threading.Condition()
+        self._ended = False
+        self.decoded = 0
+        self.dropped = 0  # decoded frames nobody took before a newer one arrived
+
+    def _open(self) -> av.container.InputContainer:
+        options = {}
+        if self.options.url.startswith("rtsp://"):
+            options["rtsp_transport"] = self.options.rtsp_transport
+        return av.open(self.options.url, options=options,
+                       timeout=(self.options.open_timeout_s, self.options.read_timeout_s))
+
+    def _decode_once(self) -> None:
+        """Decode until the stream ends or fails; raises on failure."""
+        with self._open() as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            self.on_status(CameraStatus("running"))
+            self._attempt = 0
+            started = time.monotonic()
+            first_pts: float | None = None
+            for frame in container.decode(stream):
+                if self.stop.is_set():
+                    return
+                pts = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
+                if self.options.realtime and not self._live:
+                    first_pts = pts if first_pts is None else first_pts
+                    delay = (pts - first_pts) - (time.monotonic() - started)
+                    if delay > 0 and self.stop.wait(delay):
+                        return
+                self._publish(VideoFrame(frame.to_ndarray(format="bgr24"), self.decoded, pts, time.time()))
+                self.decoded += 1
+
+    @property
+    def _live(self) -> bool:
+        return "://" in self.options.url and not self.options.url.startswith("file://")
+
+    def _publish(self, frame: VideoFrame) -> None:
+        with self._cond:
+            if self._latest is not None:
+                self.dropped += 1
+            self._latest = frame
+            self._cond.notify()
+
+    def _run(self) -> None:
+        self._attempt = 0
+        delay = self.options.reconnect_initial_s
+        self.on_status(CameraStatus("starting"))
+        while not self.stop.is_set():
+            try:
+                self._decode_once()
+                if self.stop.is_set():
+                    break
+                if not self._live and self.options.loop:
+                    continue
+                if not self._live:
+                    break  # a file that ended
+                reason = "stream ended"
+            except (av.error.FFmpegError, OSError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            self._attempt += 1
+            if self.options.max_attempts and self._attempt >= self.options.max_attempts:
+                self.on_status(CameraStatus("failed", self._attempt, reason))
+                break
+            self.on_status(CameraStatus("reconnecting", self._attempt, reason))
+            if self.stop.wait(delay):
+                break
+            delay = min(delay * 2, self.options.reconnect_max_s)
+        with self._cond:
+            self._ended = True
+            self._cond.notify()
+
+    def frames(self) -> Iterator[VideoFrame]:
+        """The newest frame each time the caller is ready, at most ``max_fps``."""
+        thread = threading.Thread(target=self._run, name=f"decode:{self.options.url}", daemon=True)
+        thread.start()
+        interval = 1.0 / self.options.max_fps if self.options.max_fps > 0 else 0.0
+        next_at = 0.0
+        try:
+            while True:
+                with self._cond:
+                    while self._latest is None and not self._ended and not self.stop.is_set():
+                        self._cond.wait(0.5)
+                    if self._latest is None:
+                        return
+                    frame, self._latest = self._latest, None
+                yield frame
+                if interval:
+                    next_at = max(next_at + interval, time.monotonic())
+                    if self.stop.wait(max(0.0, next_at - time.monotonic())):
+                        return
+        finally:
+            self.stop.set()
+            thread.join(timeout=self.options.read_timeout_s + 5)
+            self.on_status(CameraStatus("stopped"))
