@@ -3,7 +3,8 @@
 # facewatch and its test extras, and the model pack.
 #   --test   also what the test suite talks to: PostgreSQL (started if
 #            stopped), RabbitMQ with its STOMP and Web-STOMP plugins, Debian's
-#            Chromium, and the browser test's npm modules (tests/browser).
+#            Chromium and the browser test's npm modules (tests/browser), and
+#            GStreamer's RTSP server with python3-gi (tests/rtsp_server.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,10 @@ if [ "$want_test" = 1 ]; then
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
     fi
     [ -x /usr/bin/chromium ] || as_root_apt chromium
+    # A real RTSP server for the watcher tests (run with the system python3).
+    /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
+        || as_root_apt gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+                       gstreamer1.0-plugins-bad
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
     if command -v rabbitmq-plugins >/dev/null 2>&1; then
         if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then

@@ -63,3 +63,84 @@ def test_unreachable_source_reconnects_then_fails_with_a_reason(tmp_path: Path) 
     missing = StreamReader(StreamOptions(str(tmp_path / "no.mp4"), max_attempts=1), statuses.append, threading.Event())
     assert list(missing.frames()) == []
     assert "No such file" in statuses[-2].reason or "FileNotFound" in statuses[-2].reason
+
+
+class RtspServer:
+    """GStreamer's RTSP server in a subprocess (system python3 with python3-gi)."""
+
+    SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
+
+    def __init__(self, port: int, clip: str) -> None:
+        self.port, self.clip = port, clip
+        self.proc: "subprocess.Popen[str] | None" = None
+
+    def start(self) -> "RtspServer":
+        import subprocess
+
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(self.SCRIPT), str(self.port), f"clip={self.clip}"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "READY"
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/clip"
+
+
+def _require_rtsp() -> None:
+    import os
+    import subprocess
+
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        reason = "GStreamer RTSP server missing (Debian: gir1.2-gst-rtsp-server-1.0 python3-gi)"
+        if os.environ.get("FWTEST_REQUIRE_RTSP") == "1":
+            pytest.fail(f"{reason} (FWTEST_REQUIRE_RTSP=1)")
+        pytest.skip(reason)
+
+
+def test_rtsp_stream_survives_a_server_restart(shared_data: Path) -> None:
+    from .repo_server import free_port
+
+    _require_rtsp()
+    server = RtspServer(free_port(), _clip(shared_data)).start()
+    statuses: list[CameraStatus] = []
+    stop = threading.Event()
+    reader = StreamReader(StreamOptions(server.url, open_timeout_s=5, read_timeout_s=3, reconnect_initial_s=0.3,
+                                        reconnect_max_s=1.0), statuses.append, stop)
+    before, after = 0, 0
+    restarted = False
+    deadline = time.monotonic() + 60
+    try:
+        for frame in reader.frames():
+            assert frame.image.shape == (360, 640, 3)
+            if not restarted:
+                before += 1
+                if before == 20:
+                    server.kill()  # mid-stream
+                    time.sleep(1.0)
+                    server.start()
+                    restarted = True
+            else:
+                after += 1
+                if after == 20 or time.monotonic() > deadline:
+                    stop.set()
+    finally:
+        stop.set()
+        server.kill()
+    states = [s.state for s in statuses]
+    assert before == 20 and after == 20
+    assert states[:2] == ["starting", "running"]
+    assert "reconnecting" in states
+    assert states[states.index("reconnecting"):].count("running") >= 1  # and running again
+    assert states[-1] == "stopped"
