@@ -82,6 +82,18 @@ def broker_address(request: pytest.FixtureRequest) -> Iterator[BrokerAddress]:
     thread.stop()
 
 
+@pytest.fixture(params=["embedded", "rabbitmq"])
+def ws_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, BrokerAddress]]:
+    """(WebSocket URL, TCP address) of the same broker: ours, then RabbitMQ's Web-STOMP."""
+    if request.param == "rabbitmq":
+        yield "ws://127.0.0.1:15674/ws", request.getfixturevalue("rabbitmq")
+        return
+    thread = start_embedded()
+    yield (f"ws://127.0.0.1:{thread.websocket_port}/stomp",
+           BrokerAddress("127.0.0.1", thread.broker.port, "guest", "guest"))
+    thread.stop()
+
+
 _OPEN_PEERS: list["RawStomp"] = []
 
 

@@ -5,30 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-
 import aiohttp
 import pytest
 
 from broker.client import BrokerAddress, BusClient
-from broker.embedded import BrokerThread
 from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser
 
 from .conftest import start_embedded
 
 SERVER_COMMANDS = frozenset({"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"})
-
-
-@pytest.fixture(params=["embedded", "rabbitmq"])
-def ws_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, BrokerAddress]]:
-    if request.param == "rabbitmq":
-        address = request.getfixturevalue("rabbitmq")
-        yield "ws://127.0.0.1:15674/ws", address
-        return
-    thread: BrokerThread = start_embedded()
-    yield f"ws://127.0.0.1:{thread.websocket_port}/stomp", BrokerAddress("127.0.0.1", thread.broker.port, "guest", "guest")
-    thread.stop()
 
 
 async def _ws_session(url: str, topic: str, publish: "asyncio.Future[None]") -> list[Frame]:

@@ -8,14 +8,12 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from broker.client import BrokerAddress, BusClient
 
-from .conftest import start_embedded
 
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -36,20 +34,9 @@ def _require_browser() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(params=["embedded", "rabbitmq"])
-def target(request: pytest.FixtureRequest) -> Iterator[tuple[str, BrokerAddress]]:
+def test_chromium_receives_stomp_py_publication_and_publishes_back(ws_target: tuple[str, BrokerAddress]) -> None:
     _require_browser()
-    if request.param == "rabbitmq":
-        yield "ws://127.0.0.1:15674/ws", request.getfixturevalue("rabbitmq")
-        return
-    thread = start_embedded()
-    yield (f"ws://127.0.0.1:{thread.websocket_port}/stomp",
-           BrokerAddress("127.0.0.1", thread.broker.port, "guest", "guest"))
-    thread.stop()
-
-
-def test_chromium_receives_stomp_py_publication_and_publishes_back(target: tuple[str, BrokerAddress]) -> None:
-    ws_url, address = target
+    ws_url, address = ws_target
     topic = f"browser.{uuid.uuid4().hex[:8]}"
     tcp = BusClient(address)
     tcp.connect()
