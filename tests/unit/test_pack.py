@@ -50,15 +50,15 @@ def test_fetch_verifies_unpacks_and_is_idempotent(tmp_path: Path) -> None:
     tarball = _tarball(FILES)
     pack = _pack(tarball)
     npm = _fake_npm(tmp_path, tarball)
-    target = fetch_pack(pack, tmp_path / "models", npm=str(npm))
+    target = fetch_pack(pack, tmp_path / "models" / "test-pack", npm=str(npm))
     assert {p.name for p in target.iterdir()} == set(FILES)
     assert verify_pack(pack, target) == []
     # A second run must not call npm at all.
-    assert fetch_pack(pack, tmp_path / "models", npm=str(tmp_path / "no-such-npm")) == target
+    assert fetch_pack(pack, tmp_path / "models" / "test-pack", npm=str(tmp_path / "no-such-npm")) == target
     # A damaged file is noticed and replaced.
     (target / "a.onnx").write_bytes(b"tampered")
     assert verify_pack(pack, target) == ["a.onnx"]
-    fetch_pack(pack, tmp_path / "models", npm=str(npm))
+    fetch_pack(pack, tmp_path / "models" / "test-pack", npm=str(npm))
     assert (target / "a.onnx").read_bytes() == FILES["a.onnx"]
 
 
@@ -66,7 +66,7 @@ def test_tarball_checksum_mismatch(tmp_path: Path) -> None:
     pack = _pack(_tarball(FILES))
     npm = _fake_npm(tmp_path, _tarball({"a.onnx": b"evil", "b.onnx": b"model b"}))
     with pytest.raises(PackError, match="checksum mismatch"):
-        fetch_pack(pack, tmp_path / "models", npm=str(npm))
+        fetch_pack(pack, tmp_path / "models" / "test-pack", npm=str(npm))
     assert not (tmp_path / "models" / "test-pack").exists()
 
 
@@ -75,13 +75,13 @@ def test_member_checksum_mismatch(tmp_path: Path) -> None:
     pack = ModelPack("test-pack", "pkg@0.0.1", hashlib.sha256(evil).hexdigest(), "package/model",
                      {n: hashlib.sha256(d).hexdigest() for n, d in FILES.items()})
     with pytest.raises(PackError, match="a.onnx"):
-        fetch_pack(pack, tmp_path / "models", npm=str(_fake_npm(tmp_path, evil)))
+        fetch_pack(pack, tmp_path / "models" / "test-pack", npm=str(_fake_npm(tmp_path, evil)))
     assert not (tmp_path / "models" / "test-pack").exists()
 
 
 def test_npm_missing_or_failing(tmp_path: Path) -> None:
     pack = _pack(_tarball(FILES))
     with pytest.raises(PackError, match="not found: install Node.js"):
-        fetch_pack(pack, tmp_path / "models", npm="definitely-not-npm-xyz")
+        fetch_pack(pack, tmp_path / "models" / "test-pack", npm="definitely-not-npm-xyz")
     with pytest.raises(PackError, match="exit 1.*404"):
-        fetch_pack(pack, tmp_path / "models", npm=str(_fake_npm(tmp_path, None, exit_code=1)))
+        fetch_pack(pack, tmp_path / "models" / "test-pack", npm=str(_fake_npm(tmp_path, None, exit_code=1)))
