@@ -45,7 +45,8 @@ class BusPublisher:
             log.debug("bus not connected; event for %s dropped", destination)
             return
         try:
-            self.client.publish(destination, body, timeout_s=2)
+            # Never wait for a reconnect here: this runs on the event loop.
+            self.client.publish(destination, body, timeout_s=0)
         except BusError as exc:
             log.warning("event for %s not published: %s", destination, exc)
 
