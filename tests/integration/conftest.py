@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from broker.auth import StaticAuthenticator, StaticUser
-from broker.client import BrokerAddress
+from broker.client import BrokerAddress, BusClient
 from broker.core import BrokerLimits
 from broker.embedded import BrokerThread, EmbeddedBroker
 from broker.frames import Frame, encode_frame
@@ -80,6 +80,16 @@ def broker_address(request: pytest.FixtureRequest) -> Iterator[BrokerAddress]:
     thread = start_embedded()
     yield BrokerAddress("127.0.0.1", thread.broker.port, "guest", "guest")
     thread.stop()
+
+
+def collecting_client(address: BrokerAddress, destination: str, **client_options: object) -> tuple[BusClient, list[bytes]]:
+    """A connected client subscribed to ``destination``, and the bodies it receives."""
+    client = BusClient(address, **client_options)  # type: ignore[arg-type]
+    client.connect()
+    received: list[bytes] = []
+    client.subscribe(destination, lambda m: received.append(m.body))
+    time.sleep(0.3)  # let the SUBSCRIBE land before anyone publishes
+    return client, received
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])

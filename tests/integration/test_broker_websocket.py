@@ -12,7 +12,7 @@ from broker.client import BrokerAddress, BusClient
 from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser
 
-from .conftest import start_embedded
+from .conftest import collecting_client, start_embedded
 
 SERVER_COMMANDS = frozenset({"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"})
 
@@ -54,11 +54,7 @@ async def _ws_session(url: str, topic: str, publish: "asyncio.Future[None]") -> 
 def test_websocket_subscriber_gets_tcp_publications_and_publishes_back(ws_target: tuple[str, BrokerAddress]) -> None:
     url, address = ws_target
     topic = f"ws.{uuid.uuid4().hex[:8]}"
-    tcp = BusClient(address)
-    tcp.connect()
-    back: list[bytes] = []
-    tcp.subscribe(f"/topic/{topic}.back", lambda m: back.append(m.body))
-    time.sleep(0.3)
+    tcp, back = collecting_client(address, f"/topic/{topic}.back")
 
     async def main() -> list[Frame]:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()

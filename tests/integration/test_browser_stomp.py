@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import BrokerAddress, BusClient
+from broker.client import BrokerAddress
+
+from .conftest import collecting_client
 
 
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
@@ -38,11 +40,7 @@ def test_chromium_receives_stomp_py_publication_and_publishes_back(ws_target: tu
     _require_browser()
     ws_url, address = ws_target
     topic = f"browser.{uuid.uuid4().hex[:8]}"
-    tcp = BusClient(address)
-    tcp.connect()
-    from_browser: list[bytes] = []
-    tcp.subscribe(f"/topic/{topic}.from-browser", lambda m: from_browser.append(m.body))
-    time.sleep(0.3)
+    tcp, from_browser = collecting_client(address, f"/topic/{topic}.from-browser")
     proc = subprocess.Popen(
         ["node", str(BROWSER_DIR / "stomp_in_chromium.mjs"), ws_url, address.login, address.passcode, topic],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BROWSER_DIR,

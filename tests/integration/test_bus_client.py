@@ -11,6 +11,8 @@ import pytest
 
 from broker.client import BrokerAddress, BusClient, BusError, BusMessage, BusTimeout
 
+from .conftest import collecting_client
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}.{uuid.uuid4().hex[:10]}"
@@ -182,12 +184,10 @@ def test_reconnect_restores_subscriptions_embedded() -> None:
     first = start_embedded()
     port = first.broker.port
     address = BrokerAddress("127.0.0.1", port, "guest", "guest")
-    sub, pub = BusClient(address, heartbeats_ms=(500, 500)), BusClient(address, heartbeats_ms=(500, 500))
-    sub.connect()
-    pub.connect()
-    got: list[bytes] = []
     topic = f"/topic/{unique('reconnect')}"
-    sub.subscribe(topic, lambda m: got.append(m.body))
+    sub, got = collecting_client(address, topic, heartbeats_ms=(500, 500))
+    pub = BusClient(address, heartbeats_ms=(500, 500))
+    pub.connect()
     first.stop()  # the broker goes away...
     time.sleep(1.0)
     second = BrokerThread(EmbeddedBroker(BrokerLimits(), StaticAuthenticator(USERS), port=port)).start()
@@ -202,12 +202,10 @@ def test_reconnect_restores_subscriptions_embedded() -> None:
 def test_reconnect_restores_subscriptions_rabbitmq(rabbitmq: BrokerAddress) -> None:
     import subprocess
 
-    sub, pub = BusClient(rabbitmq, heartbeats_ms=(500, 500)), BusClient(rabbitmq, heartbeats_ms=(500, 500))
-    sub.connect()
-    pub.connect()
-    got: list[bytes] = []
     topic = f"/topic/{unique('reconnect')}"
-    sub.subscribe(topic, lambda m: got.append(m.body))
+    sub, got = collecting_client(rabbitmq, topic, heartbeats_ms=(500, 500))
+    pub = BusClient(rabbitmq, heartbeats_ms=(500, 500))
+    pub.connect()
     try:
         kicked = subprocess.run(["rabbitmqctl", "close_all_connections", "facewatch reconnect test"],
                                 capture_output=True, text=True, timeout=60)

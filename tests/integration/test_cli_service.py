@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,13 @@ import pytest
 from tests.conftest import ROOT
 from vision.pack import DEFAULT_PACK, verify_pack
 
+from .repo_server import free_port
+
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEWATCH_")}
     env.update(extra)
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_models_fetch_from_the_registry_is_verified_and_idempotent(tmp_path: Path) -> None:
@@ -60,7 +55,7 @@ def test_serve_without_models_says_to_fetch(tmp_path: Path) -> None:
 def test_serve_answers_health_and_runs_the_embedded_broker(models_dir: Path, tmp_path: Path) -> None:
     from broker.client import BrokerAddress, BusClient, BusError
 
-    port, stomp_port = _free_port(), _free_port()
+    port, stomp_port = free_port(), free_port()
     env = _env(FACEWATCH_DATA_DIR=str(tmp_path), FACEWATCH_MODELS__DIR=str(models_dir),
                FACEWATCH_API__PORT=str(port), FACEWATCH_BROKER__PORT=str(stomp_port))
     log_file = tmp_path / "serve.log"
