@@ -31,7 +31,9 @@ class Router:
 
     def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False,
             transports: tuple[str, ...] = ("rest", "stomp"), summary: str = "") -> None:
-        regex = "^" + _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(pattern).replace("\\{", "{").replace("\\}", "}")) + "$"
+        # _PARAM.split alternates literal text and parameter names.
+        parts = _PARAM.split(pattern)
+        regex = "^" + "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)) + "$"
         self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary)))
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:

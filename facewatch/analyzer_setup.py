@@ -15,7 +15,7 @@ from vision.attributes import (
     LivenessModel,
     PoseModel,
 )
-from vision.detector import DetectorOptions, UltraLightDetector
+from vision.detector import Detector, DetectorOptions, UltraLightDetector
 from vision.embedder import ArcFaceEmbedder, EmbedderOptions
 from vision.errors import ModelLoadError
 from vision.landmarks import LandmarkOptions, Landmarker68
@@ -55,7 +55,7 @@ def check_models(cfg: FacewatchConfig) -> None:
         )
 
 
-def _detector(cfg: FacewatchConfig, sessions: SessionFactory) -> UltraLightDetector:
+def _detector(cfg: FacewatchConfig, sessions: SessionFactory) -> Detector:
     d = cfg.models.detector
     options = DetectorOptions(
         input_width=d.input_width, input_height=d.input_height, mean=d.mean, std=d.std, rgb=d.rgb,
@@ -65,7 +65,7 @@ def _detector(cfg: FacewatchConfig, sessions: SessionFactory) -> UltraLightDetec
     if d.backend == "mediapipe":
         from vision.mediapipe_detector import MediaPipeDetector
 
-        return MediaPipeDetector(model_path(cfg, d.path), options)  # type: ignore[return-value]
+        return MediaPipeDetector(model_path(cfg, d.path), options)
     return UltraLightDetector(sessions.create(model_path(cfg, d.path)), options)
 
 
