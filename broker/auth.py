@@ -8,6 +8,7 @@ configured credentials. Permissions are destination prefixes.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,9 +21,14 @@ class Principal:
     read_prefixes: tuple[str, ...] = ("/",)  # SUBSCRIBE
     write_prefixes: tuple[str, ...] = ("/",)  # SEND
     tenant: str | None = None
+    # For destinations prefixes cannot describe (a tenant's own cameras): asked
+    # at SUBSCRIBE when no prefix allows the destination.
+    read_check: Callable[[str], bool] | None = field(default=None, compare=False)
 
     def may_read(self, destination: str) -> bool:
-        return any(destination.startswith(p) for p in self.read_prefixes)
+        if any(destination.startswith(p) for p in self.read_prefixes):
+            return True
+        return self.read_check is not None and self.read_check(destination)
 
     def may_write(self, destination: str) -> bool:
         return any(destination.startswith(p) for p in self.write_prefixes)

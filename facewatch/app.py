@@ -1,7 +1,7 @@
 """The aiohttp application `facewatch serve` runs, and its lifecycle.
 
 Startup, in order: embedded broker (if any) -> bus client -> repo indexes ->
-STOMP API consumer. Shutdown is the reverse (aiohttp cleanup_ctx).
+STOMP API consumer -> camera workers. Shutdown is the reverse (aiohttp cleanup_ctx).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from api.rest import add_rest_routes
 from api.stomp import StompApiServer
 from broker.client import BusClient, BusError
 from broker.embedded import EmbeddedBroker
+from watcher.service import WatcherService
 
 from . import __version__
 from .broker_setup import internal_address
@@ -52,8 +53,9 @@ class BusPublisher:
 
 
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
-             broker: EmbeddedBroker | None = None) -> web.Application:
-    """``broker``: the embedded broker to run and serve at websocket_path; None when external."""
+             broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None) -> web.Application:
+    """``broker``: the embedded broker to run and serve at websocket_path; None when external.
+    ``watcher``: the camera service whose enabled cameras start with the app; None when disabled."""
     app = web.Application(client_max_size=cfg.api.max_body_bytes)
     app[CONFIG] = cfg
     app[REPO] = parts
@@ -94,5 +96,13 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         await asyncio.to_thread(parts.store.close)
 
     app.cleanup_ctx.extend([bus_ctx, repo_ctx])
+    if watcher is not None:
+        async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
+            started = await asyncio.to_thread(watcher.start_enabled)
+            log.info("watcher: %d camera(s) started", started)
+            yield
+            await asyncio.to_thread(watcher.close)  # workers stop while the broker can still take their last status
+
+        app.cleanup_ctx.append(watcher_ctx)
     add_rest_routes(app, parts.api, cfg.api.max_body_bytes)
     return app

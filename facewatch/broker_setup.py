@@ -8,14 +8,14 @@ import os
 import secrets
 from pathlib import Path
 
-from broker.auth import StaticAuthenticator, StaticUser
+from broker.auth import Authenticator, StaticAuthenticator, StaticUser
 from broker.client import BrokerAddress
 from broker.core import BrokerLimits
 from broker.embedded import EmbeddedBroker
 
 from .config import FacewatchConfig
 
-__all__ = ("broker_limits", "static_users", "build_embedded_broker", "internal_address", "CREDENTIALS_FILE")
+__all__ = ("broker_limits", "static_users", "static_authenticator", "build_embedded_broker", "internal_address", "CREDENTIALS_FILE")
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,14 @@ def static_users(cfg: FacewatchConfig) -> list[StaticUser]:
     return [_generated_user(Path(cfg.data_dir))]
 
 
-def build_embedded_broker(cfg: FacewatchConfig) -> EmbeddedBroker:
-    return EmbeddedBroker(broker_limits(cfg), StaticAuthenticator(static_users(cfg)), cfg.broker.host, cfg.broker.port)
+def static_authenticator(cfg: FacewatchConfig) -> StaticAuthenticator:
+    return StaticAuthenticator(static_users(cfg))
+
+
+def build_embedded_broker(cfg: FacewatchConfig, authenticator: Authenticator | None = None) -> EmbeddedBroker:
+    """``authenticator``: default the static users only (serve adds tenants' API keys)."""
+    return EmbeddedBroker(broker_limits(cfg), authenticator or static_authenticator(cfg), cfg.broker.host,
+                          cfg.broker.port)
 
 
 def internal_address(cfg: FacewatchConfig, embedded_port: int | None = None) -> BrokerAddress:

@@ -47,17 +47,30 @@ def _load(args: argparse.Namespace) -> FacewatchConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from watcher.registry import CameraRegistry
+
     from .analyzer_setup import build_analyzer
     from .app import BusPublisher, make_app
-    from .broker_setup import build_embedded_broker
+    from .broker_setup import build_embedded_broker, internal_address, static_authenticator
+    from .bus_auth import TenantBusAuthenticator
     from .repo_setup import build_repo
+    from .watcher_setup import build_watcher, declare_cameras
 
     cfg = _load(args)
     analyzer = build_analyzer(cfg)
-    broker = build_embedded_broker(cfg) if cfg.broker.url == "embedded" else None
     publisher = BusPublisher()
     parts = build_repo(cfg, analyzer, publisher)
-    web.run_app(make_app(cfg, parts, publisher, broker), host=cfg.api.host, port=cfg.api.port, print=None)
+    cameras = CameraRegistry(parts.store)
+    broker = None
+    if cfg.broker.url == "embedded":
+        broker = build_embedded_broker(cfg, TenantBusAuthenticator(static_authenticator(cfg), parts.auth, parts.store,
+                                                                   cameras))
+    watcher = None
+    if cfg.watcher.enabled:
+        watcher = build_watcher(cfg, cameras, parts.repo, parts.router,
+                                lambda: internal_address(cfg, broker.port if broker else None), publisher.publish)
+        declare_cameras(cfg, watcher, parts.store)
+    web.run_app(make_app(cfg, parts, publisher, broker, watcher), host=cfg.api.host, port=cfg.api.port, print=None)
     return 0
 
 

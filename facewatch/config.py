@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from watcher.cameras import CameraSettings
+
 __all__ = (
     "ConfigError",
     "FacewatchConfig",
@@ -31,6 +33,8 @@ __all__ = (
     "AuthConfig",
     "RepoConfig",
     "BrokerUserConfig",
+    "WatcherConfig",
+    "DeclaredCamera",
     "load_config",
     "parse_config",
     "ENV_PREFIX",
@@ -199,6 +203,31 @@ class RepoConfig(Section):
     min_face_px: float = Field(40.0, ge=0, description="smaller faces are refused at enrolment unless force")
 
 
+class DeclaredCamera(CameraSettings):
+    """A camera kept in config.yaml: registered (or updated) when serve starts."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    tenant: str = Field(min_length=1, description="tenant name (facewatch tenants create)")
+    enabled: bool = True
+
+
+class WatcherConfig(Section):
+    enabled: bool = Field(True, description="serve runs the camera supervisor and its worker processes")
+    file_roots: list[str] = Field(default_factory=list, description="folders cameras may read video files from "
+                                                                    "(empty: no local files)")
+    allow_devices: bool = Field(False, description="allow /dev/videoN capture devices")
+    max_cameras_per_tenant: int = Field(16, gt=0)
+    open_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+    max_initial_attempts: int = Field(5, ge=0, description="failures before a never-opened source is 'failed' "
+                                                           "(0 = retry forever); a source that ran is retried forever")
+    rematch_interval_s: float = Field(0.5, ge=0, description="an unmatched track is embedded again at most this often")
+    restart_initial_s: float = Field(1.0, gt=0, description="first delay before restarting a crashed worker")
+    restart_max_s: float = Field(60.0, gt=0)
+    watchdog_s: float = Field(30.0, gt=0, description="a worker silent this long is killed and restarted")
+    cameras: list[DeclaredCamera] = Field(default_factory=list)
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -211,6 +240,7 @@ class FacewatchConfig(Section):
     storage: StorageConfig = StorageConfig()
     auth: AuthConfig = AuthConfig()
     repo: RepoConfig = RepoConfig()
+    watcher: WatcherConfig = WatcherConfig()
 
     def storage_url(self) -> str:
         return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"

@@ -64,15 +64,28 @@ class RepoAuth:
         key_id = split_api_key(key)
         if key_id is None:
             return None
+        tenant = await asyncio.to_thread(self.tenant_of_key, key)
+        return Principal(tenant, "api_key", key_id) if tenant else None
+
+    def tenant_of_key(self, key: str) -> str | None:
+        """The tenant an API key belongs to, or None (unknown, revoked, wrong secret)."""
+        key_id = split_api_key(key)
+        if key_id is None:
+            return None
         digest = sha256_hex(key)
         cached = self._key_cache.get(digest)
         if cached and time.monotonic() - cached[1] < 30:  # revocation shows within 30 s
-            return Principal(cached[0], "api_key", key_id)
-        row = await asyncio.to_thread(self.store.api_key, key_id)
+            return cached[0]
+        row = self.store.api_key(key_id)
         if row is None or row[2] or not secrets.compare_digest(row[1], digest):
             return None
         self._key_cache[digest] = (row[0], time.monotonic())
-        return Principal(row[0], "api_key", key_id)
+        return row[0]
+
+    def tenant_of_token(self, token: str) -> str | None:
+        """The tenant of a valid, unexpired access token, or None."""
+        claims = self.signer.verify(token.strip())
+        return claims.tenant_id if claims is not None else None
 
     def _tokens(self, tenant_id: str, client_id: str) -> Tokens:
         access, _ = self.signer.issue(tenant_id, client_id, self.access_ttl_s)

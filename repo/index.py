@@ -34,6 +34,10 @@ class GalleryIndex:
     def __len__(self) -> int:
         return len(self._face_ids)
 
+    def contains(self, face_id: str) -> bool:
+        with self._lock:
+            return face_id in self._row
+
     def add(self, face_ids: list[str], subject_pks: list[str], embeddings: np.ndarray) -> None:
         if len(face_ids) == 0:
             return

@@ -12,12 +12,22 @@ from sqlalchemy import (
 )
 
 __all__ = ("metadata", "tenants", "clients", "api_keys", "refresh_tokens", "settings", "galleries", "subjects",
-           "faces", "jobs", "migrate", "MIGRATIONS")
+           "faces", "jobs", "migrate", "migrate_component", "Migration", "MIGRATIONS")
+
+Migration = tuple[int, Callable[[Connection], None]]
 
 metadata = MetaData()
 
 schema_migrations = Table(
     "schema_migrations", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+# Packages that build on the repo (watcher, grouping) keep their own tables and
+# version numbers here, so the repo never imports them.
+component_migrations = Table(
+    "component_migrations", metadata,
+    Column("component", String(64), primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("applied_at", Float, nullable=False),
 )
@@ -114,7 +124,7 @@ def _v1_initial(conn: Connection) -> None:
     conn.execute(insert(settings).values(key="token_signing_key", value=secrets.token_hex(32)))
 
 
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1_initial)]
+MIGRATIONS: list[Migration] = [(1, _v1_initial)]
 
 
 def migrate(conn: Connection) -> int:
@@ -126,6 +136,19 @@ def migrate(conn: Connection) -> int:
             step(conn)
             conn.execute(insert(schema_migrations).values(version=version, applied_at=time.time()))
     return max(v for v, _ in MIGRATIONS)
+
+
+def migrate_component(conn: Connection, component: str, steps: list[Migration]) -> int:
+    """Like ``migrate``, for one component's own tables."""
+    component_migrations.create(conn, checkfirst=True)
+    applied = set(conn.execute(select(component_migrations.c.version)
+                               .where(component_migrations.c.component == component)).scalars())
+    for version, step in steps:
+        if version not in applied:
+            step(conn)
+            conn.execute(insert(component_migrations).values(component=component, version=version,
+                                                             applied_at=time.time()))
+    return max(v for v, _ in steps)
 
 
 def table_names(conn: Connection) -> list[str]:

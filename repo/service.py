@@ -166,7 +166,7 @@ class FaceRepository:
         self._index(gallery.id).add([r.id for r in records], [subject.pk] * len(records),
                                     np.stack([r.embedding for r in records]))
         for record in records:
-            self._event("face.added", gallery, subject=subject.id, face_id=record.id,
+            self._event("face.added", gallery, subject=subject.id, subject_pk=subject.pk, face_id=record.id,
                         embedding=base64.b64encode(record.embedding.tobytes()).decode(), model_id=record.model_id)
         return records
 

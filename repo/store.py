@@ -103,6 +103,12 @@ class RepoStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(7142001)"))
             return s.migrate(conn)
 
+    def migrate_component(self, component: str, steps: list[s.Migration]) -> int:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7142001)"))
+            return s.migrate_component(conn, component, steps)
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -1,5 +1,13 @@
-"""The watcher: cameras in, face notifications out (issue 5, being built).
+"""The watcher: cameras in, face notifications out.
 
-Today: stream reading with reconnect (`stream.py`) and face tracking with best
-shots (`tracker.py`). Camera registry, worker processes and notifications come next.
+cameras.py     what a camera is (settings, record, allowed sources)
+registry.py    cameras in the database
+service.py     register / update / start / stop / remove, transport-free
+handlers.py    those operations as STOMP-only API routes
+supervisor.py  one spawned worker process per running camera, restarts
+worker.py      inside a worker: stream -> pipeline -> bus
+stream.py      PyAV reading with timeouts, reconnect, newest frame only
+pipeline.py    the data path: detect -> track -> best shot -> embed -> match -> events
+tracker.py     IoU tracks with stable ids and best shots
+galleries.py   the camera's galleries, following /topic/repo.events
 """

@@ -34,12 +34,15 @@ class StreamOptions:
     max_fps: float = 0.0  # analysis cap; 0 = as fast as frames come
     reconnect_initial_s: float = 1.0
     reconnect_max_s: float = 30.0
-    max_attempts: int = 0  # consecutive failures before "failed"; 0 = never give up
+    # Failures before "failed" while the source has never run; 0 = never give up.
+    # A camera that has run once is retried forever: cameras come back.
+    max_attempts: int = 5
+    input_format: str | None = None  # "v4l2" for /dev/video* devices
 
 
 @dataclass(slots=True, frozen=True)
 class VideoFrame:
-    image: np.ndarray  # BGR
+    image: np.ndarray  # BGR, converted only for frames that are analysed
     index: int  # frames decoded since the stream started
     stream_time_s: float  # presentation time in the stream
     wall_time: float  # when it was decoded (epoch seconds)
@@ -57,17 +60,20 @@ class StreamReader:
         self.options = options
         self.on_status = on_status
         self.stop = stop
-        self._latest: VideoFrame | None = None
+        self._latest: tuple[av.VideoFrame, int, float, float] | None = None
         self._cond = threading.Condition()
         self._ended = False
         self.decoded = 0
         self.dropped = 0  # decoded frames nobody took before a newer one arrived
+        self._attempt = 0
+        self._has_run = False
+        self._failed = False
 
     def _open(self) -> av.container.InputContainer:
         options = {}
         if self.options.url.startswith("rtsp://"):
             options["rtsp_transport"] = self.options.rtsp_transport
-        return av.open(self.options.url, options=options,
+        return av.open(self.options.url, format=self.options.input_format, options=options,
                        timeout=(self.options.open_timeout_s, self.options.read_timeout_s))
 
     def _decode_once(self) -> None:
@@ -77,6 +83,7 @@ class StreamReader:
             stream.thread_type = "AUTO"
             self.on_status(CameraStatus("running"))
             self._attempt = 0
+            self._has_run = True
             started = time.monotonic()
             first_pts: float | None = None
             for frame in container.decode(stream):
@@ -88,14 +95,18 @@ class StreamReader:
                     delay = (pts - first_pts) - (time.monotonic() - started)
                     if delay > 0 and self.stop.wait(delay):
                         return
-                self._publish(VideoFrame(frame.to_ndarray(format="bgr24"), self.decoded, pts, time.time()))
+                # Colour conversion waits until the frame is taken: most
+                # frames of a 25 fps camera analysed at 5 fps are dropped.
+                self._publish((frame, self.decoded, pts, time.time()))
                 self.decoded += 1
 
     @property
     def _live(self) -> bool:
+        if self.options.input_format is not None:  # a capture device
+            return True
         return "://" in self.options.url and not self.options.url.startswith("file://")
 
-    def _publish(self, frame: VideoFrame) -> None:
+    def _publish(self, frame: tuple[av.VideoFrame, int, float, float]) -> None:
         with self._cond:
             if self._latest is not None:
                 self.dropped += 1
@@ -116,10 +127,13 @@ class StreamReader:
                 if not self._live:
                     break  # a file that ended
                 reason = "stream ended"
-            except (av.error.FFmpegError, OSError) as exc:
+            except (av.error.FFmpegError, OSError, ValueError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+            if self._attempt == 0:  # it ran since the last failure: back off from the start
+                delay = self.options.reconnect_initial_s
             self._attempt += 1
-            if self.options.max_attempts and self._attempt >= self.options.max_attempts:
+            if not self._has_run and self.options.max_attempts and self._attempt >= self.options.max_attempts:
+                self._failed = True
                 self.on_status(CameraStatus("failed", self._attempt, reason))
                 break
             self.on_status(CameraStatus("reconnecting", self._attempt, reason))
@@ -143,8 +157,8 @@ class StreamReader:
                         self._cond.wait(0.5)
                     if self._latest is None:
                         return
-                    frame, self._latest = self._latest, None
-                yield frame
+                    (raw, index, pts, wall), self._latest = self._latest, None
+                yield VideoFrame(raw.to_ndarray(format="bgr24"), index, pts, wall)
                 if interval:
                     next_at = max(next_at + interval, time.monotonic())
                     if self.stop.wait(max(0.0, next_at - time.monotonic())):
@@ -152,4 +166,5 @@ class StreamReader:
         finally:
             self.stop.set()
             thread.join(timeout=self.options.read_timeout_s + 5)
-            self.on_status(CameraStatus("stopped"))
+            if not self._failed:  # "failed" is the last word of a source that never ran
+                self.on_status(CameraStatus("stopped"))

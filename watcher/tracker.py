@@ -37,9 +37,9 @@ class Track:
     best: Face | None = None
     best_quality: float = -1.0
     best_time: float = 0.0
-    best_frame: np.ndarray | None = field(default=None, repr=False)  # the frame of the best shot
+    best_frame: object = field(default=None, repr=False)  # the caller's frame of the best shot
 
-    def offer(self, face: Face, frame: np.ndarray, when: float, min_quality: float) -> bool:
+    def offer(self, face: Face, frame: object, when: float, min_quality: float) -> bool:
         """Keep ``face`` if it is the best this track has seen; True when kept."""
         quality = face.quality.score if face.quality is not None else 0.0
         if quality < min_quality:
@@ -57,7 +57,7 @@ class FaceTracker:
         self.tracks: dict[int, Track] = {}
         self._ids = itertools.count(1)
 
-    def update(self, faces: Sequence[Face], frame: np.ndarray, when: float) -> tuple[list[tuple[Track, Face]], list[Track]]:
+    def update(self, faces: Sequence[Face], frame: object, when: float) -> tuple[list[tuple[Track, Face]], list[Track]]:
         """Assign this frame's faces to tracks.
 
         Returns (track, face) pairs for every face (new tracks included) and the

@@ -10,6 +10,8 @@ import pytest
 
 from watcher.stream import CameraStatus, StreamOptions, StreamReader
 
+from .rtsp import RtspServer, require_rtsp
+
 pytestmark = pytest.mark.data
 
 
@@ -57,62 +59,19 @@ def test_unreachable_source_reconnects_then_fails_with_a_reason(tmp_path: Path) 
     reader = StreamReader(options, statuses.append, threading.Event())
     assert list(reader.frames()) == []
     states = [s.state for s in statuses]
-    assert states == ["starting", "reconnecting", "reconnecting", "failed", "stopped"]
+    assert states == ["starting", "reconnecting", "reconnecting", "failed"]  # failed is the last word
     assert [s.attempt for s in statuses if s.state == "reconnecting"] == [1, 2]
     assert statuses[3].reason  # says why
     missing = StreamReader(StreamOptions(str(tmp_path / "no.mp4"), max_attempts=1), statuses.append, threading.Event())
     assert list(missing.frames()) == []
-    assert "No such file" in statuses[-2].reason or "FileNotFound" in statuses[-2].reason
-
-
-class RtspServer:
-    """GStreamer's RTSP server in a subprocess (system python3 with python3-gi)."""
-
-    SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
-
-    def __init__(self, port: int, clip: str) -> None:
-        self.port, self.clip = port, clip
-        self.proc: "subprocess.Popen[str] | None" = None
-
-    def start(self) -> "RtspServer":
-        import subprocess
-
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(self.SCRIPT), str(self.port), f"clip={self.clip}"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "READY"
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/clip"
-
-
-def _require_rtsp() -> None:
-    import os
-    import subprocess
-
-    probe = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
-                           capture_output=True)
-    if probe.returncode != 0:
-        reason = "GStreamer RTSP server missing (Debian: gir1.2-gst-rtsp-server-1.0 python3-gi)"
-        if os.environ.get("FWTEST_REQUIRE_RTSP") == "1":
-            pytest.fail(f"{reason} (FWTEST_REQUIRE_RTSP=1)")
-        pytest.skip(reason)
+    assert statuses[-1].state == "failed"
+    assert "No such file" in statuses[-1].reason or "FileNotFound" in statuses[-1].reason
 
 
 def test_rtsp_stream_survives_a_server_restart(shared_data: Path) -> None:
     from .repo_server import free_port
 
-    _require_rtsp()
+    require_rtsp()
     server = RtspServer(free_port(), _clip(shared_data)).start()
     statuses: list[CameraStatus] = []
     stop = threading.Event()

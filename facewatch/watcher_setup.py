@@ -1,0 +1,80 @@
+"""Assembles the watcher (registry, supervisor, routes) from config.
+
+Workers are separate processes: they get factories (module-level functions
+bound to the config), build their own models and store, and connect to the
+broker with the internal credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from api.errors import ApiError
+from api.routing import Router
+from broker.client import BrokerAddress
+from repo.service import FaceRepository
+from repo.store import RepoStore, open_store
+from watcher.cameras import Camera, CameraSettings, SourcePolicy
+from watcher.handlers import register_watcher_routes
+from watcher.pipeline import PipelineOptions
+from watcher.registry import CameraRegistry
+from watcher.service import WatcherOptions, WatcherService
+from watcher.supervisor import Supervisor, SupervisorOptions
+from watcher.worker import WorkerSpec
+
+from .analyzer_setup import build_analyzer
+from .config import ConfigError, FacewatchConfig
+
+__all__ = ("build_watcher", "declare_cameras", "source_policy")
+
+log = logging.getLogger(__name__)
+
+
+def source_policy(cfg: FacewatchConfig) -> SourcePolicy:
+    w = cfg.watcher
+    return SourcePolicy(tuple(w.file_roots), w.allow_devices, w.open_timeout_s, w.read_timeout_s,
+                        w.max_initial_attempts)
+
+
+def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepository, router: Router,
+                  bus_address: Callable[[], BrokerAddress], publish: Callable[[str, Any], None]) -> WatcherService:
+    """``bus_address`` is asked at each worker start (the embedded broker's port is known only once it runs)."""
+    policy = source_policy(cfg)
+    w = cfg.watcher
+
+    def make_spec(camera: Camera) -> WorkerSpec:
+        settings = camera.settings
+        pipeline = PipelineOptions(
+            camera_id=camera.id, threshold=repo.threshold(settings.threshold), min_face_px=settings.min_face_px,
+            min_quality=cfg.quality.min_score, cooldown_s=settings.cooldown_s,
+            unknown_after_frames=settings.unknown_after_frames, rematch_interval_s=w.rematch_interval_s,
+            attach_crop=settings.attach_crop, attributes=tuple(settings.attributes),
+        )
+        return WorkerSpec(camera, policy.stream_options(settings), pipeline, bus_address(),
+                          partial(build_analyzer, cfg), partial(open_store, cfg.storage_url()), os.getpid(),
+                          cfg.log_level)
+
+    supervisor = Supervisor(make_spec, publish, SupervisorOptions(
+        restart_initial_s=w.restart_initial_s, restart_max_s=w.restart_max_s, watchdog_s=w.watchdog_s))
+    service = WatcherService(registry, supervisor, policy, repo.threshold,
+                             WatcherOptions(max_cameras_per_tenant=w.max_cameras_per_tenant))
+    register_watcher_routes(router, service)
+    return service
+
+
+def declare_cameras(cfg: FacewatchConfig, service: WatcherService, store: RepoStore) -> None:
+    """Registers (or updates) the cameras of config.yaml."""
+    for declared in cfg.watcher.cameras:
+        tenant_id = store.tenant_by_name(declared.tenant)
+        if tenant_id is None:
+            raise ConfigError(f"watcher.cameras: camera {declared.id!r} names tenant {declared.tenant!r}, "
+                              "which does not exist (facewatch tenants create)")
+        settings = CameraSettings.model_validate(declared.model_dump(exclude={"id", "tenant", "enabled"}))
+        try:
+            service.declare(tenant_id, declared.id, settings, declared.enabled)
+        except ApiError as exc:
+            raise ConfigError(f"watcher.cameras: camera {declared.id!r}: {exc.reason}") from None

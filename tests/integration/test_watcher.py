@@ -1,0 +1,365 @@
+"""The watcher end to end: a real `facewatch serve`, GStreamer's RTSP server
+playing the shared clip, cameras registered over STOMP, events received by a
+stomp.py subscriber; on the embedded broker and on RabbitMQ."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import msgpack
+import numpy as np
+import pytest
+
+from broker.client import BrokerAddress, BusClient, Reply
+
+from .conftest import RABBIT_STOMP_PORT, RawStomp
+from .repo_server import RepoServer, free_port
+from .rtsp import RtspServer, require_rtsp
+
+pytestmark = pytest.mark.data
+
+API = "/queue/facewatch.api"
+ENROLLED = ("lin_manuel_miranda", "alex_lacamoire")
+
+
+class Events:
+    """Every event published on one topic, as received by a subscriber."""
+
+    def __init__(self, bus: BusClient, destination: str, decode: Callable[[bytes], Any] = json.loads) -> None:
+        self.items: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._decode = decode
+        self.sub_id = bus.subscribe(destination, self._on_message)
+        self.bus = bus
+
+    def _on_message(self, message: Any) -> None:
+        with self._cond:
+            event = self._decode(message.body)
+            event["_received"] = time.time()
+            self.items.append(event)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float, after: int = 0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for event in self.items[after:]:
+                    if predicate(event):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [(e.get("type"), e.get("state"), e.get("reason")) for e in self.items[after:]][-15:]
+                    raise AssertionError(f"no matching event in {timeout_s}s; last seen: {seen}")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        self.bus.unsubscribe(self.sub_id)
+
+
+def _eventually(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+def _state(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("type") == "camera.status" and e.get("state") == name
+
+
+def _recognized(subject: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e.get("type") == "face.recognized" and e["subject"]["id"] == subject
+
+
+class Watch:
+    """A running service with Lin-Manuel Miranda and Alex Lacamoire enrolled."""
+
+    def __init__(self, server: RepoServer, bus_address: BrokerAddress, tenant: dict[str, str],
+                 other: dict[str, str], shared_data: Path) -> None:
+        self.server = server
+        self.tenant = tenant
+        self.other = other
+        self.data = shared_data
+        self.bus = BusClient(bus_address, client_name="test-watcher")
+        self.bus.connect()
+
+    def call(self, method: str, path: str, body: Any = b"", *, key: str | None = None,
+             timeout_s: float = 30.0) -> Reply:
+        headers = {"method": method, "path": path}
+        api_key = self.tenant["api_key"] if key is None else key
+        if api_key:
+            headers["x-api-key"] = api_key
+        return self.bus.request(API, body, headers, timeout_s=timeout_s)
+
+    def events(self, camera: str, decode: Callable[[bytes], Any] = json.loads, prefix: str = "watcher") -> Events:
+        events = Events(self.bus, f"/topic/{prefix}.{camera}", decode)
+        time.sleep(0.3)  # the SUBSCRIBE lands before the camera starts
+        return events
+
+    def register(self, camera_id: str, url: str, **settings: Any) -> dict[str, Any]:
+        reply = self.call("POST", "/api/v1/cameras", {"id": camera_id, "url": url, "galleries": ["hamilton"],
+                                                     **settings})
+        assert reply.status == 201, reply.json()
+        return reply.json()
+
+    def status(self, camera_id: str) -> dict[str, Any]:
+        reply = self.call("GET", f"/api/v1/cameras/{camera_id}/status")
+        assert reply.status == 200, reply.json()
+        return reply.json()
+
+    def remove(self, camera_id: str) -> None:
+        assert self.call("DELETE", f"/api/v1/cameras/{camera_id}").status == 204
+
+    def close(self) -> None:
+        self.bus.close()
+
+
+def _enrol(server: RepoServer, api_key: str, shared_data: Path, gallery: str, people: tuple[str, ...]) -> None:
+    http = server.http(api_key=api_key)
+    if http.call("GET", f"/api/v1/galleries/{gallery}").status == 404:
+        assert http.call("POST", "/api/v1/galleries", {"name": gallery}).status == 201
+    for person in people:
+        assert http.call("POST", f"/api/v1/galleries/{gallery}/subjects", {"id": person, "name": person}).status == 201
+        for image in sorted((shared_data / "faces" / "enroll" / person).iterdir()):
+            added = http.call("POST", f"/api/v1/galleries/{gallery}/subjects/{person}/faces",
+                              files={"file": (image.name, image.read_bytes())})
+            assert added.status == 201, added.body
+
+
+@pytest.fixture(scope="module")
+def rtsp(shared_data: Path) -> Iterator[RtspServer]:
+    require_rtsp()
+    server = RtspServer(free_port(), str(shared_data / "video" / "short_hamilton_clip.mp4")).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module", params=["embedded", "rabbitmq"])
+def watch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
+          shared_data: Path) -> Iterator[Watch]:
+    env = {"FACEWATCH_WATCHER__FILE_ROOTS": json.dumps([str(shared_data / "video")]),
+           "FACEWATCH_WATCHER__MAX_INITIAL_ATTEMPTS": "2", "FACEWATCH_WATCHER__OPEN_TIMEOUT_S": "3",
+           "FACEWATCH_WATCHER__READ_TIMEOUT_S": "3", "FACEWATCH_WATCHER__RESTART_INITIAL_S": "0.5"}
+    if request.param == "rabbitmq":
+        address = request.getfixturevalue("rabbitmq")
+        env["FACEWATCH_BROKER__URL"] = f"stomp://guest:guest@127.0.0.1:{RABBIT_STOMP_PORT}/"
+    server = RepoServer(tmp_path_factory.mktemp(f"watch-{request.param}"), models_dir, None, **env)
+    tenant, other = server.create_tenant("theatre"), server.create_tenant("elsewhere")
+    server.start()
+    if request.param == "embedded":
+        creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
+        address = BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"])
+    _enrol(server, tenant["api_key"], shared_data, "hamilton", ENROLLED)
+    watch = Watch(server, address, tenant, other, shared_data)
+    watch.param = request.param  # type: ignore[attr-defined]
+    yield watch
+    watch.close()
+    server.stop()
+
+
+def test_rtsp_camera_over_stomp_announces_lin_manuel_miranda(watch: Watch, rtsp: RtspServer) -> None:
+    camera = f"stage-{watch.param}"  # type: ignore[attr-defined]
+    events = watch.events(camera)
+    packed = watch.events(camera, decode=lambda b: msgpack.unpackb(b), prefix="watcher-msgpack")
+    created = watch.register(camera, rtsp.url, cooldown_s=3600, msgpack=True, attributes=["age"])
+    assert created["topic"] == f"/topic/watcher.{camera}" and created["enabled"] is True
+    try:
+        events.wait_for(_state("running"), 60)
+        hit = events.wait_for(_recognized("lin_manuel_miranda"), 60)
+        assert hit["camera"] == camera and hit["subject"]["gallery"] == "hamilton"
+        assert hit["similarity"] >= hit["threshold"]
+        crop = cv2.imdecode(np.frombuffer(base64.b64decode(hit["crop"]), np.uint8), cv2.IMREAD_COLOR)
+        assert crop is not None and min(crop.shape[:2]) >= 32
+        assert 10 < hit["attributes"]["age"] < 90
+        x1, y1, x2, y2 = hit["box"]
+        assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 360
+        assert hit["frame"]["wall_time"] <= hit["analysed_frame_time"] <= hit["_received"]
+        same = packed.wait_for(_recognized("lin_manuel_miranda"), 10)
+        assert same["track"] == hit["track"] and same["crop"] == hit["crop"]
+        status = watch.status(camera)
+        assert status["state"] == "running" and status["worker"]["alive"] and status["stats"]["analysed"] > 0
+        listed = watch.call("GET", "/api/v1/cameras").json()["cameras"]
+        assert [c["id"] for c in listed] == [camera]
+    finally:
+        watch.remove(camera)
+        events.close()
+        packed.close()
+    recognized = [e for e in events.items if e["type"] == "face.recognized"]
+    # Nobody else, and nobody under the threshold: Alex is at the piano, too small to be matched.
+    assert {e["subject"]["id"] for e in recognized} == {"lin_manuel_miranda"}
+    assert all(e["similarity"] >= e["threshold"] for e in recognized)
+    assert len({e["track"] for e in recognized}) == len(recognized)  # one event per track at most
+
+
+def test_camera_requests_are_checked_and_isolated(watch: Watch, shared_data: Path) -> None:
+    clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    cases = [
+        ({"url": "ftp://example.com/x"}, 400, "url"),
+        ({"url": "file:///etc/hostname"}, 400, "url"),
+        ({"url": str(clip), "max_fps": 0}, 400, "max_fps"),
+        ({"url": str(clip), "threshold": "loose"}, 400, "threshold"),
+        ({"url": str(clip), "colour": "red"}, 400, "colour"),
+        ({"id": "Bad.Id", "url": str(clip)}, 400, "id"),
+    ]
+    for body, status, param in cases:
+        reply = watch.call("POST", "/api/v1/cameras", body)
+        assert (reply.status, reply.json()["code"], reply.json().get("param")) == (status, "BAD_PARAM", param), body
+    assert watch.call("POST", "/api/v1/cameras", b"{nope").json()["code"] == "MALFORMED_JSON"
+    watch.register("private", str(clip), enabled=False)
+    try:
+        assert watch.call("POST", "/api/v1/cameras", {"id": "private", "url": str(clip)}).status == 409
+        assert watch.call("GET", "/api/v1/cameras/private", key="").status == 401
+        assert watch.call("GET", "/api/v1/cameras/private", key="fwk_nope_nope").status == 401
+        other = watch.call("GET", "/api/v1/cameras/private", key=watch.other["api_key"])
+        assert other.status == 404 and "private" not in json.dumps(watch.call(
+            "GET", "/api/v1/cameras", key=watch.other["api_key"]).json())
+        assert watch.call("DELETE", "/api/v1/cameras/private", key=watch.other["api_key"]).status == 404
+        assert watch.status("private")["state"] == "stopped"
+        # Watcher operations are STOMP only.
+        http = watch.server.http(api_key=watch.tenant["api_key"])
+        assert http.call("GET", "/api/v1/cameras").status == 404
+        changed = watch.call("PATCH", "/api/v1/cameras/private", {"name": "Back door", "max_fps": 2})
+        assert changed.status == 200 and changed.json()["name"] == "Back door" and changed.json()["max_fps"] == 2
+    finally:
+        watch.remove("private")
+    assert watch.call("GET", "/api/v1/cameras/private").status == 404
+
+
+# The fault tests run once, on the embedded broker: the broker plays no part in them.
+embedded_only = pytest.mark.parametrize("watch", ["embedded"], indirect=True)
+
+
+@embedded_only
+def test_rtsp_server_restart_reconnects_and_recognitions_resume(watch: Watch, rtsp: RtspServer) -> None:
+    events = watch.events("flaky")
+    watch.register("flaky", rtsp.url, cooldown_s=0)
+    try:
+        events.wait_for(_recognized("lin_manuel_miranda"), 60)
+        mark = len(events.items)
+        rtsp.kill()
+        events.wait_for(_state("reconnecting"), 30, after=mark)
+        time.sleep(1.0)
+        rtsp.start()
+        events.wait_for(_state("running"), 60, after=mark)
+        events.wait_for(_recognized("lin_manuel_miranda"), 60, after=mark)
+    finally:
+        watch.remove("flaky")
+        events.close()
+
+
+@embedded_only
+def test_bad_source_fails_with_a_reason(watch: Watch) -> None:
+    events = watch.events("nowhere")
+    watch.register("nowhere", f"rtsp://127.0.0.1:{free_port()}/missing")
+    try:
+        failed = events.wait_for(_state("failed"), 60)
+        assert failed["reason"] and failed["attempt"] == 2
+        _eventually(lambda: watch.status("nowhere")["state"] == "failed")
+    finally:
+        watch.remove("nowhere")
+        events.close()
+
+
+@embedded_only
+def test_killed_worker_is_restarted(watch: Watch, shared_data: Path) -> None:
+    events = watch.events("looped")
+    watch.register("looped", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", loop=True)
+    try:
+        events.wait_for(_state("running"), 60)
+        first = watch.status("looped")["worker"]["pid"]
+        mark = len(events.items)
+        os.kill(first, signal.SIGKILL)
+        crashed = events.wait_for(_state("restarting"), 30, after=mark)
+        assert "SIGKILL" in crashed["reason"]
+        events.wait_for(_state("running"), 60, after=mark)
+        status = watch.status("looped")
+        assert status["worker"]["pid"] != first and status["worker"]["restarts"] == 1
+    finally:
+        watch.remove("looped")
+        events.close()
+
+
+@embedded_only
+def test_person_enrolled_while_running_is_recognised_without_restart(watch: Watch, shared_data: Path) -> None:
+    events = watch.events("lobby")
+    watch.register("lobby", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", loop=True,
+                   galleries=["latecomers"])
+    try:
+        events.wait_for(_state("running"), 60)
+        pid = watch.status("lobby")["worker"]["pid"]
+        events.wait_for(lambda e: e["type"] == "face.unknown", 60)  # Lin, unknown for now
+        _enrol(watch.server, watch.tenant["api_key"], shared_data, "latecomers", ("lin_manuel_miranda",))
+        hit = events.wait_for(_recognized("lin_manuel_miranda"), 60)
+        assert hit["subject"]["gallery"] == "latecomers"
+        assert watch.status("lobby")["worker"]["pid"] == pid  # the same worker
+    finally:
+        watch.remove("lobby")
+        events.close()
+
+
+@embedded_only
+def test_cameras_come_back_after_a_server_restart(watch: Watch, shared_data: Path) -> None:
+    watch.register("survivor", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", loop=True)
+    watch.register("paused", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", enabled=False)
+    try:
+        watch.server.stop()
+        watch.server.start()
+        assert watch.bus.wait_connected(30)
+        events = watch.events("survivor")
+        _eventually(lambda: watch.status("survivor")["state"] == "running")
+        assert watch.status("paused")["state"] == "stopped"
+        events.close()
+    finally:
+        watch.remove("survivor")
+        watch.remove("paused")
+
+
+@embedded_only
+def test_tenants_connect_with_their_api_key_and_read_only_their_own_cameras(watch: Watch, shared_data: Path) -> None:
+    clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
+    watch.register("ours", clip, loop=True)
+    theirs = watch.call("POST", "/api/v1/cameras", {"id": "theirs", "url": clip, "enabled": False},
+                        key=watch.other["api_key"])
+    assert theirs.status == 201
+    port = watch.server.stomp_port
+    try:
+        # An application of the tenant: its API key as the passcode; API requests work too.
+        app = BusClient(BrokerAddress("127.0.0.1", port, "my-app", watch.tenant["api_key"]), client_name="app")
+        app.connect()
+        try:
+            events = Events(app, "/topic/watcher.ours")
+            events.wait_for(lambda e: e["type"] in ("camera.status", "face.recognized", "face.unknown"), 60)
+            listed = app.request(API, b"", {"method": "GET", "path": "/api/v1/cameras",
+                                            "x-api-key": watch.tenant["api_key"]})
+            assert [c["id"] for c in listed.json()["cameras"]] == ["ours"]
+        finally:
+            app.close()
+        refused = [("/topic/watcher.theirs", watch.tenant), ("/topic/watcher.*", watch.tenant),
+                   ("/topic/watcher.#", watch.tenant), ("/topic/repo.events", watch.tenant),
+                   ("/topic/watcher.ours", watch.other), ("/queue/facewatch.api", watch.tenant)]
+        for destination, tenant in refused:
+            peer = RawStomp(port)
+            assert peer.connect("app", tenant["api_key"]).command == "CONNECTED"
+            peer.send_frame("SUBSCRIBE", {"id": "1", "destination": destination, "receipt": "r"})
+            answer = peer.recv()
+            assert answer.command == "ERROR" and answer.headers["message"] == "access refused", destination
+            peer.close()
+        peer = RawStomp(port)
+        assert peer.connect("app", watch.tenant["api_key"]).command == "CONNECTED"
+        peer.send_frame("SEND", {"destination": "/topic/watcher.ours", "receipt": "r"}, b"{}")
+        assert peer.recv().command == "ERROR"  # tenants cannot publish fake events
+        peer.close()
+        for login, passcode in (("app", "fwk_0123456789abcdef_wrong"), ("app", "guest"), ("facewatch", "")):
+            assert RawStomp(port).connect(login, passcode).command == "ERROR"
+    finally:
+        watch.remove("ours")
+        assert watch.call("DELETE", "/api/v1/cameras/theirs", key=watch.other["api_key"]).status == 204

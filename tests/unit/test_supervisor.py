@@ -1,0 +1,129 @@
+"""The supervisor with real spawned processes running small worker bodies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pytest
+
+from broker.client import BrokerAddress
+from watcher.cameras import Camera, CameraSettings
+from watcher.pipeline import PipelineOptions
+from watcher.stream import StreamOptions
+from watcher.supervisor import Supervisor, SupervisorOptions
+from watcher.worker import WorkerSpec
+
+
+# -- worker bodies (module level: spawn pickles them by name) -------------------------
+def steady(spec: WorkerSpec, reports: Connection) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    reports.send(("status", {"state": "running"}))
+    while not stop.wait(0.1):
+        reports.send(("stats", {"beat": time.time()}))
+    reports.send(("status", {"state": "stopped"}))
+
+
+def gives_up(spec: WorkerSpec, reports: Connection) -> None:
+    reports.send(("status", {"state": "failed", "reason": "no such stream"}))
+
+
+def crashes(spec: WorkerSpec, reports: Connection) -> None:
+    raise SystemExit(3)
+
+
+def silent(spec: WorkerSpec, reports: Connection) -> None:
+    time.sleep(60)
+
+
+def camera(camera_id: str = "cam") -> Camera:
+    return Camera(camera_id, "tenant", CameraSettings(url="rtsp://example/x"), True, 0.0, 0.0)
+
+
+def spec(cam: Camera) -> WorkerSpec:
+    return WorkerSpec(cam, StreamOptions(cam.settings.url), PipelineOptions(cam.id, 0.3),
+                      BrokerAddress("127.0.0.1", 1, "", ""), dict, dict, os.getpid())
+
+
+def wait(condition: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def published() -> list[tuple[str, dict[str, Any]]]:
+    return []
+
+
+def make(target: Callable[..., None], published: list[tuple[str, dict[str, Any]]], **options: float) -> Supervisor:
+    opts = {"restart_initial_s": 0.2, "restart_max_s": 1.0, "tick_s": 0.05, **options}
+    return Supervisor(spec, lambda topic, event: published.append((topic, event)), SupervisorOptions(**opts),
+                      target=target)
+
+
+@pytest.fixture
+def supervisors() -> Iterator[list[Supervisor]]:
+    made: list[Supervisor] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def test_start_reports_and_stop(published: list, supervisors: list[Supervisor]) -> None:
+    sup = make(steady, published)
+    supervisors.append(sup)
+    sup.start(camera())
+    wait(lambda: sup.status("cam")["stats"].get("beat") is not None)
+    status = sup.status("cam")
+    assert status["state"] == "running" and status["worker"]["alive"] and status["worker"]["pid"]
+    assert sup.stop("cam") is True and sup.stop("cam") is False
+    assert sup.status("cam")["state"] == "stopped" and sup.running() == []
+
+
+def test_a_killed_worker_is_restarted_with_a_new_pid(published: list, supervisors: list[Supervisor]) -> None:
+    sup = make(steady, published)
+    supervisors.append(sup)
+    sup.start(camera())
+    wait(lambda: sup.status("cam")["worker"]["pid"] is not None and sup.status("cam")["state"] == "running")
+    first = sup.status("cam")["worker"]["pid"]
+    os.kill(first, signal.SIGKILL)
+    wait(lambda: sup.status("cam")["worker"]["restarts"] == 1 and sup.status("cam")["worker"]["pid"] not in (None, first))
+    (topic, event), = [p for p in published if p[1]["state"] == "restarting"]
+    assert topic == "/topic/watcher.cam" and event["reason"] == "worker killed by SIGKILL"
+
+
+def test_crash_loops_back_off(published: list, supervisors: list[Supervisor]) -> None:
+    sup = make(crashes, published, restart_initial_s=0.2, restart_max_s=0.8)
+    supervisors.append(sup)
+    sup.start(camera())
+    wait(lambda: len(published) >= 4)
+    delays = [event["restart_in_s"] for _, event in published[:4]]
+    assert delays == [0.2, 0.4, 0.8, 0.8]
+    assert all(event["reason"] == "worker exited with code 3" for _, event in published)
+
+
+def test_a_worker_that_ends_cleanly_is_not_restarted(published: list, supervisors: list[Supervisor]) -> None:
+    sup = make(gives_up, published)
+    supervisors.append(sup)
+    sup.start(camera())
+    wait(lambda: sup.status("cam")["worker"]["last_exit"] == "exited with code 0")
+    time.sleep(0.5)
+    status = sup.status("cam")
+    assert status["state"] == "failed" and status["reason"] == "no such stream" and status["worker"]["restarts"] == 0
+    assert published == []
+
+
+def test_a_silent_worker_is_killed_by_the_watchdog(published: list, supervisors: list[Supervisor]) -> None:
+    sup = make(silent, published, watchdog_s=1.0)
+    supervisors.append(sup)
+    sup.start(camera())
+    wait(lambda: any(e["state"] == "restarting" for _, e in published))
+    assert "SIGKILL" in published[0][1]["reason"]

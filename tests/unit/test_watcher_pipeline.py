@@ -1,0 +1,120 @@
+"""The camera pipeline's decisions (once per track, cool-down, unknown, gates), with a scripted analyzer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from repo.store import Subject
+from vision.records import Face, Quality
+from watcher.galleries import GalleryMatch
+from watcher.pipeline import CameraPipeline, PipelineOptions
+from watcher.stream import VideoFrame
+
+IMAGE = np.zeros((360, 640, 3), np.uint8)
+
+
+def face(x: float, identity: float, size: float = 80, quality: float = 0.9) -> Face:
+    f = Face(np.array([x, 50, x + size, 50 + size], np.float32), 0.99)
+    f.quality = Quality(quality, size, 1, 100, 1, 0, 0, 1)
+    f.aligned = np.full((112, 112, 3), identity, np.uint8)  # the scripted "embedding" reads this back
+    return f
+
+
+class ScriptedAnalyzer:
+    """detect() returns the faces scripted for each frame; embed() encodes who they are."""
+
+    def __init__(self, script: list[list[Face]]) -> None:
+        self.script = list(script)
+        self.embedded: list[int] = []
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return self.script.pop(0) if self.script else []
+
+    def embed(self, faces: list[Face]) -> None:
+        for f in faces:
+            assert f.aligned is not None
+            f.embedding = np.array([float(f.aligned[0, 0, 0])], np.float32)
+            self.embedded.append(int(f.aligned[0, 0, 0]))
+
+    def add_attributes(self, image: np.ndarray, faces: list[Face], names: Any) -> None:
+        for f in faces:
+            f.attributes.update({n: 42 for n in names})
+
+
+class Matcher:
+    """Identity 1 is 'ada' (similarity 0.9); anything else matches nobody (0.1)."""
+
+    model_id = "test-model"
+
+    def match(self, embedding: np.ndarray, threshold: float) -> tuple[GalleryMatch | None, float]:
+        if int(embedding[0]) == 1 and 0.9 >= threshold:
+            return GalleryMatch(Subject("pk-ada", "g", "ada", "Ada", {}, 0.0), "staff", "f1", 0.9), 0.9
+        return None, 0.1
+
+
+def run(script: list[list[Face]], **options: Any) -> tuple[list[dict[str, Any]], ScriptedAnalyzer]:
+    analyzer = ScriptedAnalyzer(script)
+    opts = {"camera_id": "door", "threshold": 0.5, "rematch_interval_s": 0.0, "attach_crop": False, **options}
+    pipeline = CameraPipeline(analyzer, Matcher(), PipelineOptions(**opts))  # type: ignore[arg-type]
+    events: list[dict[str, Any]] = []
+    for index in range(len(script)):
+        events += pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
+    return events, analyzer
+
+
+def test_a_known_face_is_announced_once_per_track_and_no_longer_embedded() -> None:
+    events, analyzer = run([[face(100 + i, 1, quality=0.5 + i / 20)] for i in range(8)], cooldown_s=0)
+    assert [e["type"] for e in events] == ["face.recognized"]
+    event = events[0]
+    assert event["subject"] == {"id": "ada", "name": "Ada", "gallery": "staff"}
+    assert event["similarity"] == 0.9 and event["threshold"] == 0.5 and event["camera"] == "door"
+    assert analyzer.embedded == [1]  # decided on the first good shot; nothing more to embed
+
+
+def test_the_cool_down_holds_back_the_same_subject_on_a_new_track() -> None:
+    # Ada, gone long enough for her track to end, then back (a new track) 20 s later.
+    script = [[face(100, 1)]] + [[] for _ in range(15)] + [[face(400, 1)]]
+    events, _ = run(script, cooldown_s=30)
+    assert [e["type"] for e in events] == ["face.recognized"]
+    events, _ = run(script, cooldown_s=5)
+    assert [e["type"] for e in events] == ["face.recognized", "face.recognized"]
+    assert events[0]["track"] != events[1]["track"]
+
+
+def test_an_unknown_track_is_reported_once_after_enough_good_frames() -> None:
+    events, _ = run([[face(100 + i, 7, quality=0.9)] for i in range(10)], unknown_after_frames=4)
+    assert [e["type"] for e in events] == ["face.unknown"]
+    unknown = events[0]
+    assert unknown["best_similarity"] == 0.1 and unknown["model_id"] == "test-model"
+    assert unknown["embedding"] and unknown["group"] is None and "subject" not in unknown
+
+
+def test_small_blurred_or_profile_faces_are_never_matched() -> None:
+    script = [[face(100, 1, size=20), face(300, 1, quality=0.1)] for _ in range(6)]
+    events, analyzer = run(script, min_face_px=40, min_quality=0.3)
+    assert events == [] and analyzer.embedded == []
+
+
+def test_rematch_interval_limits_embeddings_of_an_undecided_track() -> None:
+    # Quality rises every frame (a new best shot each time); frames are 1 s apart.
+    script = [[face(100 + i, 7, quality=0.4 + i / 20)] for i in range(6)]
+    _, every = run(script, rematch_interval_s=0.0, unknown_after_frames=100)
+    _, spaced = run(script, rematch_interval_s=2.5, unknown_after_frames=100)
+    assert len(every.embedded) == 6 and len(spaced.embedded) == 2
+
+
+def test_crop_and_attributes_are_attached_on_request() -> None:
+    image_face = face(100, 1)
+    events, _ = run([[image_face]], attach_crop=True, attributes=("age",))
+    assert events[0]["crop"] and events[0]["attributes"] == {"age": 42}
+
+
+def test_unknown_reports_the_shot_that_was_embedded_even_when_a_better_one_waits() -> None:
+    # The best shot improves every frame but is embedded at most every 100 s: the
+    # unknown event must carry the embedded shot (its embedding and its frame).
+    script = [[face(100 + i, 7, quality=0.4 + i / 20)] for i in range(5)]
+    events, analyzer = run(script, rematch_interval_s=100, unknown_after_frames=3)
+    assert analyzer.embedded == [7] and [e["type"] for e in events] == ["face.unknown"]
+    assert events[0]["frame"]["index"] == 0 and events[0]["box"][0] == 100

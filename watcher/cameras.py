@@ -1,0 +1,139 @@
+"""What a camera is: its settings (validated), its record, and where it may read from.
+
+Settings come from STOMP requests or ``config.yaml``; both go through
+``CameraSettings`` so a bad value is the same clear error either way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from api.errors import BadParam
+
+from .stream import StreamOptions
+
+__all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "ATTRIBUTES", "topic_for",
+           "msgpack_topic_for")
+
+# Lower case, no dots: the id is one word of a topic routing key.
+CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ATTRIBUTES = ("age", "gender", "pose", "liveness", "expression", "eyes")
+
+
+def topic_for(camera_id: str) -> str:
+    return f"/topic/watcher.{camera_id}"
+
+
+def msgpack_topic_for(camera_id: str) -> str:
+    # Its own first word, so `/topic/watcher.*` subscribers never get binary bodies.
+    return f"/topic/watcher-msgpack.{camera_id}"
+
+
+class CameraSettings(BaseModel):
+    """Everything an operator sets on a camera; defaults suit a door camera."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("", max_length=200)
+    url: str = Field(min_length=1, max_length=2000,
+                     description="rtsp(s)://, http(s)://, file:///abs/path.mp4 (under watcher.file_roots) or /dev/videoN")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    loop: bool = Field(False, description="files: start again at the end")
+    galleries: list[str] = Field(default_factory=list, max_length=32, description="galleries to match against")
+    max_fps: float = Field(5.0, gt=0, le=60, description="analysed frames per second at most")
+    min_face_px: float = Field(40.0, ge=0, description="smaller faces are tracked but never matched")
+    threshold: Annotated[float, Field(ge=-1, le=1)] | Literal["strict", "medium", "low"] | None = Field(
+        None, description="similarity for a match: a number or a preset; default recognition.threshold")
+    cooldown_s: float = Field(30.0, ge=0, description="after a recognition, the same subject is not announced again "
+                                                      "on this camera for this long")
+    unknown_after_frames: int = Field(5, ge=1, description="good frames without a match before face.unknown")
+    attach_crop: bool = True
+    attributes: list[Literal["age", "gender", "pose", "liveness", "expression", "eyes"]] = Field(default_factory=list)
+    msgpack: bool = Field(False, description="also publish msgpack copies on /topic/watcher-msgpack.<id>")
+
+    @field_validator("galleries")
+    @classmethod
+    def _gallery_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[\w.\- ]{1,200}$", name):
+                raise ValueError(f"gallery name {name!r} is not valid")
+        return value
+
+
+def parse_settings(data: Any, base: CameraSettings | None = None) -> CameraSettings:
+    """Validate ``data`` (over ``base`` for updates); errors are BAD_PARAM naming the field."""
+    if not isinstance(data, dict):
+        raise BadParam("camera settings must be a JSON object")
+    merged = {**(base.model_dump() if base else {}), **data}
+    try:
+        return CameraSettings.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = str(first["loc"][0]) if first["loc"] else "camera"  # the field, not pydantic's union branch
+        reason = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        if param == "threshold":
+            reason = "must be a number between -1 and 1 or one of strict, medium, low"
+        raise BadParam(f"{param}: {reason}", param) from None
+
+
+@dataclass(slots=True, frozen=True)
+class Camera:
+    id: str
+    tenant_id: str
+    settings: CameraSettings
+    enabled: bool  # should it be running
+    created_at: float
+    updated_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, **self.settings.model_dump(), "enabled": self.enabled, "created_at": self.created_at,
+                "updated_at": self.updated_at, "topic": topic_for(self.id)}
+
+
+@dataclass(slots=True, frozen=True)
+class SourcePolicy:
+    """Which sources a camera may read. Local files and devices are opt-in:
+    otherwise any tenant could make the server read its own disk."""
+
+    file_roots: tuple[str, ...] = ()
+    allow_devices: bool = False
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    max_attempts: int = 5
+
+    def check(self, url: str) -> None:
+        self.stream_options(CameraSettings(url=url))
+
+    def stream_options(self, settings: CameraSettings) -> StreamOptions:
+        """The reader options for ``settings``; BAD_PARAM when the source is not allowed."""
+        source, input_format = self._source(settings.url)
+        return StreamOptions(source, rtsp_transport=settings.rtsp_transport, open_timeout_s=self.open_timeout_s,
+                             read_timeout_s=self.read_timeout_s, loop=settings.loop, max_fps=settings.max_fps,
+                             max_attempts=self.max_attempts, input_format=input_format)
+
+    def _source(self, url: str) -> tuple[str, str | None]:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme in ("rtsp", "rtsps", "http", "https"):
+            if not parts.hostname:
+                raise BadParam("url has no host", "url")
+            return url, None
+        if url.startswith("/dev/video") or scheme == "v4l2":
+            if not self.allow_devices:
+                raise BadParam("video devices are disabled; set watcher.allow_devices", "url")
+            return (parts.path if scheme == "v4l2" else url), "v4l2"
+        if scheme in ("file", ""):
+            path = Path(parts.path if scheme == "file" else url)
+            if not path.is_absolute():
+                raise BadParam("file paths must be absolute (file:///path/to/video.mp4)", "url")
+            resolved = path.resolve()
+            if not any(resolved.is_relative_to(Path(root).resolve()) for root in self.file_roots):
+                raise BadParam("local files are allowed only under watcher.file_roots", "url")
+            return str(resolved), None
+        raise BadParam(f"unsupported source {scheme!r}: use rtsp, rtsps, http, https, file or /dev/videoN", "url")

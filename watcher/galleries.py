@@ -1,0 +1,123 @@
+"""The galleries one camera matches against, kept current from /topic/repo.events.
+
+Built from the database at start and then changed by events, so an enrolment
+made while a camera runs is recognised within one event's delivery. Events
+that arrive while the database is being read are held and applied after it:
+adds and removes are idempotent, so none is lost and none counts twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from api.errors import NotFound
+from repo.index import GalleryIndex
+from repo.store import RepoStore, Subject
+
+__all__ = ("GalleryMatch", "GalleryFollower")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class GalleryMatch:
+    subject: Subject
+    gallery: str  # the gallery's name
+    face_id: str
+    similarity: float
+
+
+class GalleryFollower:
+    def __init__(self, store: RepoStore, tenant_id: str, gallery_names: Sequence[str], dim: int, model_id: str) -> None:
+        self.store = store
+        self.tenant_id = tenant_id
+        self.names = set(gallery_names)
+        self.dim = dim
+        self.model_id = model_id
+        self._indexes: dict[str, GalleryIndex] = {}  # by gallery id
+        self._gallery_names: dict[str, str] = {}  # gallery id -> name
+        self._held: list[dict[str, Any]] | None = []  # events seen before load() finished
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return sum(len(i) for i in self._indexes.values())
+
+    def load(self) -> int:
+        """Read every followed gallery from the database, then apply held events."""
+        for name in sorted(self.names):
+            try:
+                gallery = self.store.gallery(self.tenant_id, name)
+            except NotFound:
+                log.info("gallery %r does not exist yet; followed from its first enrolment", name)
+                continue
+            self._reload(gallery.id, name)
+        with self._lock:
+            held, self._held = self._held or [], None
+        for event in held:
+            self.apply(event)
+        return len(self)
+
+    def _reload(self, gallery_id: str, name: str) -> None:
+        index = GalleryIndex(self.dim)
+        for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery_id):
+            index.add(face_ids, subject_pks, vectors)
+        self._indexes[gallery_id] = index
+        self._gallery_names[gallery_id] = name
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """One /topic/repo.events message (any tenant's; others are ignored)."""
+        if event.get("tenant") != self.tenant_id or event.get("gallery") not in self.names:
+            return
+        with self._lock:
+            if self._held is not None:
+                self._held.append(event)
+                return
+        gallery_id, kind = str(event.get("gallery_id")), event.get("type")
+        if kind == "face.added":
+            if event.get("model_id") != self.model_id:
+                return  # another embedding model's vector cannot be compared with ours
+            index = self._indexes.get(gallery_id)
+            if index is None:
+                index = self._indexes[gallery_id] = GalleryIndex(self.dim)
+                self._gallery_names[gallery_id] = str(event["gallery"])
+            if not index.contains(event["face_id"]):
+                vector = np.frombuffer(base64.b64decode(event["embedding"]), np.float32)
+                index.add([event["face_id"]], [event["subject_pk"]], vector[None, :])
+        elif kind == "face.removed" and gallery_id in self._indexes:
+            self._indexes[gallery_id].remove([event["face_id"]])
+        elif kind == "subject.removed" and gallery_id in self._indexes:
+            self._indexes[gallery_id].remove(list(event.get("face_ids", [])))
+        elif kind == "subject.merged":
+            self._reload(gallery_id, str(event["gallery"]))  # faces moved to another subject
+        elif kind == "gallery.removed":
+            self._indexes.pop(gallery_id, None)
+            self._gallery_names.pop(gallery_id, None)
+
+    def best(self, embedding: np.ndarray) -> tuple[str, str, float, str] | None:
+        """(subject pk, face id, similarity, gallery name) of the closest face, or None."""
+        found = None
+        for gallery_id, index in list(self._indexes.items()):
+            for match in index.search(embedding, 1):
+                if found is None or match.similarity > found[2]:
+                    found = (match.subject_pk, match.face_id, match.similarity, self._gallery_names[gallery_id])
+        return found
+
+    def match(self, embedding: np.ndarray, threshold: float) -> tuple[GalleryMatch | None, float]:
+        """The subject at or over ``threshold`` (or None) and the best similarity seen."""
+        found = self.best(embedding)
+        if found is None:
+            return None, -1.0
+        subject_pk, face_id, similarity, gallery = found
+        if similarity < threshold:
+            return None, similarity
+        subject = self.store.subjects_by_pk([subject_pk]).get(subject_pk)
+        if subject is None:  # removed since; its event is on its way
+            return None, similarity
+        return GalleryMatch(subject, gallery, face_id, similarity), similarity

@@ -1,0 +1,198 @@
+"""The data path of one camera, top to bottom: frame -> faces -> tracks -> match -> events.
+
+    faces  = analyzer.detect(frame)            boxes, landmarks, aligned crops, quality
+    tracks = tracker.update(faces)             stable ids; each track keeps its best shot
+    due    = undecided tracks with a new best shot, at most every rematch_interval_s
+    analyzer.embed(best shots of due)          one batch for all of them
+    match  = galleries.match(embedding)        exact search, threshold of the camera
+    events : face.recognized  once per track, then a cool-down per camera and subject
+             face.unknown     a track unmatched after unknown_after_frames good frames
+
+Faces under the size or quality gate (tiny, blurred, profile) are tracked but
+never embedded, so they can produce no match, right or wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from vision.analyzer import FaceAnalyzer
+from vision.geometry import crop_box
+from vision.records import Face
+
+from .galleries import GalleryMatch
+from .stream import VideoFrame
+from .tracker import FaceTracker, Track, TrackerOptions
+
+__all__ = ("PipelineOptions", "PipelineStats", "Matcher", "CameraPipeline", "crop_jpeg")
+
+
+@dataclass(slots=True, frozen=True)
+class PipelineOptions:
+    camera_id: str
+    threshold: float
+    min_face_px: float = 40.0
+    min_quality: float = 0.3
+    cooldown_s: float = 30.0
+    unknown_after_frames: int = 5
+    rematch_interval_s: float = 0.5  # an unmatched track is embedded again at most this often
+    attach_crop: bool = True
+    attributes: tuple[str, ...] = ()
+    crop_max_px: int = 256
+
+
+class Matcher(Protocol):
+    model_id: str
+
+    def match(self, embedding: np.ndarray, threshold: float) -> tuple[GalleryMatch | None, float]: ...
+
+
+@dataclass(slots=True)
+class _Decision:
+    """What the pipeline knows about one track beyond the tracker's view."""
+
+    embedded: Face | None = None  # the best shot last embedded
+    embedded_frame: VideoFrame | None = None  # and the frame it came from
+    embedded_at: float = float("-inf")
+    best_similarity: float = -1.0
+    recognized: bool = False
+    unknown_sent: bool = False
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    frames: int = 0
+    faces: int = 0
+    embedded: int = 0
+    recognized: int = 0
+    unknown: int = 0
+    suppressed: int = 0  # recognitions inside a cool-down
+    analysis_ms: deque[float] = field(default_factory=lambda: deque(maxlen=500))  # the latest frames only
+
+
+def crop_jpeg(image: np.ndarray, box: np.ndarray, max_px: int) -> str:
+    """The face with some margin, as base64 JPEG."""
+    side = int(min(max_px, max(32.0, float(max(box[2] - box[0], box[3] - box[1])) * 1.4)))
+    crop, _ = crop_box(image, box, side, side, 1.4, True)
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return base64.b64encode(data.tobytes()).decode()
+
+
+def _frame_json(frame: VideoFrame) -> dict[str, Any]:
+    return {"index": frame.index, "stream_time": round(frame.stream_time_s, 3), "wall_time": frame.wall_time}
+
+
+class CameraPipeline:
+    def __init__(self, analyzer: FaceAnalyzer, matcher: Matcher, options: PipelineOptions,
+                 tracker: TrackerOptions | None = None) -> None:
+        self.analyzer = analyzer
+        self.matcher = matcher
+        self.options = options
+        self.tracker = FaceTracker(tracker or TrackerOptions(min_quality=options.min_quality))
+        self.decisions: dict[int, _Decision] = {}
+        self.announced: dict[str, float] = {}  # subject pk -> when last announced (cool-down)
+        self.stats = PipelineStats()
+
+    def process(self, frame: VideoFrame) -> list[dict[str, Any]]:
+        """Analyse one frame; returns the events it caused (maybe none)."""
+        started = time.perf_counter()
+        faces = self.analyzer.detect(frame.image)
+        pairs, ended = self.tracker.update(faces, frame, frame.wall_time)
+        tracks = [track for track, _ in pairs]
+        due = [track for track in tracks if self._needs_embedding(track, frame.wall_time)]
+        self.analyzer.embed([track.best for track in due if track.best is not None])
+        events = []
+        for track in due:
+            events += self._match(track, frame)
+        for track in tracks:
+            events += self._unknown(track, frame)
+        for track in ended:
+            self.decisions.pop(track.id, None)
+        self.stats.frames += 1
+        self.stats.faces += len(faces)
+        self.stats.embedded += len(due)
+        self.stats.analysis_ms.append((time.perf_counter() - started) * 1000)
+        return events
+
+    def _usable(self, face: Face) -> bool:
+        quality = face.quality.score if face.quality is not None else 0.0
+        return face.size_px >= self.options.min_face_px and quality >= self.options.min_quality
+
+    def _needs_embedding(self, track: Track, now: float) -> bool:
+        decision = self.decisions.setdefault(track.id, _Decision())
+        best = track.best
+        return (not decision.recognized and best is not None and best is not decision.embedded
+                and self._usable(best) and now - decision.embedded_at >= self.options.rematch_interval_s)
+
+    def _match(self, track: Track, frame: VideoFrame) -> list[dict[str, Any]]:
+        decision = self.decisions[track.id]
+        face = track.best
+        assert face is not None and face.embedding is not None  # _needs_embedding and embed() made sure
+        assert isinstance(track.best_frame, VideoFrame)
+        decision.embedded, decision.embedded_frame, decision.embedded_at = face, track.best_frame, frame.wall_time
+        match, similarity = self.matcher.match(face.embedding, self.options.threshold)
+        decision.best_similarity = max(decision.best_similarity, similarity)
+        if match is None:
+            return []
+        decision.recognized = True  # one event per track and subject
+        last = self.announced.get(match.subject.pk)
+        if last is not None and frame.wall_time - last < self.options.cooldown_s:
+            self.stats.suppressed += 1
+            return []
+        self.announced[match.subject.pk] = frame.wall_time
+        self.stats.recognized += 1
+        return [self._event("face.recognized", track, decision, frame, match=match)]
+
+    def _unknown(self, track: Track, frame: VideoFrame) -> list[dict[str, Any]]:
+        """A track embedded, matched by nobody, and seen well enough, long enough."""
+        decision = self.decisions[track.id]
+        if (decision.recognized or decision.unknown_sent or decision.embedded is None
+                or track.good_frames < self.options.unknown_after_frames):
+            return []
+        decision.unknown_sent = True
+        self.stats.unknown += 1
+        return [self._event("face.unknown", track, decision, frame, best_similarity=decision.best_similarity)]
+
+    def _event(self, kind: str, track: Track, decision: _Decision, frame: VideoFrame, *,
+               match: GalleryMatch | None = None, best_similarity: float = -1.0) -> dict[str, Any]:
+        """The event for the track's embedded best shot, decided on ``frame``."""
+        face, shot = decision.embedded, decision.embedded_frame
+        assert face is not None and shot is not None
+        event: dict[str, Any] = {
+            "type": kind, "camera": self.options.camera_id, "track": track.id,
+            "box": [round(float(v), 1) for v in face.box], "det_score": round(face.det_score, 4),
+            "quality": round(face.quality.score, 4) if face.quality else 0.0,
+            "frame": _frame_json(shot),  # the best shot
+            "analysed_frame_time": frame.wall_time,  # the frame whose analysis decided it
+            "first_seen": track.first_seen, "time": time.time(),
+        }
+        if match is not None:
+            event["subject"] = {"id": match.subject.id, "name": match.subject.name, "gallery": match.gallery}
+            event["similarity"] = round(match.similarity, 4)
+            event["threshold"] = self.options.threshold
+        else:
+            event["best_similarity"] = round(best_similarity, 4)
+            event["embedding"] = base64.b64encode(np.asarray(face.embedding, np.float32).tobytes()).decode()
+            event["model_id"] = self.matcher.model_id
+            event["group"] = None  # set by grouping once it has placed this face
+        if self.options.attach_crop:
+            event["crop"] = crop_jpeg(shot.image, face.box, self.options.crop_max_px)
+        if self.options.attributes:
+            self.analyzer.add_attributes(shot.image, [face], self.options.attributes)
+            event["attributes"] = {name: face.attributes[name] for name in self.options.attributes}
+        return event
+
+    def flush(self) -> None:
+        """The stream ended or jumped: forget every track."""
+        for track in self.tracker.flush():
+            self.decisions.pop(track.id, None)
+

@@ -1,0 +1,102 @@
+"""Cameras persisted in the repo's database (SQLite or PostgreSQL).
+
+The watcher owns its table and migrations (component "watcher"); the repo
+only provides the engine and the migration runner.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import Boolean, Column, Connection, Float, ForeignKey, Index, String, Table, Text, delete, func, insert, select, update
+
+from api.errors import Conflict, NotFound
+from repo import schema as repo_schema
+from repo.store import RepoStore
+
+from .cameras import Camera, CameraSettings
+
+__all__ = ("CameraRegistry", "cameras")
+
+cameras = Table(
+    "cameras", repo_schema.metadata,
+    Column("id", String(64), primary_key=True),  # global: it names the topic
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("settings", Text, nullable=False),  # CameraSettings as JSON
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_cameras_tenant", "tenant_id"),
+)
+
+
+def _v1_cameras(conn: Connection) -> None:
+    cameras.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[repo_schema.Migration] = [(1, _v1_cameras)]
+
+
+def _camera(row: Any) -> Camera:
+    return Camera(row.id, row.tenant_id, CameraSettings.model_validate(json.loads(row.settings)), bool(row.enabled),
+                  row.created_at, row.updated_at)
+
+
+class CameraRegistry:
+    def __init__(self, store: RepoStore) -> None:
+        self.store = store
+        self.engine = store.engine
+        store.migrate_component("watcher", MIGRATIONS)
+
+    def add(self, tenant_id: str, camera_id: str, settings: CameraSettings, enabled: bool, max_per_tenant: int) -> Camera:
+        now = time.time()
+        camera = Camera(camera_id, tenant_id, settings, enabled, now, now)
+        with self.engine.begin() as conn:
+            count = conn.execute(select(func.count()).select_from(cameras)
+                                 .where(cameras.c.tenant_id == tenant_id)).scalar_one()
+            if count >= max_per_tenant:
+                raise Conflict(f"this tenant already has {count} cameras, the most allowed (watcher.max_cameras_per_tenant)")
+            if conn.execute(select(cameras.c.id).where(cameras.c.id == camera_id)).first() is not None:
+                # Ids are global (they name topics); say no more than "taken".
+                raise Conflict(f"camera id {camera_id!r} is taken", "id")
+            conn.execute(insert(cameras).values(id=camera_id, tenant_id=tenant_id, settings=settings.model_dump_json(),
+                                                enabled=enabled, created_at=now, updated_at=now))
+        return camera
+
+    def get(self, tenant_id: str, camera_id: str) -> Camera:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(cameras).where(cameras.c.id == camera_id, cameras.c.tenant_id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"no camera {camera_id!r}", "camera")
+        return _camera(row)
+
+    def owner(self, camera_id: str) -> str | None:
+        """The tenant a camera belongs to (for topic permissions), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(cameras.c.tenant_id).where(cameras.c.id == camera_id)).scalar()
+
+    def list(self, tenant_id: str) -> list[Camera]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(cameras).where(cameras.c.tenant_id == tenant_id).order_by(cameras.c.id)).all()
+        return [_camera(r) for r in rows]
+
+    def all(self) -> list[Camera]:
+        with self.engine.connect() as conn:
+            return [_camera(r) for r in conn.execute(select(cameras).order_by(cameras.c.id)).all()]
+
+    def update(self, camera: Camera, settings: CameraSettings | None = None, enabled: bool | None = None) -> Camera:
+        now = time.time()
+        new = Camera(camera.id, camera.tenant_id, settings or camera.settings,
+                     camera.enabled if enabled is None else enabled, camera.created_at, now)
+        with self.engine.begin() as conn:
+            done = conn.execute(update(cameras).where(cameras.c.id == camera.id, cameras.c.tenant_id == camera.tenant_id)
+                                .values(settings=new.settings.model_dump_json(), enabled=new.enabled, updated_at=now))
+        if done.rowcount == 0:
+            raise NotFound(f"no camera {camera.id!r}", "camera")
+        return new
+
+    def remove(self, camera: Camera) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(cameras).where(cameras.c.id == camera.id, cameras.c.tenant_id == camera.tenant_id))

@@ -1,0 +1,220 @@
+"""The supervisor: one spawned worker process per running camera.
+
+It starts and stops workers, collects their reports, and restarts a worker
+that died (non-zero exit or a signal) or went silent, with exponential
+backoff; a worker that ran long enough before dying starts the backoff over.
+A worker that ends by itself with exit 0 (a file ended, a source that failed
+for good) is not restarted: its last status says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from .cameras import Camera, topic_for
+from .worker import WorkerSpec, run_worker
+
+__all__ = ("SupervisorOptions", "Supervisor")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class SupervisorOptions:
+    restart_initial_s: float = 1.0
+    restart_max_s: float = 60.0
+    stable_after_s: float = 60.0  # a worker that ran this long before dying restarts without delay growth
+    watchdog_s: float = 30.0  # no report for this long: the worker is killed and restarted
+    stop_timeout_s: float = 10.0
+    tick_s: float = 0.2
+
+
+@dataclass(slots=True)
+class _Worker:
+    camera: Camera
+    process: BaseProcess | None = None
+    # Its own pipe per worker, not one shared queue: a worker killed while
+    # writing can corrupt only its own channel, never its neighbours'.
+    reports: Connection | None = None
+    started_at: float = 0.0
+    last_report: float = 0.0
+    restarts: int = 0
+    crashes_in_a_row: int = 0
+    restart_at: float | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    last_exit: str = ""
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class Supervisor:
+    def __init__(self, make_spec: Callable[[Camera], WorkerSpec], publish: Callable[[str, dict[str, Any]], None],
+                 options: SupervisorOptions, target: Callable[[WorkerSpec, Any], None] = run_worker) -> None:
+        """``make_spec`` turns a camera into what its worker needs; ``publish`` sends an event to a topic;
+        ``target`` is the worker's body (a module-level function: it is pickled for spawn)."""
+        self.make_spec = make_spec
+        self.target = target
+        self.publish = publish
+        self.options = options
+        self._ctx = mp.get_context("spawn")  # fork would copy the server's threads and sockets
+        self._workers: dict[str, _Worker] = {}
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._monitor = threading.Thread(target=self._run, name="watcher-supervisor", daemon=True)
+        self._monitor.start()
+
+    # -- control (any thread) ----------------------------------------------------------
+    def start(self, camera: Camera) -> None:
+        """Run ``camera`` with these settings (restarting its worker if it runs)."""
+        with self._lock:
+            if camera.id in self._workers:
+                self._stop_worker(self._workers.pop(camera.id))
+            worker = _Worker(camera)
+            self._workers[camera.id] = worker
+            self._spawn(worker)
+
+    def stop(self, camera_id: str) -> bool:
+        """Stop the camera's worker; False when it was not running."""
+        with self._lock:
+            worker = self._workers.pop(camera_id, None)
+        if worker is None:
+            return False
+        self._stop_worker(worker)
+        return True
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return sorted(self._workers)
+
+    def status(self, camera_id: str) -> dict[str, Any]:
+        with self._lock:
+            worker = self._workers.get(camera_id)
+            if worker is None:
+                return {"state": "stopped", "worker": None}
+            alive = worker.process is not None and worker.process.is_alive()
+            return {
+                "state": worker.status.get("state", "starting"),
+                "reason": worker.status.get("reason"), "attempt": worker.status.get("attempt"),
+                "worker": {"pid": worker.process.pid if alive and worker.process else None, "alive": alive,
+                           "started_at": worker.started_at, "restarts": worker.restarts,
+                           "last_exit": worker.last_exit or None, "restart_at": worker.restart_at},
+                "stats": dict(worker.stats),
+            }
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            if worker.process is not None and worker.process.is_alive():
+                worker.process.terminate()  # all at once, then wait for each
+        for worker in workers:
+            self._stop_worker(worker)
+        self._monitor.join(timeout=5)
+
+    # -- internals -------------------------------------------------------------------
+    def _spawn(self, worker: _Worker) -> None:
+        receiver, sender = self._ctx.Pipe(duplex=False)
+        worker.reports = receiver
+        worker.process = self._ctx.Process(target=self.target, args=(self.make_spec(worker.camera), sender),
+                                           name=f"watcher-{worker.camera.id}", daemon=True)
+        worker.process.start()
+        sender.close()  # the child holds its end; EOF here once it is gone
+        worker.started_at = worker.last_report = time.monotonic()
+        worker.restart_at = None
+        log.info("camera %s: worker pid %s started", worker.camera.id, worker.process.pid)
+
+    def _stop_worker(self, worker: _Worker) -> None:
+        process = worker.process
+        if process is None:
+            return
+        if process.is_alive():
+            process.terminate()  # SIGTERM: the worker finishes its frame and says "stopped"
+        process.join(self.options.stop_timeout_s)
+        if process.is_alive():
+            log.warning("camera %s: worker did not stop in %.0fs; killing it", worker.camera.id,
+                        self.options.stop_timeout_s)
+            process.kill()
+            process.join(5)
+            self.publish(topic_for(worker.camera.id), {"type": "camera.status", "camera": worker.camera.id,
+                                                       "state": "stopped", "time": time.time()})
+        process.close()
+        worker.process = None
+        if worker.reports is not None:
+            worker.reports.close()
+            worker.reports = None
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.options.tick_s):
+            with self._lock:
+                for worker in list(self._workers.values()):
+                    self._drain_reports(worker)
+                    self._check(worker)
+
+    @staticmethod
+    def _drain_reports(worker: _Worker) -> None:
+        channel = worker.reports
+        try:
+            while channel is not None and channel.poll():
+                kind, body = channel.recv()
+                worker.last_report = time.monotonic()
+                if kind == "status":
+                    worker.status = body
+                else:
+                    worker.stats = body
+        except (EOFError, OSError):
+            pass  # the worker is gone; _check sees how it ended
+
+    def _check(self, worker: _Worker) -> None:
+        now = time.monotonic()
+        process = worker.process
+        if process is None:
+            if worker.restart_at is not None and now >= worker.restart_at:
+                worker.restarts += 1
+                self._spawn(worker)
+            return
+        if process.is_alive():
+            if now - worker.last_report > self.options.watchdog_s:
+                log.error("camera %s: worker silent for %.0fs; killing it", worker.camera.id, now - worker.last_report)
+                process.kill()
+            return
+        self._drain_reports(worker)  # its last words (a final status) come first
+        code = process.exitcode
+        process.close()
+        worker.process = None
+        if worker.reports is not None:
+            worker.reports.close()
+            worker.reports = None
+        worker.last_exit = _describe_exit(code)
+        if code == 0:
+            log.info("camera %s: worker ended (%s)", worker.camera.id, worker.status.get("state"))
+            return
+        ran = now - worker.started_at
+        worker.crashes_in_a_row = 1 if ran >= self.options.stable_after_s else worker.crashes_in_a_row + 1
+        delay = min(self.options.restart_initial_s * 2 ** (worker.crashes_in_a_row - 1), self.options.restart_max_s)
+        worker.restart_at = now + delay
+        log.error("camera %s: worker %s after %.1fs; restarting in %.1fs", worker.camera.id, worker.last_exit, ran,
+                  delay)
+        worker.status = {"type": "camera.status", "camera": worker.camera.id, "state": "restarting",
+                         "reason": f"worker {worker.last_exit}", "attempt": worker.crashes_in_a_row,
+                         "restart_in_s": delay, "time": time.time()}
+        self.publish(topic_for(worker.camera.id), worker.status)

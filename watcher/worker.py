@@ -1,0 +1,188 @@
+"""One camera's worker process: read the stream, run the pipeline, publish events.
+
+Spawned by the supervisor with everything it needs in a picklable
+``WorkerSpec`` (factories, not live objects: models and connections are made
+inside the process). It reports status and stats to the supervisor on a queue
+once a second; the supervisor restarts it when it dies or goes silent, and
+stops it with SIGTERM (no shared lock or event: a killed process cannot leave
+one held).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import cv2
+import msgpack
+
+from broker.client import BrokerAddress, BusClient, BusError, BusMessage
+from repo.events import REPO_EVENTS
+from repo.store import RepoStore
+from vision.analyzer import FaceAnalyzer
+
+from .cameras import Camera, msgpack_topic_for, topic_for
+from .galleries import GalleryFollower
+from .pipeline import CameraPipeline, PipelineOptions
+from .stream import CameraStatus, StreamOptions, StreamReader
+
+__all__ = ("WorkerSpec", "run_worker", "CameraWorker", "status_event")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class WorkerSpec:
+    camera: Camera
+    stream: StreamOptions
+    pipeline: PipelineOptions
+    bus: BrokerAddress
+    analyzer_factory: Callable[[], FaceAnalyzer]  # module-level callables (picklable for spawn)
+    store_factory: Callable[[], RepoStore]
+    parent_pid: int
+    log_level: str = "info"
+    report_interval_s: float = 1.0
+
+
+def status_event(camera_id: str, status: CameraStatus, **extra: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "camera.status", "camera": camera_id, "state": status.state, "time": time.time()}
+    if status.attempt:
+        event["attempt"] = status.attempt
+    if status.reason:
+        event["reason"] = status.reason
+    return {**event, **extra}
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class CameraWorker:
+    def __init__(self, spec: WorkerSpec, reports: Connection, stop: threading.Event) -> None:
+        """``reports``: the write end of this worker's pipe to the supervisor; ``stop``: set on SIGTERM."""
+        self.spec = spec
+        self.camera_id = spec.camera.id
+        self.reports = reports
+        self._reports_lock = threading.Lock()  # written from the decoder and the heartbeat threads
+        self.stop = stop
+        self.bus = BusClient(spec.bus, client_name=f"watcher-{self.camera_id}")
+        self.reader = StreamReader(spec.stream, self._on_status, self.stop)
+        self.pipeline: CameraPipeline | None = None
+        self.gallery_faces = 0
+        self.published = 0
+        self.publish_failures = 0
+        self._discontinuity = False
+        self._last_status: dict[str, Any] = {}
+
+    # -- reporting -----------------------------------------------------------------
+    def _report(self, kind: str, body: dict[str, Any]) -> None:
+        try:
+            with self._reports_lock:
+                self.reports.send((kind, body))
+        except OSError:  # the supervisor is gone; the heartbeat notices and stops us
+            log.debug("report dropped", exc_info=True)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        try:
+            # Never wait for a reconnect: live notifications are worth less than live analysis.
+            self.bus.publish(topic_for(self.camera_id), event, timeout_s=0)
+            if self.spec.camera.settings.msgpack:
+                self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
+                                 {"content-type": "application/msgpack"}, timeout_s=0)
+            self.published += 1
+        except BusError as exc:
+            self.publish_failures += 1
+            log.warning("camera %s: event %s not published: %s", self.camera_id, event.get("type"), exc)
+
+    def _on_status(self, status: CameraStatus) -> None:
+        if status.state in ("reconnecting", "stopped"):
+            self._discontinuity = True  # tracks do not survive a gap in the stream
+        event = status_event(self.camera_id, status, pid=os.getpid())
+        self._last_status = event
+        self._report("status", event)
+        self._publish(event)
+
+    def _stats(self) -> dict[str, Any]:
+        pipeline = self.pipeline
+        stats: dict[str, Any] = {"decoded": self.reader.decoded, "dropped": self.reader.dropped,
+                                 "published": self.published, "publish_failures": self.publish_failures,
+                                 "gallery_faces": self.gallery_faces, "rss_mib": round(_rss_mib(), 1),
+                                 "time": time.time()}
+        if pipeline is not None:
+            s = pipeline.stats
+            ms = sorted(s.analysis_ms)
+            stats.update(analysed=s.frames, faces=s.faces, embedded=s.embedded, recognized=s.recognized,
+                         unknown=s.unknown, suppressed=s.suppressed,
+                         analysis_ms_p50=round(ms[len(ms) // 2], 2) if ms else None,
+                         analysis_ms_p95=round(ms[int(len(ms) * 0.95)], 2) if ms else None)
+        return stats
+
+    def _heartbeat(self) -> None:
+        """Stats to the supervisor; stop when asked or when the supervisor is gone."""
+        while not self.stop.wait(self.spec.report_interval_s):
+            if os.getppid() != self.spec.parent_pid:  # the supervisor died: do not run orphaned
+                self.stop.set()
+                break
+            self._report("stats", self._stats())
+        self._report("stats", self._stats())
+
+    # -- the loop --------------------------------------------------------------------
+    def _on_repo_event(self, message: BusMessage, follower: GalleryFollower) -> None:
+        try:
+            event = json.loads(message.body)
+        except ValueError:
+            log.warning("ignored a repo event that is not JSON")
+            return
+        if isinstance(event, dict):
+            follower.apply(event)
+            self.gallery_faces = len(follower)
+
+    def run(self) -> None:
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        self.bus.connect(timeout_s=30.0)
+        try:
+            analyzer = self.spec.analyzer_factory()
+            store = self.spec.store_factory()
+            camera = self.spec.camera
+            follower = GalleryFollower(store, camera.tenant_id, camera.settings.galleries, analyzer.embedder.dim,
+                                       analyzer.embedder.model_id)
+            # Subscribe before reading the database, so no change falls in between.
+            self.bus.subscribe(REPO_EVENTS, lambda m: self._on_repo_event(m, follower))
+            self.gallery_faces = follower.load()
+            log.info("camera %s: matching against %d faces in %s", self.camera_id, self.gallery_faces,
+                     camera.settings.galleries)
+            self.pipeline = CameraPipeline(analyzer, follower, self.spec.pipeline)
+            for frame in self.reader.frames():
+                if self._discontinuity:
+                    self.pipeline.flush()
+                    self._discontinuity = False
+                for event in self.pipeline.process(frame):
+                    self._publish(event)
+            store.close()
+        finally:
+            self.stop.set()
+            self.bus.close()
+
+
+def run_worker(spec: WorkerSpec, reports: Connection) -> None:
+    """The process target."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops its workers
+    logging.basicConfig(level=spec.log_level.upper(), format=f"%(asctime)s %(levelname)s watcher[{spec.camera.id}] "
+                                                            "%(name)s: %(message)s")
+    cv2.setNumThreads(1)  # one camera per process: parallelism comes from processes
+    CameraWorker(spec, reports, stop).run()
