@@ -49,10 +49,39 @@ CLIP = DATA / "video" / "short_hamilton_clip.mp4"
 API = "/queue/facewatch.api"
 
 
-def make_720p_clip(target: Path) -> Path:
-    """The shared clip upscaled to 1280x720 and re-timed to 25 fps (H.264)."""
-    if target.exists():
-        return target
+def make_720p_clip(target: Path, minutes: float) -> Path:
+    """The shared clip upscaled to 1280x720, re-timed to 25 fps (H.264), and
+    repeated (packets copied, timestamps shifted) to last ``minutes``: an RTSP
+    stream that ended every 11 s would spend its reconnects inside the window."""
+    base = target.with_name(target.stem + "-base.mp4")
+    if not base.exists():
+        encode_720p(base)
+    with av.open(str(base)) as src:
+        stream = src.streams.video[0]
+        one = float(stream.duration * stream.time_base)
+    repeats = max(1, int(minutes * 60 / one) + 1)
+    looped = target.with_name(f"{target.stem}-x{repeats}.mp4")
+    if looped.exists():
+        return looped
+    partial = looped.with_suffix(".part.mp4")
+    with av.open(str(base)) as src, av.open(str(partial), "w") as out:
+        in_stream = src.streams.video[0]
+        out_stream = out.add_stream_from_template(in_stream)
+        span = in_stream.duration
+        for copy in range(repeats):
+            src.seek(0)
+            for packet in src.demux(in_stream):
+                if packet.dts is None:
+                    continue
+                packet.pts += copy * span
+                packet.dts += copy * span
+                packet.stream = out_stream
+                out.mux(packet)
+    partial.rename(looped)
+    return looped
+
+
+def encode_720p(target: Path) -> None:
     partial = target.with_suffix(".part.mp4")
     with av.open(str(CLIP)) as src, av.open(str(partial), "w") as out:
         stream = out.add_stream("libx264", rate=25)
@@ -65,7 +94,6 @@ def make_720p_clip(target: Path) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     partial.rename(target)
-    return target
 
 
 def cpu_seconds(pid: int) -> float:
@@ -219,7 +247,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="fw-bench-watcher-") as tmp:
         workdir = Path(tmp)
-        clip = make_720p_clip(Path(tempfile.gettempdir()) / "facewatch-bench-720p25.mp4")
+        minutes = (args.soak or (args.warmup + args.window + 30) * len(args.streams.split(","))) / 60 + 1
+        clip = make_720p_clip(Path(tempfile.gettempdir()) / "facewatch-bench-720p25.mp4", minutes)
         counts = [int(n) for n in args.streams.split(",")]
         service = Service(workdir, clip, args.source, args.max_fps)
         service.start(max(counts + [args.soak_streams]))

@@ -52,7 +52,7 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
             camera_id=camera.id, threshold=repo.threshold(settings.threshold), min_face_px=settings.min_face_px,
             min_quality=cfg.quality.min_score, cooldown_s=settings.cooldown_s,
             unknown_after_frames=settings.unknown_after_frames, rematch_interval_s=w.rematch_interval_s,
-            attach_crop=settings.attach_crop, attributes=tuple(settings.attributes),
+            attach_crop=settings.attach_crop, attributes=tuple(settings.attributes), tiles_per_frame=w.tiles_per_frame,
         )
         return WorkerSpec(camera, policy.stream_options(settings), pipeline, bus_address(),
                           partial(build_analyzer, cfg), partial(open_store, cfg.storage_url()), os.getpid(),

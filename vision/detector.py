@@ -7,6 +7,7 @@ to decode, only a threshold and non-maximum suppression.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,7 +48,10 @@ class DetectorOptions:
 class Detector(Protocol):
     options: "DetectorOptions"
 
-    def detect(self, image: np.ndarray) -> Detections: ...
+    def detect(self, image: np.ndarray, tiles: Sequence[int] | None = None) -> Detections:
+        """Faces in one BGR image. ``tiles``: which of the 2x2 tiles (0-3) to scan
+        besides the whole frame when tiling applies; None = all of them."""
+        ...
 
 
 def check_image(image: np.ndarray) -> None:
@@ -81,23 +85,24 @@ class UltraLightDetector:
         scores, boxes = self.session.run(["scores", "boxes"], {self.input_name: to_blob(resized, o.mean, o.std, rgb=o.rgb)})
         return scores[:, :, 1], boxes
 
-    def _regions(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
-        """The whole frame, plus overlapping 2x2 tiles for large frames."""
+    def _regions(self, height: int, width: int, tiles: Sequence[int] | None) -> list[tuple[int, int, int, int]]:
+        """The whole frame, plus overlapping 2x2 tiles (all, or those named) for large frames."""
         regions = [(0, 0, width, height)]
         o = self.options
         if o.tile_min_side and min(height, width) >= o.tile_min_side:
             tw = int(width / 2 * (1 + o.tile_overlap))
             th = int(height / 2 * (1 + o.tile_overlap))
-            for y0 in (0, height - th):
-                for x0 in (0, width - tw):
-                    regions.append((x0, y0, x0 + tw, y0 + th))
+            corners = [(x0, y0) for y0 in (0, height - th) for x0 in (0, width - tw)]
+            for index in range(4) if tiles is None else tiles:
+                x0, y0 = corners[index % 4]
+                regions.append((x0, y0, x0 + tw, y0 + th))
         return regions
 
-    def detect(self, image: np.ndarray) -> Detections:
-        """Faces in one BGR image, best score first."""
+    def detect(self, image: np.ndarray, tiles: Sequence[int] | None = None) -> Detections:
+        """Faces in one BGR image, best score first (``tiles``: see ``Detector``)."""
         check_image(image)
         height, width = image.shape[:2]
-        regions = self._regions(height, width)
+        regions = self._regions(height, width, tiles)
         scores, boxes = self._run([image[y0:y1, x0:x1] for x0, y0, x1, y1 in regions])
         all_boxes, all_scores = [], []
         full_frame_scale = min(self.options.input_width / width, self.options.input_height / height)

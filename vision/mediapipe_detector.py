@@ -7,6 +7,7 @@ for users who bring a Tasks ``.tflite`` model. Install the ``mediapipe`` extra.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ class MediaPipeDetector:
         except Exception as exc:  # mediapipe raises RuntimeError/ValueError for bad files
             raise ModelLoadError(f"MediaPipe cannot load {model_file}: {exc}") from exc
 
-    def detect(self, image: np.ndarray) -> Detections:
+    def detect(self, image: np.ndarray, tiles: Sequence[int] | None = None) -> Detections:
+        """``tiles`` is accepted for the ``Detector`` protocol; this backend does not tile."""
         check_image(image)
         rgb = np.ascontiguousarray(image[:, :, ::-1])
         result = self._detector.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))

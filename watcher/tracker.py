@@ -22,7 +22,6 @@ __all__ = ("TrackerOptions", "Track", "FaceTracker")
 class TrackerOptions:
     iou_threshold: float = 0.3
     max_missed: int = 10  # frames a track survives without a detection
-    min_quality: float = 0.3  # faces under this never become a best shot
 
 
 @dataclass(slots=True)
@@ -57,11 +56,12 @@ class FaceTracker:
         self.tracks: dict[int, Track] = {}
         self._ids = itertools.count(1)
 
-    def update(self, faces: Sequence[Face], frame: object, when: float) -> tuple[list[tuple[Track, Face]], list[Track]]:
-        """Assign this frame's faces to tracks.
+    def update(self, faces: Sequence[Face], when: float) -> tuple[list[tuple[Track, Face]], list[Track]]:
+        """Assign this frame's faces (boxes are enough) to tracks.
 
         Returns (track, face) pairs for every face (new tracks included) and the
-        tracks that ended because they went unseen for too long.
+        tracks that ended because they went unseen for too long. Best shots are
+        the caller's to offer (``Track.offer``), once it has judged the faces.
         """
         live = list(self.tracks.values())
         pairs: list[tuple[Track, Face]] = []
@@ -82,8 +82,6 @@ class FaceTracker:
             track = Track(next(self._ids), faces[fi].box, when, when)
             self.tracks[track.id] = track
             pairs.append((track, faces[fi]))
-        for track, face in pairs:
-            track.offer(face, frame, when, self.options.min_quality)
         ended = []
         seen = {t.id for t, _ in pairs}
         for track in list(self.tracks.values()):

@@ -68,6 +68,9 @@ def test_tiling_finds_small_faces_in_720p(config, analyzer: FaceAnalyzer, load_i
     assert len(tiled) == 1, tiled
     assert 25 < min(tiled.boxes[0, 2] - tiled.boxes[0, 0], tiled.boxes[0, 3] - tiled.boxes[0, 1]) < 60
     assert len(no_tiles.detect(frame)) == 0
+    # One tile holding the face is enough (the watcher scans one per frame, in turn); none is not.
+    assert len(analyzer.detector.detect(frame, tiles=[3])) == 1
+    assert len(analyzer.detector.detect(frame, tiles=[])) == 0
 
 
 def _largest_embedding(analyzer: FaceAnalyzer, image: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from repo.store import Subject
-from vision.records import Face, Quality
+from vision.records import Detections, Face, Quality
 from watcher.galleries import GalleryMatch
 from watcher.pipeline import CameraPipeline, PipelineOptions
 from watcher.stream import VideoFrame
@@ -23,14 +23,26 @@ def face(x: float, identity: float, size: float = 80, quality: float = 0.9) -> F
 
 
 class ScriptedAnalyzer:
-    """detect() returns the faces scripted for each frame; embed() encodes who they are."""
+    """The detector finds the faces scripted for each frame; faces_from_boxes gives
+    them back with their quality; embed() encodes who they are."""
 
     def __init__(self, script: list[list[Face]]) -> None:
         self.script = list(script)
         self.embedded: list[int] = []
+        self.described = 0
+        self.detector = self
+        self._current: dict[tuple[float, ...], Face] = {}
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        return self.script.pop(0) if self.script else []
+    def detect(self, image: np.ndarray, tiles: Any = None) -> Detections:
+        faces = self.script.pop(0) if self.script else []
+        self._current = {tuple(f.box.tolist()): f for f in faces}
+        if not faces:
+            return Detections.empty()
+        return Detections(np.stack([f.box for f in faces]), np.array([f.det_score for f in faces], np.float32))
+
+    def faces_from_boxes(self, image: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[Face]:
+        self.described += len(boxes)
+        return [self._current[tuple(box.tolist())] for box in boxes]
 
     def embed(self, faces: list[Face]) -> None:
         for f in faces:
@@ -71,6 +83,7 @@ def test_a_known_face_is_announced_once_per_track_and_no_longer_embedded() -> No
     assert event["subject"] == {"id": "ada", "name": "Ada", "gallery": "staff"}
     assert event["similarity"] == 0.9 and event["threshold"] == 0.5 and event["camera"] == "door"
     assert analyzer.embedded == [1]  # decided on the first good shot; nothing more to embed
+    assert analyzer.described == 1  # nor to describe: a decided track costs only its detection
 
 
 def test_the_cool_down_holds_back_the_same_subject_on_a_new_track() -> None:
@@ -118,3 +131,23 @@ def test_unknown_reports_the_shot_that_was_embedded_even_when_a_better_one_waits
     events, analyzer = run(script, rematch_interval_s=100, unknown_after_frames=3)
     assert analyzer.embedded == [7] and [e["type"] for e in events] == ["face.unknown"]
     assert events[0]["frame"]["index"] == 0 and events[0]["box"][0] == 100
+
+
+class TileRecorder(ScriptedAnalyzer):
+    def __init__(self, frames: int) -> None:
+        super().__init__([[] for _ in range(frames)])
+        self.asked: list[Any] = []
+
+    def detect(self, image: np.ndarray, tiles: Any = None) -> Detections:
+        self.asked.append(tiles)
+        return super().detect(image, tiles)
+
+
+def test_large_frames_scan_the_tiles_in_turn() -> None:
+    for per_frame, expected in ((1, [[0], [1], [2], [3], [0]]), (2, [[0, 1], [2, 3], [0, 1], [2, 3], [0, 1]]),
+                                (0, [[]] * 5), (4, [None] * 5)):
+        analyzer = TileRecorder(5)
+        pipeline = CameraPipeline(analyzer, Matcher(), PipelineOptions("door", 0.5, tiles_per_frame=per_frame))  # type: ignore[arg-type]
+        for index in range(5):
+            pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
+        assert analyzer.asked == expected, per_frame
