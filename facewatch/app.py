@@ -1,7 +1,7 @@
 """The aiohttp application `facewatch serve` runs, and its lifecycle.
 
 Startup, in order: embedded broker (if any) -> bus client -> repo indexes ->
-STOMP API consumer -> camera workers. Shutdown is the reverse (aiohttp cleanup_ctx).
+STOMP API consumer -> grouping (following the watchers) -> camera workers. Shutdown is the reverse (aiohttp cleanup_ctx).
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from api.rest import add_rest_routes
 from api.stomp import StompApiServer
 from broker.client import BusClient, BusError
 from broker.embedded import EmbeddedBroker
+from grouping.service import GroupingService
 from watcher.service import WatcherService
 
 from . import __version__
 from .broker_setup import internal_address
 from .config import FacewatchConfig
+from .grouping_setup import follow_watchers
 from .repo_setup import RepoParts
 
 __all__ = ("make_app", "BusPublisher", "CONFIG", "REPO", "BROKER", "BUS")
@@ -53,9 +55,11 @@ class BusPublisher:
 
 
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
-             broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None) -> web.Application:
+             broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None,
+             grouping: GroupingService | None = None) -> web.Application:
     """``broker``: the embedded broker to run and serve at websocket_path; None when external.
-    ``watcher``: the camera service whose enabled cameras start with the app; None when disabled."""
+    ``watcher``: the camera service whose enabled cameras start with the app; None when disabled.
+    ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled."""
     app = web.Application(client_max_size=cfg.api.max_body_bytes)
     app[CONFIG] = cfg
     app[REPO] = parts
@@ -96,6 +100,19 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         await asyncio.to_thread(parts.store.close)
 
     app.cleanup_ctx.extend([bus_ctx, repo_ctx])
+    if grouping is not None:
+        async def grouping_ctx(app: web.Application) -> AsyncIterator[None]:
+            faces = await asyncio.to_thread(grouping.load)
+            log.info("grouping: %d grouped faces loaded", faces)
+            if watcher is None:
+                yield
+                return
+            following = follow_watchers(grouping, app[BUS], watcher.registry.owner, cfg.grouping.refine_interval_s)
+            await anext(following)
+            yield
+            await following.aclose()
+
+        app.cleanup_ctx.append(grouping_ctx)
     if watcher is not None:
         async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
             started = await asyncio.to_thread(watcher.start_enabled)

@@ -54,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .broker_setup import build_embedded_broker, internal_address, static_authenticator
     from .bus_auth import TenantBusAuthenticator
     from .repo_setup import build_repo
+    from .grouping_setup import build_grouping
     from .watcher_setup import build_watcher, declare_cameras
 
     cfg = _load(args)
@@ -70,7 +71,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         watcher = build_watcher(cfg, cameras, parts.repo, parts.router,
                                 lambda: internal_address(cfg, broker.port if broker else None), publisher.publish)
         declare_cameras(cfg, watcher, parts.store)
-    web.run_app(make_app(cfg, parts, publisher, broker, watcher), host=cfg.api.host, port=cfg.api.port, print=None)
+    grouping = build_grouping(cfg, parts.repo, publisher, parts.router) if cfg.grouping.enabled else None
+    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping), host=cfg.api.host, port=cfg.api.port,
+                print=None)
     return 0
 
 

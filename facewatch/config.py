@@ -34,6 +34,7 @@ __all__ = (
     "RepoConfig",
     "BrokerUserConfig",
     "WatcherConfig",
+    "GroupingConfig",
     "DeclaredCamera",
     "load_config",
     "parse_config",
@@ -230,6 +231,15 @@ class WatcherConfig(Section):
     cameras: list[DeclaredCamera] = Field(default_factory=list)
 
 
+class GroupingConfig(Section):
+    enabled: bool = Field(True, description="group the watchers' face.unknown faces (and serve the /groups routes)")
+    # Chosen with bench/grouping.py on LFW View 1 (see README).
+    threshold: float = Field(0.52, ge=-1, le=1, description="average-linkage similarity for a face to join a group")
+    merge_threshold: float = Field(0.52, ge=-1, le=1, description="refinement merges groups at least this similar")
+    refine_interval_s: float = Field(60.0, gt=0)
+    promote_faces: int = Field(5, gt=0, description="best faces a promoted group is enrolled with")
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -243,6 +253,7 @@ class FacewatchConfig(Section):
     auth: AuthConfig = AuthConfig()
     repo: RepoConfig = RepoConfig()
     watcher: WatcherConfig = WatcherConfig()
+    grouping: GroupingConfig = GroupingConfig()
 
     def storage_url(self) -> str:
         return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"

@@ -29,7 +29,7 @@ from .images import ImageStore, photo_hash, thumbnail_jpeg
 from .index import GalleryIndex, Match
 from .store import FaceRecord, Gallery, RepoStore, Subject
 
-__all__ = ("RepoOptions", "FaceRepository", "Identification")
+__all__ = ("RepoOptions", "FaceRepository", "Identification", "EmbeddedFace")
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,6 +41,16 @@ class RepoOptions:
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     save_images: bool = True
+
+
+@dataclass(slots=True, frozen=True)
+class EmbeddedFace:
+    """A face analysed elsewhere (a watcher's best shot, a face group), enrolled by its embedding."""
+
+    embedding: np.ndarray
+    model_id: str
+    quality: float
+    image: bytes | None  # a JPEG of the face, kept as its image and thumbnail
 
 
 @dataclass(slots=True, frozen=True)
@@ -157,18 +167,40 @@ class FaceRepository:
                 face.quality.score if face.quality else 0.0, face.embedding, self.analyzer.embedder.model_id,
                 photo_hash(data), key, now))
         thumbs = [thumbnail_jpeg(f.aligned) if f.aligned is not None else None for f in faces]
+        await self._commit_faces(gallery, subject, records, thumbs)
+        return records
+
+    async def add_embedded_faces(self, gallery: Gallery, subject: Subject, faces: Sequence[EmbeddedFace]) -> list[FaceRecord]:
+        """Enrol faces whose embeddings exist already; all in one transaction."""
+        model_id = self.analyzer.embedder.model_id
+        if any(f.model_id != model_id for f in faces):
+            raise BadParam(f"faces embedded by another model than {model_id!r} cannot be enrolled", "faces")
+        if not faces:
+            raise NoFace("no faces to enrol")
+        now = time.time()
+        keys = [await asyncio.to_thread(self.images.put, f.image) if self.options.save_images and f.image else None
+                for f in faces]
+        records = [FaceRecord(uuid.uuid4().hex, subject.pk, gallery.id, [], [], 1.0, f.quality,
+                              np.asarray(f.embedding, np.float32), model_id,
+                              photo_hash(f.image or f.embedding.tobytes()), key, now)
+                   for f, key in zip(faces, keys)]
+        await self._commit_faces(gallery, subject, records, [f.image for f in faces])
+        return records
+
+    async def _commit_faces(self, gallery: Gallery, subject: Subject, records: list[FaceRecord],
+                            thumbnails: list[bytes | None]) -> None:
+        """Rows in one transaction (image files removed again if it fails), then index and events."""
         try:
-            await asyncio.to_thread(self.store.add_faces, records, thumbs)
+            await asyncio.to_thread(self.store.add_faces, records, thumbnails)
         except BaseException:
-            if key is not None and not await asyncio.to_thread(self.store.image_key_in_use, key):
-                await asyncio.to_thread(self.images.delete, key)
+            for key in {r.image_key for r in records if r.image_key is not None}:
+                await self._drop_image(key)
             raise
         self._index(gallery.id).add([r.id for r in records], [subject.pk] * len(records),
                                     np.stack([r.embedding for r in records]))
         for record in records:
             self._event("face.added", gallery, subject=subject.id, subject_pk=subject.pk, face_id=record.id,
                         embedding=base64.b64encode(record.embedding.tobytes()).decode(), model_id=record.model_id)
-        return records
 
     async def delete_face(self, tenant_id: str, face_id: str) -> None:
         record, gallery = await asyncio.to_thread(self.store.face, tenant_id, face_id)

@@ -85,7 +85,6 @@ class CameraWorker:
         self.published = 0
         self.publish_failures = 0
         self._discontinuity = False
-        self._last_status: dict[str, Any] = {}
 
     # -- reporting -----------------------------------------------------------------
     def _report(self, kind: str, body: dict[str, Any]) -> None:
@@ -111,7 +110,6 @@ class CameraWorker:
         if status.state in ("reconnecting", "stopped"):
             self._discontinuity = True  # tracks do not survive a gap in the stream
         event = status_event(self.camera_id, status, pid=os.getpid())
-        self._last_status = event
         self._report("status", event)
         self._publish(event)
 
@@ -131,7 +129,7 @@ class CameraWorker:
         return stats
 
     def _heartbeat(self) -> None:
-        """Stats to the supervisor; stop when asked or when the supervisor is gone."""
+        """Stats to the supervisor every interval; stop the camera if the supervisor is gone."""
         while not self.stop.wait(self.spec.report_interval_s):
             if os.getppid() != self.spec.parent_pid:  # the supervisor died: do not run orphaned
                 self.stop.set()

@@ -8,9 +8,12 @@ import base64
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import numpy as np
 import pytest
 
 from broker.client import BrokerAddress, BusClient, Reply
+from tests.conftest import ROOT
 
 from .conftest import RABBIT_STOMP_PORT, RawStomp
 from .repo_server import RepoServer, free_port
@@ -118,6 +122,17 @@ class Watch:
 
     def remove(self, camera_id: str) -> None:
         assert self.call("DELETE", f"/api/v1/cameras/{camera_id}").status == 204
+
+    @contextmanager
+    def camera(self, camera_id: str, url: str, **settings: Any) -> Iterator[Events]:
+        """A registered camera and its events (subscribed first), removed afterwards."""
+        events = self.events(camera_id)
+        self.register(camera_id, url, **settings)
+        try:
+            yield events
+        finally:
+            self.remove(camera_id)
+            events.close()
 
     def close(self) -> None:
         self.bus.close()
@@ -240,9 +255,7 @@ embedded_only = pytest.mark.parametrize("watch", ["embedded"], indirect=True)
 
 @embedded_only
 def test_rtsp_server_restart_reconnects_and_recognitions_resume(watch: Watch, rtsp: RtspServer) -> None:
-    events = watch.events("flaky")
-    watch.register("flaky", rtsp.url, cooldown_s=0)
-    try:
+    with watch.camera("flaky", rtsp.url, cooldown_s=0) as events:
         events.wait_for(_recognized("lin_manuel_miranda"), 60)
         mark = len(events.items)
         rtsp.kill()
@@ -251,29 +264,19 @@ def test_rtsp_server_restart_reconnects_and_recognitions_resume(watch: Watch, rt
         rtsp.start()
         events.wait_for(_state("running"), 60, after=mark)
         events.wait_for(_recognized("lin_manuel_miranda"), 60, after=mark)
-    finally:
-        watch.remove("flaky")
-        events.close()
 
 
 @embedded_only
 def test_bad_source_fails_with_a_reason(watch: Watch) -> None:
-    events = watch.events("nowhere")
-    watch.register("nowhere", f"rtsp://127.0.0.1:{free_port()}/missing")
-    try:
+    with watch.camera("nowhere", f"rtsp://127.0.0.1:{free_port()}/missing") as events:
         failed = events.wait_for(_state("failed"), 60)
         assert failed["reason"] and failed["attempt"] == 2
         _eventually(lambda: watch.status("nowhere")["state"] == "failed")
-    finally:
-        watch.remove("nowhere")
-        events.close()
 
 
 @embedded_only
 def test_killed_worker_is_restarted(watch: Watch, shared_data: Path) -> None:
-    events = watch.events("looped")
-    watch.register("looped", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", loop=True)
-    try:
+    with watch.camera("looped", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", loop=True) as events:
         events.wait_for(_state("running"), 60)
         first = watch.status("looped")["worker"]["pid"]
         mark = len(events.items)
@@ -283,17 +286,12 @@ def test_killed_worker_is_restarted(watch: Watch, shared_data: Path) -> None:
         events.wait_for(_state("running"), 60, after=mark)
         status = watch.status("looped")
         assert status["worker"]["pid"] != first and status["worker"]["restarts"] == 1
-    finally:
-        watch.remove("looped")
-        events.close()
 
 
 @embedded_only
 def test_person_enrolled_while_running_is_recognised_without_restart(watch: Watch, shared_data: Path) -> None:
-    events = watch.events("lobby")
-    watch.register("lobby", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", loop=True,
-                   galleries=["latecomers"])
-    try:
+    clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
+    with watch.camera("lobby", clip, loop=True, galleries=["latecomers"]) as events:
         events.wait_for(_state("running"), 60)
         pid = watch.status("lobby")["worker"]["pid"]
         events.wait_for(lambda e: e["type"] == "face.unknown", 60)  # Lin, unknown for now
@@ -301,9 +299,6 @@ def test_person_enrolled_while_running_is_recognised_without_restart(watch: Watc
         hit = events.wait_for(_recognized("lin_manuel_miranda"), 60)
         assert hit["subject"]["gallery"] == "latecomers"
         assert watch.status("lobby")["worker"]["pid"] == pid  # the same worker
-    finally:
-        watch.remove("lobby")
-        events.close()
 
 
 @embedded_only
@@ -363,3 +358,39 @@ def test_tenants_connect_with_their_api_key_and_read_only_their_own_cameras(watc
     finally:
         watch.remove("ours")
         assert watch.call("DELETE", "/api/v1/cameras/theirs", key=watch.other["api_key"]).status == 204
+
+
+def test_cameras_declared_in_config_start_with_serve(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
+    clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    declared = json.dumps([{"id": "declared", "tenant": "theatre", "url": f"file://{clip}", "loop": True,
+                            "galleries": ["hamilton"]}])
+    server = RepoServer(tmp_path / "declared", models_dir, None, FACEWATCH_WATCHER__CAMERAS=declared,
+                        FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(clip.parent)]))
+    unknown_tenant = server.cli("config", "check")
+    assert unknown_tenant.returncode == 0  # the file is valid; the tenant is checked when serve starts
+    failed = subprocess_serve(server)
+    assert failed.returncode == 2 and "names tenant 'theatre', which does not exist" in failed.stderr
+    tenant = server.create_tenant("theatre")
+    server.start()
+    try:
+        creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
+        bus = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"]))
+        bus.connect()
+        try:
+            def status() -> dict[str, Any]:
+                reply = bus.request(API, b"", {"method": "GET", "path": "/api/v1/cameras/declared/status",
+                                               "x-api-key": tenant["api_key"]})
+                assert reply.status == 200, reply.json()
+                return reply.json()
+
+            _eventually(lambda: status()["state"] == "running")
+        finally:
+            bus.close()
+    finally:
+        server.stop()
+
+
+def subprocess_serve(server: RepoServer) -> subprocess.CompletedProcess[str]:
+    """`facewatch serve` run to its end (for a start that must fail)."""
+    return subprocess.run([sys.executable, "-m", "facewatch", "serve"], env=server.env, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)

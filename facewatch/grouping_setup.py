@@ -1,0 +1,94 @@
+"""Assembles grouping (store, service, routes) and feeds it the watchers' unknown faces."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import numpy as np
+
+from api.errors import ApiError
+from api.routing import Router
+from broker.client import BusClient, BusMessage
+from grouping.handlers import register_grouping_routes
+from grouping.service import GroupingOptions, GroupingService
+from grouping.store import GroupStore, NewFace
+from repo.events import EventPublisher
+from repo.service import FaceRepository
+
+from .config import FacewatchConfig
+
+__all__ = ("build_grouping", "follow_watchers", "new_face_from_event")
+
+log = logging.getLogger(__name__)
+
+WATCHER_EVENTS = "/topic/watcher.*"
+
+
+def build_grouping(cfg: FacewatchConfig, repo: FaceRepository, events: EventPublisher, router: Router) -> GroupingService:
+    g = cfg.grouping
+    service = GroupingService(GroupStore(repo.store), repo, events,
+                              GroupingOptions(g.threshold, g.merge_threshold, g.promote_faces))
+    register_grouping_routes(router, service)
+    return service
+
+
+def new_face_from_event(event: dict[str, Any]) -> NewFace | None:
+    """The face of a watcher's face.unknown event, or None when it carries none."""
+    try:
+        embedding = np.frombuffer(base64.b64decode(event["embedding"], validate=True), np.float32)
+        crop = base64.b64decode(event["crop"], validate=True) if event.get("crop") else None
+        return NewFace(embedding, str(event["model_id"]), "camera", float(event["frame"]["wall_time"]),
+                       float(event.get("quality", 0.0)), camera=str(event["camera"]), track=int(event["track"]),
+                       crop=crop)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
+
+
+async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner: Callable[[str], str | None],
+                          refine_interval_s: float) -> AsyncIterator[None]:
+    """Groups every face.unknown of every camera, and refines the groups now and then
+    (an async context: runs until the app stops)."""
+    loop = asyncio.get_running_loop()
+    tenants: set[str] = set()
+
+    async def place(event: dict[str, Any]) -> None:
+        face = new_face_from_event(event)
+        tenant = await asyncio.to_thread(camera_owner, str(event.get("camera")))
+        if face is None or tenant is None:
+            log.warning("face.unknown from camera %r not grouped (no embedding or no such camera)", event.get("camera"))
+            return
+        try:
+            await service.add_face(tenant, face)
+            tenants.add(tenant)
+        except ApiError as exc:
+            log.warning("face.unknown from camera %r not grouped: %s", event.get("camera"), exc.reason)
+
+    def on_message(message: BusMessage) -> None:
+        try:
+            event = json.loads(message.body)
+        except ValueError:
+            return
+        if isinstance(event, dict) and event.get("type") == "face.unknown":
+            asyncio.run_coroutine_threadsafe(place(event), loop)
+
+    async def refine_forever() -> None:
+        while True:
+            await asyncio.sleep(refine_interval_s)
+            for tenant in list(tenants):
+                merged = await service.refine(tenant)
+                if merged:
+                    log.info("grouping: %d group(s) merged for tenant %s", merged, tenant)
+
+    sub_id = bus.subscribe(WATCHER_EVENTS, on_message)
+    refiner = loop.create_task(refine_forever())
+    try:
+        yield
+    finally:
+        refiner.cancel()
+        bus.unsubscribe(sub_id)

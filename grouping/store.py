@@ -1,0 +1,271 @@
+"""Groups and their faces in the repo's database (component "grouping").
+
+Every write is one transaction: a face and its group's counters change
+together, a merge moves faces and deletes the emptied groups at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    Column, Connection, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, case, delete, func,
+    insert, select, update,
+)
+
+from api.errors import NotFound
+from repo import schema as repo_schema
+from repo.store import RepoStore
+
+__all__ = ("Group", "GroupFace", "GroupStore", "NewFace")
+
+groups = Table(
+    "face_groups", repo_schema.metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),  # active | ignored | promoted
+    Column("subject", Text),  # JSON {gallery, subject} once promoted
+    Column("face_count", Integer, nullable=False),
+    Column("best_face", String(64)),  # the member with the highest quality: the group's picture
+    Column("best_quality", Float, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_face_groups_tenant_seen", "tenant_id", "last_seen"),
+)
+group_faces = Table(
+    "group_faces", repo_schema.metadata,
+    Column("id", String(64), primary_key=True),
+    Column("group_id", String(64), ForeignKey("face_groups.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("source", String(16), nullable=False),  # camera | upload
+    Column("camera", String(64)),
+    Column("track", Integer),
+    Column("seen_at", Float, nullable=False),
+    Column("quality", Float, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    Column("model_id", String(200), nullable=False),
+    Column("crop", LargeBinary),  # JPEG
+    Index("ix_group_faces_group", "group_id"),
+    Index("ix_group_faces_tenant_camera", "tenant_id", "camera"),
+)
+
+
+def _v1(conn: Connection) -> None:
+    groups.create(conn, checkfirst=True)
+    group_faces.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[repo_schema.Migration] = [(1, _v1)]
+
+
+@dataclass(slots=True, frozen=True)
+class NewFace:
+    """A face to group, from a watcher's face.unknown or an uploaded image."""
+
+    embedding: np.ndarray
+    model_id: str
+    source: str
+    seen_at: float
+    quality: float
+    camera: str | None = None
+    track: int | None = None
+    crop: bytes | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Group:
+    id: str
+    tenant_id: str
+    status: str
+    subject: dict[str, str] | None
+    face_count: int
+    best_face: str | None
+    first_seen: float
+    last_seen: float
+    created_at: float
+    cameras: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "subject": self.subject, "face_count": self.face_count,
+                "best_face": self.best_face, "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "created_at": self.created_at, "cameras": list(self.cameras)}
+
+
+@dataclass(slots=True, frozen=True)
+class GroupFace:
+    id: str
+    group_id: str
+    source: str
+    camera: str | None
+    track: int | None
+    seen_at: float
+    quality: float
+    model_id: str
+    embedding: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "group": self.group_id, "source": self.source, "camera": self.camera,
+                "track": self.track, "seen_at": self.seen_at, "quality": round(self.quality, 4)}
+
+
+def _group(row: Any, cameras: tuple[str, ...] = ()) -> Group:
+    return Group(row.id, row.tenant_id, row.status, json.loads(row.subject) if row.subject else None, row.face_count,
+                 row.best_face, row.first_seen, row.last_seen, row.created_at, cameras)
+
+
+def _face(row: Any) -> GroupFace:
+    return GroupFace(row.id, row.group_id, row.source, row.camera, row.track, row.seen_at, row.quality, row.model_id,
+                     np.frombuffer(row.embedding, np.float32))
+
+
+_FACE_COLUMNS = [c for c in group_faces.c if c.name != "crop"]
+
+
+class GroupStore:
+    def __init__(self, store: RepoStore) -> None:
+        self.engine = store.engine
+        store.migrate_component("grouping", MIGRATIONS)
+
+    # -- writes ------------------------------------------------------------------------
+    def add_face(self, tenant_id: str, group_id: str | None, face: NewFace) -> tuple[str, str]:
+        """Store ``face`` in ``group_id`` (None: a new group). Returns (group id, face id)."""
+        face_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            if group_id is None:
+                group_id = uuid.uuid4().hex
+                conn.execute(insert(groups).values(
+                    id=group_id, tenant_id=tenant_id, status="active", subject=None, face_count=0, best_face=None,
+                    best_quality=-1.0, first_seen=face.seen_at, last_seen=face.seen_at, created_at=time.time()))
+            conn.execute(insert(group_faces).values(
+                id=face_id, group_id=group_id, tenant_id=tenant_id, source=face.source, camera=face.camera,
+                track=face.track, seen_at=face.seen_at, quality=face.quality,
+                embedding=np.asarray(face.embedding, np.float32).tobytes(), model_id=face.model_id, crop=face.crop))
+            # Counters move by one face here (no aggregate over the group: this is the hot path).
+            g = groups.c
+            conn.execute(update(groups).where(g.id == group_id).values(
+                face_count=g.face_count + 1,
+                first_seen=case((g.first_seen > face.seen_at, face.seen_at), else_=g.first_seen),
+                last_seen=case((g.last_seen < face.seen_at, face.seen_at), else_=g.last_seen)))
+            conn.execute(update(groups).where(g.id == group_id, g.best_quality < face.quality)
+                         .values(best_face=face_id, best_quality=face.quality))
+        return group_id, face_id
+
+    @staticmethod
+    def _recount(conn: Connection, group_ids: list[str]) -> None:
+        """Counters, first/last seen and the best face, from the members (emptied groups are deleted)."""
+        for group_id in group_ids:
+            stats = conn.execute(select(func.count(), func.min(group_faces.c.seen_at), func.max(group_faces.c.seen_at))
+                                 .where(group_faces.c.group_id == group_id)).one()
+            if stats[0] == 0:
+                conn.execute(delete(groups).where(groups.c.id == group_id))
+                continue
+            best = conn.execute(select(group_faces.c.id, group_faces.c.quality).where(group_faces.c.group_id == group_id)
+                                .order_by(group_faces.c.quality.desc(), group_faces.c.seen_at).limit(1)).one()
+            conn.execute(update(groups).where(groups.c.id == group_id).values(
+                face_count=stats[0], first_seen=stats[1], last_seen=stats[2], best_face=best[0],
+                best_quality=best[1]))
+
+    def move_faces(self, tenant_id: str, face_ids: list[str], to_group: str) -> list[str]:
+        """Move faces into ``to_group``; returns the groups they left."""
+        self.group(tenant_id, to_group)
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(group_faces.c.id, group_faces.c.group_id)
+                                .where(group_faces.c.tenant_id == tenant_id, group_faces.c.id.in_(face_ids))).all()
+            if len(rows) != len(set(face_ids)):
+                raise NotFound("no such face", "faces")
+            conn.execute(update(group_faces).where(group_faces.c.id.in_(face_ids)).values(group_id=to_group))
+            left = sorted({r.group_id for r in rows} - {to_group})
+            self._recount(conn, left + [to_group])
+        return left
+
+    def merge(self, tenant_id: str, into: str, others: list[str]) -> None:
+        for group_id in [into, *others]:
+            self.group(tenant_id, group_id)
+        with self.engine.begin() as conn:
+            conn.execute(update(group_faces).where(group_faces.c.group_id.in_(others)).values(group_id=into))
+            conn.execute(delete(groups).where(groups.c.id.in_(others)))
+            self._recount(conn, [into])
+
+    def remove_face(self, tenant_id: str, face_id: str) -> GroupFace:
+        face = self.face(tenant_id, face_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(group_faces).where(group_faces.c.id == face_id))
+            self._recount(conn, [face.group_id])
+        return face
+
+    def delete_group(self, tenant_id: str, group_id: str) -> None:
+        self.group(tenant_id, group_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(group_faces).where(group_faces.c.group_id == group_id))
+            conn.execute(delete(groups).where(groups.c.id == group_id))
+
+    def set_status(self, tenant_id: str, group_id: str, status: str, subject: dict[str, str] | None = None) -> Group:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(groups).where(groups.c.id == group_id, groups.c.tenant_id == tenant_id)
+                                .values(status=status, subject=json.dumps(subject) if subject else None))
+        if done.rowcount == 0:
+            raise NotFound(f"no group {group_id!r}", "group")
+        return self.group(tenant_id, group_id)
+
+    # -- reads -------------------------------------------------------------------------
+    def group(self, tenant_id: str, group_id: str) -> Group:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(groups).where(groups.c.id == group_id, groups.c.tenant_id == tenant_id)).first()
+            if row is None:
+                raise NotFound(f"no group {group_id!r}", "group")
+            cameras = conn.execute(select(group_faces.c.camera).distinct()
+                                   .where(group_faces.c.group_id == group_id, group_faces.c.camera.is_not(None))).scalars()
+            return _group(row, tuple(sorted(cameras)))
+
+    def list_groups(self, tenant_id: str, *, camera: str | None, since: float | None, until: float | None,
+                    status: str | None, offset: int, limit: int) -> tuple[list[Group], int]:
+        query = select(groups).where(groups.c.tenant_id == tenant_id)
+        if camera:
+            query = query.where(groups.c.id.in_(select(group_faces.c.group_id).where(
+                group_faces.c.tenant_id == tenant_id, group_faces.c.camera == camera)))
+        if since is not None:
+            query = query.where(groups.c.last_seen >= since)
+        if until is not None:
+            query = query.where(groups.c.first_seen <= until)
+        if status:
+            query = query.where(groups.c.status == status)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            rows = conn.execute(query.order_by(groups.c.last_seen.desc(), groups.c.id).offset(offset).limit(limit)).all()
+        return [_group(r) for r in rows], int(total)
+
+    def faces(self, tenant_id: str, group_id: str) -> list[GroupFace]:
+        self.group(tenant_id, group_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_FACE_COLUMNS).where(group_faces.c.group_id == group_id)
+                                .order_by(group_faces.c.quality.desc(), group_faces.c.seen_at)).all()
+        return [_face(r) for r in rows]
+
+    def face(self, tenant_id: str, face_id: str) -> GroupFace:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_FACE_COLUMNS).where(group_faces.c.id == face_id,
+                                                            group_faces.c.tenant_id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"no grouped face {face_id!r}", "face")
+        return _face(row)
+
+    def crop(self, tenant_id: str, face_id: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(group_faces.c.crop).where(group_faces.c.id == face_id,
+                                                                group_faces.c.tenant_id == tenant_id)).first()
+        if row is None:
+            raise NotFound(f"no grouped face {face_id!r}", "face")
+        return row[0]
+
+    def iter_all(self) -> Iterator[tuple[str, str, np.ndarray]]:
+        """(tenant, group, embedding) of every grouped face, to rebuild the indexes at start."""
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(group_faces.c.tenant_id, group_faces.c.group_id, group_faces.c.embedding)):
+                yield row[0], row[1], np.frombuffer(row[2], np.float32)
