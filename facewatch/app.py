@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -52,6 +52,19 @@ class BusPublisher:
             self.client.publish(destination, body, timeout_s=0)
         except BusError as exc:
             log.warning("event for %s not published: %s", destination, exc)
+
+
+def _grouping_ctx(grouping: GroupingService, watcher: WatcherService,
+                  refine_interval_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Grouping follows the watchers' face.unknown events while the app runs."""
+
+    async def grouping_ctx(app: web.Application) -> AsyncIterator[None]:
+        following = follow_watchers(grouping, app[BUS], watcher.registry.owner, refine_interval_s)
+        await anext(following)
+        yield
+        await following.aclose()
+
+    return grouping_ctx
 
 
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
@@ -100,19 +113,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         await asyncio.to_thread(parts.store.close)
 
     app.cleanup_ctx.extend([bus_ctx, repo_ctx])
-    if grouping is not None:
-        async def grouping_ctx(app: web.Application) -> AsyncIterator[None]:
-            faces = await asyncio.to_thread(grouping.load)
-            log.info("grouping: %d grouped faces loaded", faces)
-            if watcher is None:
-                yield
-                return
-            following = follow_watchers(grouping, app[BUS], watcher.registry.owner, cfg.grouping.refine_interval_s)
-            await anext(following)
-            yield
-            await following.aclose()
-
-        app.cleanup_ctx.append(grouping_ctx)
+    if grouping is not None and watcher is not None:
+        app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
     if watcher is not None:
         async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
             started = await asyncio.to_thread(watcher.start_enabled)

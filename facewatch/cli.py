@@ -71,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         watcher = build_watcher(cfg, cameras, parts.repo, parts.router,
                                 lambda: internal_address(cfg, broker.port if broker else None), publisher.publish)
         declare_cameras(cfg, watcher, parts.store)
-    grouping = build_grouping(cfg, parts.repo, publisher, parts.router) if cfg.grouping.enabled else None
+    grouping = build_grouping(cfg, parts.repo, publisher, parts.router, parts.jobs) if cfg.grouping.enabled else None
     web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping), host=cfg.api.host, port=cfg.api.port,
                 print=None)
     return 0

@@ -19,6 +19,7 @@ from grouping.handlers import register_grouping_routes
 from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore, NewFace
 from repo.events import EventPublisher
+from repo.jobs import JobRunner
 from repo.service import FaceRepository
 
 from .config import FacewatchConfig
@@ -30,11 +31,14 @@ log = logging.getLogger(__name__)
 WATCHER_EVENTS = "/topic/watcher.*"
 
 
-def build_grouping(cfg: FacewatchConfig, repo: FaceRepository, events: EventPublisher, router: Router) -> GroupingService:
+def build_grouping(cfg: FacewatchConfig, repo: FaceRepository, events: EventPublisher, router: Router,
+                   jobs: JobRunner) -> GroupingService:
     g = cfg.grouping
     service = GroupingService(GroupStore(repo.store), repo, events,
                               GroupingOptions(g.threshold, g.merge_threshold, g.promote_faces))
-    register_grouping_routes(router, service)
+    register_grouping_routes(router, service, jobs)
+    # Loaded now, before the app starts: a resumed grouping job must find the groups.
+    log.info("grouping: %d grouped faces loaded", service.load())
     return service
 
 

@@ -12,7 +12,7 @@ from repo.auth import RepoAuth
 from repo.events import EventPublisher
 from repo.handlers import register_repo_routes
 from repo.images import ImageStore
-from repo.jobs import JobRunner
+from repo.jobs import JobRunner, enrol_kind
 from repo.service import FaceRepository, RepoOptions
 from repo.store import RepoStore, open_store
 from vision.analyzer import FaceAnalyzer
@@ -65,7 +65,8 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
         max_image_pixels=cfg.api.max_image_pixels, save_images=cfg.storage.save_images,
     )
     repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events)
-    jobs = JobRunner(repo, events, Path(cfg.data_dir) / "jobs")
+    jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs")
+    jobs.register(enrol_kind(repo))
     router = Router()
     register_repo_routes(router, repo, auth, jobs)
 

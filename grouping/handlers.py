@@ -10,9 +10,11 @@ from api.errors import BadParam, NotFound
 from api.request import ApiRequest, ApiResponse
 from api.routing import Router
 
+from repo.jobs import JobItem, JobKind, JobRunner
+
 from .service import GroupingService
 
-__all__ = ("register_grouping_routes",)
+__all__ = ("register_grouping_routes", "grouping_job_kind")
 
 _SUBJECT_ID = re.compile(r"^[\w.\-]{1,200}$")
 _STATUSES = ("active", "ignored", "promoted")
@@ -34,8 +36,24 @@ def _time(request: ApiRequest, name: str) -> float | None:
         raise BadParam(f"{name} must be a time in seconds since the epoch", name) from None
 
 
-def register_grouping_routes(router: Router, service: GroupingService) -> None:
+def grouping_job_kind(service: GroupingService) -> JobKind:
+    """Batch grouping: every face of every image of a zip; the result names the groups they went to."""
+
+    async def group(tenant_id: str, params: dict[str, Any], data: bytes, item: JobItem,
+                    result: dict[str, Any]) -> None:
+        placed = await service.add_image(tenant_id, data)
+        result["faces"] += len(placed)
+        result["new_groups"] += sum(1 for p in placed if p["new_group"])
+        groups = result.setdefault("groups", [])
+        groups += [p["group"] for p in placed if p["group"] not in groups]
+
+    return JobKind("group", group, nested=False, counters=("faces", "new_groups"))
+
+
+def register_grouping_routes(router: Router, service: GroupingService, jobs: JobRunner, *, max_zip_files: int = 10_000,
+                             max_zip_bytes: int = 2 * 1024**3) -> None:
     store = service.store
+    jobs.register(grouping_job_kind(service))
 
     async def list_groups(request: ApiRequest) -> ApiResponse:
         status = request.query.get("status")
@@ -110,6 +128,15 @@ def register_grouping_routes(router: Router, service: GroupingService) -> None:
             raise BadParam("missing image (multipart file or base64 'image' in JSON)", "image")
         return ApiResponse(200, {"faces": await service.add_image(request.tenant, data)})
 
+    async def group_zip(request: ApiRequest) -> ApiResponse:
+        uploads = [f for f in request.files if f.name in ("file", "zip")]
+        if not uploads:
+            raise BadParam("send a zip of images as multipart field 'file'", "file")
+        job = await jobs.submit_zip(request.tenant, "group", {}, uploads[0].data, max_files=max_zip_files,
+                                    max_total_bytes=max_zip_bytes)
+        return ApiResponse(202, {"id": job["id"], "kind": job["kind"], "status": job["status"], "done": job["done"],
+                                 "total": job["total"], "events": f"/topic/jobs.{job['id']}"})
+
     async def refine(request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, {"merged": await service.refine(request.tenant)})
 
@@ -117,6 +144,8 @@ def register_grouping_routes(router: Router, service: GroupingService) -> None:
     add("GET", "/api/v1/groups", list_groups, summary="groups (camera, since, until, status, offset, limit)")
     add("POST", "/api/v1/groups/images", group_image, summary="group every face of one image")
     add("POST", "/api/v1/groups/refine", refine, summary="merge groups that have drifted together")
+    add("POST", "/api/v1/groups/jobs", group_zip,
+        summary="group every face of a zip of images as a job (202; progress on /topic/jobs.<id>)")
     add("GET", "/api/v1/groups/{group}", get_group, summary="a group with its faces")
     add("DELETE", "/api/v1/groups/{group}", delete_group, summary="delete a group and its faces")
     add("POST", "/api/v1/groups/{group}/merge", merge, summary="merge {groups: [...]} into this group")

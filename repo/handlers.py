@@ -301,7 +301,9 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
         uploads = [f for f in request.files if f.name in ("file", "zip")]
         if not uploads:
             raise BadParam("send a zip of <subject>/<image> files as multipart field 'file'", "file")
-        job = await jobs.submit_zip(request.tenant, request.path_params["gallery"], uploads[0].data,
+        gallery = request.path_params["gallery"]
+        await asyncio.to_thread(store.gallery, request.tenant, gallery)  # 404 before 202
+        job = await jobs.submit_zip(request.tenant, "enrol", {"gallery": gallery}, uploads[0].data,
                                     max_files=max_zip_files, max_total_bytes=max_zip_bytes)
         return ApiResponse(202, _job_json(job) | {"events": f"/topic/jobs.{job['id']}"})
 

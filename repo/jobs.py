@@ -1,6 +1,7 @@
-"""Bulk enrolment as a job: accepted (202) only once its input is on disk and
-its row committed, resumed after a restart from the last item done, with
-progress on /topic/jobs.<id> and in GET /api/v1/jobs/{job}."""
+"""Jobs over the images of a zip (bulk enrolment here; grouping registers its
+own kind): accepted (202) only once the zip is on disk and the job's row
+committed, resumed after a restart from the last item done, with progress on
+/topic/jobs.<id> and in GET /api/v1/jobs/{job}."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 import logging
 import os
 import zipfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,9 @@ from api.errors import ApiError, BadParam, Conflict, NotFound, PayloadTooLarge
 
 from .events import EventPublisher
 from .service import FaceRepository
-from .store import Subject
+from .store import RepoStore, Subject
 
-__all__ = ("EnrolItem", "JobRunner", "items_from_zip")
+__all__ = ("JobItem", "JobKind", "ItemHandler", "JobRunner", "items_from_zip", "enrol_kind")
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +29,28 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".t
 
 
 @dataclass(slots=True, frozen=True)
-class EnrolItem:
-    subject: str
-    name: str  # file name inside the zip, for reports
+class JobItem:
+    name: str  # the member's path inside the zip
+
+    @property
+    def folder(self) -> str:
+        return Path(self.name).parts[0]
 
 
-def items_from_zip(data: bytes, max_files: int, max_total_bytes: int) -> list[EnrolItem]:
-    """The ``<subject>/<image>`` members of a zip, validated before any work."""
+# (tenant, job params, the item's bytes, the item, the job's result to add to)
+ItemHandler = Callable[[str, dict[str, Any], bytes, JobItem, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True, frozen=True)
+class JobKind:
+    name: str
+    handle: ItemHandler
+    nested: bool  # members must be <folder>/<image> (the folder names the subject)
+    counters: tuple[str, ...] = ()  # result fields that start at 0
+
+
+def items_from_zip(data: bytes, max_files: int, max_total_bytes: int, *, nested: bool = True) -> list[JobItem]:
+    """The image members of a zip (``<subject>/<image>`` when ``nested``), validated before any work."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -43,12 +60,14 @@ def items_from_zip(data: bytes, max_files: int, max_total_bytes: int) -> list[En
         if info.is_dir() or not info.filename.lower().endswith(_IMAGE_SUFFIXES):
             continue
         parts = Path(info.filename).parts
-        if len(parts) != 2 or parts[0] in ("", ".", "..") or info.filename.startswith("/"):
+        if info.filename.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise BadParam(f"zip member {info.filename!r} has an unsafe path", "file")
+        if nested and len(parts) != 2:
             raise BadParam(f"zip members must be <subject>/<image>, got {info.filename!r}", "file")
         total += info.file_size  # the uncompressed size: zip bombs stop here
         if total > max_total_bytes:
             raise PayloadTooLarge(f"zip expands to more than {max_total_bytes} bytes", "file")
-        items.append(EnrolItem(parts[0], info.filename))
+        items.append(JobItem(info.filename))
     if not items:
         raise BadParam("the zip holds no images", "file")
     if len(items) > max_files:
@@ -56,25 +75,48 @@ def items_from_zip(data: bytes, max_files: int, max_total_bytes: int) -> list[En
     return sorted(items, key=lambda i: i.name)
 
 
+def enrol_kind(repo: FaceRepository) -> JobKind:
+    """Bulk enrolment: each ``<subject>/<image>`` into that subject (made if new) of the job's gallery."""
+
+    async def subject_for(gallery_id: str, subject_id: str) -> Subject:
+        try:
+            return await asyncio.to_thread(repo.store.subject, gallery_id, subject_id)
+        except NotFound:
+            try:
+                return await asyncio.to_thread(repo.store.create_subject, gallery_id, subject_id, subject_id, {})
+            except Conflict:  # a subject named like this id already exists: use it
+                return await asyncio.to_thread(repo.store.subject, gallery_id, subject_id)
+
+    async def enrol(tenant_id: str, params: dict[str, Any], data: bytes, item: JobItem, result: dict[str, Any]) -> None:
+        gallery = await asyncio.to_thread(repo.store.gallery, tenant_id, params["gallery"])
+        subject = await subject_for(gallery.id, item.folder)
+        records = await repo.add_faces(gallery, subject, data)
+        result["added"] += len(records)
+
+    return JobKind("enrol", enrol, nested=True, counters=("added",))
+
+
 class JobRunner:
-    def __init__(self, repo: FaceRepository, events: EventPublisher, spool: Path, concurrency: int = 2) -> None:
-        self.repo = repo
+    def __init__(self, store: RepoStore, events: EventPublisher, spool: Path, concurrency: int = 2) -> None:
+        self.store = store
         self.events = events
         self.spool = spool
         # Items analysed at once: the models release the GIL, so 2 fill 2 cores.
         self.concurrency = concurrency
+        self.kinds: dict[str, JobKind] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit_zip(self, tenant_id: str, gallery_name: str, data: bytes, *, max_files: int,
+    def register(self, kind: JobKind) -> None:
+        self.kinds[kind.name] = kind
+
+    async def submit_zip(self, tenant_id: str, kind: str, params: dict[str, Any], data: bytes, *, max_files: int,
                          max_total_bytes: int) -> dict[str, Any]:
-        await asyncio.to_thread(self.repo.store.gallery, tenant_id, gallery_name)  # 404 before 202
-        items = items_from_zip(data, max_files, max_total_bytes)
-        job_id = await asyncio.to_thread(self.repo.store.create_job, tenant_id, "enrol", len(items),
-                                         {"gallery": gallery_name})
+        items = items_from_zip(data, max_files, max_total_bytes, nested=self.kinds[kind].nested)
+        job_id = await asyncio.to_thread(self.store.create_job, tenant_id, kind, len(items), params)
         path = self.spool / f"{job_id}.zip"
         await asyncio.to_thread(self._write, path, data)
         self._start(tenant_id, job_id)
-        return await asyncio.to_thread(self.repo.store.job, tenant_id, job_id)
+        return await asyncio.to_thread(self.store.job, tenant_id, job_id)
 
     def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +128,7 @@ class JobRunner:
         tmp.replace(path)
 
     def resume_all(self) -> int:
-        unfinished = self.repo.store.unfinished_jobs()
+        unfinished = self.store.unfinished_jobs()
         for tenant_id, job_id in unfinished:
             self._start(tenant_id, job_id)
         return len(unfinished)
@@ -106,16 +148,19 @@ class JobRunner:
                             | {"result": {k: v for k, v in job["result"].items() if k != "params"}})
 
     async def _run(self, tenant_id: str, job_id: str) -> None:
-        store = self.repo.store
+        store = self.store
         job = await asyncio.to_thread(store.job, tenant_id, job_id)
         result = job["result"]
-        result.setdefault("added", 0)
         result.setdefault("failed", [])
         path = self.spool / f"{job_id}.zip"
+        kind = self.kinds.get(job["kind"])
+        for counter in kind.counters if kind else ():
+            result.setdefault(counter, 0)
         try:
+            if kind is None:
+                raise BadParam(f"no job kind {job['kind']!r} in this server")
             data = await asyncio.to_thread(path.read_bytes)
-            items = items_from_zip(data, 1 << 30, 1 << 40)
-            gallery = await asyncio.to_thread(store.gallery, tenant_id, result["params"]["gallery"])
+            items = items_from_zip(data, 1 << 30, 1 << 40, nested=kind.nested)
         except (OSError, ApiError) as exc:
             await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result | {"error": str(exc)})
             self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))
@@ -123,32 +168,20 @@ class JobRunner:
         archive = zipfile.ZipFile(io.BytesIO(data))
         done = job["done"]
 
-        async def enrol(item: EnrolItem) -> None:
+        async def one(item: JobItem) -> None:
             try:
-                subject = await self._subject(gallery.id, item.subject)
-                records = await self.repo.add_faces(gallery, subject, archive.read(item.name))
-                result["added"] += len(records)
+                await kind.handle(tenant_id, result["params"], archive.read(item.name), item, result)
             except ApiError as exc:
                 result["failed"].append({"item": item.name, "code": exc.code, "reason": exc.reason})
 
         # Progress is committed per batch, so a crash redoes at most one batch.
         while done < len(items):
             batch = items[done : done + self.concurrency]
-            await asyncio.gather(*(enrol(item) for item in batch))
+            await asyncio.gather(*(one(item) for item in batch))
             done += len(batch)
             await asyncio.to_thread(store.update_job, job_id, "running", done, result)
-            self._publish({"id": job_id, "kind": "enrol", "status": "running", "done": done, "total": len(items),
+            self._publish({"id": job_id, "kind": kind.name, "status": "running", "done": done, "total": len(items),
                            "result": result})
         await asyncio.to_thread(store.update_job, job_id, "done", done, result)
         self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))
         await asyncio.to_thread(path.unlink, True)
-
-    async def _subject(self, gallery_id: str, subject_id: str) -> Subject:
-        store = self.repo.store
-        try:
-            return await asyncio.to_thread(store.subject, gallery_id, subject_id)
-        except NotFound:
-            try:
-                return await asyncio.to_thread(store.create_subject, gallery_id, subject_id, subject_id, {})
-            except Conflict:  # a subject named like this id already exists: use it
-                return await asyncio.to_thread(store.subject, gallery_id, subject_id)

@@ -4,9 +4,11 @@ groups fed by a watcher running the shared clip."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,30 +163,91 @@ def test_promote_then_identify_finds_the_new_subject(grouped: Grouped, shared_da
     assert http.call("POST", f"/api/v1/groups/{kit}/promote", {"gallery": "people", "subject": "a/b"}).status == 400
 
 
-def test_watchers_unknown_faces_are_grouped(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
+def test_watchers_unknown_faces_are_grouped_and_a_promoted_group_is_recognised(
+        tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
     clip = shared_data / "video" / "short_hamilton_clip.mp4"
     server = RepoServer(tmp_path / "fed", models_dir, None,
                         FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(clip.parent)]))
     tenant = server.create_tenant("theatre")
     server.start()
+    http = server.http(api_key=tenant["api_key"])
+    creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
+    bus = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"]))
+    bus.connect()
     try:
-        creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
-        bus = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"]))
-        bus.connect()
         placed = threading.Event()
+        recognized: list[dict[str, Any]] = []
         bus.subscribe("/topic/grouping.events",
                       lambda m: placed.set() if json.loads(m.body).get("camera") == "stage" else None)
+        bus.subscribe("/topic/watcher.stage", lambda m: recognized.append(json.loads(m.body))
+                      if json.loads(m.body)["type"] == "face.recognized" else None)
         time.sleep(0.3)
+        assert http.call("POST", "/api/v1/galleries", {"name": "cast"}).status == 201
         registered = bus.request("/queue/facewatch.api", {"id": "stage", "url": f"file://{clip}", "loop": True,
-                                                          "galleries": ["nobody"]},
+                                                          "galleries": ["cast"], "cooldown_s": 0},
                                  {"method": "POST", "path": "/api/v1/cameras", "x-api-key": tenant["api_key"]})
         assert registered.status == 201, registered.json()
         assert placed.wait(90), "no face.unknown was grouped"
-        bus.close()
-        listed = server.http(api_key=tenant["api_key"]).call("GET", "/api/v1/groups?camera=stage").body
-        assert listed["total"] >= 1 and listed["groups"][0]["cameras"] == []  # list rows carry no camera list
-        detail = server.http(api_key=tenant["api_key"]).call("GET", f"/api/v1/groups/{listed['groups'][0]['id']}").body
+        listed = http.call("GET", "/api/v1/groups?camera=stage").body
+        assert listed["total"] >= 1
+        group = max(listed["groups"], key=lambda g: g["face_count"])
+        detail = http.call("GET", f"/api/v1/groups/{group['id']}").body
         assert detail["cameras"] == ["stage"] and detail["faces"][0]["source"] == "camera"
         assert detail["faces"][0]["track"] is not None
+        # The unknown person (Lin-Manuel Miranda, the only face in the clip sharp and
+        # frontal enough) becomes a subject, and the running camera recognises them.
+        promoted = http.call("POST", f"/api/v1/groups/{group['id']}/promote", {"gallery": "cast", "subject": "lead"})
+        assert promoted.status == 200, promoted.body
+        deadline = time.monotonic() + 60
+        while not any(e["subject"]["id"] == "lead" for e in recognized):
+            assert time.monotonic() < deadline, "the promoted subject was not recognised"
+            time.sleep(0.5)
     finally:
+        bus.close()
         server.stop()
+
+
+def test_batch_grouping_job_reports_progress_and_lists_its_groups(grouped: Grouped, shared_data: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for person in ("obama", "biden"):
+            for photo in sorted((shared_data / "faces" / "enroll" / person).iterdir()):
+                archive.writestr(f"batch/{person}-{photo.name}", photo.read_bytes())
+        archive.writestr("notes/readme.txt", b"not an image: skipped")
+    progress: list[dict[str, Any]] = []
+    sub = grouped.bus.subscribe("/topic/jobs.*", lambda m: progress.append(json.loads(m.body)))
+    time.sleep(0.3)
+    try:
+        accepted = grouped.http.call("POST", "/api/v1/groups/jobs", files={"file": ("set.zip", buffer.getvalue())})
+        assert accepted.status == 202, accepted.body
+        job_id = accepted.body["id"]
+        assert accepted.body["total"] == 4 and accepted.body["events"] == f"/topic/jobs.{job_id}"
+        deadline = time.monotonic() + 60
+        while (job := grouped.http.call("GET", f"/api/v1/jobs/{job_id}").body)["status"] != "done":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+    finally:
+        grouped.bus.unsubscribe(sub)
+    assert job["kind"] == "group" and job["done"] == 4 and job["result"]["failed"] == []
+    assert job["result"]["faces"] >= 4
+    where = grouped.current_groups()
+    # Obama's and Biden's faces went to their existing groups (or were merged into them).
+    assert {grouped.person_group("obama", where), grouped.person_group("biden", where)} <= {
+        where.get(g, g) for g in job["result"]["groups"]} | set(job["result"]["groups"])
+    mine = [p for p in progress if p["id"] == job_id]
+    assert [p["done"] for p in mine if p["status"] == "running"] == [2, 4] and mine[-1]["status"] == "done"
+    bad = grouped.http.call("POST", "/api/v1/groups/jobs", files={"file": ("x.zip", b"not a zip")})
+    assert bad.status == 400 and bad.body["code"] == "BAD_PARAM"
+
+
+def test_groups_survive_a_restart(grouped: Grouped, shared_data: Path) -> None:
+    before = grouped.http.call("GET", "/api/v1/groups?limit=500").body
+    obama = grouped.person_group("obama")
+    grouped.server.stop()
+    grouped.server.start()
+    assert grouped.bus.wait_connected(30)
+    assert grouped.http.call("GET", "/api/v1/groups?limit=500").body == before
+    # The index came back too: a new photo of Obama joins his group, not a new one.
+    photo = (shared_data / "faces" / "probe" / "obama1.jpg").read_bytes()
+    placed = grouped.http.call("POST", "/api/v1/groups/images", files={"file": ("o.jpg", photo)}).body["faces"]
+    assert placed[0]["group"] == obama and placed[0]["new_group"] is False
