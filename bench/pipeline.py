@@ -17,7 +17,6 @@ import argparse
 import time
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 from common import DATA, add_config_arg, make_analyzer, make_config, pct

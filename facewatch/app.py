@@ -18,7 +18,7 @@ from api.stomp import StompApiServer
 from broker.client import BusClient, BusError
 from broker.embedded import EmbeddedBroker
 from grouping.service import GroupingService
-from watcher.service import WatcherService
+from watcher.service import CONTROL_TOPIC, WatcherService
 
 from . import __version__
 from .broker_setup import internal_address
@@ -117,9 +117,18 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
     if watcher is not None:
         async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
+            loop = asyncio.get_running_loop()
+            bus = app[BUS]
+            subscriptions = [
+                bus.subscribe(CONTROL_TOPIC, lambda m: asyncio.run_coroutine_threadsafe(
+                    watcher.on_control(m.json()), loop)),
+                bus.subscribe("/topic/watcher.*", lambda m: watcher.on_camera_event(m.json())),
+            ]
             started = await asyncio.to_thread(watcher.start_enabled)
-            log.info("watcher: %d camera(s) started", started)
+            log.info("watcher node %s: %d camera(s) started", watcher.node, started)
             yield
+            for sub_id in subscriptions:
+                bus.unsubscribe(sub_id)
             await asyncio.to_thread(watcher.close)  # workers stop while the broker can still take their last status
 
         app.cleanup_ctx.append(watcher_ctx)

@@ -214,6 +214,9 @@ class DeclaredCamera(CameraSettings):
 
 class WatcherConfig(Section):
     enabled: bool = Field(True, description="serve runs the camera supervisor and its worker processes")
+    node: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,200}$",
+                             description="this watcher node's name (cameras run on the node they name); "
+                                         "default: the host name")
     file_roots: list[str] = Field(default_factory=list, description="folders cameras may read video files from "
                                                                     "(empty: no local files)")
     allow_devices: bool = Field(False, description="allow /dev/videoN capture devices")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -61,7 +62,8 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
     supervisor = Supervisor(make_spec, publish, SupervisorOptions(
         restart_initial_s=w.restart_initial_s, restart_max_s=w.restart_max_s, watchdog_s=w.watchdog_s))
     service = WatcherService(registry, supervisor, policy, repo.threshold,
-                             WatcherOptions(max_cameras_per_tenant=w.max_cameras_per_tenant))
+                             WatcherOptions(node=w.node or socket.gethostname(),
+                                            max_cameras_per_tenant=w.max_cameras_per_tenant), publish)
     register_watcher_routes(router, service)
     return service
 

@@ -90,10 +90,11 @@ class Camera:
     enabled: bool  # should it be running
     created_at: float
     updated_at: float
+    node: str | None = None  # the watcher node that runs it
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, **self.settings.model_dump(), "enabled": self.enabled, "created_at": self.created_at,
-                "updated_at": self.updated_at, "topic": topic_for(self.id)}
+        return {"id": self.id, **self.settings.model_dump(), "enabled": self.enabled, "node": self.node,
+                "created_at": self.created_at, "updated_at": self.updated_at, "topic": topic_for(self.id)}
 
 
 @dataclass(slots=True, frozen=True)

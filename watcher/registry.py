@@ -10,7 +10,9 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Connection, Float, ForeignKey, Index, String, Table, Text, delete, func, insert, select, update
+from sqlalchemy import (
+    Boolean, Column, Connection, Float, ForeignKey, Index, String, Table, Text, delete, func, insert, select, text, update,
+)
 
 from api.errors import Conflict, NotFound
 from repo import schema as repo_schema
@@ -26,6 +28,7 @@ cameras = Table(
     Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("settings", Text, nullable=False),  # CameraSettings as JSON
     Column("enabled", Boolean, nullable=False),
+    Column("node", String(200)),  # the watcher node that runs it (NULL: registered before nodes existed)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_cameras_tenant", "tenant_id"),
@@ -33,15 +36,23 @@ cameras = Table(
 
 
 def _v1_cameras(conn: Connection) -> None:
-    cameras.create(conn, checkfirst=True)
+    # The table as version 1 made it; version 2 adds the node column.
+    conn.execute(text("CREATE TABLE IF NOT EXISTS cameras (id VARCHAR(64) PRIMARY KEY, tenant_id VARCHAR(64) NOT NULL "
+                      "REFERENCES tenants(id) ON DELETE CASCADE, settings TEXT NOT NULL, enabled BOOLEAN NOT NULL, "
+                      "created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_cameras_tenant ON cameras (tenant_id)"))
 
 
-MIGRATIONS: list[repo_schema.Migration] = [(1, _v1_cameras)]
+def _v2_nodes(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE cameras ADD COLUMN node VARCHAR(200)"))
+
+
+MIGRATIONS: list[repo_schema.Migration] = [(1, _v1_cameras), (2, _v2_nodes)]
 
 
 def _camera(row: Any) -> Camera:
     return Camera(row.id, row.tenant_id, CameraSettings.model_validate(json.loads(row.settings)), bool(row.enabled),
-                  row.created_at, row.updated_at)
+                  row.created_at, row.updated_at, row.node)
 
 
 class CameraRegistry:
@@ -50,9 +61,10 @@ class CameraRegistry:
         self.engine = store.engine
         store.migrate_component("watcher", MIGRATIONS)
 
-    def add(self, tenant_id: str, camera_id: str, settings: CameraSettings, enabled: bool, max_per_tenant: int) -> Camera:
+    def add(self, tenant_id: str, camera_id: str, settings: CameraSettings, enabled: bool, max_per_tenant: int,
+            node: str) -> Camera:
         now = time.time()
-        camera = Camera(camera_id, tenant_id, settings, enabled, now, now)
+        camera = Camera(camera_id, tenant_id, settings, enabled, now, now, node)
         with self.engine.begin() as conn:
             count = conn.execute(select(func.count()).select_from(cameras)
                                  .where(cameras.c.tenant_id == tenant_id)).scalar_one()
@@ -62,7 +74,7 @@ class CameraRegistry:
                 # Ids are global (they name topics); say no more than "taken".
                 raise Conflict(f"camera id {camera_id!r} is taken", "id")
             conn.execute(insert(cameras).values(id=camera_id, tenant_id=tenant_id, settings=settings.model_dump_json(),
-                                                enabled=enabled, created_at=now, updated_at=now))
+                                                enabled=enabled, created_at=now, updated_at=now, node=node))
         return camera
 
     def get(self, tenant_id: str, camera_id: str) -> Camera:
@@ -71,6 +83,12 @@ class CameraRegistry:
         if row is None:
             raise NotFound(f"no camera {camera_id!r}", "camera")
         return _camera(row)
+
+    def by_id(self, camera_id: str) -> Camera | None:
+        """Any tenant's camera (for the watcher nodes themselves, never for requests)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(cameras).where(cameras.c.id == camera_id)).first()
+        return None if row is None else _camera(row)
 
     def owner(self, camera_id: str) -> str | None:
         """The tenant a camera belongs to (for topic permissions), or None."""
@@ -86,13 +104,15 @@ class CameraRegistry:
         with self.engine.connect() as conn:
             return [_camera(r) for r in conn.execute(select(cameras).order_by(cameras.c.id)).all()]
 
-    def update(self, camera: Camera, settings: CameraSettings | None = None, enabled: bool | None = None) -> Camera:
+    def update(self, camera: Camera, settings: CameraSettings | None = None, enabled: bool | None = None,
+               node: str | None = None) -> Camera:
         now = time.time()
         new = Camera(camera.id, camera.tenant_id, settings or camera.settings,
-                     camera.enabled if enabled is None else enabled, camera.created_at, now)
+                     camera.enabled if enabled is None else enabled, camera.created_at, now, node or camera.node)
         with self.engine.begin() as conn:
             done = conn.execute(update(cameras).where(cameras.c.id == camera.id, cameras.c.tenant_id == camera.tenant_id)
-                                .values(settings=new.settings.model_dump_json(), enabled=new.enabled, updated_at=now))
+                                .values(settings=new.settings.model_dump_json(), enabled=new.enabled, updated_at=now,
+                                        node=new.node))
         if done.rowcount == 0:
             raise NotFound(f"no camera {camera.id!r}", "camera")
         return new

@@ -1,14 +1,20 @@
 """WatcherService: camera registration and control, independent of transport.
 
-The registry (database) says what should run; the supervisor runs it. Every
-change is written first, then applied, so a restart of the server brings back
-exactly the cameras that were acknowledged as enabled.
+The registry (database) says what should run and on which watcher node; each
+node's supervisor runs its own cameras. Every change is written first, then
+applied: here when the camera is this node's, else by its node, which hears
+of it on the control topic. So a restart brings back exactly the cameras that
+were acknowledged as enabled, and two nodes sharing a database never run the
+same camera twice. A request may reach any node (API instances compete for
+/queue/facewatch.api); the status of another node's camera is the last
+camera.status it published.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,25 +26,35 @@ from .cameras import CAMERA_ID, Camera, CameraSettings, SourcePolicy, parse_sett
 from .registry import CameraRegistry
 from .supervisor import Supervisor
 
-__all__ = ("WatcherOptions", "WatcherService")
+__all__ = ("WatcherOptions", "WatcherService", "CONTROL_TOPIC")
 
 log = logging.getLogger(__name__)
 
 
+CONTROL_TOPIC = "/topic/facewatch.watcher-control"  # its own first word: no camera topic matches it
+_NODE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+
+
 @dataclass(slots=True, frozen=True)
 class WatcherOptions:
+    node: str = "local"  # this process's watcher node
     max_cameras_per_tenant: int = 16
 
 
 class WatcherService:
     def __init__(self, registry: CameraRegistry, supervisor: Supervisor, policy: SourcePolicy,
-                 threshold: Callable[[Any], float], options: WatcherOptions) -> None:
-        """``threshold`` turns a camera's threshold (number, preset or None) into a number, or raises BAD_PARAM."""
+                 threshold: Callable[[Any], float], options: WatcherOptions,
+                 publish: Callable[[str, Any], None]) -> None:
+        """``threshold`` turns a camera's threshold (number, preset or None) into a number, or raises BAD_PARAM;
+        ``publish`` sends to the bus (control messages for other nodes)."""
         self.registry = registry
         self.supervisor = supervisor
         self.policy = policy
         self.threshold = threshold
         self.options = options
+        self.node = options.node
+        self.publish = publish
+        self._last_status: dict[str, dict[str, Any]] = {}  # camera -> its last camera.status, from any node
 
     def _check(self, settings: CameraSettings) -> None:
         self.policy.check(settings.url)
@@ -48,6 +64,9 @@ class WatcherService:
         data = dict(data)
         camera_id = data.pop("id", None) or uuid.uuid4().hex[:12]
         enabled = data.pop("enabled", True)
+        node = data.pop("node", None) or self.node
+        if not isinstance(node, str) or not _NODE.match(node):
+            raise BadParam("node must be 1-200 letters, digits, '.', '_' or '-'", "node")
         if not isinstance(camera_id, str) or not CAMERA_ID.match(camera_id):
             raise BadParam("id must be 1-64 lower-case letters, digits, '_' or '-', starting with a letter or digit",
                            "id")
@@ -56,9 +75,9 @@ class WatcherService:
         settings = parse_settings(data)
         self._check(settings)
         camera = await asyncio.to_thread(self.registry.add, tenant_id, camera_id, settings, enabled,
-                                         self.options.max_cameras_per_tenant)
+                                         self.options.max_cameras_per_tenant, node)
         if camera.enabled:
-            await asyncio.to_thread(self.supervisor.start, camera)
+            await self._apply(camera)
         return camera
 
     async def get(self, tenant_id: str, camera_id: str) -> Camera:
@@ -69,36 +88,66 @@ class WatcherService:
 
     async def update(self, tenant_id: str, camera_id: str, data: dict[str, Any]) -> Camera:
         camera = await self.get(tenant_id, camera_id)
-        if "id" in data or "enabled" in data:
-            raise BadParam("id and enabled cannot be changed here (use start/stop)", "id" if "id" in data else "enabled")
+        fixed = [k for k in ("id", "enabled", "node") if k in data]
+        if fixed:
+            raise BadParam(f"{fixed[0]} cannot be changed here (start/stop, or remove and register)", fixed[0])
         settings = parse_settings(data, camera.settings)
         self._check(settings)
         camera = await asyncio.to_thread(self.registry.update, camera, settings)
         if camera.enabled:
-            await asyncio.to_thread(self.supervisor.start, camera)  # new settings need a new worker
+            await self._apply(camera)  # new settings need a new worker
         return camera
 
     async def set_enabled(self, tenant_id: str, camera_id: str, enabled: bool) -> Camera:
         camera = await asyncio.to_thread(self.registry.update, await self.get(tenant_id, camera_id), None, enabled)
-        if enabled:
-            await asyncio.to_thread(self.supervisor.start, camera)
-        else:
-            await asyncio.to_thread(self.supervisor.stop, camera_id)
+        await self._apply(camera)
         return camera
 
     async def remove(self, tenant_id: str, camera_id: str) -> None:
         camera = await self.get(tenant_id, camera_id)
-        await asyncio.to_thread(self.supervisor.stop, camera_id)
         await asyncio.to_thread(self.registry.remove, camera)
+        await self._apply(camera, removed=True)
+
+    async def _apply(self, camera: Camera, *, removed: bool = False) -> None:
+        """Make the camera's node run (or stop) it as the registry now says."""
+        if (camera.node or self.node) != self.node:
+            self.publish(CONTROL_TOPIC, {"camera": camera.id, "node": camera.node})
+            return
+        if removed or not camera.enabled:
+            await asyncio.to_thread(self.supervisor.stop, camera.id)
+        else:
+            await asyncio.to_thread(self.supervisor.start, camera)
+
+    async def on_control(self, message: Any) -> None:
+        """A control message: if the camera is this node's, run it as the registry says."""
+        if not isinstance(message, dict) or message.get("node") != self.node or not isinstance(message.get("camera"), str):
+            return
+        camera = await asyncio.to_thread(self.registry.by_id, message["camera"])
+        if camera is None:
+            await asyncio.to_thread(self.supervisor.stop, message["camera"])
+        else:
+            await self._apply(camera)
+
+    def on_camera_event(self, event: Any) -> None:
+        """Every camera.status on the bus, so any node can answer for any camera."""
+        if isinstance(event, dict) and event.get("type") == "camera.status" and isinstance(event.get("camera"), str):
+            self._last_status[event["camera"]] = event
 
     def status(self, camera: Camera) -> dict[str, Any]:
-        return {"id": camera.id, "enabled": camera.enabled, **self.supervisor.status(camera.id)}
+        if (camera.node or self.node) == self.node:
+            return {"id": camera.id, "enabled": camera.enabled, "node": self.node, **self.supervisor.status(camera.id)}
+        last = self._last_status.get(camera.id, {})
+        return {"id": camera.id, "enabled": camera.enabled, "node": camera.node,
+                "state": last.get("state", "unknown"), "reason": last.get("reason"), "attempt": last.get("attempt"),
+                "worker": None, "stats": {}, "as_of": last.get("time")}
 
     def start_enabled(self) -> int:
         """Start every enabled camera (at server start); returns how many."""
         started = 0
         for camera in self.registry.all():
-            if not camera.enabled:
+            if camera.node is None:  # registered before nodes existed: this node adopts it
+                camera = self.registry.update(camera, node=self.node)
+            if not camera.enabled or camera.node != self.node:
                 continue
             try:
                 self._check(camera.settings)
@@ -114,8 +163,9 @@ class WatcherService:
         self._check(settings)
         for camera in self.registry.list(tenant_id):
             if camera.id == camera_id:
-                return self.registry.update(camera, settings, enabled)
-        return self.registry.add(tenant_id, camera_id, settings, enabled, self.options.max_cameras_per_tenant)
+                return self.registry.update(camera, settings, enabled, self.node)
+        return self.registry.add(tenant_id, camera_id, settings, enabled, self.options.max_cameras_per_tenant,
+                                 self.node)
 
     def close(self) -> None:
         self.supervisor.close()

@@ -6,9 +6,8 @@ import asyncio
 import time
 import uuid
 import aiohttp
-import pytest
 
-from broker.client import BrokerAddress, BusClient
+from broker.client import BrokerAddress
 from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser
 

@@ -394,3 +394,71 @@ def subprocess_serve(server: RepoServer) -> subprocess.CompletedProcess[str]:
     """`facewatch serve` run to its end (for a start that must fail)."""
     return subprocess.run([sys.executable, "-m", "facewatch", "serve"], env=server.env, capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
+
+
+def _parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_two_nodes_sharing_a_database_each_run_their_own_cameras(tmp_path: Path, models_dir: Path,
+                                                                   shared_data: Path) -> None:
+    clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    roots = json.dumps([str(shared_data / "video")])
+    alpha = RepoServer(tmp_path / "alpha", models_dir, database, FACEWATCH_WATCHER__NODE="alpha",
+                       FACEWATCH_WATCHER__FILE_ROOTS=roots)
+    tenant = alpha.create_tenant("acme")
+    alpha.start()
+    creds = json.loads((alpha.data_dir / "broker-credentials.json").read_text())
+    beta = RepoServer(tmp_path / "beta", models_dir, database, FACEWATCH_WATCHER__NODE="beta",
+                      FACEWATCH_WATCHER__FILE_ROOTS=roots,
+                      FACEWATCH_BROKER__URL=f"stomp://{creds['login']}:{creds['passcode']}@127.0.0.1:{alpha.stomp_port}/")
+    beta.start()
+    bus = BusClient(BrokerAddress("127.0.0.1", alpha.stomp_port, creds["login"], creds["passcode"]))
+    bus.connect()
+    running: dict[str, set[int]] = {"east": set(), "west": set()}
+    states: dict[str, list[str]] = {"east": [], "west": []}
+
+    def on_event(message: Any) -> None:
+        event = json.loads(message.body)
+        if event.get("type") == "camera.status" and event["camera"] in states:
+            states[event["camera"]].append(event["state"])
+            if event["state"] == "running":
+                running[event["camera"]].add(event["pid"])
+
+    bus.subscribe("/topic/watcher.*", on_event)
+    time.sleep(0.3)
+
+    def call(method: str, path: str, body: Any = b"") -> Reply:
+        return bus.request(API, body, {"method": method, "path": path, "x-api-key": tenant["api_key"]}, timeout_s=30)
+
+    try:
+        # Requests land on either server (they compete for the API queue); the node decides where it runs.
+        for camera, node in (("east", "beta"), ("west", "alpha")):
+            reply = call("POST", "/api/v1/cameras", {"id": camera, "url": clip, "loop": True, "node": node})
+            assert reply.status == 201 and reply.json()["node"] == node, reply.json()
+        _eventually(lambda: all(running.values()))
+        assert {_parent_pid(p) for p in running["east"]} == {beta.proc.pid}  # type: ignore[union-attr]
+        assert {_parent_pid(p) for p in running["west"]} == {alpha.proc.pid}  # type: ignore[union-attr]
+        for _ in range(4):  # whichever server answers knows the state
+            status = call("GET", "/api/v1/cameras/east/status").json()
+            assert status["node"] == "beta" and status["state"] == "running"
+        assert call("POST", "/api/v1/cameras/east/stop").status == 200
+        _eventually(lambda: "stopped" in states["east"])
+        alpha_pid_before = alpha.proc.pid  # type: ignore[union-attr]
+        beta.stop()
+        alpha.stop()
+        alpha.start()
+        beta.start()
+        assert bus.wait_connected(30)
+        running["west"].clear()
+        _eventually(lambda: bool(running["west"]))
+        assert {_parent_pid(p) for p in running["west"]} == {alpha.proc.pid} != {alpha_pid_before}  # type: ignore[union-attr]
+        time.sleep(3)
+        assert call("GET", "/api/v1/cameras/east").json()["enabled"] is False
+        assert len(running["east"]) == 1  # stopped east did not come back on either node
+    finally:
+        bus.close()
+        beta.stop()
+        alpha.stop()
