@@ -101,6 +101,7 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
     async def repo_ctx(app: web.Application) -> AsyncIterator[None]:
         faces = await asyncio.to_thread(parts.repo.load_indexes)
         log.info("repo indexes loaded: %d faces", faces)
+        await parts.repo.warm_up(cfg.runtime.analysis_processes)
         stomp_api = StompApiServer(parts.api, app[BUS], asyncio.get_running_loop(), cfg.api.max_body_bytes)
         stomp_api.start()
         resumed = parts.jobs.resume_all()
@@ -110,6 +111,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         yield
         stomp_api.stop()
         await parts.jobs.stop()
+        if parts.repo.pool is not None:
+            await asyncio.to_thread(parts.repo.pool.shutdown, True, cancel_futures=True)
         await asyncio.to_thread(parts.store.close)
 
     app.cleanup_ctx.extend([bus_ctx, repo_ctx])

@@ -59,6 +59,8 @@ class RuntimeConfig(Section):
     intra_op_threads: int = Field(1, ge=0, description="threads per model session (0 = ORT default)")
     inter_op_threads: int = Field(1, ge=0)
     allow_spinning: bool = Field(False, description="let idle ORT threads spin (faster alone, slower when sessions share cores)")
+    analysis_processes: int = Field(2, ge=0, description="worker processes analysing API images (enrol, identify, "
+                                                         "detect); 0 = threads of the server process")
 
 
 class DetectorConfig(Section):

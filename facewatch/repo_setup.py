@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from api.dispatch import Api, RateLimiter
 from api.request import ApiRequest, ApiResponse
 from api.routing import Router
+from repo.analysis import analysis_pool
 from repo.auth import RepoAuth
 from repo.events import EventPublisher
 from repo.handlers import register_repo_routes
@@ -18,6 +20,7 @@ from repo.store import RepoStore, open_store
 from vision.analyzer import FaceAnalyzer
 
 from . import __version__
+from .analyzer_setup import build_analyzer
 from .config import FacewatchConfig
 
 __all__ = ("RepoParts", "build_repo", "openapi_document")
@@ -64,8 +67,10 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
         min_quality=cfg.quality.min_score, max_body_bytes=cfg.api.max_body_bytes,
         max_image_pixels=cfg.api.max_image_pixels, save_images=cfg.storage.save_images,
     )
-    repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events)
-    jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs")
+    pool = analysis_pool(partial(build_analyzer, cfg), cfg.runtime.analysis_processes) \
+        if cfg.runtime.analysis_processes else None
+    repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events, pool)
+    jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs", concurrency=max(2, cfg.runtime.analysis_processes))
     jobs.register(enrol_kind(repo))
     router = Router()
     register_repo_routes(router, repo, auth, jobs)

@@ -13,6 +13,7 @@ import binascii
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from vision.errors import ImageDecodeError, ImageTooLargeError
 from vision.images import decode_image
 from vision.records import Face
 
+from .analysis import analyze_in_worker
 from .events import REPO_EVENTS, EventPublisher
 from .images import ImageStore, photo_hash, thumbnail_jpeg
 from .index import GalleryIndex, Match
@@ -61,9 +63,11 @@ class Identification:
 
 class FaceRepository:
     def __init__(self, store: RepoStore, analyzer: FaceAnalyzer, images: ImageStore, options: RepoOptions,
-                 events: EventPublisher) -> None:
+                 events: EventPublisher, pool: Executor | None = None) -> None:
+        """``pool``: analysis worker processes (repo/analysis.py); None analyses in threads with ``analyzer``."""
         self.store = store
         self.analyzer = analyzer
+        self.pool = pool
         self.images = images
         self.options = options
         self.events = events
@@ -79,6 +83,12 @@ class FaceRepository:
                 index.add(face_ids, subject_pks, vectors)
                 total += len(face_ids)
         return total
+
+    async def warm_up(self, workers: int) -> None:
+        """Start the analysis processes now (each loads its models), not on the first request."""
+        if self.pool is not None:
+            blank = np.zeros((64, 64, 3), np.uint8)
+            await asyncio.gather(*(self.analyze(blank) for _ in range(workers)))
 
     def face_count(self, gallery_id: str) -> int:
         return len(self._index(gallery_id))
@@ -131,6 +141,9 @@ class FaceRepository:
     async def analyze(self, image: np.ndarray, *, attributes: Sequence[str] = (), max_faces: int | None = None,
                       embed: bool = True) -> list[Face]:
         self.analyzer.check_attribute_names(attributes)
+        if self.pool is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pool, analyze_in_worker, image, embed, tuple(attributes), max_faces)
         return await asyncio.to_thread(self.analyzer.analyze, image, embed=embed, attributes=attributes,
                                        max_faces=max_faces)
 
