@@ -441,9 +441,9 @@ def test_two_nodes_sharing_a_database_each_run_their_own_cameras(tmp_path: Path,
         _eventually(lambda: all(running.values()))
         assert {_parent_pid(p) for p in running["east"]} == {beta.proc.pid}  # type: ignore[union-attr]
         assert {_parent_pid(p) for p in running["west"]} == {alpha.proc.pid}  # type: ignore[union-attr]
-        for _ in range(4):  # whichever server answers knows the state
-            status = call("GET", "/api/v1/cameras/east/status").json()
-            assert status["node"] == "beta" and status["state"] == "running"
+        for _ in range(4):  # whichever server answers knows the state (once the report or event reached it)
+            _eventually(lambda: call("GET", "/api/v1/cameras/east/status").json()["state"] == "running", 10)
+            assert call("GET", "/api/v1/cameras/east/status").json()["node"] == "beta"
         assert call("POST", "/api/v1/cameras/east/stop").status == 200
         _eventually(lambda: "stopped" in states["east"])
         alpha_pid_before = alpha.proc.pid  # type: ignore[union-attr]
