@@ -151,7 +151,7 @@ class StreamReader:
         interval = 1.0 / self.options.max_fps if self.options.max_fps > 0 else 0.0
         next_at = 0.0
         try:
-            while True:
+            while not self.stop.is_set():  # once stopped, not one more frame
                 with self._cond:
                     while self._latest is None and not self._ended and not self.stop.is_set():
                         self._cond.wait(0.5)
