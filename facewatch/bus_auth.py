@@ -19,11 +19,12 @@ from api.stomp import API_QUEUE
 from broker.auth import Credentials, Principal, StaticAuthenticator
 from repo.auth import RepoAuth
 from repo.store import RepoStore
+from watcher.cameras import CAMERA_ID
 from watcher.registry import CameraRegistry
 
 __all__ = ("TenantBusAuthenticator",)
 
-_CAMERA_TOPIC = re.compile(r"^/topic/watcher(?:-msgpack)?\.([a-z0-9][a-z0-9_-]{0,63})$")
+_CAMERA_TOPIC = re.compile(r"^/topic/watcher(?:-msgpack)?\.(" + CAMERA_ID.pattern.strip("^$") + ")$")
 _JOB_TOPIC = re.compile(r"^/topic/jobs\.([0-9a-f]{1,64})$")
 
 

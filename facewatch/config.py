@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from watcher.cameras import CameraSettings
+from watcher.cameras import CAMERA_ID, NODE_NAME, CameraSettings
 
 __all__ = (
     "ConfigError",
@@ -209,14 +209,14 @@ class RepoConfig(Section):
 class DeclaredCamera(CameraSettings):
     """A camera kept in config.yaml: registered (or updated) when serve starts."""
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    id: str = Field(pattern=CAMERA_ID.pattern)
     tenant: str = Field(min_length=1, description="tenant name (facewatch tenants create)")
     enabled: bool = True
 
 
 class WatcherConfig(Section):
     enabled: bool = Field(True, description="serve runs the camera supervisor and its worker processes")
-    node: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,200}$",
+    node: str | None = Field(None, pattern=NODE_NAME.pattern,
                              description="this watcher node's name (cameras run on the node they name); "
                                          "default: the host name")
     file_roots: list[str] = Field(default_factory=list, description="folders cameras may read video files from "

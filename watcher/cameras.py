@@ -18,11 +18,13 @@ from api.errors import BadParam
 
 from .stream import StreamOptions
 
-__all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "ATTRIBUTES", "topic_for",
+__all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME", "ATTRIBUTES",
+           "topic_for",
            "msgpack_topic_for")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
 ATTRIBUTES = ("age", "gender", "pose", "liveness", "expression", "eyes")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 from api.errors import BadParam
 
-from .cameras import CAMERA_ID, Camera, CameraSettings, SourcePolicy, parse_settings
+from .cameras import CAMERA_ID, NODE_NAME, Camera, CameraSettings, SourcePolicy, parse_settings
 from .registry import CameraRegistry
 from .supervisor import Supervisor
 
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 
 
 CONTROL_TOPIC = "/topic/facewatch.watcher-control"  # its own first word: no camera topic matches it
-_NODE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 
 @dataclass(slots=True, frozen=True)
@@ -65,7 +63,7 @@ class WatcherService:
         camera_id = data.pop("id", None) or uuid.uuid4().hex[:12]
         enabled = data.pop("enabled", True)
         node = data.pop("node", None) or self.node
-        if not isinstance(node, str) or not _NODE.match(node):
+        if not isinstance(node, str) or not NODE_NAME.match(node):
             raise BadParam("node must be 1-200 letters, digits, '.', '_' or '-'", "node")
         if not isinstance(camera_id, str) or not CAMERA_ID.match(camera_id):
             raise BadParam("id must be 1-64 lower-case letters, digits, '_' or '-', starting with a letter or digit",
