@@ -19,8 +19,7 @@ from api.errors import BadParam
 from .stream import StreamOptions
 
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME", "ATTRIBUTES",
-           "topic_for",
-           "msgpack_topic_for")
+           "topic_for", "msgpack_topic_for")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
