@@ -10,6 +10,7 @@ from api.errors import BadParam, NotFound
 from api.request import ApiRequest, ApiResponse
 from api.routing import Router
 
+from repo.handlers import uploaded_image, uploaded_zip
 from repo.jobs import JobItem, JobKind, JobRunner
 
 from .service import GroupingService
@@ -120,19 +121,12 @@ def register_grouping_routes(router: Router, service: GroupingService, jobs: Job
         return ApiResponse(200, group.to_json())
 
     async def group_image(request: ApiRequest) -> ApiResponse:
-        data = next((f.data for f in request.files if f.name in ("file", "image")), None)
-        if data is None:
-            image = request.json_object().get("image")
-            data = service.repo.b64(image, "image") if image is not None else None
-        if data is None:
-            raise BadParam("missing image (multipart file or base64 'image' in JSON)", "image")
+        data = uploaded_image(request, service.repo)
         return ApiResponse(200, {"faces": await service.add_image(request.tenant, data)})
 
     async def group_zip(request: ApiRequest) -> ApiResponse:
-        uploads = [f for f in request.files if f.name in ("file", "zip")]
-        if not uploads:
-            raise BadParam("send a zip of images as multipart field 'file'", "file")
-        job = await jobs.submit_zip(request.tenant, "group", {}, uploads[0].data, max_files=max_zip_files,
+        data = uploaded_zip(request, "images")
+        job = await jobs.submit_zip(request.tenant, "group", {}, data, max_files=max_zip_files,
                                     max_total_bytes=max_zip_bytes)
         return ApiResponse(202, {"id": job["id"], "kind": job["kind"], "status": job["status"], "done": job["done"],
                                  "total": job["total"], "events": f"/topic/jobs.{job['id']}"})

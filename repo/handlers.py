@@ -17,7 +17,7 @@ from .jobs import JobRunner
 from .service import FaceRepository
 from .store import FaceRecord, Gallery, Subject
 
-__all__ = ("register_repo_routes",)
+__all__ = ("register_repo_routes", "uploaded_image", "uploaded_zip")
 
 _NAME = re.compile(r"^[\w.\- ]{1,200}$")
 ATTRIBUTE_PLUGINS = ("age", "gender", "pose", "liveness", "expression", "eyes")
@@ -84,6 +84,19 @@ def _optional_image(request: ApiRequest, params: dict[str, Any], name: str, repo
     if "url" in params or f"{name}_url" in params:
         raise BadParam("image URLs are not fetched; send the image bytes", name)
     return None
+
+
+def uploaded_image(request: ApiRequest, repo: FaceRepository) -> bytes:
+    """The request's one image: multipart ``file``/``image`` or base64 in JSON; URLs refused."""
+    return _image(request, _params(request), "file", repo)
+
+
+def uploaded_zip(request: ApiRequest, contents: str) -> bytes:
+    """The zip sent as multipart ``file`` (or ``zip``); ``contents`` says what it should hold, for the error."""
+    uploads = [f for f in request.files if f.name in ("file", "zip")]
+    if not uploads:
+        raise BadParam(f"send a zip of {contents} as multipart field 'file'", "file")
+    return uploads[0].data
 
 
 def _gallery_json(gallery: Gallery, subjects: int | None = None, faces: int | None = None) -> dict[str, Any]:
@@ -298,12 +311,10 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
 
     # -- jobs ----------------------------------------------------------------------
     async def bulk_enrol(request: ApiRequest) -> ApiResponse:
-        uploads = [f for f in request.files if f.name in ("file", "zip")]
-        if not uploads:
-            raise BadParam("send a zip of <subject>/<image> files as multipart field 'file'", "file")
+        data = uploaded_zip(request, "<subject>/<image> files")
         gallery = request.path_params["gallery"]
         await asyncio.to_thread(store.gallery, request.tenant, gallery)  # 404 before 202
-        job = await jobs.submit_zip(request.tenant, "enrol", {"gallery": gallery}, uploads[0].data,
+        job = await jobs.submit_zip(request.tenant, "enrol", {"gallery": gallery}, data,
                                     max_files=max_zip_files, max_total_bytes=max_zip_bytes)
         return ApiResponse(202, _job_json(job) | {"events": f"/topic/jobs.{job['id']}"})
 
