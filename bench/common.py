@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 from facewatch.analyzer_setup import build_analyzer  # noqa: E402
 from facewatch.config import FacewatchConfig, load_config, parse_config  # noqa: E402
 from vision.analyzer import FaceAnalyzer  # noqa: E402
+from vision.images import decode_image  # noqa: E402
 from vision.records import Face  # noqa: E402
 
 DATA = Path(os.environ.get("FWTEST_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -60,3 +63,24 @@ def central_face(analyzer: FaceAnalyzer, image: np.ndarray) -> tuple[Face | None
     best = int(np.argmax(detections.scores - distance))
     faces = analyzer.faces_from_boxes(image, detections.boxes[best : best + 1], detections.scores[best : best + 1])
     return faces[0], how
+
+
+def embed_lfw(analyzer: FaceAnalyzer) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and person names of the central faces of LFW View 1 (cached per model in the temp folder)."""
+    cache = Path(tempfile.gettempdir()) / f"facewatch-lfw-{analyzer.embedder.model_id}.npz"
+    if cache.exists():
+        data = np.load(cache)
+        return data["vectors"], data["labels"]
+    vectors, labels = [], []
+    paths = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))
+    started = time.monotonic()
+    for path in paths:
+        face, _ = central_face(analyzer, decode_image(path.read_bytes()))
+        if face is None:
+            continue
+        analyzer.embed([face])
+        vectors.append(face.embedding)
+        labels.append(path.parent.name)
+    print(f"embedded {len(vectors)} of {len(paths)} images in {time.monotonic() - started:.0f}s")
+    np.savez(cache, vectors=np.stack(vectors), labels=np.array(labels))
+    return np.stack(vectors), np.array(labels)

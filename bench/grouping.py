@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, central_face, make_analyzer, make_config, pct
+from common import embed_lfw, make_analyzer, make_config, pct
 
 from facewatch.config import FacewatchConfig
 from facewatch.repo_setup import build_repo
@@ -36,27 +36,6 @@ from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore, NewFace
 from repo.events import NullPublisher
 from vision.analyzer import FaceAnalyzer
-from vision.images import decode_image
-
-
-def embed_lfw(analyzer: FaceAnalyzer) -> tuple[np.ndarray, np.ndarray]:
-    cache = Path(tempfile.gettempdir()) / f"facewatch-lfw-{analyzer.embedder.model_id}.npz"
-    if cache.exists():
-        data = np.load(cache)
-        return data["vectors"], data["labels"]
-    vectors, labels = [], []
-    paths = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))
-    started = time.monotonic()
-    for path in paths:
-        face, _ = central_face(analyzer, decode_image(path.read_bytes()))
-        if face is None:
-            continue
-        analyzer.embed([face])
-        vectors.append(face.embedding)
-        labels.append(path.parent.name)
-    print(f"embedded {len(vectors)} of {len(paths)} images in {time.monotonic() - started:.0f}s")
-    np.savez(cache, vectors=np.stack(vectors), labels=np.array(labels))
-    return np.stack(vectors), np.array(labels)
 
 
 def scores(assigned: list[int], labels: np.ndarray) -> dict[str, float]:

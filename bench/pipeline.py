@@ -5,7 +5,8 @@ Prints median and p95 milliseconds for: detection per frame; landmarks +
 alignment per face; embedding per face at batch 1 and batch 8; the pose model
 (the quality gate's yaw); end to end for the frame (detect -> landmarks ->
 align -> quality -> embed) with the default quality gate (pose model) and with
-landmark yaw. ``--compare`` also runs end to end with other ONNX Runtime
+landmark yaw; and, in the same run, the embedder without two of its speed-ups
+(denormals not flushed; the published PRelu graph). ``--compare`` also runs end to end with other ONNX Runtime
 thread settings in the same run and prints the ratios.
 
 Last line: ``pipeline frame_ms=<median end to end> face_ms=<median per-face work>``.
@@ -16,11 +17,14 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from common import DATA, add_config_arg, make_analyzer, make_config, pct
 
+from facewatch.analyzer_setup import model_path
+from facewatch.config import FacewatchConfig
 from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
 
@@ -48,7 +52,7 @@ def frame_640x480() -> np.ndarray:
     return np.ascontiguousarray(image[:, x0 : x0 + 640])
 
 
-def stages(analyzer: FaceAnalyzer, frame: np.ndarray, repeats: int) -> dict[str, float]:
+def stages(cfg: FacewatchConfig, analyzer: FaceAnalyzer, frame: np.ndarray, repeats: int) -> dict[str, float]:
     detections = analyzer.detector.detect(frame)
     if len(detections) != 1:
         raise SystemExit(f"expected one face in the benchmark frame, found {len(detections)}")
@@ -70,7 +74,24 @@ def stages(analyzer: FaceAnalyzer, frame: np.ndarray, repeats: int) -> dict[str,
     res["embed8"] = line("embedding per face, batch 8", timed(lambda: analyzer.embedder.embed(aligned8), repeats // 4), per=8)
     res["pose"] = line("pose model per face (quality yaw)", timed(lambda: pose.predict(frame, faces), repeats))
     res["embed1_denormals"] = denormals_kept(analyzer, aligned1, repeats // 4)
+    res["embed1_prelu"] = prelu_kept(analyzer, aligned1, model_path(cfg, cfg.models.embedder.path), repeats // 4)
     return res
+
+
+def prelu_kept(analyzer: FaceAnalyzer, aligned: np.ndarray, path: Path, repeats: int) -> float:
+    """Embedding with the published graph's PRelu nodes (no rewrite; vision/graph_patch.py), same threads."""
+    import onnxruntime as ort
+
+    from vision.blob import to_blob
+
+    o = analyzer.embedder.options
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    blob = to_blob(aligned, o.mean, o.std, rgb=o.rgb)
+    name = session.get_inputs()[0].name
+    return line("embedding per face, batch 1, PRelu NOT rewritten", timed(lambda: session.run(None, {name: blob}), repeats))
 
 
 def denormals_kept(analyzer: FaceAnalyzer, aligned: np.ndarray, repeats: int) -> float:
@@ -109,10 +130,11 @@ def main() -> int:
     parser.add_argument("--compare", action="store_true", help="also time other thread settings")
     args = parser.parse_args()
     frame = frame_640x480()
-    analyzer = make_analyzer(make_config(args.config))
+    cfg = make_config(args.config)
+    analyzer = make_analyzer(cfg)
     print(f"pipeline on a {frame.shape[1]}x{frame.shape[0]} frame, device {analyzer.detector.session.get_providers()[0]}, "
           f"{args.repeats} runs after warm-up")
-    res = stages(analyzer, frame, args.repeats)
+    res = stages(cfg, analyzer, frame, args.repeats)
     frame_ms = end_to_end(analyzer, frame, args.repeats, "quality yaw: pose model, default")
     fast = make_analyzer(make_config(args.config, quality__yaw_source="landmarks"))
     fast_ms = end_to_end(fast, frame, args.repeats, "quality yaw: landmarks")
@@ -122,6 +144,7 @@ def main() -> int:
             ms = end_to_end(other, frame, args.repeats, f"intra_op_threads={threads} spinning={spin}")
             print(f"    ratio to default settings: {ms / frame_ms:.2f}")
     print(f"  flush-to-zero speed-up on the embedder: {res['embed1_denormals'] / res['embed1']:.2f}x")
+    print(f"  PRelu rewrite speed-up on the embedder: {res['embed1_prelu'] / res['embed1']:.2f}x")
     face_ms = res["landmarks"] + res["embed1"] + res["pose"]
     print(f"  per-face work (landmarks+align, pose, embedding): {face_ms:.2f} ms; "
           f"without the pose model: {res['landmarks'] + res['embed1']:.2f} ms; landmark-yaw frame {fast_ms:.2f} ms")

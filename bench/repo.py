@@ -3,7 +3,10 @@
 throughput, and REST identify latency under 16 concurrent clients.
 
 Search: the real enrolled people of ../shared/data/faces/enroll plus synthetic
-L2-normalised vectors, one real probe face, search only (no detection).
+L2-normalised vectors, one real probe face, search only (no detection), with
+the configured search options (config.yaml repo.search); galleries above
+exact_max_faces are timed with an exact scan too, in the same run. Then the
+recall of the sign-code prescan on real faces (LFW View 1), by candidate share.
 Enrolment and REST: a real `facewatch serve` (SQLite, embedded broker) in a
 temporary data directory, images from pairs/lfw-view1/images.
 
@@ -22,19 +25,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 
-from common import DATA, ROOT, make_analyzer, make_config, pct
+from common import DATA, ROOT, embed_lfw, make_analyzer, make_config, pct
 
 from repo.index import GalleryIndex
 from vision.images import decode_image
 
 
 def search_latency(sizes: list[int], repeats: int) -> dict[int, tuple[float, float, bool]]:
+    """p50/p95 ms and whether the top match is right, with the configured search options.
+
+    Galleries larger than ``exact_max_faces`` are also timed with an exact scan
+    of the same matrix in the same run, the baseline for the sign-code prescan.
+    """
     analyzer = make_analyzer(make_config(None, quality__yaw_source="landmarks"))
+    search = make_config(None).repo.search.options()
     enrolled, names = [], []
     for person in sorted((DATA / "faces" / "enroll").iterdir()):
         for image in sorted(person.iterdir()):
@@ -45,7 +55,7 @@ def search_latency(sizes: list[int], repeats: int) -> dict[int, tuple[float, flo
     rng = np.random.default_rng(0)
     out = {}
     for size in sizes:
-        index = GalleryIndex(len(probe), capacity=size + len(enrolled))
+        index = GalleryIndex(len(probe), capacity=size + len(enrolled), options=search)
         index.add([f"real{i}" for i in range(len(enrolled))], names, np.stack(enrolled))
         done = len(enrolled)
         while done < size:  # in chunks: 1M x 512 floats is 2 GB
@@ -54,19 +64,59 @@ def search_latency(sizes: list[int], repeats: int) -> dict[int, tuple[float, flo
             chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
             index.add([f"s{done + i}" for i in range(n)], [f"subject{(done + i) // 4}" for i in range(n)], chunk)
             done += n
-        for _ in range(3):
-            index.search(probe, 5)
-        samples = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            matches = index.search(probe, 5)
-            samples.append((time.perf_counter() - start) * 1000)
-        right = matches[0].subject_pk == "obama"
-        out[size] = (pct(samples, 50), pct(samples, 95), right)
-        print(f"  identify search, {size:>8} faces: p50 {out[size][0]:7.2f} ms  p95 {out[size][1]:7.2f} ms  "
-              f"top match {'obama (right)' if right else matches[0].subject_pk + ' (WRONG)'}", flush=True)
+        how = "exact" if size <= search.exact_max_faces else "sign-code prescan"
+        out[size] = time_search(index, probe, repeats, f"{size:>8} faces, {how}")
+        if size > search.exact_max_faces:
+            default_ms = out[size][0]
+            index.options = replace(search, exact_max_faces=size)
+            exact_ms = time_search(index, probe, repeats, f"{size:>8} faces, exact (baseline)")[0]
+            print(f"  prescan vs exact scan, median: {default_ms / exact_ms:.2f}x the time ({exact_ms / default_ms:.1f}x faster)")
         del index
     return out
+
+
+def time_search(index: GalleryIndex, probe: np.ndarray, repeats: int, label: str) -> tuple[float, float, bool]:
+    for _ in range(3):
+        index.search(probe, 5)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matches = index.search(probe, 5)
+        samples.append((time.perf_counter() - start) * 1000)
+    right = matches[0].subject_pk == "obama"
+    p50, p95 = pct(samples, 50), pct(samples, 95)
+    print(f"  identify search, {label:<36} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  "
+          f"top match {'obama (right)' if right else matches[0].subject_pk + ' (WRONG)'}", flush=True)
+    return p50, p95, right
+
+
+def prescan_recall(fractions: list[float]) -> None:
+    """Recall of the sign-code cut on real faces: LFW View 1, every face against all the others.
+
+    For each query the exact best match is found by a full scan; the cut keeps
+    it when it is among the ``fraction`` of faces nearest by Hamming distance
+    (at a million faces the configured 1 % is 10,000 candidates; here the same
+    share of 4,991). "Genuine" queries are those whose exact best match is the
+    same person: the matches identify exists for.
+    """
+    import faiss
+
+    from repo.index import sign_codes
+
+    vectors, labels = embed_lfw(make_analyzer(make_config(None, quality__yaw_source="landmarks")))
+    n = len(vectors)
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -2.0)
+    best = similarity.argmax(axis=1)
+    genuine = labels[best] == labels
+    codes = sign_codes(vectors)
+    print(f"  prescan recall on LFW View 1: {n} faces, {int(genuine.sum())} queries whose best match is the same person")
+    for fraction in fractions:
+        take = max(1, int(np.ceil(fraction * n)))
+        _, found = faiss.knn_hamming(codes, codes, take + 1)  # +1: the query itself comes back
+        kept = np.array([best[i] in found[i] for i in range(n)])
+        print(f"    candidates {fraction:6.1%} ({take:3d} faces): genuine best match kept {kept[genuine].mean():.4f} "
+              f"(lost {int((~kept[genuine]).sum())}), any best match kept {kept.mean():.4f}")
 
 
 def free_port() -> int:
@@ -182,9 +232,16 @@ def main() -> int:
     parser.add_argument("--enrol-concurrency", type=int, default=2)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--recall", default="0.002,0.005,0.01,0.02",
+                        help="candidate shares for the prescan recall study on LFW ('' to skip)")
+    parser.add_argument("--no-rest", action="store_true", help="search and recall only")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     search = search_latency(sizes, args.repeats)
+    if args.recall:
+        prescan_recall([float(f) for f in args.recall.split(",")])
+    if args.no_rest:
+        return 0
     images = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))[: args.enrol_images]
     models = ROOT / "data" / "models" / "faceplugin-face-recognition-js-0.0.1"
     with tempfile.TemporaryDirectory() as tmp:

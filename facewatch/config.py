@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from repo.index import SearchOptions
 from watcher.cameras import CAMERA_ID, NODE_NAME, CameraSettings
 
 __all__ = (
@@ -202,8 +203,19 @@ class AuthConfig(Section):
     rate_burst: int = Field(100, gt=0)
 
 
+class SearchConfig(Section):
+    exact_max_faces: int = Field(100_000, ge=0, description="galleries up to this many faces are searched exactly")
+    candidate_fraction: float = Field(0.01, gt=0, le=1, description="above it, this share of the faces (nearest by "
+                                                                   "sign code) is scored exactly")
+    min_candidates: int = Field(1024, gt=0)
+
+    def options(self) -> SearchOptions:
+        return SearchOptions(self.exact_max_faces, self.candidate_fraction, self.min_candidates)
+
+
 class RepoConfig(Section):
     min_face_px: float = Field(40.0, ge=0, description="smaller faces are refused at enrolment unless force")
+    search: SearchConfig = SearchConfig()
 
 
 class DeclaredCamera(CameraSettings):

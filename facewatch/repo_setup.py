@@ -66,6 +66,7 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
         threshold=cfg.recognition.threshold, presets=dict(cfg.recognition.presets), min_face_px=cfg.repo.min_face_px,
         min_quality=cfg.quality.min_score, max_body_bytes=cfg.api.max_body_bytes,
         max_image_pixels=cfg.api.max_image_pixels, save_images=cfg.storage.save_images,
+        search=cfg.repo.search.options(),
     )
     pool = analysis_pool(partial(build_analyzer, cfg), cfg.runtime.analysis_processes) \
         if cfg.runtime.analysis_processes else None

@@ -28,7 +28,7 @@ from vision.records import Face
 from .analysis import analyze_in_worker
 from .events import REPO_EVENTS, EventPublisher
 from .images import ImageStore, photo_hash, thumbnail_jpeg
-from .index import GalleryIndex, Match
+from .index import GalleryIndex, Match, SearchOptions
 from .store import FaceRecord, Gallery, RepoStore, Subject
 
 __all__ = ("RepoOptions", "FaceRepository", "Identification", "EmbeddedFace")
@@ -43,6 +43,7 @@ class RepoOptions:
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     save_images: bool = True
+    search: SearchOptions = SearchOptions()
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,7 +97,7 @@ class FaceRepository:
     def _index(self, gallery_id: str) -> GalleryIndex:
         index = self.indexes.get(gallery_id)
         if index is None:
-            index = self.indexes[gallery_id] = GalleryIndex(self.analyzer.embedder.dim)
+            index = self.indexes[gallery_id] = GalleryIndex(self.analyzer.embedder.dim, options=self.options.search)
         return index
 
     def _event(self, kind: str, gallery: Gallery, **fields: Any) -> None:

@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from .denormals import flush_denormals_in_this_thread
 from .errors import ModelLoadError
-from .graph_patch import load_with_dynamic_batch
+from .graph_patch import load_patched
 
 __all__ = ("RuntimeOptions", "SessionFactory", "ModelSession", "available_device")
 
@@ -85,7 +85,7 @@ class SessionFactory:
         so.add_session_config_entry("session.set_denormal_as_zero", "1")  # ORT's own pool threads
         so.log_severity_level = 3
         try:
-            model_bytes = load_with_dynamic_batch(path) if dynamic_batch else path.read_bytes()
+            model_bytes = load_patched(path, dynamic_batch=dynamic_batch)
             return ModelSession(model_bytes, so, self.providers())
         except ModelLoadError:
             raise

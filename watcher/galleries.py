@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from api.errors import NotFound
-from repo.index import GalleryIndex
+from repo.index import GalleryIndex, SearchOptions
 from repo.store import RepoStore, Subject
 
 __all__ = ("GalleryMatch", "GalleryFollower")
@@ -35,12 +35,14 @@ class GalleryMatch:
 
 
 class GalleryFollower:
-    def __init__(self, store: RepoStore, tenant_id: str, gallery_names: Sequence[str], dim: int, model_id: str) -> None:
+    def __init__(self, store: RepoStore, tenant_id: str, gallery_names: Sequence[str], dim: int, model_id: str,
+                 search: SearchOptions = SearchOptions()) -> None:
         self.store = store
         self.tenant_id = tenant_id
         self.names = set(gallery_names)
         self.dim = dim
         self.model_id = model_id
+        self.search = search
         self._indexes: dict[str, GalleryIndex] = {}  # by gallery id
         self._gallery_names: dict[str, str] = {}  # gallery id -> name
         self._held: list[dict[str, Any]] | None = []  # events seen before load() finished
@@ -65,7 +67,7 @@ class GalleryFollower:
         return len(self)
 
     def _reload(self, gallery_id: str, name: str) -> None:
-        index = GalleryIndex(self.dim)
+        index = GalleryIndex(self.dim, options=self.search)
         for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery_id):
             index.add(face_ids, subject_pks, vectors)
         self._indexes[gallery_id] = index
@@ -85,7 +87,7 @@ class GalleryFollower:
                 return  # another embedding model's vector cannot be compared with ours
             index = self._indexes.get(gallery_id)
             if index is None:
-                index = self._indexes[gallery_id] = GalleryIndex(self.dim)
+                index = self._indexes[gallery_id] = GalleryIndex(self.dim, options=self.search)
                 self._gallery_names[gallery_id] = str(event["gallery"])
             if not index.contains(event["face_id"]):
                 vector = np.frombuffer(base64.b64decode(event["embedding"]), np.float32)

@@ -27,6 +27,7 @@ import msgpack
 
 from broker.client import BrokerAddress, BusClient, BusError, BusMessage
 from repo.events import REPO_EVENTS
+from repo.index import SearchOptions
 from repo.store import RepoStore
 from vision.analyzer import FaceAnalyzer
 
@@ -50,6 +51,7 @@ class WorkerSpec:
     store_factory: Callable[[], RepoStore]
     parent_pid: int
     log_level: str = "info"
+    search: SearchOptions = SearchOptions()
     report_interval_s: float = 1.0
 
 
@@ -156,7 +158,7 @@ class CameraWorker:
             store = self.spec.store_factory()
             camera = self.spec.camera
             follower = GalleryFollower(store, camera.tenant_id, camera.settings.galleries, analyzer.embedder.dim,
-                                       analyzer.embedder.model_id)
+                                       analyzer.embedder.model_id, self.spec.search)
             # Subscribe before reading the database, so no change falls in between.
             self.bus.subscribe(REPO_EVENTS, lambda m: self._on_repo_event(m, follower))
             self.gallery_faces = follower.load()

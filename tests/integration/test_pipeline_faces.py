@@ -8,9 +8,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
 from vision.analyzer import FaceAnalyzer, UnknownAttributeError
+from vision.graph_patch import load_patched
 from vision.detector import DetectorOptions, UltraLightDetector
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
@@ -212,3 +215,23 @@ def test_quality_refuses_profile_and_tiny_faces(config, analyzer: FaceAnalyzer, 
     tiny = cv2.resize(frames[100], None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
     for face in analyzer.detect(tiny):
         assert face.quality is not None and face.quality.score < min_score
+
+
+@pytest.mark.parametrize("model", ["fr_feature.onnx", "fr_liveness.onnx"])
+def test_prelu_rewrite_keeps_real_outputs(models_dir: Path, model: str, analyzer: FaceAnalyzer,
+                                          load_image: LoadImage) -> None:
+    """The rewritten PReLUs (vision/graph_patch.py) give the published model's outputs on real faces."""
+    faces = analyzer.detect(load_image("group/multiface.jpg"))
+    size = 112 if model == "fr_feature.onnx" else 128
+    crops = np.stack([cv2.resize(f.aligned, (size, size)) for f in faces if f.aligned is not None])
+    # One normalisation for both models: the point is equal outputs on real face pixels.
+    blob = ((crops[..., ::-1].astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2).copy()
+    published = ort.InferenceSession(str(models_dir / model), providers=["CPUExecutionProvider"])
+    patched = ort.InferenceSession(load_patched(models_dir / model), providers=["CPUExecutionProvider"])
+    assert "PRelu" in {n.op_type for n in onnx.load(str(models_dir / model)).graph.node}
+    name = published.get_inputs()[0].name
+    for row in blob:  # the published graph takes batch 1 only
+        expected = published.run(None, {name: row[None]})
+        got = patched.run(None, {name: row[None]})
+        for e, g in zip(expected, got):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)

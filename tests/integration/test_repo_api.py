@@ -91,17 +91,17 @@ def _identified(dep: Deployment, relative: str, http: Http | None = None, **fiel
     return {f["matches"][0]["subject"] for f in reply.body["faces"] if f["matches"]}
 
 
-@pytest.mark.parametrize(
-    ("probe", "expected"),
-    [
-        ("faces/probe/obama1.jpg", {"obama"}),
-        ("faces/probe/alex_lacamoire1.jpg", {"alex_lacamoire"}),
-        ("faces/probe/johnsnow_test1.jpg", {"kit_harington"}),
-        ("faces/probe/obama_and_biden.jpg", {"obama", "biden"}),
-        ("faces/probe/two_people.jpg", {"obama", "biden"}),
-        ("faces/probe/kit_with_rose.jpg", {"kit_harington", "rose_leslie"}),
-    ],
-)
+PROBES = [
+    ("faces/probe/obama1.jpg", {"obama"}),
+    ("faces/probe/alex_lacamoire1.jpg", {"alex_lacamoire"}),
+    ("faces/probe/johnsnow_test1.jpg", {"kit_harington"}),
+    ("faces/probe/obama_and_biden.jpg", {"obama", "biden"}),
+    ("faces/probe/two_people.jpg", {"obama", "biden"}),
+    ("faces/probe/kit_with_rose.jpg", {"kit_harington", "rose_leslie"}),
+]
+
+
+@pytest.mark.parametrize(("probe", "expected"), PROBES)
 def test_identify_probes(deployment: Deployment, probe: str, expected: set[str]) -> None:
     assert _identified(deployment, probe) == expected
 
@@ -428,3 +428,19 @@ def test_accepted_job_survives_a_crash(deployment: Deployment) -> None:
     assert subjects["total"] == 40
     # At most the batch in flight at the kill (2 items) may have been enrolled twice.
     assert job["result"]["added"] <= sum(s["faces"] for s in subjects["subjects"]) <= job["result"]["added"] + 2
+
+
+def test_identify_through_the_sign_code_prescan(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
+    """The large-gallery search path, end to end: every search goes through the sign-code cut,
+    which keeps a quarter of the 22 enrolled faces, and every probe still finds its people."""
+    server = RepoServer(tmp_path, models_dir, None, FACEWATCH_REPO__SEARCH__EXACT_MAX_FACES="0",
+                        FACEWATCH_REPO__SEARCH__CANDIDATE_FRACTION="0.25", FACEWATCH_REPO__SEARCH__MIN_CANDIDATES="1")
+    tenant = server.create_tenant("acme")
+    server.start()
+    try:
+        dep = Deployment(server, tenant, tenant, shared_data)
+        _enrol_everyone(dep)
+        for probe, expected in PROBES:
+            assert _identified(dep, probe) == expected, probe
+    finally:
+        server.stop()

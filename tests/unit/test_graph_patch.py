@@ -1,4 +1,4 @@
-"""make_batch_dynamic on a small hand-built graph with the same Reshape([1,-1]) pattern."""
+"""Load-time graph patches on small hand-built graphs: the batch dimension (the Reshape([1,-1]) pattern) and PReLU."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vision.graph_patch import load_with_dynamic_batch, make_batch_dynamic
+from vision.graph_patch import load_patched, make_batch_dynamic, rewrite_prelu
 from vision.errors import ModelLoadError
 
 
@@ -51,4 +51,38 @@ def test_unreadable_file_is_a_model_load_error(tmp_path) -> None:  # type: ignor
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00not a model at all" * 10)
     with pytest.raises(ModelLoadError):
-        load_with_dynamic_batch(bad)
+        load_patched(bad)
+
+
+def _prelu_model(slope: np.ndarray) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["input", "slope"], ["output"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 5])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 4, 5])],
+        initializer=[numpy_helper.from_array(slope, "slope")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+
+
+@pytest.mark.parametrize("slope_shape", [(3, 1, 1), (1,)])
+def test_prelu_rewrite_computes_the_same_values_without_prelu(slope_shape: tuple[int, ...]) -> None:
+    slope = np.linspace(-0.5, 0.75, int(np.prod(slope_shape)), dtype=np.float32).reshape(slope_shape)
+    x = np.random.default_rng(1).normal(size=(1, 3, 4, 5)).astype(np.float32)
+    original = ort.InferenceSession(_prelu_model(slope).SerializeToString(), providers=["CPUExecutionProvider"])
+    rewritten_model = rewrite_prelu(_prelu_model(slope))
+    assert "PRelu" not in {node.op_type for node in rewritten_model.graph.node}
+    rewritten = ort.InferenceSession(rewritten_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = np.where(x > 0, x, slope * x)
+    np.testing.assert_allclose(original.run(None, {"input": x})[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(rewritten.run(None, {"input": x})[0], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_prelu_with_a_computed_slope_is_left_alone() -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["s"], ["slope"]), helper.make_node("PRelu", ["input", "slope"], ["output"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+    )
+    model = rewrite_prelu(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)]))
+    assert [node.op_type for node in model.graph.node] == ["Relu", "PRelu"]
