@@ -91,7 +91,8 @@ def prelu_kept(analyzer: FaceAnalyzer, aligned: np.ndarray, path: Path, repeats:
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     blob = to_blob(aligned, o.mean, o.std, rgb=o.rgb)
     name = session.get_inputs()[0].name
-    return line("embedding per face, batch 1, PRelu NOT rewritten", timed(lambda: session.run(None, {name: blob}), repeats))
+    samples = timed(lambda: session.run(None, {name: blob}), repeats)
+    return line("embedding per face, batch 1, PRelu NOT rewritten", samples)
 
 
 def denormals_kept(analyzer: FaceAnalyzer, aligned: np.ndarray, repeats: int) -> float:

@@ -70,7 +70,8 @@ def search_latency(sizes: list[int], repeats: int) -> dict[int, tuple[float, flo
             default_ms = out[size][0]
             index.options = replace(search, exact_max_faces=size)
             exact_ms = time_search(index, probe, repeats, f"{size:>8} faces, exact (baseline)")[0]
-            print(f"  prescan vs exact scan, median: {default_ms / exact_ms:.2f}x the time ({exact_ms / default_ms:.1f}x faster)")
+            print(f"  prescan vs exact scan, median: {default_ms / exact_ms:.2f}x the time "
+                  f"({exact_ms / default_ms:.1f}x faster)")
         del index
     return out
 
@@ -110,7 +111,8 @@ def prescan_recall(fractions: list[float]) -> None:
     best = similarity.argmax(axis=1)
     genuine = labels[best] == labels
     codes = sign_codes(vectors)
-    print(f"  prescan recall on LFW View 1: {n} faces, {int(genuine.sum())} queries whose best match is the same person")
+    print(f"  prescan recall on LFW View 1: {n} faces, "
+          f"{int(genuine.sum())} queries whose best match is the same person")
     for fraction in fractions:
         take = max(1, int(np.ceil(fraction * n)))
         _, found = faiss.knn_hamming(codes, codes, take + 1)  # +1: the query itself comes back

@@ -107,8 +107,11 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         resumed = parts.jobs.resume_all()
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
+        reembedding = asyncio.create_task(parts.reembedder.run(), name="reembed")
         log.info("facewatch %s ready on http://%s:%d", __version__, cfg.api.host, cfg.api.port)
         yield
+        reembedding.cancel()
+        await asyncio.gather(reembedding, return_exceptions=True)
         stomp_api.stop()
         await parts.jobs.stop()
         if parts.repo.pool is not None:

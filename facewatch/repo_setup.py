@@ -15,6 +15,7 @@ from repo.events import EventPublisher
 from repo.handlers import register_repo_routes
 from repo.images import ImageStore
 from repo.jobs import JobRunner, enrol_kind
+from repo.reembed import Reembedder
 from repo.service import FaceRepository, RepoOptions
 from repo.store import RepoStore, open_store
 from vision.analyzer import FaceAnalyzer
@@ -34,6 +35,7 @@ class RepoParts:
     router: Router
     api: Api
     jobs: JobRunner
+    reembedder: Reembedder
 
 
 def openapi_document(router: Router) -> dict[str, object]:
@@ -73,12 +75,14 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events, pool)
     jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs", concurrency=max(2, cfg.runtime.analysis_processes))
     jobs.register(enrol_kind(repo))
+    reembedder = Reembedder(repo)
     router = Router()
     register_repo_routes(router, repo, auth, jobs)
 
     async def health(request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, {"status": "ok", "version": __version__,
-                                 "embedding_model": analyzer.embedder.model_id})
+                                 "embedding_model": analyzer.embedder.model_id,
+                                 "reembedding": reembedder.status.as_json()})
 
     async def openapi(request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, openapi_document(router))
@@ -86,4 +90,4 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     router.add("GET", "/api/v1/health", health, public=True, summary="liveness")
     router.add("GET", "/api/v1/openapi.json", openapi, public=True, transports=("rest",), summary="this document")
     api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst))
-    return RepoParts(store, repo, auth, router, api, jobs)
+    return RepoParts(store, repo, auth, router, api, jobs, reembedder)

@@ -57,7 +57,7 @@ class GroupingService:
 
     def load(self) -> int:
         count = 0
-        for tenant_id, group_id, embedding in self.store.iter_all():
+        for tenant_id, group_id, embedding in self.store.iter_all(self.model_id):
             self._index(tenant_id).add(group_id, embedding[None, :])
             count += 1
         return count

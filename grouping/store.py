@@ -264,8 +264,10 @@ class GroupStore:
             raise NotFound(f"no grouped face {face_id!r}", "face")
         return row[0]
 
-    def iter_all(self) -> Iterator[tuple[str, str, np.ndarray]]:
-        """(tenant, group, embedding) of every grouped face, to rebuild the indexes at start."""
+    def iter_all(self, model_id: str) -> Iterator[tuple[str, str, np.ndarray]]:
+        """(tenant, group, embedding) of every face grouped by ``model_id``, to rebuild the indexes at start
+        (another model's embeddings cannot be compared with this one's)."""
         with self.engine.connect() as conn:
-            for row in conn.execute(select(group_faces.c.tenant_id, group_faces.c.group_id, group_faces.c.embedding)):
+            for row in conn.execute(select(group_faces.c.tenant_id, group_faces.c.group_id, group_faces.c.embedding)
+                                    .where(group_faces.c.model_id == model_id)):
                 yield row[0], row[1], np.frombuffer(row[2], np.float32)

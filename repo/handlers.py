@@ -279,7 +279,7 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
             refs = reference[None]
         elif params.get("face_id"):
             record, _g = await asyncio.to_thread(store.face, request.tenant, str(params["face_id"]))
-            refs = record.embedding[None]
+            refs = repo.face_embedding(record)[None]
         elif params.get("subject"):
             gallery = await asyncio.to_thread(store.gallery, request.tenant, _name(params.get("gallery"), "gallery"))
             subject = await asyncio.to_thread(store.subject, gallery.id, str(params["subject"]))

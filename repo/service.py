@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from api.errors import BadParam, NoFace, NotFound, PayloadTooLarge, UnsupportedMedia
+from api.errors import BadParam, Conflict, NoFace, NotFound, PayloadTooLarge, UnsupportedMedia
 from vision.analyzer import FaceAnalyzer
 from vision.errors import ImageDecodeError, ImageTooLargeError
 from vision.images import decode_image
@@ -80,7 +80,8 @@ class FaceRepository:
         total = 0
         for gallery in self.store.all_galleries():
             index = self._index(gallery.id)
-            for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery.id):
+            model_id = self.analyzer.embedder.model_id
+            for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery.id, model_id):
                 index.add(face_ids, subject_pks, vectors)
                 total += len(face_ids)
         return total
@@ -216,6 +217,26 @@ class FaceRepository:
             self._event("face.added", gallery, subject=subject.id, subject_pk=subject.pk, face_id=record.id,
                         embedding=base64.b64encode(record.embedding.tobytes()).decode(), model_id=record.model_id)
 
+    async def replace_embeddings(self, records: Sequence[FaceRecord], vectors: Sequence[np.ndarray]) -> int:
+        """Faces re-embedded by the current model (repo/reembed.py): stored in one transaction,
+        then indexed and announced like new faces; returns how many were stored."""
+        model_id = self.analyzer.embedder.model_id
+        by_id = {r.id: (r, np.asarray(v, np.float32)) for r, v in zip(records, vectors)}
+        stored = await asyncio.to_thread(self.store.replace_embeddings, {i: v for i, (_, v) in by_id.items()}, model_id)
+        if not stored:
+            return 0
+        galleries = {g.id: g for g in await asyncio.to_thread(self.store.all_galleries)}
+        subjects = await asyncio.to_thread(self.store.subjects_by_pk, list({by_id[i][0].subject_pk for i in stored}))
+        for face_id in stored:
+            record, vector = by_id[face_id]
+            gallery, subject = galleries.get(record.gallery_id), subjects.get(record.subject_pk)
+            if gallery is None or subject is None:
+                continue  # deleted meanwhile, with its gallery or subject
+            self._index(gallery.id).add([face_id], [subject.pk], vector[None, :])
+            self._event("face.added", gallery, subject=subject.id, subject_pk=subject.pk, face_id=face_id,
+                        embedding=base64.b64encode(vector.tobytes()).decode(), model_id=model_id)
+        return len(stored)
+
     async def delete_face(self, tenant_id: str, face_id: str) -> None:
         record, gallery = await asyncio.to_thread(self.store.face, tenant_id, face_id)
         await asyncio.to_thread(self.store.delete_face, face_id)
@@ -282,4 +303,14 @@ class FaceRepository:
         faces = await asyncio.to_thread(self.store.faces_of_subject, subject.pk)
         if not faces:
             raise NotFound(f"subject {subject.id!r} has no faces", "subject")
-        return np.stack([f.embedding for f in faces])
+        current = [f.embedding for f in faces if f.model_id == self.analyzer.embedder.model_id]
+        if not current:
+            raise Conflict(f"the faces of subject {subject.id!r} are waiting to be re-embedded by the current model",
+                           "subject")
+        return np.stack(current)
+
+    def face_embedding(self, record: FaceRecord) -> np.ndarray:
+        """A stored face's embedding, if the current model made it."""
+        if record.model_id != self.analyzer.embedder.model_id:
+            raise Conflict(f"face {record.id!r} is waiting to be re-embedded by the current model", "face_id")
+        return record.embedding

@@ -361,11 +361,40 @@ class RepoStore:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(s.faces).where(s.faces.c.image_key == key)).scalar_one() > 0
 
-    def iter_gallery_embeddings(self, gallery_id: str, batch: int = 5000) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
-        """(face ids, subject pks, embeddings) in batches, for building the index."""
+    def iter_gallery_embeddings(self, gallery_id: str, model_id: str,
+                                batch: int = 5000) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        """(face ids, subject pks, embeddings) of ``model_id`` in batches, for building the index.
+
+        Faces embedded by another model are left out: their vectors cannot be
+        compared with this model's (repo/reembed.py brings them over)."""
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True).execute(
-                select(s.faces.c.id, s.faces.c.subject_pk, s.faces.c.embedding).where(s.faces.c.gallery_id == gallery_id))
+                select(s.faces.c.id, s.faces.c.subject_pk, s.faces.c.embedding)
+                .where(s.faces.c.gallery_id == gallery_id, s.faces.c.model_id == model_id))
             while rows := result.fetchmany(batch):
                 yield ([r[0] for r in rows], [r[1] for r in rows],
                        np.stack([np.frombuffer(r[2], np.float32) for r in rows]))
+
+    def count_faces_of_other_models(self, model_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.faces)
+                                    .where(s.faces.c.model_id != model_id)).scalar_one())
+
+    def faces_of_other_models(self, model_id: str, after: str, limit: int) -> list[tuple[FaceRecord, bytes | None]]:
+        """Faces not embedded by ``model_id`` with ids above ``after``, in id order, with their thumbnails."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.faces).where(s.faces.c.model_id != model_id, s.faces.c.id > after)
+                                .order_by(s.faces.c.id).limit(limit)).all()
+        return [(self._face(r), r.thumbnail) for r in rows]
+
+    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> list[str]:
+        """Store new embeddings of ``model_id`` in one transaction; returns the ids of the faces
+        still there (a face deleted meanwhile is skipped)."""
+        stored = []
+        with self.engine.begin() as conn:
+            for face_id, vector in vectors.items():
+                changed = conn.execute(update(s.faces).where(s.faces.c.id == face_id).values(
+                    embedding=np.asarray(vector, np.float32).tobytes(), model_id=model_id)).rowcount
+                if changed:
+                    stored.append(face_id)
+        return stored

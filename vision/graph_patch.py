@@ -81,8 +81,8 @@ def rewrite_prelu(model: onnx.ModelProto) -> onnx.ModelProto:
         x, slope = node.input
         y = node.output[0]
         rest = f"{y}__relu_rest"
-        graph.initializer.append(
-            numpy_helper.from_array((1 - numpy_helper.to_array(slope_tensor)).astype(np.float32), f"{y}__one_minus_slope"))
+        one_minus_slope = (1 - numpy_helper.to_array(slope_tensor)).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(one_minus_slope, f"{y}__one_minus_slope"))
         nodes += [
             helper.make_node("Mul", [x, slope], [f"{y}__scaled"]),
             helper.make_node("Relu", [x], [f"{y}__relu"]),

@@ -68,7 +68,7 @@ class GalleryFollower:
 
     def _reload(self, gallery_id: str, name: str) -> None:
         index = GalleryIndex(self.dim, options=self.search)
-        for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery_id):
+        for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery_id, self.model_id):
             index.add(face_ids, subject_pks, vectors)
         self._indexes[gallery_id] = index
         self._gallery_names[gallery_id] = name

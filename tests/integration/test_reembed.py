@@ -1,0 +1,157 @@
+"""A changed embedding model: after restart the stored faces are re-embedded in the background, from
+their original photos or, where originals are not kept, their aligned crops; nothing is compared across
+models meanwhile. A real server on SQLite, real faces."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from api.errors import Conflict
+from facewatch.analyzer_setup import build_analyzer
+from facewatch.config import parse_config
+from facewatch.repo_setup import build_repo
+from repo.events import NullPublisher
+from repo.reembed import Reembedder
+from repo.service import EmbeddedFace, FaceRepository
+from vision.analyzer import FaceAnalyzer
+from vision.images import decode_image
+from watcher.pipeline import crop_jpeg
+
+from .repo_server import Http, RepoServer
+
+pytestmark = [pytest.mark.models, pytest.mark.data]
+
+PEOPLE = ("biden", "kit_harington", "obama", "rose_leslie")
+
+
+def _enrol(http: Http, data: Path, gallery: str) -> list[str]:
+    assert http.call("POST", "/api/v1/galleries", {"name": gallery}).status == 201
+    face_ids = []
+    for person in PEOPLE:
+        assert http.call("POST", f"/api/v1/galleries/{gallery}/subjects", {"id": person, "name": person}).status == 201
+        for image in sorted((data / "faces" / "enroll" / person).iterdir()):
+            added = http.call("POST", f"/api/v1/galleries/{gallery}/subjects/{person}/faces",
+                              files={"file": (image.name, image.read_bytes())})
+            assert added.status == 201, added.body
+            face_ids += [f["id"] for f in added.body["faces"]]
+    return face_ids
+
+
+def _identified(http: Http, data: Path, gallery: str) -> set[str]:
+    probe = (data / "faces/probe/kit_with_rose.jpg").read_bytes()
+    reply = http.call("POST", "/api/v1/identify", files={"file": ("p.jpg", probe)}, fields={"galleries": gallery})
+    assert reply.status == 200, reply.body
+    return {f["matches"][0]["subject"] for f in reply.body["faces"] if f["matches"]}
+
+
+def _reembedding_when_done(server: RepoServer, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = server.http().call("GET", "/api/v1/health").body["reembedding"]
+        if not status["running"]:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"re-embedding still running after {timeout_s}s: {status}")
+
+
+def test_stored_faces_are_reembedded_when_the_model_changes(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
+    server = RepoServer(tmp_path, models_dir, None, FACEWATCH_STORAGE__SAVE_IMAGES="false")
+    tenant = server.create_tenant("acme")
+    http = server.http(api_key=tenant["api_key"])
+    server.start()
+    try:
+        crops_only = _enrol(http, shared_data, "crops")  # no originals kept: re-embedded from the aligned crops
+        server.stop()
+        server.env["FACEWATCH_STORAGE__SAVE_IMAGES"] = "true"
+        server.start()
+        with_originals = _enrol(http, shared_data, "people")
+        old_model = server.http().call("GET", "/api/v1/health").body["embedding_model"]
+        assert _reembedding_when_done(server) == {"pending": 0, "done": 0, "failed": 0, "running": False, "error": None}
+        server.stop()
+
+        # A new model to the store: another id, and mirrored-crop averaging so that its vectors really differ.
+        server.env.update(FACEWATCH_MODELS__EMBEDDER__MODEL_ID="fr_feature-flip-test",
+                          FACEWATCH_MODELS__EMBEDDER__FLIP="true")
+        server.start()
+        total = len(crops_only) + len(with_originals)
+        assert _reembedding_when_done(server) == {"pending": total, "done": total, "failed": 0, "running": False,
+                                                  "error": None}
+        for face_id in (crops_only[0], with_originals[0]):
+            face = http.call("GET", f"/api/v1/faces/{face_id}").body
+            assert face["model_id"] == "fr_feature-flip-test" != old_model
+        assert _identified(http, shared_data, "people") == {"kit_harington", "rose_leslie"}
+        assert _identified(http, shared_data, "crops") == {"kit_harington", "rose_leslie"}
+        obama_face = http.call("GET", "/api/v1/galleries/people/subjects/obama/faces").body["faces"][0]["id"]
+        probe = (shared_data / "faces/probe/obama1.jpg").read_bytes()
+        verified = http.call("POST", "/api/v1/verify", files={"image1": ("p.jpg", probe)}, fields={"face_id": obama_face})
+        assert verified.status == 200 and verified.body["verified"], verified.body
+
+        server.stop()
+        server.start()  # nothing left to do
+        assert _reembedding_when_done(server)["pending"] == 0
+    finally:
+        server.stop()
+
+
+def _cosine(a: Any, b: Any) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_each_kept_source_gives_the_new_models_embedding(tmp_path: Path, models_dir: Path, analyzer: FaceAnalyzer,
+                                                         shared_data: Path) -> None:
+    """In process, the three sources one by one (original + points, aligned crop, face crop of an
+    embedded face) and a face with none, against what the new model makes of the same photo."""
+    settings: dict[str, Any] = {"data_dir": str(tmp_path), "models": {"dir": str(models_dir)},
+                                "runtime": {"analysis_processes": 0}}
+    cfg = parse_config(settings, environ={})
+    parts = build_repo(cfg, analyzer, NullPublisher())
+    store, old = parts.store, parts.repo
+    no_originals = FaceRepository(store, analyzer, old.images, replace(old.options, save_images=False), NullPublisher())
+    tenant = store.create_tenant("acme")
+    gallery = store.create_gallery(tenant, "people")
+    subject = store.create_subject(gallery.id, "obama", "Obama", {})
+    photos = sorted((shared_data / "faces" / "enroll" / "obama").iterdir())
+    probe = (shared_data / "faces" / "probe" / "obama1.jpg").read_bytes()
+    probe_face = analyzer.analyze(decode_image(probe), max_faces=1)[0]
+    crop = base64.b64decode(crop_jpeg(decode_image(probe), probe_face.box, 256))  # what a watcher keeps
+
+    async def enrol() -> list[str]:
+        ids = [(await old.add_faces(gallery, subject, photos[0].read_bytes()))[0].id,
+               (await no_originals.add_faces(gallery, subject, photos[1].read_bytes()))[0].id]
+        for image in (crop, None):
+            faces = [EmbeddedFace(probe_face.embedding, analyzer.embedder.model_id, 0.9, image)]
+            ids.append((await old.add_embedded_faces(gallery, subject, faces))[0].id)
+        return ids
+
+    original_id, crop_only_id, embedded_id, sourceless_id = asyncio.run(enrol())
+
+    settings["models"]["embedder"] = {"model_id": "fr_feature-flip-test", "flip": True}
+    new_analyzer = build_analyzer(parse_config(settings, environ={}))
+    new = FaceRepository(store, new_analyzer, old.images, old.options, NullPublisher())
+    assert new.load_indexes() == 0  # nothing of the old model is searched
+    with pytest.raises(Conflict):
+        new.face_embedding(store.face(tenant, original_id)[0])
+
+    status = asyncio.run(Reembedder(new).run())
+    assert (status.pending, status.done, status.failed, status.error) == (4, 3, 1, None)
+    assert new.face_count(gallery.id) == 3
+
+    def fresh(photo: bytes) -> Any:
+        return new_analyzer.analyze(decode_image(photo), max_faces=1)[0].embedding
+
+    stored = {face_id: store.face(tenant, face_id)[0] for face_id in (original_id, crop_only_id, embedded_id, sourceless_id)}
+    assert _cosine(stored[original_id].embedding, fresh(photos[0].read_bytes())) > 0.99
+    assert _cosine(stored[crop_only_id].embedding, fresh(photos[1].read_bytes())) > 0.97  # through a JPEG crop
+    assert _cosine(stored[embedded_id].embedding, fresh(probe)) > 0.95  # detected again in the crop
+    assert _cosine(stored[embedded_id].embedding, probe_face.embedding) < 0.999  # the new model's vector, not the old
+    assert stored[sourceless_id].model_id == analyzer.embedder.model_id  # left as it was
+    assert {stored[i].model_id for i in (original_id, crop_only_id, embedded_id)} == {"fr_feature-flip-test"}
+    store.close()
