@@ -11,7 +11,7 @@ import logging
 import os
 import zipfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".t
 @dataclass(slots=True, frozen=True)
 class JobItem:
     name: str  # the member's path inside the zip
+    key: str = ""  # "<job id>/<position>", set by the runner: what a handler marks its writes with
 
     @property
     def folder(self) -> str:
@@ -88,9 +89,15 @@ def enrol_kind(repo: FaceRepository) -> JobKind:
                 return await asyncio.to_thread(repo.store.subject, gallery_id, subject_id)
 
     async def enrol(tenant_id: str, params: dict[str, Any], data: bytes, item: JobItem, result: dict[str, Any]) -> None:
+        # A crash between an item's commit and the job's progress row redoes the
+        # item at resume: its faces carry the item's key, so it is not added twice.
+        already = await asyncio.to_thread(repo.store.faces_of_job_item, item.key)
+        if already:
+            result["added"] += already
+            return
         gallery = await asyncio.to_thread(repo.store.gallery, tenant_id, params["gallery"])
         subject = await subject_for(gallery.id, item.folder)
-        records = await repo.add_faces(gallery, subject, data)
+        records = await repo.add_faces(gallery, subject, data, job_item=item.key)
         result["added"] += len(records)
 
     return JobKind("enrol", enrol, nested=True, counters=("added",))
@@ -160,7 +167,8 @@ class JobRunner:
             if kind is None:
                 raise BadParam(f"no job kind {job['kind']!r} in this server")
             data = await asyncio.to_thread(path.read_bytes)
-            items = items_from_zip(data, 1 << 30, 1 << 40, nested=kind.nested)
+            items = [replace(item, key=f"{job_id}/{position}")
+                     for position, item in enumerate(items_from_zip(data, 1 << 30, 1 << 40, nested=kind.nested))]
         except (OSError, ApiError) as exc:
             await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result | {"error": str(exc)})
             self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))
@@ -174,7 +182,8 @@ class JobRunner:
             except ApiError as exc:
                 result["failed"].append({"item": item.name, "code": exc.code, "reason": exc.reason})
 
-        # Progress is committed per batch, so a crash redoes at most one batch.
+        # Progress is committed per batch, so a crash redoes at most one batch
+        # (handlers skip the items whose writes were committed: JobItem.key).
         while done < len(items):
             batch = items[done : done + self.concurrency]
             await asyncio.gather(*(one(item) for item in batch))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy import (
     Boolean, Column, Connection, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, insert, inspect, select,
+    UniqueConstraint, insert, inspect, select, text,
 )
 
 __all__ = ("metadata", "tenants", "clients", "api_keys", "refresh_tokens", "settings", "galleries", "subjects",
@@ -101,6 +101,7 @@ faces = Table(
     Column("image_key", String(80)),  # content address under the image store, or NULL
     Column("thumbnail", LargeBinary),
     Column("created_at", Float, nullable=False),
+    Column("job_item", String(120)),  # "<job>/<item>" for faces a bulk job added: a resumed job skips them
     Index("ix_faces_gallery", "gallery_id"),
     Index("ix_faces_subject", "subject_pk"),
 )
@@ -124,7 +125,14 @@ def _v1_initial(conn: Connection) -> None:
     conn.execute(insert(settings).values(key="token_signing_key", value=secrets.token_hex(32)))
 
 
-MIGRATIONS: list[Migration] = [(1, _v1_initial)]
+def _v2_job_item(conn: Connection) -> None:
+    # Databases made at version 1 before the column existed get it here; newer ones have it from v1.
+    if "job_item" not in {c["name"] for c in inspect(conn).get_columns("faces")}:
+        conn.execute(text("ALTER TABLE faces ADD COLUMN job_item VARCHAR(120)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_faces_job_item ON faces (job_item)"))
+
+
+MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item)]
 
 
 def migrate(conn: Connection) -> int:

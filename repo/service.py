@@ -151,11 +151,12 @@ class FaceRepository:
 
     # -- faces ----------------------------------------------------------------------
     async def add_faces(self, gallery: Gallery, subject: Subject, data: bytes, *, all_faces: bool = False,
-                        force: bool = False) -> list[FaceRecord]:
+                        force: bool = False, job_item: str | None = None) -> list[FaceRecord]:
         """Enrol the largest face (or all faces) of one image into ``subject``.
 
         Nothing is half-written: the image file is stored before the rows and
         removed again if they fail; the index and events follow the commit.
+        ``job_item`` marks the rows as a bulk job's item, in the same transaction.
         """
         image = self.decode(data, "file")
         faces = await self.analyze(image, max_faces=None if all_faces else 1)
@@ -182,7 +183,7 @@ class FaceRepository:
                 face.quality.score if face.quality else 0.0, face.embedding, self.analyzer.embedder.model_id,
                 photo_hash(data), key, now))
         thumbs = [thumbnail_jpeg(f.aligned) if f.aligned is not None else None for f in faces]
-        await self._commit_faces(gallery, subject, records, thumbs)
+        await self._commit_faces(gallery, subject, records, thumbs, job_item)
         return records
 
     async def add_embedded_faces(self, gallery: Gallery, subject: Subject, faces: Sequence[EmbeddedFace]) -> list[FaceRecord]:
@@ -203,10 +204,10 @@ class FaceRepository:
         return records
 
     async def _commit_faces(self, gallery: Gallery, subject: Subject, records: list[FaceRecord],
-                            thumbnails: list[bytes | None]) -> None:
+                            thumbnails: list[bytes | None], job_item: str | None = None) -> None:
         """Rows in one transaction (image files removed again if it fails), then index and events."""
         try:
-            await asyncio.to_thread(self.store.add_faces, records, thumbnails)
+            await asyncio.to_thread(self.store.add_faces, records, thumbnails, job_item)
         except BaseException:
             for key in {r.image_key for r in records if r.image_key is not None}:
                 await self._drop_image(key)

@@ -324,7 +324,7 @@ class RepoStore:
                           row.det_score, row.quality, np.frombuffer(row.embedding, np.float32), row.model_id,
                           row.photo_hash, row.image_key, row.created_at)
 
-    def add_faces(self, records: list[FaceRecord], thumbnails: list[bytes | None]) -> None:
+    def add_faces(self, records: list[FaceRecord], thumbnails: list[bytes | None], job_item: str | None = None) -> None:
         with self.engine.begin() as conn:
             for record, thumb in zip(records, thumbnails):
                 conn.execute(insert(s.faces).values(
@@ -332,7 +332,13 @@ class RepoStore:
                     box=json.dumps(record.box), landmarks=json.dumps(record.landmarks), det_score=record.det_score,
                     quality=record.quality, embedding=record.embedding.astype(np.float32).tobytes(),
                     model_id=record.model_id, photo_hash=record.photo_hash, image_key=record.image_key,
-                    thumbnail=thumb, created_at=record.created_at))
+                    thumbnail=thumb, created_at=record.created_at, job_item=job_item))
+
+    def faces_of_job_item(self, job_item: str) -> int:
+        """How many faces a bulk job's item added (the item was done if any)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.faces)
+                                    .where(s.faces.c.job_item == job_item)).scalar_one())
 
     def faces_of_subject(self, subject_pk: str) -> list[FaceRecord]:
         with self.engine.connect() as conn:

@@ -1,0 +1,41 @@
+"""Schema migrations on databases made by an older version: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from repo.store import open_store
+
+from .test_repo_api import PG, _drop_database, _postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    name = _postgres_database()
+    assert name is not None
+    yield f"{PG}/{name}"
+    _drop_database(name)
+
+
+def test_version_2_gives_a_version_1_database_the_job_item_column(database_url: str) -> None:
+    store = open_store(database_url)
+    with store.engine.begin() as conn:  # make it look like version 1 did, before faces.job_item existed
+        conn.execute(text("DROP INDEX IF EXISTS ix_faces_job_item"))
+        conn.execute(text("ALTER TABLE faces DROP COLUMN job_item"))
+        conn.execute(text("DELETE FROM schema_migrations WHERE version = 2"))
+    store.close()
+
+    store = open_store(database_url)  # migrates
+    with store.engine.connect() as conn:
+        assert "job_item" in {c["name"] for c in inspect(conn).get_columns("faces")}
+        assert "ix_faces_job_item" in {i["name"] for i in inspect(conn).get_indexes("faces")}
+        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == 2
+    assert store.faces_of_job_item("job/0") == 0
+    store.close()
