@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import uuid
+import zipfile
 from typing import Any
 
 from api.errors import BadParam, NotFound
@@ -89,6 +91,24 @@ def _optional_image(request: ApiRequest, params: dict[str, Any], name: str, repo
 def uploaded_image(request: ApiRequest, repo: FaceRepository) -> bytes:
     """The request's one image: multipart ``file``/``image`` or base64 in JSON; URLs refused."""
     return _image(request, _params(request), "file", repo)
+
+
+def zip_of_items(items: Any, repo: FaceRepository) -> bytes:
+    """A JSON list ``[{"subject", "image": base64}, ...]`` as the zip a bulk job spools, so both
+    forms take the one durable path (what STOMP clients send, where multipart is awkward)."""
+    if not isinstance(items, list) or not items:
+        raise BadParam("items must be a non-empty list of {subject, image}", "items")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # images are compressed already
+        for position, item in enumerate(items):
+            where = f"items[{position}]"
+            if not isinstance(item, dict):
+                raise BadParam(f"{where} must be an object with subject and image", "items")
+            subject = _name(item.get("subject"), f"{where}.subject")
+            if subject.strip(".") == "":
+                raise BadParam(f"{where}.subject may not be only dots", "items")
+            archive.writestr(f"{subject}/{position:06d}.jpg", repo.b64(item.get("image"), f"{where}.image"))
+    return buffer.getvalue()
 
 
 def uploaded_zip(request: ApiRequest, contents: str) -> bytes:
@@ -311,7 +331,9 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
 
     # -- jobs ----------------------------------------------------------------------
     async def bulk_enrol(request: ApiRequest) -> ApiResponse:
-        data = uploaded_zip(request, "<subject>/<image> files")
+        params = _params(request)
+        data = zip_of_items(params["items"], repo) if "items" in params and not request.files \
+            else uploaded_zip(request, "<subject>/<image> files (or JSON items: [{subject, image}])")
         gallery = request.path_params["gallery"]
         await asyncio.to_thread(store.gallery, request.tenant, gallery)  # 404 before 202
         job = await jobs.submit_zip(request.tenant, "enrol", {"gallery": gallery}, data,
@@ -323,7 +345,7 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
 
     add = router.add
     add("POST", "/api/v1/galleries/{gallery}/enrol", bulk_enrol,
-        summary="bulk enrolment: a zip of <subject>/<image>; 202 with a job")
+        summary="bulk enrolment: a zip of <subject>/<image>, or JSON items [{subject, image}]; 202 with a job")
     add("GET", "/api/v1/jobs/{job}", get_job, summary="a job's status and progress")
     add("POST", "/api/v1/login", login, public=True, summary="client id + secret -> access and refresh tokens")
     add("POST", "/api/v1/token/refresh", refresh, public=True, summary="refresh token -> new tokens (one use)")

@@ -316,6 +316,41 @@ def test_same_handlers_over_stomp(deployment: Deployment) -> None:
         bus.close()
 
 
+def test_bulk_enrolment_from_a_json_list_over_stomp(deployment: Deployment) -> None:
+    server, http = deployment.server, deployment.http
+    assert http.call("POST", "/api/v1/galleries", {"name": "listed"}).status == 201
+    creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
+    bus = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"]))
+    bus.connect()
+    enrol = {"method": "POST", "path": "/api/v1/galleries/listed/enrol", "x-api-key": deployment.tenant["api_key"]}
+
+    def encoded(person: str, n: int) -> str:
+        return base64.b64encode(sorted((deployment.data / "faces" / "enroll" / person).iterdir())[n].read_bytes()).decode()
+
+    try:
+        for items, where in ((["x"], "items[0]"), ([], "items"), ([{"subject": "..", "image": encoded("obama", 0)}], "dots"),
+                             ([{"subject": "obama", "image": "%%%"}], "base64"), ({"subject": "obama"}, "items")):
+            refused = bus.request("/queue/facewatch.api", {"items": items}, enrol)
+            assert refused.status == 400 and refused.json()["code"] == "BAD_PARAM", (where, refused.json())
+            assert where in refused.json()["reason"]
+        items = [{"subject": "obama", "image": encoded("obama", 0)}, {"subject": "obama", "image": encoded("obama", 1)},
+                 {"subject": "biden", "image": encoded("biden", 0)}]
+        accepted = bus.request("/queue/facewatch.api", {"items": items}, enrol, timeout_s=30)
+        assert accepted.status == 202, accepted.json()
+        job_id = accepted.json()["id"]
+    finally:
+        bus.close()
+    deadline = time.monotonic() + 60
+    while (job := http.call("GET", f"/api/v1/jobs/{job_id}").body)["status"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job["status"] == "done" and job["done"] == 3 and job["result"]["added"] == 3, job
+    subjects = {s["id"]: s["faces"] for s in http.call("GET", "/api/v1/galleries/listed/subjects").body["subjects"]}
+    assert subjects == {"obama": 2, "biden": 1}
+    reply = http.call("POST", "/api/v1/identify", files={"file": ("p.jpg", deployment.image("faces/probe/obama1.jpg"))},
+                      fields={"galleries": "listed"})
+    assert {f["matches"][0]["subject"] for f in reply.body["faces"] if f["matches"]} == {"obama"}
+
+
 def test_restart_keeps_everything(deployment: Deployment) -> None:
     server = deployment.server
     server.stop()
