@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,7 +27,28 @@ from . import __version__
 from .analyzer_setup import build_analyzer
 from .config import FacewatchConfig
 
-__all__ = ("RepoParts", "build_repo", "openapi_document")
+__all__ = ("RepoParts", "build_repo", "openapi_document", "instance_id")
+
+
+def instance_id(data_dir: Path) -> str:
+    """This data directory's id, made by the first process to ask: the jobs spooled here are
+    resumed only by processes using this directory."""
+    path = data_dir / "instance-id"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        for _ in range(100):  # another process created it a moment ago and is writing it
+            if value := path.read_text().strip():
+                return value
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty; delete it and start again") from None
+    value = uuid.uuid4().hex
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return value
 
 
 @dataclass(slots=True)
@@ -73,7 +97,8 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     pool = analysis_pool(partial(build_analyzer, cfg), cfg.runtime.analysis_processes) \
         if cfg.runtime.analysis_processes else None
     repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events, pool)
-    jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs", concurrency=max(2, cfg.runtime.analysis_processes))
+    jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs", concurrency=max(2, cfg.runtime.analysis_processes),
+                     runner_id=instance_id(Path(cfg.data_dir)))
     jobs.register(enrol_kind(repo))
     reembedder = Reembedder(repo)
     router = Router()

@@ -104,10 +104,14 @@ def enrol_kind(repo: FaceRepository) -> JobKind:
 
 
 class JobRunner:
-    def __init__(self, store: RepoStore, events: EventPublisher, spool: Path, concurrency: int = 2) -> None:
+    def __init__(self, store: RepoStore, events: EventPublisher, spool: Path, concurrency: int = 2,
+                 runner_id: str = "") -> None:
+        """``runner_id`` names this instance's spool: several API instances share one database, each
+        resumes only the jobs it spooled (another host cannot read the zip)."""
         self.store = store
         self.events = events
         self.spool = spool
+        self.runner_id = runner_id
         # Items analysed at once: the models release the GIL, so 2 fill 2 cores.
         self.concurrency = concurrency
         self.kinds: dict[str, JobKind] = {}
@@ -119,7 +123,7 @@ class JobRunner:
     async def submit_zip(self, tenant_id: str, kind: str, params: dict[str, Any], data: bytes, *, max_files: int,
                          max_total_bytes: int) -> dict[str, Any]:
         items = items_from_zip(data, max_files, max_total_bytes, nested=self.kinds[kind].nested)
-        job_id = await asyncio.to_thread(self.store.create_job, tenant_id, kind, len(items), params)
+        job_id = await asyncio.to_thread(self.store.create_job, tenant_id, kind, len(items), params, self.runner_id)
         path = self.spool / f"{job_id}.zip"
         await asyncio.to_thread(self._write, path, data)
         self._start(tenant_id, job_id)
@@ -135,10 +139,13 @@ class JobRunner:
         tmp.replace(path)
 
     def resume_all(self) -> int:
-        unfinished = self.store.unfinished_jobs()
-        for tenant_id, job_id in unfinished:
-            self._start(tenant_id, job_id)
-        return len(unfinished)
+        resumed = 0
+        for tenant_id, job_id, ours in self.store.unfinished_jobs(self.runner_id):
+            # A job from before runners were recorded is ours if its zip is in our spool.
+            if ours or (self.spool / f"{job_id}.zip").is_file():
+                self._start(tenant_id, job_id)
+                resumed += 1
+        return resumed
 
     def _start(self, tenant_id: str, job_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._run(tenant_id, job_id))

@@ -116,6 +116,8 @@ jobs = Table(
     Column("result", Text, nullable=False, default="{}"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # The instance (data directory) that spooled the job's input: only it can resume the job.
+    Column("runner", String(64)),
 )
 
 
@@ -125,14 +127,22 @@ def _v1_initial(conn: Connection) -> None:
     conn.execute(insert(settings).values(key="token_signing_key", value=secrets.token_hex(32)))
 
 
+def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
+    # Databases made before the column existed get it here; newer ones have it from v1's tables.
+    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+
 def _v2_job_item(conn: Connection) -> None:
-    # Databases made at version 1 before the column existed get it here; newer ones have it from v1.
-    if "job_item" not in {c["name"] for c in inspect(conn).get_columns("faces")}:
-        conn.execute(text("ALTER TABLE faces ADD COLUMN job_item VARCHAR(120)"))
+    _add_column(conn, "faces", "job_item", "VARCHAR(120)")
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_faces_job_item ON faces (job_item)"))
 
 
-MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item)]
+def _v3_job_runner(conn: Connection) -> None:
+    _add_column(conn, "jobs", "runner", "VARCHAR(64)")
+
+
+MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item), (3, _v3_job_runner)]
 
 
 def migrate(conn: Connection) -> int:

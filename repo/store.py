@@ -168,12 +168,12 @@ class RepoStore:
         return row[0], row[1], row[2], row[3]
 
     # -- jobs -------------------------------------------------------------------
-    def create_job(self, tenant_id: str, kind: str, total: int, params: dict[str, Any]) -> str:
+    def create_job(self, tenant_id: str, kind: str, total: int, params: dict[str, Any], runner: str | None = None) -> str:
         job_id = uuid.uuid4().hex
         with self.engine.begin() as conn:
             conn.execute(insert(s.jobs).values(id=job_id, tenant_id=tenant_id, kind=kind, status="queued", done=0,
                                                total=total, result=json.dumps({"params": params}),
-                                               created_at=_now(), updated_at=_now()))
+                                               created_at=_now(), updated_at=_now(), runner=runner))
         return job_id
 
     def update_job(self, job_id: str, status: str, done: int, result: dict[str, Any]) -> None:
@@ -190,11 +190,14 @@ class RepoStore:
                 "total": row.total, "result": json.loads(row.result), "created_at": row.created_at,
                 "updated_at": row.updated_at}
 
-    def unfinished_jobs(self) -> list[tuple[str, str]]:
-        """(tenant id, job id) of jobs a crash or restart interrupted."""
+    def unfinished_jobs(self, runner: str) -> list[tuple[str, str, bool]]:
+        """(tenant id, job id, whether ``runner`` spooled it) of the unfinished jobs of ``runner`` and of
+        jobs from before runners were recorded: the ones a crash or restart of this instance interrupted."""
         with self.engine.connect() as conn:
-            return [(r[0], r[1]) for r in conn.execute(select(s.jobs.c.tenant_id, s.jobs.c.id)
-                                                       .where(s.jobs.c.status.in_(["queued", "running"]))).all()]
+            rows = conn.execute(select(s.jobs.c.tenant_id, s.jobs.c.id, s.jobs.c.runner).where(
+                s.jobs.c.status.in_(["queued", "running"]),
+                (s.jobs.c.runner == runner) | s.jobs.c.runner.is_(None))).all()
+        return [(r[0], r[1], r[2] is not None) for r in rows]
 
     # -- galleries -------------------------------------------------------------
     @staticmethod

@@ -101,4 +101,5 @@ def load_patched(path: Path, *, dynamic_batch: bool = True) -> bytes:
     except Exception as exc:  # protobuf DecodeError and friends
         raise ModelLoadError(f"{path} is not a readable ONNX model: {exc}") from exc
     model = rewrite_prelu(model)
-    return (make_batch_dynamic(model) if dynamic_batch else model).SerializeToString()
+    patched = make_batch_dynamic(model) if dynamic_batch else model
+    return bytes(patched.SerializeToString())

@@ -1,4 +1,5 @@
-"""Bulk enrolment jobs resume without adding an item twice: real SQLite, real models, real faces, in process."""
+"""Bulk enrolment jobs after a crash: resumed by the instance that spooled them, without adding an item twice.
+Real SQLite, real models, real faces, in process."""
 
 from __future__ import annotations
 
@@ -11,38 +12,53 @@ from typing import Any
 import pytest
 
 from facewatch.config import parse_config
-from facewatch.repo_setup import build_repo
+from facewatch.repo_setup import RepoParts, build_repo, instance_id
 from repo.events import NullPublisher
+from repo.store import RepoStore
 from vision.analyzer import FaceAnalyzer
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
 
-def test_an_item_committed_before_a_crash_is_not_enrolled_again(tmp_path: Path, models_dir: Path,
-                                                                 analyzer: FaceAnalyzer, shared_data: Path) -> None:
-    cfg = parse_config({"data_dir": str(tmp_path), "models": {"dir": str(models_dir)},
-                        "runtime": {"analysis_processes": 0}}, environ={})
-    parts = build_repo(cfg, analyzer, NullPublisher())
-    store, repo = parts.store, parts.repo
-    tenant = store.create_tenant("acme")
-    gallery = store.create_gallery(tenant, "people")
-    photos = {person: sorted((shared_data / "faces" / "enroll" / person).iterdir())[0] for person in ("biden", "obama")}
+def _instance(data_dir: Path, models_dir: Path, analyzer: FaceAnalyzer, storage_url: str | None = None) -> RepoParts:
+    settings: dict[str, Any] = {"data_dir": str(data_dir), "models": {"dir": str(models_dir)},
+                                "runtime": {"analysis_processes": 0}}
+    if storage_url:
+        settings["storage"] = {"url": storage_url}
+    return build_repo(parse_config(settings, environ={}), analyzer, NullPublisher())
+
+
+def _zip_of(photos: dict[str, Path]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
         for person, photo in photos.items():
             archive.writestr(f"{person}/{photo.name}", photo.read_bytes())
+    return buf.getvalue()
+
+
+async def _until_done(store: RepoStore, tenant: str, job_id: str) -> dict[str, Any]:
+    while (job := store.job(tenant, job_id))["status"] != "done":
+        await asyncio.sleep(0.05)
+    return job
+
+
+def test_an_item_committed_before_a_crash_is_not_enrolled_again(tmp_path: Path, models_dir: Path,
+                                                                 analyzer: FaceAnalyzer, shared_data: Path) -> None:
+    parts = _instance(tmp_path, models_dir, analyzer)
+    store, repo = parts.store, parts.repo
+    tenant = store.create_tenant("acme")
+    gallery = store.create_gallery(tenant, "people")
+    photos = {person: sorted((shared_data / "faces" / "enroll" / person).iterdir())[0] for person in ("biden", "obama")}
 
     async def crash_then_resume() -> dict[str, Any]:
         # What a crash leaves: the job accepted and spooled, its first item's face committed,
         # its progress row not yet moved past that item.
-        job_id = store.create_job(tenant, "enrol", 2, {"gallery": "people"})
-        parts.jobs._write(parts.jobs.spool / f"{job_id}.zip", buf.getvalue())
+        job_id = store.create_job(tenant, "enrol", 2, {"gallery": "people"}, parts.jobs.runner_id)
+        parts.jobs._write(parts.jobs.spool / f"{job_id}.zip", _zip_of(photos))
         biden = store.create_subject(gallery.id, "biden", "biden", {})
         await repo.add_faces(gallery, biden, photos["biden"].read_bytes(), job_item=f"{job_id}/0")
         assert parts.jobs.resume_all() == 1
-        while (job := store.job(tenant, job_id))["status"] != "done":
-            await asyncio.sleep(0.05)
-        return job
+        return await _until_done(store, tenant, job_id)
 
     job = asyncio.run(crash_then_resume())
     subjects, total = store.list_subjects(gallery.id, 0, 10)
@@ -50,3 +66,34 @@ def test_an_item_committed_before_a_crash_is_not_enrolled_again(tmp_path: Path, 
     assert {s.id: s.face_count for s in subjects} == {"biden": 1, "obama": 1}
     assert job["done"] == 2 and job["result"]["added"] == 2 and job["result"]["failed"] == []
     store.close()
+
+
+def test_each_instance_resumes_only_the_jobs_it_spooled(tmp_path: Path, models_dir: Path, analyzer: FaceAnalyzer,
+                                                        shared_data: Path) -> None:
+    shared_db = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = _instance(tmp_path / "a", models_dir, analyzer, shared_db)
+    b = _instance(tmp_path / "b", models_dir, analyzer, shared_db)
+    assert a.jobs.runner_id != b.jobs.runner_id
+    assert instance_id(tmp_path / "a") == a.jobs.runner_id  # stable across restarts of the same directory
+    store = a.store
+    tenant = store.create_tenant("acme")
+    store.create_gallery(tenant, "people")
+    photos = {"obama": sorted((shared_data / "faces" / "enroll" / "obama").iterdir())[0]}
+    a_job = store.create_job(tenant, "enrol", 1, {"gallery": "people"}, a.jobs.runner_id)
+    a.jobs._write(a.jobs.spool / f"{a_job}.zip", _zip_of(photos))
+    # A job from before runners were recorded, spooled in b's directory.
+    legacy_job = store.create_job(tenant, "enrol", 1, {"gallery": "people"}, None)
+    b.jobs._write(b.jobs.spool / f"{legacy_job}.zip", _zip_of(photos))
+
+    async def restart_both() -> None:
+        assert b.jobs.resume_all() == 1  # the legacy job in its spool, not a's job
+        assert a.jobs.resume_all() == 1  # its own job, not the legacy one it cannot read
+        await _until_done(store, tenant, a_job)
+        await _until_done(store, tenant, legacy_job)
+        await a.jobs.stop()
+        await b.jobs.stop()
+
+    asyncio.run(restart_both())
+    assert store.job(tenant, a_job)["result"]["added"] == store.job(tenant, legacy_job)["result"]["added"] == 1
+    a.store.close()
+    b.store.close()

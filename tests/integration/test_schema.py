@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from repo.schema import MIGRATIONS
 from repo.store import open_store
 
 from .test_repo_api import PG, _drop_database, _postgres_database
@@ -24,18 +25,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     _drop_database(name)
 
 
-def test_version_2_gives_a_version_1_database_the_job_item_column(database_url: str) -> None:
+def test_a_version_1_database_gets_the_later_columns(database_url: str) -> None:
     store = open_store(database_url)
-    with store.engine.begin() as conn:  # make it look like version 1 did, before faces.job_item existed
+    with store.engine.begin() as conn:  # make it look like version 1 did, before faces.job_item and jobs.runner
         conn.execute(text("DROP INDEX IF EXISTS ix_faces_job_item"))
         conn.execute(text("ALTER TABLE faces DROP COLUMN job_item"))
-        conn.execute(text("DELETE FROM schema_migrations WHERE version = 2"))
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN runner"))
+        conn.execute(text("DELETE FROM schema_migrations WHERE version > 1"))
     store.close()
 
     store = open_store(database_url)  # migrates
     with store.engine.connect() as conn:
         assert "job_item" in {c["name"] for c in inspect(conn).get_columns("faces")}
         assert "ix_faces_job_item" in {i["name"] for i in inspect(conn).get_indexes("faces")}
-        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == 2
+        assert "runner" in {c["name"] for c in inspect(conn).get_columns("jobs")}
+        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == MIGRATIONS[-1][0] == 3
     assert store.faces_of_job_item("job/0") == 0
+    assert store.unfinished_jobs("me") == []
     store.close()
