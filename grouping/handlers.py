@@ -42,7 +42,7 @@ def grouping_job_kind(service: GroupingService) -> JobKind:
 
     async def group(tenant_id: str, params: dict[str, Any], data: bytes, item: JobItem,
                     result: dict[str, Any]) -> None:
-        placed = await service.add_image(tenant_id, data)
+        placed = await service.add_image(tenant_id, data, job_item=item.key)
         result["faces"] += len(placed)
         result["new_groups"] += sum(1 for p in placed if p["new_group"])
         groups = result.setdefault("groups", [])

@@ -81,19 +81,27 @@ class GroupingService:
                     camera=face.camera, track=face.track, similarity=round(placement.similarity, 4))
         return group_id, face_id, created
 
-    async def add_image(self, tenant_id: str, data: bytes, *, source: str = "upload") -> list[dict[str, Any]]:
-        """Every face of one image, grouped."""
+    async def add_image(self, tenant_id: str, data: bytes, *, source: str = "upload",
+                        job_item: str | None = None) -> list[dict[str, Any]]:
+        """Every face of one image, grouped. ``job_item``: a batch job's item; the faces it placed
+        before a crash (the same image gives the same faces in the same order) are not placed again."""
         image = self.repo.decode(data, "file")
         faces = await self.repo.analyze(image)
+        done = await asyncio.to_thread(self.store.faces_of_job_item, tenant_id, job_item) if job_item else {}
         placed = []
-        for face in faces:
+        for position, face in enumerate(faces):
             if face.embedding is None:
                 continue
             quality = face.quality.score if face.quality else 0.0
-            crop = face.aligned
-            new = NewFace(face.embedding, self.model_id, source, time.time(), quality,
-                          crop=_jpeg(crop) if crop is not None else None)
-            group_id, face_id, created = await self.add_face(tenant_id, new)
+            key = f"{job_item}#{position}" if job_item else None
+            if key in done:
+                group_id, face_id = done[key]
+                created = False  # it was placed before the crash; whether it made its group is not kept
+            else:
+                crop = face.aligned
+                new = NewFace(face.embedding, self.model_id, source, time.time(), quality,
+                              crop=_jpeg(crop) if crop is not None else None, job_item=key)
+                group_id, face_id, created = await self.add_face(tenant_id, new)
             placed.append({"group": group_id, "face": face_id, "new_group": created,
                            "box": [round(float(v), 1) for v in face.box], "quality": round(quality, 4)})
         return placed

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     Column, Connection, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, case, delete, func,
-    insert, select, update,
+    insert, select, text, update,
 )
 
 from api.errors import NotFound
@@ -52,6 +52,7 @@ group_faces = Table(
     Column("embedding", LargeBinary, nullable=False),
     Column("model_id", String(200), nullable=False),
     Column("crop", LargeBinary),  # JPEG
+    Column("job_item", String(130)),  # "<job>/<item>#<face>" for faces a batch job placed: a resumed job skips them
     Index("ix_group_faces_group", "group_id"),
     Index("ix_group_faces_tenant_camera", "tenant_id", "camera"),
 )
@@ -62,7 +63,12 @@ def _v1(conn: Connection) -> None:
     group_faces.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[repo_schema.Migration] = [(1, _v1)]
+def _v2_job_item(conn: Connection) -> None:
+    repo_schema.add_column(conn, "group_faces", "job_item", "VARCHAR(130)")
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_group_faces_job_item ON group_faces (job_item)"))
+
+
+MIGRATIONS: list[repo_schema.Migration] = [(1, _v1), (2, _v2_job_item)]
 
 
 @dataclass(slots=True, frozen=True)
@@ -77,6 +83,7 @@ class NewFace:
     camera: str | None = None
     track: int | None = None
     crop: bytes | None = None
+    job_item: str | None = None  # set by a batch job: see GroupStore.faces_of_job_item
 
 
 @dataclass(slots=True, frozen=True)
@@ -146,7 +153,8 @@ class GroupStore:
             conn.execute(insert(group_faces).values(
                 id=face_id, group_id=group_id, tenant_id=tenant_id, source=face.source, camera=face.camera,
                 track=face.track, seen_at=face.seen_at, quality=face.quality,
-                embedding=np.asarray(face.embedding, np.float32).tobytes(), model_id=face.model_id, crop=face.crop))
+                embedding=np.asarray(face.embedding, np.float32).tobytes(), model_id=face.model_id, crop=face.crop,
+                job_item=face.job_item))
             # Counters move by one face here (no aggregate over the group: this is the hot path).
             g = groups.c
             conn.execute(update(groups).where(g.id == group_id).values(
@@ -156,6 +164,13 @@ class GroupStore:
             conn.execute(update(groups).where(g.id == group_id, g.best_quality < face.quality)
                          .values(best_face=face_id, best_quality=face.quality))
         return group_id, face_id
+
+    def faces_of_job_item(self, tenant_id: str, job_item: str) -> dict[str, tuple[str, str]]:
+        """{"<job item>#<n>": (group id, face id)} of the faces a batch job's item placed already."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(group_faces.c.job_item, group_faces.c.group_id, group_faces.c.id).where(
+                group_faces.c.tenant_id == tenant_id, group_faces.c.job_item.startswith(f"{job_item}#", autoescape=True))).all()
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     @staticmethod
     def _recount(conn: Connection, group_ids: list[str]) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import (
 )
 
 __all__ = ("metadata", "tenants", "clients", "api_keys", "refresh_tokens", "settings", "galleries", "subjects",
-           "faces", "jobs", "migrate", "migrate_component", "Migration", "MIGRATIONS")
+           "faces", "jobs", "migrate", "migrate_component", "add_column", "Migration", "MIGRATIONS")
 
 Migration = tuple[int, Callable[[Connection], None]]
 
@@ -127,19 +127,20 @@ def _v1_initial(conn: Connection) -> None:
     conn.execute(insert(settings).values(key="token_signing_key", value=secrets.token_hex(32)))
 
 
-def _add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
-    # Databases made before the column existed get it here; newer ones have it from v1's tables.
+def add_column(conn: Connection, table: str, column: str, sql_type: str) -> None:
+    """For a migration: add ``column`` unless the table has it already (tables made by a v1 step from
+    today's metadata do; databases made before the column existed get it here)."""
     if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
 
 def _v2_job_item(conn: Connection) -> None:
-    _add_column(conn, "faces", "job_item", "VARCHAR(120)")
+    add_column(conn, "faces", "job_item", "VARCHAR(120)")
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_faces_job_item ON faces (job_item)"))
 
 
 def _v3_job_runner(conn: Connection) -> None:
-    _add_column(conn, "jobs", "runner", "VARCHAR(64)")
+    add_column(conn, "jobs", "runner", "VARCHAR(64)")
 
 
 MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item), (3, _v3_job_runner)]

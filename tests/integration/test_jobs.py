@@ -1,5 +1,5 @@
-"""Bulk enrolment jobs after a crash: resumed by the instance that spooled them, without adding an item twice.
-Real SQLite, real models, real faces, in process."""
+"""Bulk jobs after a crash (enrolment, grouping): resumed by the instance that spooled them, without adding an
+item twice. Real SQLite, real models, real faces, in process."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ import pytest
 
 from facewatch.config import parse_config
 from facewatch.repo_setup import RepoParts, build_repo, instance_id
+from grouping.handlers import grouping_job_kind
+from grouping.service import GroupingOptions, GroupingService
+from grouping.store import GroupStore
 from repo.events import NullPublisher
 from repo.store import RepoStore
 from vision.analyzer import FaceAnalyzer
@@ -97,3 +100,35 @@ def test_each_instance_resumes_only_the_jobs_it_spooled(tmp_path: Path, models_d
     assert store.job(tenant, a_job)["result"]["added"] == store.job(tenant, legacy_job)["result"]["added"] == 1
     a.store.close()
     b.store.close()
+
+
+def test_a_grouping_job_resumed_mid_item_places_each_face_once(tmp_path: Path, models_dir: Path,
+                                                               analyzer: FaceAnalyzer, shared_data: Path) -> None:
+    parts = _instance(tmp_path, models_dir, analyzer)
+    store = parts.store
+    service = GroupingService(GroupStore(store), parts.repo, NullPublisher(), GroupingOptions())
+    parts.jobs.register(grouping_job_kind(service))
+    tenant = store.create_tenant("acme")
+    photo = (shared_data / "faces" / "probe" / "two_people.jpg").read_bytes()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("two_people.jpg", photo)
+
+    async def crash_then_resume() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        job_id = store.create_job(tenant, "group", 1, {}, parts.jobs.runner_id)
+        parts.jobs._write(parts.jobs.spool / f"{job_id}.zip", buf.getvalue())
+        # What a crash halfway through the item leaves: its first face placed, the second not.
+        placed = await service.add_image(tenant, photo, job_item=f"{job_id}/0")
+        assert len(placed) == 2
+        await service.remove_face(tenant, placed[1]["face"])
+        assert parts.jobs.resume_all() == 1
+        return await _until_done(store, tenant, job_id), placed
+
+    job, before = asyncio.run(crash_then_resume())
+    groups, total = GroupStore(store).list_groups(tenant, camera=None, since=None, until=None, status=None,
+                                                  offset=0, limit=10)
+    assert sum(g.face_count for g in groups) == 2  # not 3: the first face was not placed again
+    faces = {f.id for g in groups for f in GroupStore(store).faces(tenant, g.id)}
+    assert before[0]["face"] in faces and before[1]["face"] not in faces
+    assert job["result"]["faces"] == 2 and set(job["result"]["groups"]) == {g.id for g in groups}
+    store.close()

@@ -1,4 +1,4 @@
-"""Schema migrations on databases made by an older version: SQLite and PostgreSQL."""
+"""Schema migrations (the repo's and grouping's) on databases made by an older version: SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from grouping.store import GroupStore
 from repo.schema import MIGRATIONS
 from repo.store import open_store
 
@@ -42,4 +43,18 @@ def test_a_version_1_database_gets_the_later_columns(database_url: str) -> None:
         assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == MIGRATIONS[-1][0] == 3
     assert store.faces_of_job_item("job/0") == 0
     assert store.unfinished_jobs("me") == []
+    store.close()
+
+
+def test_grouping_version_2_gives_old_group_faces_the_job_item_column(database_url: str) -> None:
+    store = open_store(database_url)
+    GroupStore(store)  # the component's tables, at the newest version
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP INDEX IF EXISTS ix_group_faces_job_item"))
+        conn.execute(text("ALTER TABLE group_faces DROP COLUMN job_item"))
+        conn.execute(text("DELETE FROM component_migrations WHERE component = 'grouping' AND version > 1"))
+    GroupStore(store)  # migrates
+    with store.engine.connect() as conn:
+        assert "job_item" in {c["name"] for c in inspect(conn).get_columns("group_faces")}
+        assert "ix_group_faces_job_item" in {i["name"] for i in inspect(conn).get_indexes("group_faces")}
     store.close()
