@@ -18,6 +18,7 @@ from api.stomp import StompApiServer
 from broker.client import BusClient, BusError
 from broker.embedded import EmbeddedBroker
 from grouping.service import GroupingService
+from repo.events import REPO_EVENTS
 from watcher.service import CONTROL_TOPIC, WatcherService
 
 from . import __version__
@@ -129,6 +130,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
                 bus.subscribe(CONTROL_TOPIC, lambda m: asyncio.run_coroutine_threadsafe(
                     watcher.on_control(m.json()), loop)),
                 bus.subscribe("/topic/watcher.*", lambda m: watcher.on_camera_event(m.json())),
+                bus.subscribe(REPO_EVENTS, lambda m: asyncio.run_coroutine_threadsafe(
+                    watcher.on_repo_event(m.json()), loop)),
             ]
             started = await asyncio.to_thread(watcher.start_enabled)
             log.info("watcher node %s: %d camera(s) started", watcher.node, started)

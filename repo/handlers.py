@@ -191,7 +191,7 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
     async def rename_gallery(request: ApiRequest) -> ApiResponse:
         gallery = await gallery_of(request)
         name = _name(request.json_object().get("name"), "name")
-        return ApiResponse(200, _gallery_json(await asyncio.to_thread(store.rename_gallery, gallery, name)))
+        return ApiResponse(200, _gallery_json(await repo.rename_gallery(gallery, name)))
 
     async def delete_gallery(request: ApiRequest) -> ApiResponse:
         await repo.delete_gallery(await gallery_of(request))

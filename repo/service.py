@@ -267,6 +267,13 @@ class FaceRepository:
             self._event("subject.updated", gallery, subject=result.id)
         return result
 
+    async def rename_gallery(self, gallery: Gallery, name: str) -> Gallery:
+        """Cameras name their galleries: the event lets watchers follow the new name."""
+        renamed = await asyncio.to_thread(self.store.rename_gallery, gallery, name)
+        if renamed.name != gallery.name:
+            self._event("gallery.renamed", renamed, old_name=gallery.name)
+        return renamed
+
     async def delete_gallery(self, gallery: Gallery) -> None:
         keys = await asyncio.to_thread(self.store.delete_gallery, gallery)
         self.indexes.pop(gallery.id, None)

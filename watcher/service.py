@@ -126,6 +126,25 @@ class WatcherService:
         else:
             await self._apply(camera)
 
+    async def on_repo_event(self, event: Any) -> None:
+        """A renamed gallery: the cameras naming it follow the new name. Every node does this for
+        every camera of the tenant, so a camera whose node is down is updated too; a second node
+        finds the old name gone."""
+        if not isinstance(event, dict) or event.get("type") != "gallery.renamed":
+            return
+        tenant, old, new = event.get("tenant"), event.get("old_name"), event.get("gallery")
+        if not (isinstance(tenant, str) and isinstance(old, str) and isinstance(new, str)):
+            return
+        for camera in await asyncio.to_thread(self.registry.list, tenant):
+            if old not in camera.settings.galleries:
+                continue
+            galleries = list(dict.fromkeys(new if name == old else name for name in camera.settings.galleries))
+            camera = await asyncio.to_thread(self.registry.update, camera,
+                                             parse_settings({"galleries": galleries}, camera.settings))
+            log.info("camera %s follows gallery %r, renamed from %r", camera.id, new, old)
+            if camera.enabled:
+                await self._apply(camera)
+
     def on_camera_event(self, event: Any) -> None:
         """Every camera.status on the bus, so any node can answer for any camera."""
         if isinstance(event, dict) and event.get("type") == "camera.status" and isinstance(event.get("camera"), str):

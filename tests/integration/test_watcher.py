@@ -302,6 +302,21 @@ def test_person_enrolled_while_running_is_recognised_without_restart(watch: Watc
 
 
 @embedded_only
+def test_cameras_follow_a_renamed_gallery(watch: Watch, shared_data: Path) -> None:
+    clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
+    _enrol(watch.server, watch.tenant["api_key"], shared_data, "stage", ("lin_manuel_miranda",))
+    with watch.camera("stagecam", clip, loop=True, galleries=["stage"]) as events:
+        events.wait_for(lambda e: _recognized("lin_manuel_miranda")(e) and e["subject"]["gallery"] == "stage", 60)
+        mark = len(events.items)
+        http = watch.server.http(api_key=watch.tenant["api_key"])
+        assert http.call("PATCH", "/api/v1/galleries/stage", {"name": "curtain"}).status == 200
+        _eventually(lambda: watch.call("GET", "/api/v1/cameras/stagecam").json()["galleries"] == ["curtain"], 30)
+        events.wait_for(lambda e: _recognized("lin_manuel_miranda")(e) and e["subject"]["gallery"] == "curtain", 90,
+                        after=mark)
+        assert http.call("DELETE", "/api/v1/galleries/curtain").status == 204
+
+
+@embedded_only
 def test_cameras_come_back_after_a_server_restart(watch: Watch, shared_data: Path) -> None:
     watch.register("survivor", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", loop=True)
     watch.register("paused", f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}", enabled=False)
