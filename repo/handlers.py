@@ -340,6 +340,10 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
                                     max_files=max_zip_files, max_total_bytes=max_zip_bytes)
         return ApiResponse(202, _job_json(job) | {"events": f"/topic/jobs.{job['id']}"})
 
+    async def cancel_job(request: ApiRequest) -> ApiResponse:
+        job = await asyncio.to_thread(store.cancel_job, request.tenant, request.path_params["job"])
+        return ApiResponse(200, _job_json(job))
+
     async def get_job(request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, _job_json(await asyncio.to_thread(store.job, request.tenant, request.path_params["job"])))
 
@@ -347,6 +351,8 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
     add("POST", "/api/v1/galleries/{gallery}/enrol", bulk_enrol,
         summary="bulk enrolment: a zip of <subject>/<image>, or JSON items [{subject, image}]; 202 with a job")
     add("GET", "/api/v1/jobs/{job}", get_job, summary="a job's status and progress")
+    add("DELETE", "/api/v1/jobs/{job}", cancel_job,
+        summary="cancel an unfinished job (items done stay done); 409 if it has ended")
     add("POST", "/api/v1/login", login, public=True, summary="client id + secret -> access and refresh tokens")
     add("POST", "/api/v1/token/refresh", refresh, public=True, summary="refresh token -> new tokens (one use)")
     add("GET", "/api/v1/galleries", list_galleries, summary="list galleries")

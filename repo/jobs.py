@@ -139,13 +139,18 @@ class JobRunner:
         tmp.replace(path)
 
     def resume_all(self) -> int:
-        resumed = 0
+        """At start: run our unfinished jobs again, and drop spooled zips of jobs that ended
+        while we were down (cancelled)."""
+        resumed = set()
         for tenant_id, job_id, ours in self.store.unfinished_jobs(self.runner_id):
             # A job from before runners were recorded is ours if its zip is in our spool.
             if ours or (self.spool / f"{job_id}.zip").is_file():
                 self._start(tenant_id, job_id)
-                resumed += 1
-        return resumed
+                resumed.add(job_id)
+        for spooled in self.spool.glob("*.zip") if self.spool.is_dir() else ():
+            if spooled.stem not in resumed:
+                spooled.unlink(missing_ok=True)
+        return len(resumed)
 
     def _start(self, tenant_id: str, job_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._run(tenant_id, job_id))
@@ -191,13 +196,16 @@ class JobRunner:
 
         # Progress is committed per batch, so a crash redoes at most one batch
         # (handlers skip the items whose writes were committed: JobItem.key).
-        while done < len(items):
+        running = True
+        while done < len(items) and running:
             batch = items[done : done + self.concurrency]
             await asyncio.gather(*(one(item) for item in batch))
             done += len(batch)
-            await asyncio.to_thread(store.update_job, job_id, "running", done, result)
-            self._publish({"id": job_id, "kind": kind.name, "status": "running", "done": done, "total": len(items),
-                           "result": result})
-        await asyncio.to_thread(store.update_job, job_id, "done", done, result)
-        self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))
+            running = await asyncio.to_thread(store.update_job, job_id, "running", done, result)
+            if running:
+                self._publish({"id": job_id, "kind": kind.name, "status": "running", "done": done,
+                               "total": len(items), "result": result})
+        if running:
+            await asyncio.to_thread(store.update_job, job_id, "done", done, result)
+        self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))  # done, or cancelled
         await asyncio.to_thread(path.unlink, True)

@@ -176,10 +176,23 @@ class RepoStore:
                                                created_at=_now(), updated_at=_now(), runner=runner))
         return job_id
 
-    def update_job(self, job_id: str, status: str, done: int, result: dict[str, Any]) -> None:
+    def update_job(self, job_id: str, status: str, done: int, result: dict[str, Any]) -> bool:
+        """Progress or the end of a job; False if it was cancelled meanwhile (then nothing is written)."""
         with self.engine.begin() as conn:
-            conn.execute(update(s.jobs).where(s.jobs.c.id == job_id).values(
-                status=status, done=done, result=json.dumps(result), updated_at=_now()))
+            changed = conn.execute(update(s.jobs).where(s.jobs.c.id == job_id, s.jobs.c.status != "cancelled").values(
+                status=status, done=done, result=json.dumps(result), updated_at=_now())).rowcount
+        return bool(changed)
+
+    def cancel_job(self, tenant_id: str, job_id: str) -> dict[str, Any]:
+        """Mark an unfinished job cancelled (its runner stops after the items in hand)."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(s.jobs).where(
+                s.jobs.c.id == job_id, s.jobs.c.tenant_id == tenant_id, s.jobs.c.status.in_(["queued", "running"]))
+                .values(status="cancelled", updated_at=_now())).rowcount
+        job = self.job(tenant_id, job_id)  # 404 for another tenant's or an unknown job
+        if not changed:
+            raise Conflict(f"job {job_id!r} is {job['status']}, not running", "job")
+        return job
 
     def job(self, tenant_id: str, job_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:

@@ -132,3 +132,19 @@ def test_a_grouping_job_resumed_mid_item_places_each_face_once(tmp_path: Path, m
     assert before[0]["face"] in faces and before[1]["face"] not in faces
     assert job["result"]["faces"] == 2 and set(job["result"]["groups"]) == {g.id for g in groups}
     store.close()
+
+
+def test_a_job_cancelled_while_its_instance_was_down_is_dropped_at_start(tmp_path: Path, models_dir: Path,
+                                                                       analyzer: FaceAnalyzer) -> None:
+    parts = _instance(tmp_path, models_dir, analyzer)
+    store = parts.store
+    tenant = store.create_tenant("acme")
+    store.create_gallery(tenant, "people")
+    job_id = store.create_job(tenant, "enrol", 1, {"gallery": "people"}, parts.jobs.runner_id)
+    spooled = parts.jobs.spool / f"{job_id}.zip"
+    parts.jobs._write(spooled, b"PK\x05\x06" + bytes(18))  # an empty zip: never read
+    assert store.cancel_job(tenant, job_id)["status"] == "cancelled"
+    assert parts.jobs.resume_all() == 0
+    assert not spooled.exists()
+    assert store.job(tenant, job_id)["status"] == "cancelled"
+    store.close()

@@ -466,6 +466,39 @@ def test_accepted_job_survives_a_crash(deployment: Deployment) -> None:
     assert all(s["faces"] <= 1 for s in subjects["subjects"])
 
 
+def test_a_running_job_can_be_cancelled(deployment: Deployment) -> None:
+    import io
+    import zipfile
+
+    http = deployment.http
+    assert http.call("POST", "/api/v1/galleries", {"name": "cancelled"}).status == 201
+    lfw = deployment.data / "pairs" / "lfw-view1" / "images"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:300]:
+            first = sorted(person.iterdir())[0]
+            archive.writestr(f"{person.name}/{first.name}", first.read_bytes())
+    accepted = http.call("POST", "/api/v1/galleries/cancelled/enrol", files={"file": ("lfw.zip", buf.getvalue())})
+    assert accepted.status == 202
+    job_id = accepted.body["id"]
+    deadline = time.monotonic() + 60
+    while http.call("GET", f"/api/v1/jobs/{job_id}").body["done"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert deployment.server.http(api_key=deployment.other["api_key"]).call("DELETE", f"/api/v1/jobs/{job_id}").status == 404
+    cancelled = http.call("DELETE", f"/api/v1/jobs/{job_id}")
+    assert cancelled.status == 200 and cancelled.body["status"] == "cancelled", cancelled.body
+    time.sleep(1.0)  # the runner stops after the items in hand
+    job = http.call("GET", f"/api/v1/jobs/{job_id}").body
+    assert job["status"] == "cancelled" and job["done"] < 300
+    time.sleep(1.0)
+    assert http.call("GET", f"/api/v1/jobs/{job_id}").body["done"] == job["done"]  # no further progress
+    again = http.call("DELETE", f"/api/v1/jobs/{job_id}")
+    assert again.status == 409 and again.body["code"] == "CONFLICT"
+    enrolled = http.call("GET", "/api/v1/galleries/cancelled/subjects?limit=500").body["total"]
+    assert 2 <= enrolled < 300  # what was done stays done
+    assert not (deployment.server.data_dir / "jobs" / f"{job_id}.zip").exists()
+
+
 def test_identify_through_the_sign_code_prescan(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
     """The large-gallery search path, end to end: every search goes through the sign-code cut,
     which keeps a quarter of the 22 enrolled faces, and every probe still finds its people."""
