@@ -168,8 +168,9 @@ class GroupStore:
     def faces_of_job_item(self, tenant_id: str, job_item: str) -> dict[str, tuple[str, str]]:
         """{"<job item>#<n>": (group id, face id)} of the faces a batch job's item placed already."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(group_faces.c.job_item, group_faces.c.group_id, group_faces.c.id).where(
-                group_faces.c.tenant_id == tenant_id, group_faces.c.job_item.startswith(f"{job_item}#", autoescape=True))).all()
+            of_item = group_faces.c.job_item.startswith(f"{job_item}#", autoescape=True)
+            rows = conn.execute(select(group_faces.c.job_item, group_faces.c.group_id, group_faces.c.id)
+                                .where(group_faces.c.tenant_id == tenant_id, of_item)).all()
         return {r[0]: (r[1], r[2]) for r in rows}
 
     @staticmethod

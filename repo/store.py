@@ -168,7 +168,8 @@ class RepoStore:
         return row[0], row[1], row[2], row[3]
 
     # -- jobs -------------------------------------------------------------------
-    def create_job(self, tenant_id: str, kind: str, total: int, params: dict[str, Any], runner: str | None = None) -> str:
+    def create_job(self, tenant_id: str, kind: str, total: int, params: dict[str, Any],
+                   runner: str | None = None) -> str:
         job_id = uuid.uuid4().hex
         with self.engine.begin() as conn:
             conn.execute(insert(s.jobs).values(id=job_id, tenant_id=tenant_id, kind=kind, status="queued", done=0,

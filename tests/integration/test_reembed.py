@@ -62,7 +62,8 @@ def _reembedding_when_done(server: RepoServer, timeout_s: float = 120) -> dict[s
     raise AssertionError(f"re-embedding still running after {timeout_s}s: {status}")
 
 
-def test_stored_faces_are_reembedded_when_the_model_changes(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
+def test_stored_faces_are_reembedded_when_the_model_changes(tmp_path: Path, models_dir: Path,
+                                                            shared_data: Path) -> None:
     server = RepoServer(tmp_path, models_dir, None, FACEWATCH_STORAGE__SAVE_IMAGES="false")
     tenant = server.create_tenant("acme")
     http = server.http(api_key=tenant["api_key"])
@@ -91,7 +92,8 @@ def test_stored_faces_are_reembedded_when_the_model_changes(tmp_path: Path, mode
         assert _identified(http, shared_data, "crops") == {"kit_harington", "rose_leslie"}
         obama_face = http.call("GET", "/api/v1/galleries/people/subjects/obama/faces").body["faces"][0]["id"]
         probe = (shared_data / "faces/probe/obama1.jpg").read_bytes()
-        verified = http.call("POST", "/api/v1/verify", files={"image1": ("p.jpg", probe)}, fields={"face_id": obama_face})
+        verified = http.call("POST", "/api/v1/verify", files={"image1": ("p.jpg", probe)},
+                             fields={"face_id": obama_face})
         assert verified.status == 200 and verified.body["verified"], verified.body
 
         server.stop()
@@ -147,7 +149,8 @@ def test_each_kept_source_gives_the_new_models_embedding(tmp_path: Path, models_
     def fresh(photo: bytes) -> Any:
         return new_analyzer.analyze(decode_image(photo), max_faces=1)[0].embedding
 
-    stored = {face_id: store.face(tenant, face_id)[0] for face_id in (original_id, crop_only_id, embedded_id, sourceless_id)}
+    stored = {face_id: store.face(tenant, face_id)[0]
+              for face_id in (original_id, crop_only_id, embedded_id, sourceless_id)}
     assert _cosine(stored[original_id].embedding, fresh(photos[0].read_bytes())) > 0.99
     assert _cosine(stored[crop_only_id].embedding, fresh(photos[1].read_bytes())) > 0.97  # through a JPEG crop
     assert _cosine(stored[embedded_id].embedding, fresh(probe)) > 0.95  # detected again in the crop

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -325,11 +326,14 @@ def test_bulk_enrolment_from_a_json_list_over_stomp(deployment: Deployment) -> N
     enrol = {"method": "POST", "path": "/api/v1/galleries/listed/enrol", "x-api-key": deployment.tenant["api_key"]}
 
     def encoded(person: str, n: int) -> str:
-        return base64.b64encode(sorted((deployment.data / "faces" / "enroll" / person).iterdir())[n].read_bytes()).decode()
+        photo = sorted((deployment.data / "faces" / "enroll" / person).iterdir())[n]
+        return base64.b64encode(photo.read_bytes()).decode()
 
     try:
-        for items, where in ((["x"], "items[0]"), ([], "items"), ([{"subject": "..", "image": encoded("obama", 0)}], "dots"),
-                             ([{"subject": "obama", "image": "%%%"}], "base64"), ({"subject": "obama"}, "items")):
+        bad_items: list[tuple[Any, str]] = [
+            (["x"], "items[0]"), ([], "items"), ([{"subject": "..", "image": encoded("obama", 0)}], "dots"),
+            ([{"subject": "obama", "image": "%%%"}], "base64"), ({"subject": "obama"}, "items")]
+        for items, where in bad_items:
             refused = bus.request("/queue/facewatch.api", {"items": items}, enrol)
             assert refused.status == 400 and refused.json()["code"] == "BAD_PARAM", (where, refused.json())
             assert where in refused.json()["reason"]
@@ -427,26 +431,32 @@ def _blank_png() -> bytes:
     return out.getvalue()
 
 
-def test_accepted_job_survives_a_crash(deployment: Deployment) -> None:
+def _lfw_job_under_way(dep: Deployment, gallery: str, *, people: int, done: int) -> str:
+    """A bulk job enrolling the first LFW photo of ``people`` people into a new gallery, once ``done`` are done."""
     import io
-    import signal
     import zipfile
 
-    server, http = deployment.server, deployment.http
-    assert http.call("POST", "/api/v1/galleries", {"name": "crashy"}).status == 201
-    lfw = deployment.data / "pairs" / "lfw-view1" / "images"
-    people = sorted(p for p in lfw.iterdir() if p.is_dir())[:40]
+    assert dep.http.call("POST", "/api/v1/galleries", {"name": gallery}).status == 201
+    lfw = dep.data / "pairs" / "lfw-view1" / "images"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
-        for person in people:
+        for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:people]:
             first = sorted(person.iterdir())[0]
             archive.writestr(f"{person.name}/{first.name}", first.read_bytes())
-    accepted = http.call("POST", "/api/v1/galleries/crashy/enrol", files={"file": ("lfw.zip", buf.getvalue())})
+    accepted = dep.http.call("POST", f"/api/v1/galleries/{gallery}/enrol", files={"file": ("lfw.zip", buf.getvalue())})
     assert accepted.status == 202
-    job_id = accepted.body["id"]
+    job_id: str = accepted.body["id"]
     deadline = time.monotonic() + 60
-    while http.call("GET", f"/api/v1/jobs/{job_id}").body["done"] < 3 and time.monotonic() < deadline:
+    while dep.http.call("GET", f"/api/v1/jobs/{job_id}").body["done"] < done and time.monotonic() < deadline:
         time.sleep(0.05)
+    return job_id
+
+
+def test_accepted_job_survives_a_crash(deployment: Deployment) -> None:
+    import signal
+
+    server, http = deployment.server, deployment.http
+    job_id = _lfw_job_under_way(deployment, "crashy", people=40, done=3)
     assert server.proc is not None
     server.proc.send_signal(signal.SIGKILL)  # no shutdown of any kind
     server.proc.wait(timeout=30)
@@ -467,24 +477,10 @@ def test_accepted_job_survives_a_crash(deployment: Deployment) -> None:
 
 
 def test_a_running_job_can_be_cancelled(deployment: Deployment) -> None:
-    import io
-    import zipfile
-
     http = deployment.http
-    assert http.call("POST", "/api/v1/galleries", {"name": "cancelled"}).status == 201
-    lfw = deployment.data / "pairs" / "lfw-view1" / "images"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:300]:
-            first = sorted(person.iterdir())[0]
-            archive.writestr(f"{person.name}/{first.name}", first.read_bytes())
-    accepted = http.call("POST", "/api/v1/galleries/cancelled/enrol", files={"file": ("lfw.zip", buf.getvalue())})
-    assert accepted.status == 202
-    job_id = accepted.body["id"]
-    deadline = time.monotonic() + 60
-    while http.call("GET", f"/api/v1/jobs/{job_id}").body["done"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert deployment.server.http(api_key=deployment.other["api_key"]).call("DELETE", f"/api/v1/jobs/{job_id}").status == 404
+    job_id = _lfw_job_under_way(deployment, "cancelled", people=300, done=2)
+    other_tenant = deployment.server.http(api_key=deployment.other["api_key"])
+    assert other_tenant.call("DELETE", f"/api/v1/jobs/{job_id}").status == 404
     cancelled = http.call("DELETE", f"/api/v1/jobs/{job_id}")
     assert cancelled.status == 200 and cancelled.body["status"] == "cancelled", cancelled.body
     time.sleep(1.0)  # the runner stops after the items in hand
