@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -17,8 +17,10 @@ from api.rest import add_rest_routes
 from api.stomp import StompApiServer
 from broker.client import BusClient, BusError
 from broker.embedded import EmbeddedBroker
+from grouping.reembed import grouped_faces
 from grouping.service import GroupingService
 from repo.events import REPO_EVENTS
+from repo.reembed import Reembedder
 from watcher.service import CONTROL_TOPIC, WatcherService
 
 from . import __version__
@@ -68,6 +70,19 @@ def _grouping_ctx(grouping: GroupingService, watcher: WatcherService,
     return grouping_ctx
 
 
+def _background_ctx(run: Callable[[], Awaitable[object]],
+                    name: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A task that runs while the app does (cancelled at shutdown)."""
+
+    async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run(), name=name)
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return background_ctx
+
+
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
              broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None,
              grouping: GroupingService | None = None) -> web.Application:
@@ -108,18 +123,18 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         resumed = parts.jobs.resume_all()
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
-        reembedding = asyncio.create_task(parts.reembedder.run(), name="reembed")
         log.info("facewatch %s ready on http://%s:%d", __version__, cfg.api.host, cfg.api.port)
         yield
-        reembedding.cancel()
-        await asyncio.gather(reembedding, return_exceptions=True)
         stomp_api.stop()
         await parts.jobs.stop()
         if parts.repo.pool is not None:
             await asyncio.to_thread(parts.repo.pool.shutdown, True, cancel_futures=True)
         await asyncio.to_thread(parts.store.close)
 
-    app.cleanup_ctx.extend([bus_ctx, repo_ctx])
+    app.cleanup_ctx.extend([bus_ctx, repo_ctx, _background_ctx(parts.reembedder.run, "reembed")])
+    if grouping is not None:
+        grouped = Reembedder(parts.repo.analyzer, grouped_faces(grouping))
+        app.cleanup_ctx.append(_background_ctx(grouped.run, "reembed-grouping"))
     if grouping is not None and watcher is not None:
         app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
     if watcher is not None:

@@ -18,7 +18,7 @@ from repo.events import EventPublisher
 from repo.handlers import register_repo_routes
 from repo.images import ImageStore
 from repo.jobs import JobRunner, enrol_kind
-from repo.reembed import Reembedder
+from repo.reembed import Reembedder, repo_faces
 from repo.service import FaceRepository, RepoOptions
 from repo.store import RepoStore, open_store
 from vision.analyzer import FaceAnalyzer
@@ -100,7 +100,7 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs", concurrency=max(2, cfg.runtime.analysis_processes),
                      runner_id=instance_id(Path(cfg.data_dir)))
     jobs.register(enrol_kind(repo))
-    reembedder = Reembedder(repo)
+    reembedder = Reembedder(analyzer, repo_faces(repo))
     router = Router()
     register_repo_routes(router, repo, auth, jobs)
 

@@ -4,4 +4,5 @@ clusters.py   average-linkage groups in memory (one matrix-vector product per fa
 store.py      groups and their faces in the repo's database
 service.py    place, refine, merge, move, remove, ignore, promote; events
 handlers.py   the routes, over REST and STOMP
+reembed.py    grouped faces of another embedding model, embedded again from their crops
 """

@@ -22,7 +22,7 @@ from repo.events import EventPublisher
 from repo.service import EmbeddedFace, FaceRepository
 
 from .clusters import GroupIndex
-from .store import Group, GroupStore, NewFace
+from .store import Group, GroupFace, GroupStore, NewFace
 
 __all__ = ("GroupingOptions", "GroupingService", "GROUPING_EVENTS")
 
@@ -54,6 +54,21 @@ class GroupingService:
         if index is None:
             index = self._indexes[tenant_id] = GroupIndex(self.dim)
         return index
+
+    async def replace_embeddings(self, faces: Sequence[tuple[str, GroupFace]], vectors: Sequence[np.ndarray]) -> int:
+        """Grouped faces re-embedded by the current model (grouping/reembed.py): stored, then counted in
+        their groups' index entries. They stay in the groups the old model put them in."""
+        by_id = {face.id: (tenant, np.asarray(v, np.float32)) for (tenant, face), v in zip(faces, vectors)}
+        # Under the placement lock: a move or removal sees the face either before (another model's,
+        # not in the index) or after (in the index, in the group it is in now).
+        async with self._place_lock:
+            stored = await asyncio.to_thread(self.store.replace_embeddings, {i: v for i, (_, v) in by_id.items()},
+                                             self.model_id)
+            for face_id in stored:
+                tenant, vector = by_id[face_id]
+                now_in = (await asyncio.to_thread(self.store.face, tenant, face_id)).group_id
+                self._index(tenant).add(now_in, vector[None, :])
+        return len(stored)
 
     def load(self) -> int:
         count = 0
@@ -138,15 +153,17 @@ class GroupingService:
             await asyncio.to_thread(self.store.move_faces, tenant_id, list(face_ids), to_group)
             index = self._index(tenant_id)
             for face in faces:
-                index.remove(face.group_id, face.embedding[None, :])
-                index.add(to_group, face.embedding[None, :])
+                if face.model_id == self.model_id:  # another model's faces are not in the index
+                    index.remove(face.group_id, face.embedding[None, :])
+                    index.add(to_group, face.embedding[None, :])
         self._event("group.changed", tenant_id, group=to_group, moved=list(face_ids))
         return await asyncio.to_thread(self.store.group, tenant_id, to_group)
 
     async def remove_face(self, tenant_id: str, face_id: str) -> None:
         async with self._place_lock:
             face = await asyncio.to_thread(self.store.remove_face, tenant_id, face_id)
-            self._index(tenant_id).remove(face.group_id, face.embedding[None, :])
+            if face.model_id == self.model_id:  # another model's faces are not in the index
+                self._index(tenant_id).remove(face.group_id, face.embedding[None, :])
         self._event("group.changed", tenant_id, group=face.group_id, removed=[face_id])
 
     async def delete(self, tenant_id: str, group_id: str) -> None:
@@ -168,7 +185,11 @@ class GroupingService:
         if group.status == "promoted":
             raise Conflict(f"group {group_id!r} was already promoted to {group.subject}", "group")
         gallery = await asyncio.to_thread(self.repo.store.gallery, tenant_id, gallery_name)
-        faces = (await asyncio.to_thread(self.store.faces, tenant_id, group_id))[: self.options.promote_faces]
+        faces = [f for f in await asyncio.to_thread(self.store.faces, tenant_id, group_id)
+                 if f.model_id == self.model_id][: self.options.promote_faces]
+        if not faces:
+            raise Conflict(f"the faces of group {group_id!r} are waiting to be re-embedded by the current model",
+                           "group")
         crops = [await asyncio.to_thread(self.store.crop, tenant_id, f.id) for f in faces]
         subject = await asyncio.to_thread(self.repo.store.create_subject, gallery.id, subject_id, name,
                                           {"promoted_from_group": group_id})

@@ -280,6 +280,28 @@ class GroupStore:
             raise NotFound(f"no grouped face {face_id!r}", "face")
         return row[0]
 
+    def count_faces_of_other_models(self, model_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(group_faces)
+                                    .where(group_faces.c.model_id != model_id)).scalar_one())
+
+    def faces_of_other_models(self, model_id: str, after: str, limit: int) -> list[tuple[str, GroupFace, bytes | None]]:
+        """(tenant, face, crop) of grouped faces not embedded by ``model_id``, ids above ``after``, in id order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(group_faces).where(group_faces.c.model_id != model_id, group_faces.c.id > after)
+                                .order_by(group_faces.c.id).limit(limit)).all()
+        return [(r.tenant_id, _face(r), r.crop) for r in rows]
+
+    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> list[str]:
+        """New embeddings of ``model_id`` in one transaction; the ids of the faces still there."""
+        stored = []
+        with self.engine.begin() as conn:
+            for face_id, vector in vectors.items():
+                if conn.execute(update(group_faces).where(group_faces.c.id == face_id).values(
+                        embedding=np.asarray(vector, np.float32).tobytes(), model_id=model_id)).rowcount:
+                    stored.append(face_id)
+        return stored
+
     def iter_all(self, model_id: str) -> Iterator[tuple[str, str, np.ndarray]]:
         """(tenant, group, embedding) of every face grouped by ``model_id``, to rebuild the indexes at start
         (another model's embeddings cannot be compared with this one's)."""

@@ -1,6 +1,6 @@
-"""A changed embedding model: after restart the stored faces are re-embedded in the background, from
-their original photos or, where originals are not kept, their aligned crops; nothing is compared across
-models meanwhile. A real server on SQLite, real faces."""
+"""A changed embedding model: after restart the stored faces (the repo's and grouping's) are re-embedded in the
+background, from their original photos or their crops; nothing is compared across models meanwhile. A real
+server on SQLite, and in process; real faces."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from api.errors import Conflict
 from facewatch.analyzer_setup import build_analyzer
 from facewatch.config import parse_config
 from facewatch.repo_setup import build_repo
+from grouping.reembed import grouped_faces
+from grouping.service import GroupingOptions, GroupingService
+from grouping.store import GroupStore, NewFace
 from repo.events import NullPublisher
-from repo.reembed import Reembedder
+from repo.reembed import Reembedder, ReembedStatus, repo_faces
 from repo.service import EmbeddedFace, FaceRepository
 from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
@@ -142,7 +145,7 @@ def test_each_kept_source_gives_the_new_models_embedding(tmp_path: Path, models_
     with pytest.raises(Conflict):
         new.face_embedding(store.face(tenant, original_id)[0])
 
-    status = asyncio.run(Reembedder(new).run())
+    status = asyncio.run(Reembedder(new_analyzer, repo_faces(new)).run())
     assert (status.pending, status.done, status.failed, status.error) == (4, 3, 1, None)
     assert new.face_count(gallery.id) == 3
 
@@ -158,3 +161,52 @@ def test_each_kept_source_gives_the_new_models_embedding(tmp_path: Path, models_
     assert stored[sourceless_id].model_id == analyzer.embedder.model_id  # left as it was
     assert {stored[i].model_id for i in (original_id, crop_only_id, embedded_id)} == {"fr_feature-flip-test"}
     store.close()
+
+
+def test_grouped_faces_are_reembedded_and_stay_in_their_groups(tmp_path: Path, models_dir: Path,
+                                                               analyzer: FaceAnalyzer, shared_data: Path) -> None:
+    settings: dict[str, Any] = {"data_dir": str(tmp_path), "models": {"dir": str(models_dir)},
+                                "runtime": {"analysis_processes": 0}}
+    parts = build_repo(parse_config(settings, environ={}), analyzer, NullPublisher())
+    old = GroupingService(GroupStore(parts.store), parts.repo, NullPublisher(), GroupingOptions())
+    tenant = parts.store.create_tenant("acme")
+    gallery = parts.store.create_gallery(tenant, "people")
+    enrol = sorted((shared_data / "faces" / "enroll" / "obama").iterdir())
+    probe = (shared_data / "faces" / "probe" / "obama1.jpg").read_bytes()
+    probe_face = analyzer.analyze(decode_image(probe), max_faces=1)[0]
+    camera_crop = base64.b64decode(crop_jpeg(decode_image(probe), probe_face.box, 256))
+
+    async def group_with_the_old_model() -> tuple[str, str, str, str]:
+        uploaded = (await old.add_image(tenant, enrol[0].read_bytes()))[0]  # keeps the aligned crop
+        from_camera = NewFace(probe_face.embedding, analyzer.embedder.model_id, "camera", time.time(), 0.9,
+                              camera="door", track=1, crop=camera_crop)
+        _, camera_face, _ = await old.add_face(tenant, from_camera)
+        _, no_crop, _ = await old.add_face(tenant, replace(from_camera, crop=None, track=2))
+        return uploaded["group"], uploaded["face"], camera_face, no_crop
+
+    group, uploaded_id, camera_id, no_crop_id = asyncio.run(group_with_the_old_model())
+    assert {f.id for f in old.store.faces(tenant, group)} == {uploaded_id, camera_id, no_crop_id}
+
+    settings["models"]["embedder"] = {"model_id": "fr_feature-flip-test", "flip": True}
+    new_analyzer = build_analyzer(parse_config(settings, environ={}))
+    new_repo = FaceRepository(parts.store, new_analyzer, parts.repo.images, parts.repo.options, NullPublisher())
+    new = GroupingService(GroupStore(parts.store), new_repo, NullPublisher(), GroupingOptions())
+    assert new.load() == 0  # another model's faces are not in the index
+
+    async def reembed_then_place() -> tuple[ReembedStatus, str]:
+        with pytest.raises(Conflict):  # nothing of the current model to enrol yet
+            await new.promote(tenant, group, "people", "obama", "Obama")
+        await new.remove_face(tenant, no_crop_id)  # an old-model face leaves without touching the index
+        status = await Reembedder(new_analyzer, grouped_faces(new)).run()
+        placed = await new.add_image(tenant, enrol[1].read_bytes())  # another photo of him, new model
+        return status, placed[0]["group"]
+
+    status, placed_in = asyncio.run(reembed_then_place())
+    assert (status.pending, status.done, status.failed) == (2, 2, 0)
+    assert parts.store.list_subjects(gallery.id, 0, 10)[1] == 0  # the refused promotion left no subject
+    assert placed_in == group  # the re-embedded faces carry their group in the new model's index
+    stored = {f.id: f for f in new.store.faces(tenant, group)}
+    assert {stored[uploaded_id].model_id, stored[camera_id].model_id} == {"fr_feature-flip-test"}
+    fresh = new_analyzer.analyze(decode_image(probe), max_faces=1)[0].embedding
+    assert _cosine(stored[camera_id].embedding, fresh) > 0.95  # detected again in the camera's crop
+    parts.store.close()
