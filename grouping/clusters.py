@@ -96,7 +96,12 @@ class GroupIndex:
     def merge(self, into: str, other: str) -> None:
         with self._lock:
             a, b = self._row.get(into), self._row.get(other)
-            if a is None or b is None or a == b:
+            if b is None or a == b:
+                return
+            if a is None:  # ``into`` has no faces of this model (not re-embedded yet): ``other``'s become its
+                del self._row[other]
+                self._row[into] = b
+                self._ids[b] = into
                 return
             self._sums[a] += self._sums[b]
             self._counts[a] += self._counts[b]

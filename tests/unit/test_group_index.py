@@ -51,3 +51,13 @@ def test_merge_remove_and_drop_keep_sizes_right() -> None:
     assert index.place(unit(0, 0, 1), 0.9).group == "d" and len(index) == 2
     index.drop("d")
     assert index.place(unit(0, 0, 1), 0.9).group is None
+
+
+def test_merging_into_a_group_absent_from_the_index_moves_the_other_under_its_name() -> None:
+    # After a model change a group may have no face of the current model yet (not in the index);
+    # merging another group into it must leave the members under the surviving group's id.
+    index = GroupIndex(3)
+    index.add("other", unit(1, 0, 0)[None, :])
+    index.merge("kept", "other")
+    assert "other" not in index and "kept" in index and index.size("kept") == 1
+    assert index.place(unit(1, 0.05, 0), 0.5).group == "kept"
