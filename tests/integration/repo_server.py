@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,18 @@ class RepoServer:
             self.proc.terminate()
             self.proc.wait(timeout=30)
         self.proc = None
+
+
+def enrol(http: Http, shared_data: Path, gallery: str, people: Iterable[str]) -> list[str]:
+    """Each person's photos of faces/enroll into ``gallery`` (made if missing); returns the new face ids."""
+    if http.call("GET", f"/api/v1/galleries/{gallery}").status == 404:
+        assert http.call("POST", "/api/v1/galleries", {"name": gallery}).status == 201
+    face_ids = []
+    for person in people:
+        assert http.call("POST", f"/api/v1/galleries/{gallery}/subjects", {"id": person, "name": person}).status == 201
+        for image in sorted((shared_data / "faces" / "enroll" / person).iterdir()):
+            added = http.call("POST", f"/api/v1/galleries/{gallery}/subjects/{person}/faces",
+                              files={"file": (image.name, image.read_bytes())})
+            assert added.status == 201, (image, added.body)
+            face_ids += [f["id"] for f in added.body["faces"]]
+    return face_ids

@@ -28,24 +28,11 @@ from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
 from watcher.pipeline import crop_jpeg
 
-from .repo_server import Http, RepoServer
+from .repo_server import Http, RepoServer, enrol
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
 PEOPLE = ("biden", "kit_harington", "obama", "rose_leslie")
-
-
-def _enrol(http: Http, data: Path, gallery: str) -> list[str]:
-    assert http.call("POST", "/api/v1/galleries", {"name": gallery}).status == 201
-    face_ids = []
-    for person in PEOPLE:
-        assert http.call("POST", f"/api/v1/galleries/{gallery}/subjects", {"id": person, "name": person}).status == 201
-        for image in sorted((data / "faces" / "enroll" / person).iterdir()):
-            added = http.call("POST", f"/api/v1/galleries/{gallery}/subjects/{person}/faces",
-                              files={"file": (image.name, image.read_bytes())})
-            assert added.status == 201, added.body
-            face_ids += [f["id"] for f in added.body["faces"]]
-    return face_ids
 
 
 def _identified(http: Http, data: Path, gallery: str) -> set[str]:
@@ -72,11 +59,11 @@ def test_stored_faces_are_reembedded_when_the_model_changes(tmp_path: Path, mode
     http = server.http(api_key=tenant["api_key"])
     server.start()
     try:
-        crops_only = _enrol(http, shared_data, "crops")  # no originals kept: re-embedded from the aligned crops
+        crops_only = enrol(http, shared_data, "crops", PEOPLE)  # no originals kept: re-embedded from the aligned crops
         server.stop()
         server.env["FACEWATCH_STORAGE__SAVE_IMAGES"] = "true"
         server.start()
-        with_originals = _enrol(http, shared_data, "people")
+        with_originals = enrol(http, shared_data, "people", PEOPLE)
         old_model = server.http().call("GET", "/api/v1/health").body["embedding_model"]
         assert _reembedding_when_done(server) == {"pending": 0, "done": 0, "failed": 0, "running": False, "error": None}
         server.stop()

@@ -26,7 +26,7 @@ from broker.client import BrokerAddress, BusClient, Reply
 from tests.conftest import ROOT
 
 from .conftest import RABBIT_STOMP_PORT, RawStomp
-from .repo_server import RepoServer, free_port
+from .repo_server import RepoServer, enrol, free_port
 from .rtsp import RtspServer, require_rtsp
 
 pytestmark = pytest.mark.data
@@ -138,18 +138,6 @@ class Watch:
         self.bus.close()
 
 
-def _enrol(server: RepoServer, api_key: str, shared_data: Path, gallery: str, people: tuple[str, ...]) -> None:
-    http = server.http(api_key=api_key)
-    if http.call("GET", f"/api/v1/galleries/{gallery}").status == 404:
-        assert http.call("POST", "/api/v1/galleries", {"name": gallery}).status == 201
-    for person in people:
-        assert http.call("POST", f"/api/v1/galleries/{gallery}/subjects", {"id": person, "name": person}).status == 201
-        for image in sorted((shared_data / "faces" / "enroll" / person).iterdir()):
-            added = http.call("POST", f"/api/v1/galleries/{gallery}/subjects/{person}/faces",
-                              files={"file": (image.name, image.read_bytes())})
-            assert added.status == 201, added.body
-
-
 @pytest.fixture(scope="module")
 def rtsp(shared_data: Path) -> Iterator[RtspServer]:
     require_rtsp()
@@ -173,7 +161,7 @@ def watch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "embedded":
         creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
         address = BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"])
-    _enrol(server, tenant["api_key"], shared_data, "hamilton", ENROLLED)
+    enrol(server.http(api_key=tenant["api_key"]), shared_data, "hamilton", ENROLLED)
     watch = Watch(server, address, tenant, other, shared_data)
     watch.param = request.param  # type: ignore[attr-defined]
     yield watch
@@ -295,7 +283,7 @@ def test_person_enrolled_while_running_is_recognised_without_restart(watch: Watc
         events.wait_for(_state("running"), 60)
         pid = watch.status("lobby")["worker"]["pid"]
         events.wait_for(lambda e: e["type"] == "face.unknown", 60)  # Lin, unknown for now
-        _enrol(watch.server, watch.tenant["api_key"], shared_data, "latecomers", ("lin_manuel_miranda",))
+        enrol(watch.server.http(api_key=watch.tenant["api_key"]), shared_data, "latecomers", ("lin_manuel_miranda",))
         hit = events.wait_for(_recognized("lin_manuel_miranda"), 60)
         assert hit["subject"]["gallery"] == "latecomers"
         assert watch.status("lobby")["worker"]["pid"] == pid  # the same worker
@@ -304,7 +292,7 @@ def test_person_enrolled_while_running_is_recognised_without_restart(watch: Watc
 @embedded_only
 def test_cameras_follow_a_renamed_gallery(watch: Watch, shared_data: Path) -> None:
     clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
-    _enrol(watch.server, watch.tenant["api_key"], shared_data, "stage", ("lin_manuel_miranda",))
+    enrol(watch.server.http(api_key=watch.tenant["api_key"]), shared_data, "stage", ("lin_manuel_miranda",))
     with watch.camera("stagecam", clip, loop=True, galleries=["stage"]) as events:
         events.wait_for(lambda e: _recognized("lin_manuel_miranda")(e) and e["subject"]["gallery"] == "stage", 60)
         mark = len(events.items)
