@@ -64,10 +64,9 @@ class GroupingService:
         async with self._place_lock:
             stored = await asyncio.to_thread(self.store.replace_embeddings, {i: v for i, (_, v) in by_id.items()},
                                              self.model_id)
-            for face_id in stored:
+            for face_id, group_id in stored.items():  # the group it is in now, read with the write
                 tenant, vector = by_id[face_id]
-                now_in = (await asyncio.to_thread(self.store.face, tenant, face_id)).group_id
-                self._index(tenant).add(now_in, vector[None, :])
+                self._index(tenant).add(group_id, vector[None, :])
         return len(stored)
 
     def load(self) -> int:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 
 from api.errors import NotFound
 from repo import schema as repo_schema
-from repo.store import RepoStore
+from repo.store import RepoStore, replace_embeddings
 
 __all__ = ("Group", "GroupFace", "GroupStore", "NewFace")
 
@@ -292,15 +292,9 @@ class GroupStore:
                                 .order_by(group_faces.c.id).limit(limit)).all()
         return [(r.tenant_id, _face(r), r.crop) for r in rows]
 
-    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> list[str]:
-        """New embeddings of ``model_id`` in one transaction; the ids of the faces still there."""
-        stored = []
-        with self.engine.begin() as conn:
-            for face_id, vector in vectors.items():
-                if conn.execute(update(group_faces).where(group_faces.c.id == face_id).values(
-                        embedding=np.asarray(vector, np.float32).tobytes(), model_id=model_id)).rowcount:
-                    stored.append(face_id)
-        return stored
+    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> dict[str, str]:
+        """{face id: its group now} of the faces given new embeddings (see repo.store.replace_embeddings)."""
+        return replace_embeddings(self.engine, group_faces, group_faces.c.group_id, vectors, model_id)
 
     def iter_all(self, model_id: str) -> Iterator[tuple[str, str, np.ndarray]]:
         """(tenant, group, embedding) of every face grouped by ``model_id``, to rebuild the indexes at start

@@ -227,10 +227,10 @@ class FaceRepository:
         if not stored:
             return 0
         galleries = {g.id: g for g in await asyncio.to_thread(self.store.all_galleries)}
-        subjects = await asyncio.to_thread(self.store.subjects_by_pk, list({by_id[i][0].subject_pk for i in stored}))
-        for face_id in stored:
+        subjects = await asyncio.to_thread(self.store.subjects_by_pk, list(set(stored.values())))
+        for face_id, subject_pk in stored.items():  # its subject now: a merge may have moved it since it was read
             record, vector = by_id[face_id]
-            gallery, subject = galleries.get(record.gallery_id), subjects.get(record.subject_pk)
+            gallery, subject = galleries.get(record.gallery_id), subjects.get(subject_pk)
             if gallery is None or subject is None:
                 continue  # deleted meanwhile, with its gallery or subject
             self._index(gallery.id).add([face_id], [subject.pk], vector[None, :])

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, make_url, delete, event, func, insert, select, text, update
+from sqlalchemy import Column, Engine, Table, create_engine, make_url, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import Conflict, NotFound
 
 from . import schema as s
 
-__all__ = ("Gallery", "Subject", "FaceRecord", "RepoStore", "open_store")
+__all__ = ("Gallery", "Subject", "FaceRecord", "RepoStore", "open_store", "replace_embeddings")
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,6 +59,19 @@ class FaceRecord:
 
 def _now() -> float:
     return time.time()
+
+
+def replace_embeddings(engine: Engine, table: Table, owner: Column[str], vectors: dict[str, np.ndarray],
+                       model_id: str) -> dict[str, str]:
+    """New embeddings of ``model_id`` for rows of ``table`` (the repo's faces, grouping's faces), in one
+    transaction. Returns {face id: its ``owner`` now} for the faces still there: a face may have been
+    deleted, or moved to another subject or group, since it was read."""
+    with engine.begin() as conn:
+        for face_id, vector in vectors.items():
+            conn.execute(update(table).where(table.c.id == face_id).values(
+                embedding=np.asarray(vector, np.float32).tobytes(), model_id=model_id))
+        rows = conn.execute(select(table.c.id, owner).where(table.c.id.in_(list(vectors)))).all()
+    return {r[0]: r[1] for r in rows}
 
 
 def open_store(url: str) -> "RepoStore":
@@ -410,14 +423,6 @@ class RepoStore:
                                 .order_by(s.faces.c.id).limit(limit)).all()
         return [(self._face(r), r.thumbnail) for r in rows]
 
-    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> list[str]:
-        """Store new embeddings of ``model_id`` in one transaction; returns the ids of the faces
-        still there (a face deleted meanwhile is skipped)."""
-        stored = []
-        with self.engine.begin() as conn:
-            for face_id, vector in vectors.items():
-                changed = conn.execute(update(s.faces).where(s.faces.c.id == face_id).values(
-                    embedding=np.asarray(vector, np.float32).tobytes(), model_id=model_id)).rowcount
-                if changed:
-                    stored.append(face_id)
-        return stored
+    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> dict[str, str]:
+        """{face id: its subject pk now} of the faces given new embeddings (see ``replace_embeddings``)."""
+        return replace_embeddings(self.engine, s.faces, s.faces.c.subject_pk, vectors, model_id)

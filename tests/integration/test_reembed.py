@@ -150,6 +150,30 @@ def test_each_kept_source_gives_the_new_models_embedding(tmp_path: Path, models_
     store.close()
 
 
+def test_a_face_merged_into_another_subject_while_being_reembedded_is_indexed_under_it(
+        tmp_path: Path, models_dir: Path, analyzer: FaceAnalyzer, shared_data: Path) -> None:
+    settings: dict[str, Any] = {"data_dir": str(tmp_path), "models": {"dir": str(models_dir)},
+                                "runtime": {"analysis_processes": 0}}
+    parts = build_repo(parse_config(settings, environ={}), analyzer, NullPublisher())
+    repo, store = parts.repo, parts.store
+    tenant = store.create_tenant("acme")
+    gallery = store.create_gallery(tenant, "people")
+    barack = store.create_subject(gallery.id, "barack", "Barack", {})
+    obama = store.create_subject(gallery.id, "obama", "Obama", {})
+    photo = sorted((shared_data / "faces" / "enroll" / "obama").iterdir())[0].read_bytes()
+
+    async def merge_between_read_and_write() -> list[Any]:
+        (record,) = await repo.add_faces(gallery, barack, photo)
+        await repo.update_subject(gallery, barack, "Obama", None)  # renamed onto Obama: merged into it
+        repo._index(gallery.id).remove([record.id])  # as if another model had made it: not in the index
+        await repo.replace_embeddings([record], [record.embedding])  # the record still names Barack
+        return repo._index(gallery.id).search(record.embedding, 1)
+
+    (match,) = asyncio.run(merge_between_read_and_write())
+    assert match.subject_pk == obama.pk
+    store.close()
+
+
 def test_grouped_faces_are_reembedded_and_stay_in_their_groups(tmp_path: Path, models_dir: Path,
                                                                analyzer: FaceAnalyzer, shared_data: Path) -> None:
     settings: dict[str, Any] = {"data_dir": str(tmp_path), "models": {"dir": str(models_dir)},
