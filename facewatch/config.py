@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -115,19 +115,24 @@ class ModelsConfig(Section):
 
 
 class QualityConfig(Section):
-    min_size_px: float = Field(24.0, ge=0)
-    good_size_px: float = Field(80.0, gt=0)
-    blur_sharpness: float = Field(20.0, ge=0)
-    sharp_sharpness: float = Field(150.0, gt=0)
+    min_size_px: float = Field(20.0, ge=0)
+    good_size_px: float = Field(48.0, gt=0)
+    blur_sharpness: float = Field(0.02, ge=0, description="native-resolution sharpness: blur factor 0 at or below")
+    sharp_sharpness: float = Field(0.08, gt=0, description="... and 1 at or above")
     frontal_yaw_deg: float = Field(25.0, ge=0, le=90)
     profile_yaw_deg: float = Field(50.0, ge=0, le=90)
     yaw_source: Literal["pose_model", "landmarks"] = Field(
         "pose_model", description="pose_model: reliable on profiles, ~9 ms/face; landmarks: free, misses true profiles"
     )
+    reference_norm: float = Field(3.57, gt=0, description="raw embedding norm of good faces (bench/calibrate.py)")
+    low_norm_ratio: float = Field(0.55, ge=0, description="recognisable factor 0 at or below this norm ratio")
+    high_norm_ratio: float = Field(0.8, gt=0, description="... and 1 at or above")
     min_score: float = Field(0.3, ge=0, le=1, description="faces under this quality are not matched or enrolled")
 
     @model_validator(mode="after")
     def _ordered(self) -> "QualityConfig":
+        if self.high_norm_ratio <= self.low_norm_ratio:
+            raise ValueError("high_norm_ratio must be greater than low_norm_ratio")
         if self.good_size_px <= self.min_size_px:
             raise ValueError("good_size_px must be greater than min_size_px")
         if self.profile_yaw_deg <= self.frontal_yaw_deg:
@@ -135,12 +140,26 @@ class QualityConfig(Section):
         return self
 
 
+Preset = Literal["strict", "medium", "low"]
+
+
 class RecognitionConfig(Section):
-    # Calibrated by bench/verify_pairs.py on LFW View 1 DevTrain (see README).
-    threshold: float = Field(0.278, ge=-1, le=1, description="default cosine-similarity threshold")
-    presets: dict[Literal["strict", "medium", "low"], float] = Field(
-        default_factory=lambda: {"strict": 0.292, "medium": 0.245, "low": 0.137}
-    )
+    """How sure a match must be (repo/decision.py): a preset names a rate, a number is a fixed cosine."""
+
+    threshold: Annotated[float, Field(ge=-1, le=1)] | Preset = Field(
+        "strict", description="default: a preset (rate, with the gallery size and the probe's quality) or a cosine")
+    rates: dict[Preset, Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: {"strict": 0.001, "medium": 0.01, "low": 0.1},
+        description="1:N (identify, cameras): false-positive identification rate per probe; 1:1 (verify): FAR")
+    margin: float = Field(0.03, ge=0, le=1, description="the subject named must lead the runner-up by this much")
+    calibration: str | None = Field(
+        None, description="calibration JSON of the embedding model (bench/calibrate.py); default: the shipped one")
+
+    @model_validator(mode="after")
+    def _presets_complete(self) -> "RecognitionConfig":
+        if isinstance(self.threshold, str) and self.threshold not in self.rates:
+            raise ValueError(f"recognition.threshold {self.threshold!r} is not in recognition.rates")
+        return self
 
 
 class ApiConfig(Section):
@@ -240,6 +259,7 @@ class WatcherConfig(Section):
     max_initial_attempts: int = Field(5, ge=0, description="failures before a never-opened source is 'failed' "
                                                            "(0 = retry forever); a source that ran is retried forever")
     rematch_interval_s: float = Field(0.5, ge=0, description="an unmatched track is embedded again at most this often")
+    track_shots: int = Field(3, ge=1, le=16, description="a track is named from its best this-many shots combined")
     tiles_per_frame: int = Field(1, ge=0, le=4, description="2x2 tiles scanned per frame on >= 720p frames, in turn "
                                                             "(4 = all every frame)")
     restart_initial_s: float = Field(1.0, gt=0, description="first delay before restarting a crashed worker")

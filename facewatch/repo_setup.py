@@ -13,6 +13,8 @@ from api.dispatch import Api, RateLimiter
 from api.request import ApiRequest, ApiResponse
 from api.routing import Router
 from repo.analysis import analysis_pool
+from repo.calibration import Calibration, load_calibration, shipped_calibration
+from repo.decision import Policy
 from repo.auth import RepoAuth
 from repo.events import EventPublisher
 from repo.handlers import register_repo_routes
@@ -25,7 +27,7 @@ from vision.analyzer import FaceAnalyzer
 
 from . import __version__
 from .analyzer_setup import build_analyzer
-from .config import FacewatchConfig
+from .config import FacewatchConfig, RecognitionConfig
 
 __all__ = ("RepoParts", "build_repo", "openapi_document", "instance_id")
 
@@ -85,11 +87,36 @@ def openapi_document(router: Router) -> dict[str, object]:
     }
 
 
+def default_policy(recognition: RecognitionConfig) -> Policy:
+    if isinstance(recognition.threshold, str):
+        return Policy(rate=recognition.rates[recognition.threshold], margin=recognition.margin)
+    return Policy(rate=None, threshold=recognition.threshold, margin=recognition.margin)
+
+
+def recognition_calibration(recognition: RecognitionConfig, model_id: str) -> Calibration | None:
+    """The configured calibration file, else the shipped one for ``model_id``.
+
+    A rate (preset) needs one: without it the configured default fails at start, not at the first request.
+    """
+    if recognition.calibration:
+        calibration = load_calibration(Path(recognition.calibration))
+        if calibration.model_id != model_id:
+            raise ValueError(f"recognition.calibration is for model {calibration.model_id!r}, not {model_id!r}")
+        return calibration
+    calibration = shipped_calibration(model_id)
+    if calibration is None and isinstance(recognition.threshold, str):
+        raise ValueError(f"no calibration ships for embedding model {model_id!r}: run bench/calibrate.py and set "
+                         "recognition.calibration, or set a numeric recognition.threshold")
+    return calibration
+
+
 def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublisher) -> RepoParts:
     store = open_store(cfg.storage_url())
     auth = RepoAuth(store, cfg.auth.access_token_ttl_s, cfg.auth.refresh_token_ttl_s)
     options = RepoOptions(
-        threshold=cfg.recognition.threshold, presets=dict(cfg.recognition.presets), min_face_px=cfg.repo.min_face_px,
+        policy=default_policy(cfg.recognition), rates=dict(cfg.recognition.rates),
+        calibration=recognition_calibration(cfg.recognition, analyzer.embedder.model_id),
+        min_face_px=cfg.repo.min_face_px,
         min_quality=cfg.quality.min_score, max_body_bytes=cfg.api.max_body_bytes,
         max_image_pixels=cfg.api.max_image_pixels, save_images=cfg.storage.save_images,
         search=cfg.repo.search.options(),

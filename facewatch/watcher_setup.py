@@ -50,8 +50,10 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
     def make_spec(camera: Camera) -> WorkerSpec:
         settings = camera.settings
         pipeline = PipelineOptions(
-            camera_id=camera.id, threshold=repo.threshold(settings.threshold), min_face_px=settings.min_face_px,
-            min_quality=cfg.quality.min_score, cooldown_s=settings.cooldown_s,
+            camera_id=camera.id, policy=repo.policy(settings.threshold), calibration=repo.options.calibration,
+            min_face_px=settings.min_face_px,
+            min_quality=settings.min_quality if settings.min_quality is not None else cfg.quality.min_score,
+            cooldown_s=settings.cooldown_s, track_shots=w.track_shots,
             unknown_after_frames=settings.unknown_after_frames, rematch_interval_s=w.rematch_interval_s,
             attach_crop=settings.attach_crop, attributes=tuple(settings.attributes), tiles_per_frame=w.tiles_per_frame,
         )
@@ -61,7 +63,7 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
 
     supervisor = Supervisor(make_spec, publish, SupervisorOptions(
         restart_initial_s=w.restart_initial_s, restart_max_s=w.restart_max_s, watchdog_s=w.watchdog_s))
-    service = WatcherService(registry, supervisor, policy, repo.threshold,
+    service = WatcherService(registry, supervisor, policy, repo.policy,
                              WatcherOptions(node=w.node or socket.gethostname(),
                                             max_cameras_per_tenant=w.max_cameras_per_tenant), publish)
     register_watcher_routes(router, service)

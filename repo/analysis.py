@@ -17,6 +17,7 @@ import numpy as np
 
 from vision.analyzer import FaceAnalyzer
 from vision.records import Face
+from vision.selection import FaceChoice
 
 __all__ = ("analysis_pool", "analyze_in_worker")
 
@@ -33,10 +34,11 @@ def _init_worker(factory: Callable[[], FaceAnalyzer]) -> None:
     _worker_analyzer = factory()
 
 
-def analyze_in_worker(image: np.ndarray, embed: bool, attributes: Sequence[str], max_faces: int | None) -> list[Face]:
+def analyze_in_worker(image: np.ndarray, embed: bool, attributes: Sequence[str], max_faces: int | None,
+                      choice: FaceChoice | None = None) -> list[Face]:
     if _worker_analyzer is None:
         raise RuntimeError("analysis worker used without its initializer")
-    return _worker_analyzer.analyze(image, embed=embed, attributes=attributes, max_faces=max_faces)
+    return _worker_analyzer.analyze(image, embed=embed, attributes=attributes, max_faces=max_faces, choice=choice)
 
 
 def analysis_pool(factory: Callable[[], FaceAnalyzer], processes: int) -> ProcessPoolExecutor:

@@ -12,6 +12,7 @@ from typing import Any
 from api.errors import BadParam, NotFound
 from api.request import ApiRequest, ApiResponse
 from api.routing import Router
+from vision.selection import FaceChoice, FaceChoiceError
 
 from .auth import RepoAuth
 from .face_json import face_to_json
@@ -59,6 +60,29 @@ def _list(value: Any, param: str) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
     raise BadParam(f"{param} must be a list of strings or a comma-separated string", param)
+
+
+def _face_choice(params: dict[str, Any], suffix: str = "") -> FaceChoice | None:
+    """``face_index`` (as /detect lists the faces) or ``face_box`` [x1, y1, x2, y2] (or "x1,y1,x2,y2")."""
+    index, box = params.get("face_index" + suffix), params.get("face_box" + suffix)
+    if index in (None, "") and box in (None, ""):
+        return None
+    try:
+        if index not in (None, ""):
+            if box not in (None, ""):
+                raise FaceChoiceError("name a face by face_index or by face_box, not both")
+            number = _number(index, "face_index" + suffix, 0, 0, 1000)
+            if number != int(number):
+                raise FaceChoiceError("face_index must be a whole number")
+            return FaceChoice(index=int(number))
+        values = [v.strip() for v in box.split(",")] if isinstance(box, str) else box
+        if not isinstance(values, list) or len(values) != 4:
+            raise FaceChoiceError("face_box must be four numbers x1, y1, x2, y2")
+        x1, y1, x2, y2 = (float(v) for v in values)
+        return FaceChoice(box=(x1, y1, x2, y2))
+    except (FaceChoiceError, TypeError, ValueError) as exc:
+        param = "face_index" + suffix if index not in (None, "") else "face_box" + suffix
+        raise BadParam(str(exc) if isinstance(exc, FaceChoiceError) else f"{param} must be numbers", param) from None
 
 
 def _params(request: ApiRequest) -> dict[str, Any]:
@@ -241,7 +265,7 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
         params = _params(request)
         data = _image(request, params, "file", repo)
         records = await repo.add_faces(gallery, subject, data, all_faces=_bool(params.get("all_faces", False), "all_faces"),
-                                       force=_bool(params.get("force", False), "force"))
+                                       force=_bool(params.get("force", False), "force"), choice=_face_choice(params))
         return ApiResponse(201, {"faces": [_face_json(r, subject, gallery) for r in records]})
 
     async def list_faces(request: ApiRequest) -> ApiResponse:
@@ -290,13 +314,15 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
 
     async def verify(request: ApiRequest) -> ApiResponse:
         params = _params(request)
-        threshold = repo.threshold(params.get("threshold"))
+        policy = repo.policy(params.get("threshold"))
         first = _optional_image(request, params, "image1", repo) or _image(request, params, "file", repo)
-        probe, _ = await repo.embedding_of(first, "image1")
+        probe, probe_face = await repo.embedding_of(first, "image1", _face_choice(params))
+        quality = probe_face.quality.score if probe_face.quality else 0.0
         second = _optional_image(request, params, "image2", repo)
         if second is not None:
-            reference, _ = await repo.embedding_of(second, "image2")
+            reference, reference_face = await repo.embedding_of(second, "image2", _face_choice(params, "2"))
             refs = reference[None]
+            quality = min(quality, reference_face.quality.score if reference_face.quality else 0.0)
         elif params.get("face_id"):
             record, _g = await asyncio.to_thread(store.face, request.tenant, str(params["face_id"]))
             refs = repo.face_embedding(record)[None]
@@ -307,8 +333,11 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
         else:
             raise BadParam("give image2, face_id, or gallery + subject to verify against", "image2")
         similarity = float((refs @ probe).max())
-        return ApiResponse(200, {"similarity": round(similarity, 4), "threshold": threshold,
-                                 "verified": similarity >= threshold})
+        # 1:1: the rate is a false accept rate; against a subject, one comparison per face of it.
+        threshold = repo.threshold_for(policy, quality, len(refs))
+        return ApiResponse(200, {"similarity": round(similarity, 4), "threshold": round(threshold, 4),
+                                 "verified": similarity >= threshold, "quality": round(quality, 4),
+                                 "policy": policy.describe()})
 
     async def identify(request: ApiRequest) -> ApiResponse:
         params = _params(request)
@@ -316,18 +345,33 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
         if not galleries:
             raise BadParam("galleries is required", "galleries")
         image = repo.decode(_image(request, params, "file", repo), "file")
+        policy = repo.policy(params.get("threshold"))
+        repo.threshold_for(policy, 1.0, 1)  # a rate needs a calibration: fail before the work
         results = await repo.identify(
             request.tenant, galleries, image,
             prediction_count=int(_number(params.get("prediction_count"), "prediction_count", 1, 1, 100)),
             limit=int(_number(params.get("limit"), "limit", 0, 0, 1000)),
             det_prob_threshold=_number(params.get("det_prob_threshold"), "det_prob_threshold", 0.0, 0.0, 1.0),
-            threshold=repo.threshold(params.get("threshold")),
+            policy=policy,
         )
-        return ApiResponse(200, {"faces": [
-            face_to_json(r.face) | {"matches": [
-                {"subject": s.id, "name": s.name, "gallery": g.name, "similarity": round(m.similarity, 4),
-                 "face_id": m.face_id} for m, s, g in r.matches]}
-            for r in results]})
+        out = []
+        for r in results:
+            subjects = {m.face_id: (s, g) for m, s, g in r.candidates}
+
+            def shown(face_id: Any) -> dict[str, Any] | None:
+                found = subjects.get(face_id)
+                return None if found is None else {"id": found[0].id, "name": found[0].name, "gallery": found[1].name}
+
+            candidates = [{"subject": s.id, "name": s.name, "gallery": g.name, "similarity": round(m.similarity, 4),
+                           "face_id": m.face_id} for m, s, g in r.candidates]
+            named = r.decision.match
+            out.append(face_to_json(r.face) | {
+                # The subject named (at most one), then every candidate however far: an app can show why.
+                "matches": [c for c in candidates if named is not None and c["face_id"] == named.key],
+                "candidates": candidates,
+                "decision": r.decision.as_json(shown) | {"policy": policy.describe()},
+            })
+        return ApiResponse(200, {"faces": out})
 
     # -- jobs ----------------------------------------------------------------------
     async def bulk_enrol(request: ApiRequest) -> ApiResponse:

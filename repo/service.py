@@ -24,8 +24,11 @@ from vision.analyzer import FaceAnalyzer
 from vision.errors import ImageDecodeError, ImageTooLargeError
 from vision.images import decode_image
 from vision.records import Face
+from vision.selection import AMBIGUOUS_RATIO, FaceChoice, FaceChoiceError
 
 from .analysis import analyze_in_worker
+from .calibration import Calibration
+from .decision import Candidate, Decision, Policy, decide
 from .events import REPO_EVENTS, EventPublisher
 from .images import ImageStore, photo_hash, thumbnail_jpeg
 from .index import GalleryIndex, Match, SearchOptions
@@ -36,8 +39,11 @@ __all__ = ("RepoOptions", "FaceRepository", "Identification", "EmbeddedFace")
 
 @dataclass(slots=True, frozen=True)
 class RepoOptions:
-    threshold: float
-    presets: dict[str, float]
+    """``policy``: the default decision; ``rates``: the named presets (FPIR for 1:N, FAR for 1:1)."""
+
+    policy: Policy
+    rates: dict[str, float]
+    calibration: Calibration | None
     min_face_px: float = 40.0
     min_quality: float = 0.3
     max_body_bytes: int = 10 * 1024 * 1024
@@ -58,8 +64,11 @@ class EmbeddedFace:
 
 @dataclass(slots=True, frozen=True)
 class Identification:
+    """One face of an identify probe: its candidates (best first) and the decision over them."""
+
     face: Face
-    matches: list[tuple[Match, Subject, Gallery]]
+    candidates: list[tuple[Match, Subject, Gallery]]
+    decision: Decision  # candidate keys are face ids
 
 
 class FaceRepository:
@@ -106,18 +115,26 @@ class FaceRepository:
                                           "gallery_id": gallery.id, "time": time.time(), **fields})
 
     # -- thresholds and images -----------------------------------------------------
-    def threshold(self, value: Any) -> float:
+    def policy(self, value: Any) -> Policy:
+        """The ``threshold`` parameter: absent (the configured default), a preset's rate, or a fixed cosine."""
+        default = self.options.policy
         if value is None or value == "":
-            return self.options.threshold
-        if isinstance(value, str) and value in self.options.presets:
-            return self.options.presets[value]
+            return default
+        if isinstance(value, str) and value in self.options.rates:
+            return Policy(rate=self.options.rates[value], margin=default.margin)
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise BadParam(f"threshold must be a number or one of {sorted(self.options.presets)}", "threshold") from None
+            raise BadParam(f"threshold must be a number or one of {sorted(self.options.rates)}", "threshold") from None
         if not -1.0 <= number <= 1.0:
             raise BadParam("threshold must be between -1 and 1", "threshold")
-        return number
+        return Policy(rate=None, threshold=number, margin=default.margin)
+
+    def threshold_for(self, policy: Policy, quality: float, comparisons: int) -> float:
+        try:
+            return policy.threshold_for(self.options.calibration, quality, comparisons)
+        except ValueError as exc:  # a rate with no calibration of this model
+            raise BadParam(f"{exc}: give a numeric threshold", "threshold") from None
 
     def decode(self, data: bytes, param: str) -> np.ndarray:
         try:
@@ -141,27 +158,39 @@ class FaceRepository:
             raise BadParam(f"{param} is not valid base64", param) from None
 
     async def analyze(self, image: np.ndarray, *, attributes: Sequence[str] = (), max_faces: int | None = None,
-                      embed: bool = True) -> list[Face]:
+                      embed: bool = True, choice: FaceChoice | None = None) -> list[Face]:
+        """Faces of ``image``, most prominent first; ``choice`` names one face (then only it is returned)."""
         self.analyzer.check_attribute_names(attributes)
-        if self.pool is not None:
-            return await asyncio.get_running_loop().run_in_executor(
-                self.pool, analyze_in_worker, image, embed, tuple(attributes), max_faces)
-        return await asyncio.to_thread(self.analyzer.analyze, image, embed=embed, attributes=attributes,
-                                       max_faces=max_faces)
+        try:
+            if self.pool is not None:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self.pool, analyze_in_worker, image, embed, tuple(attributes), max_faces, choice)
+            return await asyncio.to_thread(self.analyzer.analyze, image, embed=embed, attributes=attributes,
+                                           max_faces=max_faces, choice=choice)
+        except FaceChoiceError as exc:
+            raise BadParam(str(exc), "face_index" if choice and choice.index is not None else "face_box") from None
 
     # -- faces ----------------------------------------------------------------------
     async def add_faces(self, gallery: Gallery, subject: Subject, data: bytes, *, all_faces: bool = False,
-                        force: bool = False, job_item: str | None = None) -> list[FaceRecord]:
-        """Enrol the largest face (or all faces) of one image into ``subject``.
+                        force: bool = False, job_item: str | None = None,
+                        choice: FaceChoice | None = None) -> list[FaceRecord]:
+        """Enrol the face ``choice`` names, else the most prominent one (or all faces) of one image.
+
+        A photo with two comparable faces is refused unless the caller names
+        one: enrolling the wrong person would name them for ever after.
 
         Nothing is half-written: the image file is stored before the rows and
         removed again if they fail; the index and events follow the commit.
         ``job_item`` marks the rows as a bulk job's item, in the same transaction.
         """
         image = self.decode(data, "file")
-        faces = await self.analyze(image, max_faces=None if all_faces else 1)
+        faces = await self.analyze(image, max_faces=None if all_faces else 1, choice=None if all_faces else choice)
         if not faces:
             raise NoFace("no face found in the image")
+        first = faces[0]
+        if not all_faces and choice is None and first.runner_up_prominence >= AMBIGUOUS_RATIO * first.prominence:
+            raise Conflict("the image holds more than one comparable face: name one with face_index (the order "
+                           "/detect lists them in) or face_box, or set all_faces", "face_index")
         if not force:
             for face in faces:
                 quality = face.quality.score if face.quality else 0.0
@@ -283,26 +312,32 @@ class FaceRepository:
 
     # -- search ----------------------------------------------------------------------
     async def identify(self, tenant_id: str, gallery_names: list[str], image: np.ndarray, *, prediction_count: int,
-                       limit: int, det_prob_threshold: float, threshold: float) -> list[Identification]:
+                       limit: int, det_prob_threshold: float, policy: Policy) -> list[Identification]:
         galleries = [await asyncio.to_thread(self.store.gallery, tenant_id, name) for name in gallery_names]
         faces = await self.analyze(image, max_faces=limit or None)
         faces = [f for f in faces if f.det_score >= det_prob_threshold]
+        comparisons = sum(len(self._index(g.id)) for g in galleries)
         results = []
         for face in faces:
             found: list[tuple[Match, Gallery]] = []
             if face.embedding is not None:
                 for gallery in galleries:
-                    found += [(m, gallery) for m in self._index(gallery.id).search(face.embedding, prediction_count)
-                              if m.similarity >= threshold]
+                    found += [(m, gallery) for m in self._index(gallery.id).search(face.embedding,
+                                                                                    max(2, prediction_count))]
             found.sort(key=lambda mg: -mg[0].similarity)
-            found = found[:prediction_count]
-            subjects = await asyncio.to_thread(self.store.subjects_by_pk, [m.subject_pk for m, _ in found])
-            results.append(Identification(face, [(m, subjects[m.subject_pk], g) for m, g in found
-                                                  if m.subject_pk in subjects]))
+            decision = decide([Candidate(m.face_id, m.similarity) for m, _ in found], policy,
+                              self.options.calibration, quality=face.quality.score if face.quality else 0.0,
+                              comparisons=comparisons) if face.embedding is not None else \
+                Decision(None, None, None, 1.0, 0.0, "no_candidates")
+            shown = found[:prediction_count]
+            subjects = await asyncio.to_thread(self.store.subjects_by_pk, [m.subject_pk for m, _ in shown])
+            results.append(Identification(face, [(m, subjects[m.subject_pk], g) for m, g in shown
+                                                 if m.subject_pk in subjects], decision))
         return results
 
-    async def embedding_of(self, data: bytes, param: str) -> tuple[np.ndarray, Face]:
-        faces = await self.analyze(self.decode(data, param), max_faces=1)
+    async def embedding_of(self, data: bytes, param: str, choice: FaceChoice | None = None) -> tuple[np.ndarray, Face]:
+        """The embedding of the face ``choice`` names, else of the most prominent face."""
+        faces = await self.analyze(self.decode(data, param), max_faces=1, choice=choice)
         if not faces or faces[0].embedding is None:
             raise NoFace(f"no face found in {param}", param)
         return faces[0].embedding, faces[0]

@@ -17,8 +17,9 @@ from .errors import VisionError
 from .embedder import ArcFaceEmbedder
 from .geometry import align_face, five_points_from_68
 from .landmarks import Landmarker68
-from .quality import QualityOptions, assess_quality
+from .quality import QualityOptions, assess_quality, with_embedding_norm
 from .records import Face
+from .selection import FaceChoice, choose, prominence, prominence_order
 
 __all__ = ("FaceAnalyzer", "UnknownAttributeError")
 
@@ -84,25 +85,42 @@ class FaceAnalyzer:
             face.quality = assess_quality(face.size_px, aligned, kps, self.quality_options, pose)
         return faces
 
-    def detect(self, image: np.ndarray, *, max_faces: int | None = None) -> list[Face]:
-        """All faces, largest first, with landmarks, aligned crop and quality."""
+    def detect(self, image: np.ndarray, *, max_faces: int | None = None, choice: FaceChoice | None = None) -> list[Face]:
+        """All faces, most prominent first (vision/selection.py), with landmarks, aligned crop and quality.
+
+        ``choice`` names one face (by index in that order, or by box): only it is returned.
+        """
         detections = self.detector.detect(image)
         if len(detections) == 0:
+            if choice is not None and (choice.index is not None or choice.box is not None):
+                choose(detections.boxes, choice)  # raises: nothing to choose from
             return []
-        boxes, scores = detections.boxes, detections.scores
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        order = np.argsort(-areas)
-        if max_faces is not None:
-            order = order[:max_faces]
-        return self.faces_from_boxes(image, boxes[order], scores[order])
+        height, width = image.shape[:2]
+        order = prominence_order(detections.boxes, detections.scores, height, width)
+        boxes, scores = detections.boxes[order], detections.scores[order]
+        ranks = prominence(boxes, scores, height, width)
+        if choice is not None:
+            picked = choose(boxes, choice)
+            order = np.array([picked])
+        else:
+            order = np.arange(len(boxes))[:max_faces]
+        faces = self.faces_from_boxes(image, boxes[order], scores[order])
+        for face, position in zip(faces, order):
+            face.index, face.prominence = int(position), float(ranks[position])
+        # A caller deciding whether the chosen face is ambiguous needs the runner-up's rank.
+        if len(ranks) > 1 and faces:
+            faces[0].runner_up_prominence = float(ranks[1] if order[0] == 0 else ranks[0])
+        return faces
 
     def embed(self, faces: Sequence[Face]) -> None:
         """Fill ``embedding`` of every face in one batched model call."""
         if not faces:
             return
-        vectors = self.embedder.embed(np.stack([f.aligned for f in faces if f.aligned is not None]))
-        for face, vector in zip(faces, vectors):
-            face.embedding = vector
+        vectors, norms = self.embedder.embed_with_norms(np.stack([f.aligned for f in faces if f.aligned is not None]))
+        for face, vector, norm in zip(faces, vectors, norms):
+            face.embedding, face.embedding_norm = vector, float(norm)
+            if face.quality is not None:
+                face.quality = with_embedding_norm(face.quality, float(norm), self.quality_options)
 
     def add_attributes(self, image: np.ndarray, faces: Sequence[Face], names: Iterable[str]) -> None:
         if not faces:
@@ -119,10 +137,11 @@ class FaceAnalyzer:
         embed: bool = True,
         attributes: Iterable[str] = (),
         max_faces: int | None = None,
+        choice: FaceChoice | None = None,
     ) -> list[Face]:
         names = list(attributes)
         self.check_attribute_names(names)  # fail before doing any work
-        faces = self.detect(image, max_faces=max_faces)
+        faces = self.detect(image, max_faces=max_faces, choice=choice)
         if embed:
             self.embed(faces)
         self.add_attributes(image, faces, names)

@@ -39,17 +39,30 @@ class ArcFaceEmbedder:
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         """(N, 112, 112, 3) BGR uint8 -> (N, D) float32 L2-normalised."""
+        return self.embed_with_norms(aligned)[0]
+
+    def embed_with_norms(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised embeddings and the model's raw output norms, (N,).
+
+        Margin-trained (ArcFace-style) models give recognisable faces long
+        raw embeddings and blurred, occluded or tiny ones short ones (the
+        premise of MagFace); the norm is a quality measure the model gives for
+        free (vision/quality.py).
+        """
         if len(aligned) == 0:
-            return np.zeros((0, self.dim), np.float32)
+            return np.zeros((0, self.dim), np.float32), np.zeros((0,), np.float32)
         o = self.options
-        chunks = []
+        chunks, norms = [], []
         for start in range(0, len(aligned), o.max_batch):
             batch = aligned[start : start + o.max_batch]
             if o.flip:
                 batch = np.concatenate([batch, batch[:, :, ::-1]])
             (out,) = self.session.run(None, {self.input_name: to_blob(batch, o.mean, o.std, rgb=o.rgb)})
+            raw = np.linalg.norm(out, axis=-1)
             if o.flip:
                 half = len(out) // 2
                 out = l2_normalise(out[:half]) + l2_normalise(out[half:])
+                raw = (raw[:half] + raw[half:]) / 2
             chunks.append(out)
-        return l2_normalise(np.concatenate(chunks))
+            norms.append(raw)
+        return l2_normalise(np.concatenate(chunks)), np.concatenate(norms).astype(np.float32)

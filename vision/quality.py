@@ -1,20 +1,31 @@
 """A quality score that lets callers refuse tiny, blurred or profile faces.
 
-Cheap on purpose (no extra model): size from the box, sharpness from the
-aligned crop, yaw and pitch from the five points.
+Cheap on purpose: size from the box, sharpness from the face at its native
+resolution, yaw and pitch from the pose model (or the five points).
+
+Sharpness is measured on the face as the camera delivered it, not on the
+112 px crop the embedder sees: a sharp 40 px face upscaled into that crop
+looks blurred to any edge measure, and a gate on it discards every face of SD
+video. It is also divided by the crop's contrast, so a dim sharp face is not
+taken for a blurred one. Size and sharpness combine as a geometric mean (one
+weak factor halves the score instead of zeroing it); yaw multiplies, as a
+profile is no use however sharp. What the embedding model itself makes of the
+face (its raw embedding norm, ``Face.embedding_norm``) is the last word, after
+embedding: see repo/decision.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
+from .geometry import ARCFACE_112
 from .records import Quality
 
-__all__ = ("QualityOptions", "assess_quality", "estimate_yaw_pitch")
+__all__ = ("QualityOptions", "assess_quality", "estimate_yaw_pitch", "sharpness", "with_embedding_norm")
 
 # Depth of the nose tip in front of the eye line, as a fraction of the eye
 # distance (anthropometric average); turns the nose's sideways shift into an angle.
@@ -26,10 +37,10 @@ _NOSE_DROP_FRONTAL = (71.7366 - 51.6) / (92.28 - 51.6)
 
 @dataclass(slots=True, frozen=True)
 class QualityOptions:
-    min_size_px: float = 24.0  # size factor 0 at or below this
-    good_size_px: float = 80.0  # size factor 1 at or above this
-    blur_sharpness: float = 20.0  # Laplacian variance below which a crop is blurred (factor 0)
-    sharp_sharpness: float = 150.0  # ... and above which it is sharp (factor 1)
+    min_size_px: float = 20.0  # size factor 0 at or below this
+    good_size_px: float = 48.0  # size factor 1 at or above this
+    blur_sharpness: float = 0.02  # native-resolution sharpness (see sharpness()) at or below: factor 0
+    sharp_sharpness: float = 0.08  # ... at or above: factor 1
     frontal_yaw_deg: float = 25.0  # frontal factor 1 up to here
     profile_yaw_deg: float = 50.0  # frontal factor 0 from here on
     # Where yaw comes from: "pose_model" (about 9 ms a face on one CPU core,
@@ -37,6 +48,13 @@ class QualityOptions:
     # shape on true profiles, which then pass: frame 20 of the shared clip,
     # a 76 degree profile, reads as 5 degrees).
     yaw_source: str = "pose_model"
+    # The embedding model's raw output norm on good faces (the median over LFW
+    # View 1 for the default pack; bench/calibrate.py prints it for any model).
+    # Faces whose norm is under low_norm_ratio of it are unrecognisable to the
+    # model (factor 0: hands over the face, heavy blur), over high_norm_ratio fine.
+    reference_norm: float = 3.57
+    low_norm_ratio: float = 0.55
+    high_norm_ratio: float = 0.8
 
 
 def _ramp(value: float, low: float, high: float) -> float:
@@ -68,25 +86,55 @@ def estimate_yaw_pitch(kps: np.ndarray) -> tuple[float, float]:
     return yaw, pitch
 
 
+# Eye distance of the ArcFace template at 112 px: the crop's scale against the source.
+_TEMPLATE_EYE_DISTANCE = float(np.hypot(*(ARCFACE_112[1] - ARCFACE_112[0])))
+
+
+def sharpness(aligned: np.ndarray, kps: np.ndarray) -> float:
+    """Edge energy over contrast of the face at its native resolution.
+
+    The aligned crop is brought back to the face's size in the source image
+    (never up), so upscaling adds no blur; the Laplacian's variance is divided
+    by the intensity variance, so a low-contrast face is not called blurred.
+    """
+    eye_distance = float(np.hypot(*(np.asarray(kps[1], np.float64) - np.asarray(kps[0], np.float64))))
+    size = aligned.shape[0]
+    scale = min(1.0, eye_distance / (_TEMPLATE_EYE_DISTANCE * size / 112.0))
+    grey = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
+    if scale < 1.0:
+        side = max(8, int(round(size * scale)))
+        grey = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA)
+    # The central part only: borders of the warp are black and would add edges.
+    n = grey.shape[0]
+    centre = grey[n // 7 : n - n // 7, n // 7 : n - n // 7].astype(np.float32)
+    contrast = float(centre.var())
+    return float(cv2.Laplacian(centre, cv2.CV_32F).var()) / (contrast + 25.0)
+
+
 def assess_quality(
     size_px: float, aligned: np.ndarray, kps: np.ndarray, options: QualityOptions,
     yaw_pitch: tuple[float, float] | None = None,
 ) -> Quality:
     """``yaw_pitch`` from a pose model when the caller has one, else from ``kps``."""
-    grey = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
-    # The central part only: borders of the warp are black and would add edges.
-    sharpness = float(cv2.Laplacian(grey[16:96, 16:96], cv2.CV_64F).var())
+    sharp = sharpness(aligned, kps)
     yaw, pitch = yaw_pitch if yaw_pitch is not None else estimate_yaw_pitch(kps)
     size = _ramp(size_px, options.min_size_px, options.good_size_px)
-    blur = _ramp(sharpness, options.blur_sharpness, options.sharp_sharpness)
+    blur = _ramp(sharp, options.blur_sharpness, options.sharp_sharpness)
     frontal = 1.0 - _ramp(abs(yaw), options.frontal_yaw_deg, options.profile_yaw_deg)
     return Quality(
-        score=size * blur * frontal,
+        score=math.sqrt(size * blur) * frontal,  # times ``recognisable`` once embedded
         size_px=size_px,
         size=size,
-        sharpness=sharpness,
+        sharpness=sharp,
         blur=blur,
         yaw_deg=yaw,
         pitch_deg=pitch,
         frontal=frontal,
     )
+
+
+def with_embedding_norm(quality: Quality, norm: float, options: QualityOptions) -> Quality:
+    """The quality once the face is embedded: times how recognisable the model found it."""
+    ratio = norm / options.reference_norm if options.reference_norm > 0 else 1.0
+    recognisable = _ramp(ratio, options.low_norm_ratio, options.high_norm_ratio)
+    return replace(quality, score=quality.score * recognisable, recognisable=recognisable, norm_ratio=ratio)

@@ -34,19 +34,22 @@ class Detections:
 class Quality:
     """How usable a face is for recognition.
 
-    ``score`` is the product of the three factors, each in 0..1: a caller that
-    wants to refuse tiny, blurred or profile faces compares ``score`` (or one
-    factor) with its own threshold.
+    ``score`` is sqrt(size x blur) x frontal, each factor in 0..1, and once the
+    face is embedded also x ``recognisable`` (from the model's raw embedding
+    norm; 1.0 until then): a caller that wants to refuse tiny, blurred, profile
+    or covered faces compares ``score`` (or one factor) with its own threshold.
     """
 
     score: float
     size_px: float  # shorter side of the detection box
     size: float
-    sharpness: float  # variance of the Laplacian on the aligned crop, scaled
+    sharpness: float  # Laplacian variance over contrast, at the face's native resolution
     blur: float
-    yaw_deg: float  # estimated from the five points; 0 is frontal
+    yaw_deg: float  # from the pose model or the five points; 0 is frontal
     pitch_deg: float
     frontal: float
+    recognisable: float = 1.0  # from the embedding norm; 1.0 until the face is embedded
+    norm_ratio: float = 0.0  # raw embedding norm / the model's reference norm (0: not embedded)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -58,6 +61,8 @@ class Quality:
             "yaw_deg": round(self.yaw_deg, 1),
             "pitch_deg": round(self.pitch_deg, 1),
             "frontal": round(self.frontal, 4),
+            "recognisable": round(self.recognisable, 4),
+            "norm_ratio": round(self.norm_ratio, 4),
         }
 
 
@@ -71,8 +76,12 @@ class Face:
     kps: np.ndarray | None = None  # (5, 2): eyes, nose, mouth corners
     aligned: np.ndarray | None = None  # (112, 112, 3) BGR uint8
     embedding: np.ndarray | None = None  # (D,) float32, L2-normalised
+    embedding_norm: float = 0.0  # the model's raw output norm: short for unrecognisable faces
     quality: Quality | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    index: int = 0  # position in the image's prominence order (what /detect lists)
+    prominence: float = 0.0  # vision/selection.py: relative size x centrality x detection score
+    runner_up_prominence: float = 0.0  # the next most prominent face's, 0 when alone
 
     @property
     def width(self) -> float:

@@ -48,9 +48,12 @@ class CameraSettings(BaseModel):
     loop: bool = Field(False, description="files: start again at the end")
     galleries: list[str] = Field(default_factory=list, max_length=32, description="galleries to match against")
     max_fps: float = Field(5.0, gt=0, le=60, description="analysed frames per second at most")
-    min_face_px: float = Field(40.0, ge=0, description="smaller faces are tracked but never matched")
+    min_face_px: float = Field(32.0, ge=0, description="smaller faces are tracked but never matched")
+    min_quality: float | None = Field(None, ge=0, le=1, description="faces under this quality are not matched; "
+                                                                    "default quality.min_score")
     threshold: Annotated[float, Field(ge=-1, le=1)] | Literal["strict", "medium", "low"] | None = Field(
-        None, description="similarity for a match: a number or a preset; default recognition.threshold")
+        None, description="when a face is someone: a preset (a rate, see recognition.rates) or a fixed cosine; "
+                          "default recognition.threshold")
     cooldown_s: float = Field(30.0, ge=0, description="after a recognition, the same subject is not announced again "
                                                       "on this camera for this long")
     unknown_after_frames: int = Field(5, ge=1, description="good frames without a match before face.unknown")

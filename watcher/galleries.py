@@ -21,17 +21,19 @@ from api.errors import NotFound
 from repo.index import GalleryIndex, SearchOptions
 from repo.store import RepoStore, Subject
 
-__all__ = ("GalleryMatch", "GalleryFollower")
+__all__ = ("GalleryCandidate", "GalleryFollower")
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)
-class GalleryMatch:
-    subject: Subject
-    gallery: str  # the gallery's name
+class GalleryCandidate:
+    """A subject's best face for one probe."""
+
+    subject_pk: str
     face_id: str
     similarity: float
+    gallery: str  # the gallery's name
 
 
 class GalleryFollower:
@@ -102,24 +104,17 @@ class GalleryFollower:
             self._indexes.pop(gallery_id, None)
             self._gallery_names.pop(gallery_id, None)
 
-    def best(self, embedding: np.ndarray) -> tuple[str, str, float, str] | None:
-        """(subject pk, face id, similarity, gallery name) of the closest face, or None."""
-        found = None
+    def candidates(self, embedding: np.ndarray, k: int = 2) -> tuple[list[GalleryCandidate], int]:
+        """The ``k`` closest subjects over every followed gallery, best first, and how many faces were compared."""
+        found: list[GalleryCandidate] = []
+        compared = 0
         for gallery_id, index in list(self._indexes.items()):
-            for match in index.search(embedding, 1):
-                if found is None or match.similarity > found[2]:
-                    found = (match.subject_pk, match.face_id, match.similarity, self._gallery_names[gallery_id])
-        return found
+            compared += len(index)
+            found += [GalleryCandidate(m.subject_pk, m.face_id, m.similarity, self._gallery_names[gallery_id])
+                      for m in index.search(embedding, k)]
+        found.sort(key=lambda c: -c.similarity)
+        return found[:k], compared
 
-    def match(self, embedding: np.ndarray, threshold: float) -> tuple[GalleryMatch | None, float]:
-        """The subject at or over ``threshold`` (or None) and the best similarity seen."""
-        found = self.best(embedding)
-        if found is None:
-            return None, -1.0
-        subject_pk, face_id, similarity, gallery = found
-        if similarity < threshold:
-            return None, similarity
-        subject = self.store.subjects_by_pk([subject_pk]).get(subject_pk)
-        if subject is None:  # removed since; its event is on its way
-            return None, similarity
-        return GalleryMatch(subject, gallery, face_id, similarity), similarity
+    def subject(self, subject_pk: str) -> Subject | None:
+        """None if removed since (its event is on its way)."""
+        return self.store.subjects_by_pk([subject_pk]).get(subject_pk)

@@ -5,13 +5,16 @@
     faces  = analyzer.faces_from_boxes(open)   landmarks, aligned crop, quality; tracks still undecided only
     best   = track.offer(face)                 each track keeps its best shot
     due    = undecided tracks with a new best shot, at most every rematch_interval_s
-    analyzer.embed(best shots of due)          one batch for all of them
-    match  = galleries.match(embedding)        exact search, threshold of the camera
+    analyzer.embed(best shots of due)          one batch for all of them (quality gains the
+                                               model's own judgement: covered faces drop out)
+    shots  = the track's best track_shots embedded shots, combined (quality-weighted mean)
+    verdict= decide(galleries.candidates(shots))   repo/decision.py: the rule identify uses too
     events : face.recognized  once per track, then a cool-down per camera and subject
              face.unknown     a track unmatched after unknown_after_frames good frames
+             track.ended      every embedded track's final decision, announced or held back
 
-Faces under the size or quality gate (tiny, blurred, profile) are tracked but
-never embedded, so they can produce no match, right or wrong.
+Faces under the size or quality gate (tiny, blurred, profile, covered) are
+tracked but never matched, so they can produce no match, right or wrong.
 """
 
 from __future__ import annotations
@@ -29,7 +32,12 @@ from vision.analyzer import FaceAnalyzer
 from vision.geometry import crop_box
 from vision.records import Face
 
-from .galleries import GalleryMatch
+from repo.calibration import Calibration
+from repo.decision import Candidate, Decision, Policy, decide
+from repo.store import Subject
+from vision.embedder import l2_normalise
+
+from .galleries import GalleryCandidate
 from .stream import VideoFrame
 from .tracker import FaceTracker, Track, TrackerOptions
 
@@ -39,8 +47,9 @@ __all__ = ("PipelineOptions", "PipelineStats", "Matcher", "CameraPipeline", "cro
 @dataclass(slots=True, frozen=True)
 class PipelineOptions:
     camera_id: str
-    threshold: float
-    min_face_px: float = 40.0
+    policy: Policy
+    calibration: Calibration | None = None
+    min_face_px: float = 32.0
     min_quality: float = 0.3
     cooldown_s: float = 30.0
     unknown_after_frames: int = 5
@@ -49,12 +58,15 @@ class PipelineOptions:
     attributes: tuple[str, ...] = ()
     crop_max_px: int = 256
     tiles_per_frame: int = 1  # of the 2x2 tiles scanned on large frames: 0 none, 4 all every frame
+    track_shots: int = 3  # a track is named from its best this-many embedded shots, not one lucky frame
 
 
 class Matcher(Protocol):
     model_id: str
 
-    def match(self, embedding: np.ndarray, threshold: float) -> tuple[GalleryMatch | None, float]: ...
+    def candidates(self, embedding: np.ndarray, k: int = 2) -> tuple[list[GalleryCandidate], int]: ...
+
+    def subject(self, subject_pk: str) -> Subject | None: ...
 
 
 @dataclass(slots=True)
@@ -64,8 +76,12 @@ class _Decision:
     embedded: Face | None = None  # the best shot last embedded
     embedded_frame: VideoFrame | None = None  # and the frame it came from
     embedded_at: float = float("-inf")
+    shots: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, embedding), best first
+    verdict: Decision | None = None  # the latest decision over the combined shots
     best_similarity: float = -1.0
-    recognized: bool = False
+    recognized: Subject | None = None  # the subject this track was named as
+    gallery: str | None = None  # ... in this gallery
+    announced: bool = False  # False when the cool-down held the recognition back
     unknown_sent: bool = False
 
 
@@ -113,7 +129,7 @@ class CameraPipeline:
         pairs, ended = self.tracker.update(faces, now)
         # A decided track costs nothing more than its detection: landmarks,
         # crop and quality (the pose model) only for the tracks still open.
-        open_pairs = [(track, face) for track, face in pairs if not self._decision(track).recognized]
+        open_pairs = [(track, face) for track, face in pairs if self._decision(track).recognized is None]
         if open_pairs:
             boxes = np.stack([face.box for _, face in open_pairs])
             scores = np.array([face.det_score for _, face in open_pairs], np.float32)
@@ -128,7 +144,7 @@ class CameraPipeline:
         for track in tracks:
             events += self._unknown(track, frame)
         for track in ended:
-            self.decisions.pop(track.id, None)
+            events += self._ended(track)
         self.stats.frames += 1
         self.stats.faces += len(faces)
         self.stats.embedded += len(due)
@@ -158,7 +174,7 @@ class CameraPipeline:
     def _needs_embedding(self, track: Track, now: float) -> bool:
         decision = self._decision(track)
         best = track.best
-        return (not decision.recognized and best is not None and best is not decision.embedded
+        return (decision.recognized is None and best is not None and best is not decision.embedded
                 and self._usable(best) and now - decision.embedded_at >= self.options.rematch_interval_s)
 
     def _match(self, track: Track, frame: VideoFrame) -> list[dict[str, Any]]:
@@ -167,48 +183,91 @@ class CameraPipeline:
         assert face is not None and face.embedding is not None  # _needs_embedding and embed() made sure
         assert isinstance(track.best_frame, VideoFrame)
         decision.embedded, decision.embedded_frame, decision.embedded_at = face, track.best_frame, frame.wall_time
-        match, similarity = self.matcher.match(face.embedding, self.options.threshold)
-        decision.best_similarity = max(decision.best_similarity, similarity)
-        if match is None:
+        quality = face.quality.score if face.quality is not None else 0.0
+        if quality < self.options.min_quality:
+            return []  # the embedding model finds it unrecognisable (covered, smeared): no evidence either way
+        decision.shots.append((quality, face.embedding))
+        decision.shots.sort(key=lambda shot: -shot[0])
+        del decision.shots[self.options.track_shots:]
+        weights = np.array([q for q, _ in decision.shots], np.float32)
+        template = l2_normalise((weights[:, None] * np.stack([e for _, e in decision.shots])).sum(axis=0))
+        found, compared = self.matcher.candidates(template, 2)
+        verdict = decide([Candidate(c, c.similarity) for c in found], self.options.policy, self.options.calibration,
+                         quality=float(weights.mean()), comparisons=compared)
+        decision.verdict = verdict
+        decision.best_similarity = max(decision.best_similarity, found[0].similarity if found else -1.0)
+        if verdict.match is None:
             return []
-        decision.recognized = True  # one event per track and subject
-        last = self.announced.get(match.subject.pk)
+        subject = self.matcher.subject(verdict.match.key.subject_pk)
+        if subject is None:  # removed since; its event is on its way
+            return []
+        decision.recognized, decision.gallery = subject, verdict.match.key.gallery  # one event per track
+        last = self.announced.get(subject.pk)
         if last is not None and frame.wall_time - last < self.options.cooldown_s:
-            self.stats.suppressed += 1
+            self.stats.suppressed += 1  # still visible: track.ended carries it
             return []
-        self.announced[match.subject.pk] = frame.wall_time
+        decision.announced = True
+        self.announced[subject.pk] = frame.wall_time
         self.stats.recognized += 1
-        return [self._event("face.recognized", track, decision, frame, match=match)]
+        return [self._event("face.recognized", track, decision, frame)]
 
     def _unknown(self, track: Track, frame: VideoFrame) -> list[dict[str, Any]]:
         """A track embedded, matched by nobody, and seen well enough, long enough."""
         decision = self.decisions[track.id]
-        if (decision.recognized or decision.unknown_sent or decision.embedded is None
+        if (decision.recognized is not None or decision.unknown_sent or decision.verdict is None
                 or track.good_frames < self.options.unknown_after_frames):
             return []
         decision.unknown_sent = True
         self.stats.unknown += 1
-        return [self._event("face.unknown", track, decision, frame, best_similarity=decision.best_similarity)]
+        return [self._event("face.unknown", track, decision, frame)]
 
-    def _event(self, kind: str, track: Track, decision: _Decision, frame: VideoFrame, *,
-               match: GalleryMatch | None = None, best_similarity: float = -1.0) -> dict[str, Any]:
+    def _ended(self, track: Track) -> list[dict[str, Any]]:
+        """The final word on a track that was matched at all: what was decided, and whether it was announced."""
+        decision = self.decisions.pop(track.id, None)
+        if decision is None or decision.verdict is None:
+            return []
+        event: dict[str, Any] = {
+            "type": "track.ended", "camera": self.options.camera_id, "track": track.id,
+            "first_seen": track.first_seen, "last_seen": track.last_seen, "shots": len(decision.shots),
+            "subject": None if decision.recognized is None else
+            {"id": decision.recognized.id, "name": decision.recognized.name, "gallery": decision.gallery},
+            "announced": decision.announced,
+            "unknown_sent": decision.unknown_sent, "decision": self._verdict_json(decision.verdict),
+            "time": time.time(),
+        }
+        return [event]
+
+    def _verdict_json(self, verdict: Decision) -> dict[str, Any]:
+        def named(candidate: Candidate) -> dict[str, Any] | None:
+            key: GalleryCandidate = candidate.key
+            subject = self.matcher.subject(key.subject_pk)
+            return None if subject is None else {"id": subject.id, "name": subject.name, "gallery": key.gallery}
+        return verdict.as_json(named) | {"policy": self.options.policy.describe()}
+
+    def _event(self, kind: str, track: Track, decision: _Decision, frame: VideoFrame) -> dict[str, Any]:
         """The event for the track's embedded best shot, decided on ``frame``."""
-        face, shot = decision.embedded, decision.embedded_frame
-        assert face is not None and shot is not None
+        face, shot, verdict = decision.embedded, decision.embedded_frame, decision.verdict
+        assert face is not None and shot is not None and verdict is not None
         event: dict[str, Any] = {
             "type": kind, "camera": self.options.camera_id, "track": track.id,
             "box": [round(float(v), 1) for v in face.box], "det_score": round(face.det_score, 4),
             "quality": round(face.quality.score, 4) if face.quality else 0.0,
             "frame": _frame_json(shot),  # the best shot
             "analysed_frame_time": frame.wall_time,  # the frame whose analysis decided it
-            "first_seen": track.first_seen, "time": time.time(),
+            "first_seen": track.first_seen, "time": time.time(), "shots": len(decision.shots),
         }
-        if match is not None:
-            event["subject"] = {"id": match.subject.id, "name": match.subject.name, "gallery": match.gallery}
-            event["similarity"] = round(match.similarity, 4)
-            event["threshold"] = self.options.threshold
+        described = self._verdict_json(verdict)
+        event["decision"] = described
+        event["runner_up"] = described["runner_up"]
+        event["margin"] = described["margin"]
+        event["threshold"] = described["threshold"]
+        if verdict.match is not None:
+            assert decision.recognized is not None
+            event["subject"] = {"id": decision.recognized.id, "name": decision.recognized.name,
+                                "gallery": decision.gallery}
+            event["similarity"] = round(verdict.match.similarity, 4)
         else:
-            event["best_similarity"] = round(best_similarity, 4)
+            event["best_similarity"] = round(decision.best_similarity, 4)
             event["embedding"] = base64.b64encode(np.asarray(face.embedding, np.float32).tobytes()).decode()
             event["model_id"] = self.matcher.model_id
             event["group"] = None  # set by grouping once it has placed this face

@@ -41,9 +41,9 @@ class WatcherOptions:
 
 class WatcherService:
     def __init__(self, registry: CameraRegistry, supervisor: Supervisor, policy: SourcePolicy,
-                 threshold: Callable[[Any], float], options: WatcherOptions,
+                 threshold: Callable[[Any], object], options: WatcherOptions,
                  publish: Callable[[str, Any], None]) -> None:
-        """``threshold`` turns a camera's threshold (number, preset or None) into a number, or raises BAD_PARAM;
+        """``threshold`` checks a camera's threshold (number, preset or None): raises BAD_PARAM if it is not one;
         ``publish`` sends to the bus (control messages for other nodes)."""
         self.registry = registry
         self.supervisor = supervisor
