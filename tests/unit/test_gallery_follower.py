@@ -51,8 +51,10 @@ def test_loads_the_database_then_applies_events_held_meanwhile(store: RepoStore)
     bob_face = enrol(store, staff.id, bob.pk, vector(0, 1, 0, 0))
     follower.apply(added(tenant, "staff", staff.id, bob.pk, bob_face, vector(0, 1, 0, 0)))
     assert follower.load() == 2  # Bob's face counted once: from the database, the held event skipped
-    match, similarity = follower.match(vector(0, 1, 0.1, 0), 0.5)
-    assert match is not None and match.subject.id == "bob" and match.gallery == "staff" and similarity > 0.9
+    (best, *_), compared = follower.candidates(vector(0, 1, 0.1, 0))
+    assert best.subject_pk == bob.pk and best.gallery == "staff" and best.similarity > 0.9 and compared == 2
+    subject = follower.subject(best.subject_pk)
+    assert subject is not None and subject.id == "bob"
 
 
 def test_events_of_other_tenants_galleries_and_models_are_ignored(store: RepoStore) -> None:
@@ -64,7 +66,7 @@ def test_events_of_other_tenants_galleries_and_models_are_ignored(store: RepoSto
     follower.apply(added(other, "staff", "x", "pk", "f1", v))
     follower.apply(added(tenant, "visitors", "y", "pk", "f2", v))
     follower.apply(added(tenant, "staff", staff.id, "pk", "f3", v, model="another-model"))
-    assert len(follower) == 0 and follower.match(v, -1.0) == (None, -1.0)
+    assert len(follower) == 0 and follower.candidates(v) == ([], 0)
 
 
 def test_a_gallery_created_later_removals_and_merges_are_followed(store: RepoStore) -> None:
@@ -80,11 +82,11 @@ def test_a_gallery_created_later_removals_and_merges_are_followed(store: RepoSto
     assert len(follower) == 2
     follower.apply({"type": "face.removed", "tenant": tenant, "gallery": "late", "gallery_id": late.id,
                     "face_id": first})
-    assert follower.match(vector(1, 0, 0, 0), 0.5)[0] is None
+    assert [c.subject_pk for c in follower.candidates(vector(1, 0, 0, 0))[0]] == [eve.pk]  # Ada's one face went
     store.update_subject(eve, "Ada", None)  # renaming Eve onto Ada merges them in the database
     follower.apply({"type": "subject.merged", "tenant": tenant, "gallery": "late", "gallery_id": late.id,
                     "subject": "ada", "merged": "eve"})
-    match, _ = follower.match(vector(0, 0, 0, 1), 0.5)
-    assert match is not None and match.subject.id == "ada"  # reloaded: Eve's face is Ada's now
+    (best,), _ = follower.candidates(vector(0, 0, 0, 1))
+    assert best.subject_pk == ada.pk  # reloaded: Eve's face is Ada's now
     follower.apply({"type": "gallery.removed", "tenant": tenant, "gallery": "late", "gallery_id": late.id})
     assert len(follower) == 0

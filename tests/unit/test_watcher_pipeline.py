@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from repo.decision import Policy
 from repo.store import Subject
 from vision.records import Detections, Face, Quality
-from watcher.galleries import GalleryMatch
+from watcher.galleries import GalleryCandidate
 from watcher.pipeline import CameraPipeline, PipelineOptions
 from watcher.stream import VideoFrame
 
@@ -47,7 +48,7 @@ class ScriptedAnalyzer:
     def embed(self, faces: list[Face]) -> None:
         for f in faces:
             assert f.aligned is not None
-            f.embedding = np.array([float(f.aligned[0, 0, 0])], np.float32)
+            f.embedding = np.eye(16, dtype=np.float32)[int(f.aligned[0, 0, 0])]  # one-hot: who it is
             self.embedded.append(int(f.aligned[0, 0, 0]))
 
     def add_attributes(self, image: np.ndarray, faces: list[Face], names: Any) -> None:
@@ -56,19 +57,25 @@ class ScriptedAnalyzer:
 
 
 class Matcher:
-    """Identity 1 is 'ada' (similarity 0.9); anything else matches nobody (0.1)."""
+    """Identity 1 is 'ada' (similarity 0.9, runner-up bob 0.2); anyone else is nearest to bob (0.1)."""
 
     model_id = "test-model"
+    subjects = {"pk-ada": Subject("pk-ada", "g", "ada", "Ada", {}, 0.0),
+                "pk-bob": Subject("pk-bob", "g", "bob", "Bob", {}, 0.0)}
 
-    def match(self, embedding: np.ndarray, threshold: float) -> tuple[GalleryMatch | None, float]:
-        if int(embedding[0]) == 1 and 0.9 >= threshold:
-            return GalleryMatch(Subject("pk-ada", "g", "ada", "Ada", {}, 0.0), "staff", "f1", 0.9), 0.9
-        return None, 0.1
+    def candidates(self, embedding: np.ndarray, k: int = 2) -> tuple[list[GalleryCandidate], int]:
+        if int(np.argmax(embedding)) == 1:
+            return [GalleryCandidate("pk-ada", "f1", 0.9, "staff"), GalleryCandidate("pk-bob", "f2", 0.2, "staff")], 2
+        return [GalleryCandidate("pk-bob", "f2", 0.1, "staff")], 2
+
+    def subject(self, subject_pk: str) -> Subject | None:
+        return self.subjects.get(subject_pk)
 
 
 def run(script: list[list[Face]], **options: Any) -> tuple[list[dict[str, Any]], ScriptedAnalyzer]:
     analyzer = ScriptedAnalyzer(script)
-    opts = {"camera_id": "door", "threshold": 0.5, "rematch_interval_s": 0.0, "attach_crop": False, **options}
+    opts = {"camera_id": "door", "policy": Policy(rate=None, threshold=0.5), "rematch_interval_s": 0.0,
+            "attach_crop": False, **options}
     pipeline = CameraPipeline(analyzer, Matcher(), PipelineOptions(**opts))  # type: ignore[arg-type]
     events: list[dict[str, Any]] = []
     for index in range(len(script)):
@@ -82,18 +89,34 @@ def test_a_known_face_is_announced_once_per_track_and_no_longer_embedded() -> No
     event = events[0]
     assert event["subject"] == {"id": "ada", "name": "Ada", "gallery": "staff"}
     assert event["similarity"] == 0.9 and event["threshold"] == 0.5 and event["camera"] == "door"
+    assert event["runner_up"] == {"subject": {"id": "bob", "name": "Bob", "gallery": "staff"}, "similarity": 0.2}
+    assert event["margin"] == 0.7 and event["decision"]["reason"] == "matched"
     assert analyzer.embedded == [1]  # decided on the first good shot; nothing more to embed
     assert analyzer.described == 1  # nor to describe: a decided track costs only its detection
 
 
 def test_the_cool_down_holds_back_the_same_subject_on_a_new_track() -> None:
     # Ada, gone long enough for her track to end, then back (a new track) 20 s later.
-    script = [[face(100, 1)]] + [[] for _ in range(15)] + [[face(400, 1)]]
+    script = [[face(100, 1)]] + [[] for _ in range(15)] + [[face(400, 1)]] + [[] for _ in range(12)]
     events, _ = run(script, cooldown_s=30)
-    assert [e["type"] for e in events] == ["face.recognized"]
+    assert [e["type"] for e in events] == ["face.recognized", "track.ended", "track.ended"]
+    # The second recognition was held back, not hidden: its track's summary names Ada, unannounced.
+    first, second = events[1], events[2]
+    assert first["subject"]["id"] == "ada" and first["announced"] is True
+    assert second["subject"]["id"] == "ada" and second["announced"] is False
+    assert second["decision"]["reason"] == "matched"
     events, _ = run(script, cooldown_s=5)
-    assert [e["type"] for e in events] == ["face.recognized", "face.recognized"]
-    assert events[0]["track"] != events[1]["track"]
+    recognized = [e for e in events if e["type"] == "face.recognized"]
+    assert len(recognized) == 2 and recognized[0]["track"] != recognized[1]["track"]
+
+
+def test_a_track_is_named_from_its_best_shots_combined() -> None:
+    # Two good shots of Ada, then a better shot that the scripted model reads as someone else:
+    # the combined template still points at Ada only while her shots outweigh the odd one.
+    script = [[face(100, 5, quality=0.5)], [face(101, 1, quality=0.6)], [face(102, 1, quality=0.7)]]
+    events, analyzer = run(script, track_shots=3, unknown_after_frames=100)
+    assert analyzer.embedded == [5, 1]  # the second shot decided it (0.6 Ada over 0.5 stranger)
+    assert [e["type"] for e in events] == ["face.recognized"] and events[0]["shots"] == 2
 
 
 def test_an_unknown_track_is_reported_once_after_enough_good_frames() -> None:
@@ -101,6 +124,7 @@ def test_an_unknown_track_is_reported_once_after_enough_good_frames() -> None:
     assert [e["type"] for e in events] == ["face.unknown"]
     unknown = events[0]
     assert unknown["best_similarity"] == 0.1 and unknown["model_id"] == "test-model"
+    assert unknown["decision"]["reason"] == "below_threshold" and unknown["decision"]["best"]["subject"]["id"] == "bob"
     assert unknown["embedding"] and unknown["group"] is None and "subject" not in unknown
 
 
@@ -147,7 +171,8 @@ def test_large_frames_scan_the_tiles_in_turn() -> None:
     for per_frame, expected in ((1, [[0], [1], [2], [3], [0]]), (2, [[0, 1], [2, 3], [0, 1], [2, 3], [0, 1]]),
                                 (0, [[]] * 5), (4, [None] * 5)):
         analyzer = TileRecorder(5)
-        pipeline = CameraPipeline(analyzer, Matcher(), PipelineOptions("door", 0.5, tiles_per_frame=per_frame))  # type: ignore[arg-type]
+        pipeline = CameraPipeline(analyzer, Matcher(), PipelineOptions("door", Policy(rate=None, threshold=0.5),
+                                                                   tiles_per_frame=per_frame))  # type: ignore[arg-type]
         for index in range(5):
             pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
         assert analyzer.asked == expected, per_frame

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Open-set identification: are strangers named, and are enrolled people found?
+
+LFW View 1 (bench/faceset.py: every face found the way the API finds it, at
+original quality and degraded as cameras deliver it) is split by identity:
+- half the people calibrate the decision rule (bench/calibrate.py's code);
+- the other half is never seen by the calibration. Of its people with several
+  photos, half are enrolled (one to three photos each; their other photos, at
+  every quality, are the probes) and half never are (strangers: every photo,
+  every quality). People with one photo fill the gallery to 1,000 subjects
+  (more strangers if any are left).
+
+In the same run, on the same probes, it compares the decision rule of
+repo/decision.py (calibrated threshold from the rate, the gallery's size and
+the probe's quality; margin; the quality gate) with the rule it replaced
+(best cosine at or over 0.278). FPIR: share of stranger probes named as
+anyone. FNIR: share of enrolled probes not named as themselves. Rates come
+with 95 % Clopper-Pearson intervals.
+
+Last line: ``openset default_fpir=<> default_fpir_today=<> fnir_1e-2_degraded=<>
+fnir_1e-2_degraded_today=<> strict_fpir_heldout=<> repeat_stranger_fpir=<>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibrate import calibrate
+from common import add_config_arg, make_analyzer, make_config
+from faceset import FaceSet, build_faceset
+
+from facewatch.repo_setup import default_policy
+from repo.calibration import Calibration
+from repo.decision import Candidate, Policy, decide
+
+TODAY_THRESHOLD = 0.278
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval (bisection on the binomial tail; no scipy needed)."""
+    if n == 0:
+        return 0.0, 1.0
+    alpha = (1 - level) / 2
+
+    def tail_ge(p: float, k: int) -> float:  # P(X >= k)
+        return 1.0 - sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k)) if k <= 200 else \
+            float(1.0 - _normal_cdf((k - 0.5 - n * p) / math.sqrt(max(n * p * (1 - p), 1e-12))))
+
+    def solve(f: object, target: float) -> float:
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if f(mid) < target:  # type: ignore[operator]
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    low = 0.0 if k == 0 else solve(lambda p: tail_ge(p, k), alpha)
+    high = 1.0 if k == n else solve(lambda p: 1.0 - tail_ge(p, k + 1), 1 - alpha)
+    return low, high
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+def rate(hits: np.ndarray) -> str:
+    k, n = int(hits.sum()), len(hits)
+    low, high = clopper_pearson(k, n)
+    return f"{k / max(n, 1):.4f} ({k}/{n}, 95 % {low:.4f}-{high:.4f})"
+
+
+@dataclass(slots=True)
+class Gallery:
+    embeddings: np.ndarray  # (F, D)
+    subject_of_face: np.ndarray  # (F,) subject index
+    person_of_subject: np.ndarray  # (S,) person id
+
+    def subject_scores(self, probes: np.ndarray) -> np.ndarray:
+        """(P, S): each subject's best face similarity."""
+        faces = probes @ self.embeddings.T
+        out = np.full((len(probes), len(self.person_of_subject)), -2.0, np.float32)
+        np.maximum.at(out.T, self.subject_of_face, faces.T)
+        return out
+
+
+def split(faces: FaceSet, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    people = np.unique(faces.person)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(people)
+    half = len(people) // 2
+    return people[:half], people[half:]
+
+
+def build_gallery(faces: FaceSet, people: np.ndarray, size: int, seed: int
+                  ) -> tuple[Gallery, np.ndarray, np.ndarray, np.ndarray]:
+    """(gallery, enrolled-probe mask, stranger mask, probe subject index) over ``faces``."""
+    rng = np.random.default_rng(seed)
+    originals = faces.variant == 0
+    photos = {int(p): sorted(set(faces.paths[originals & (faces.person == p)].tolist())) for p in people}
+    multi = [p for p in people if len(photos[int(p)]) >= 2]
+    single = [p for p in people if len(photos[int(p)]) == 1]
+    rng.shuffle(multi)
+    rng.shuffle(single)
+    enrolled_people = multi[: len(multi) // 2][:size]
+    fillers = single[: max(0, size - len(enrolled_people))]
+    stranger_people = set(multi[len(multi) // 2:]) | set(single[len(fillers):])
+    vectors, subject_of_face, person_of_subject = [], [], []
+    enrolled_paths: set[str] = set()
+    for s, person in enumerate(list(enrolled_people) + list(fillers)):
+        mine = photos[int(person)]
+        take = mine if len(mine) == 1 else mine[: min(3, len(mine) - 1)]
+        for path in take:
+            row = int(np.flatnonzero(originals & (faces.paths == path))[0])
+            vectors.append(faces.embeddings[row])
+            subject_of_face.append(s)
+            enrolled_paths.add(path)
+        person_of_subject.append(int(person))
+    gallery = Gallery(np.stack(vectors), np.asarray(subject_of_face), np.asarray(person_of_subject))
+    is_enrolled = np.isin(faces.person, np.asarray(enrolled_people)) & ~np.isin(faces.paths, list(enrolled_paths))
+    is_stranger = np.isin(faces.person, np.asarray(sorted(stranger_people)))
+    subject_index = {int(p): s for s, p in enumerate(gallery.person_of_subject)}
+    truth = np.array([subject_index.get(int(p), -1) for p in faces.person])
+    return gallery, is_enrolled, is_stranger, truth
+
+
+def named_today(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """(P,) subject index named by the old rule, -1 for nobody."""
+    best = scores.argmax(axis=1)
+    return np.where(scores[np.arange(len(scores)), best] >= threshold, best, -1)
+
+
+def named_by_rule(scores: np.ndarray, quality: np.ndarray, policy: Policy, calibration: Calibration,
+                  comparisons: int, min_quality: float,
+                  negatives: dict[int, np.ndarray] | None = None, probes: np.ndarray | None = None) -> np.ndarray:
+    """(P,) subject index named by repo/decision.py, -1 for nobody; ``negatives[subject]``: (K, D) vectors."""
+    top = np.argsort(-scores, axis=1)[:, :2]
+    out = np.full(len(scores), -1)
+    for i in range(len(scores)):
+        if quality[i] < min_quality:
+            continue  # the product's gate: never matched
+        candidates = []
+        for s in top[i]:
+            negative = None
+            if negatives and int(s) in negatives and probes is not None:
+                negative = float((negatives[int(s)] @ probes[i]).max())
+            candidates.append(Candidate(int(s), float(scores[i, s]), negative))
+        verdict = decide(candidates, policy, calibration, quality=float(quality[i]), comparisons=comparisons)
+        if verdict.match is not None:
+            out[i] = verdict.match.key
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arg(parser)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    cfg = make_config(args.config)
+    analyzer = make_analyzer(cfg)
+    faces = build_faceset(analyzer, variants=2)
+    calibration_people, held_out = split(faces, args.seed)
+    calibration, pairs = calibrate(faces.select(np.isin(faces.person, calibration_people)),
+                                   analyzer.embedder.model_id, "openset calibration half", verbose=False)
+    print(f"faces {len(faces)}; calibration half: {len(calibration_people)} people, {pairs:,} impostor pairs; "
+          f"held out: {len(held_out)} people")
+    policy = default_policy(cfg.recognition)
+    rates = cfg.recognition.rates
+    min_quality = cfg.quality.min_score
+    degraded = faces.variant > 0
+    summary: dict[str, float] = {}
+    for size in (100, 1000):
+        gallery, enrolled, stranger, truth = build_gallery(faces, held_out, size, args.seed)
+        scores = gallery.subject_scores(faces.embeddings)
+        n_faces = len(gallery.embeddings)
+        print(f"\ngallery {size}: {len(gallery.person_of_subject)} subjects, {n_faces} faces; "
+              f"{int(enrolled.sum())} enrolled probes, {int(stranger.sum())} stranger probes")
+        today = named_today(scores, TODAY_THRESHOLD)
+        default = named_by_rule(scores, faces.quality, policy, calibration, n_faces, min_quality)
+        for name, named in (("today (cosine 0.278)", today), (f"rule ({cfg.recognition.threshold})", default)):
+            for label, mask in (("original", ~degraded), ("degraded", degraded)):
+                fp, fn = (named != -1)[stranger & mask], (named != truth)[enrolled & mask]
+                print(f"  {name:24s} {label:8s} FPIR {rate(fp)}  FNIR {rate(fn)}")
+        if size != 1000:
+            continue
+        summary["default_fpir"] = float((default != -1)[stranger].mean())
+        summary["default_fpir_today"] = float((today != -1)[stranger].mean())
+        # FNIR at FPIR 1e-2 on degraded probes: each rule's own knob set as loose as that FPIR allows.
+        strangers_degraded, enrolled_degraded = stranger & degraded, enrolled & degraded
+        best_today = scores[strangers_degraded].max(axis=1)
+        t = float(np.quantile(best_today, 1 - 1e-2)) + 1e-6
+        fnir_today = float((named_today(scores, t) != truth)[enrolled_degraded].mean())
+        fnir_rule, chosen = 1.0, 0.0
+        for r in np.logspace(-6, -0.7, 23):
+            named = named_by_rule(scores, faces.quality, Policy(rate=float(r), margin=policy.margin), calibration,
+                                  n_faces, min_quality)
+            if (named != -1)[strangers_degraded].mean() <= 1e-2:
+                fnir_rule, chosen = float((named != truth)[enrolled_degraded].mean()), float(r)
+        print(f"  at FPIR 1e-2 on degraded strangers: today (cosine {t:.3f}) FNIR {fnir_today:.4f}; "
+              f"rule (rate {chosen:.2g}) FNIR {fnir_rule:.4f}")
+        summary["fnir_today"], summary["fnir_rule"] = fnir_today, fnir_rule
+        for preset, value in rates.items():
+            named = named_by_rule(scores, faces.quality, Policy(rate=value, margin=policy.margin), calibration,
+                                  n_faces, min_quality)
+            fp = (named != -1)[stranger]
+            print(f"  preset {preset} (FPIR {value:g}) on held-out strangers: FPIR {rate(fp)}; "
+                  f"FNIR {rate((named != truth)[enrolled])}")
+            if preset == "strict":
+                summary["strict_upper"] = clopper_pearson(int(fp.sum()), len(fp))[1]
+        # Repeat strangers: under the low preset (so that there are false names to correct), each stranger's
+        # first falsely named probe is corrected ("not X"); their other probes are decided again.
+        low = Policy(rate=rates["low"], margin=policy.margin)
+        before = named_by_rule(scores, faces.quality, low, calibration, n_faces, min_quality)
+        negatives: dict[int, list[np.ndarray]] = {}
+        corrected_rows: set[int] = set()
+        for person in np.unique(faces.person[stranger]):
+            rows = np.flatnonzero(stranger & (faces.person == person))
+            wrong = [r for r in rows if before[r] != -1]
+            if wrong and len(rows) > 1:
+                negatives.setdefault(int(before[wrong[0]]), []).append(faces.embeddings[wrong[0]])
+                corrected_rows.update(int(r) for r in rows if r != wrong[0])
+        repeat = np.zeros(len(faces), bool)
+        repeat[list(corrected_rows)] = True
+        after = named_by_rule(scores, faces.quality, low, calibration, n_faces, min_quality,
+                              {s: np.stack(v) for s, v in negatives.items()}, faces.embeddings)
+        print(f"  repeat strangers (low preset, {len(negatives)} subjects corrected once): FPIR before "
+              f"{rate((before != -1)[repeat])}, after {rate((after != -1)[repeat])}; enrolled FNIR before "
+              f"{rate((before != truth)[enrolled])}, after {rate((after != truth)[enrolled])}")
+        summary["repeat_before"] = float((before != -1)[repeat].mean()) if repeat.any() else 0.0
+        summary["repeat_after"] = float((after != -1)[repeat].mean()) if repeat.any() else 0.0
+    print(f"openset default_fpir={summary['default_fpir']:.4f} default_fpir_today={summary['default_fpir_today']:.4f} "
+          f"fnir_1e-2_degraded={summary['fnir_rule']:.4f} fnir_1e-2_degraded_today={summary['fnir_today']:.4f} "
+          f"strict_fpir_heldout={summary['strict_upper']:.4f} repeat_stranger_fpir={summary['repeat_after']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
