@@ -79,7 +79,7 @@ class Reply:
 @dataclass(slots=True)
 class _Sub:
     destination: str
-    callback: Callable[[BusMessage], None]
+    callback: Callable[[BusMessage], object]
     ack: str
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -217,7 +217,7 @@ class BusClient:
         except (StompException, OSError) as exc:
             raise BusError(f"publish to {destination} failed: {exc!r}") from exc
 
-    def subscribe(self, destination: str, callback: Callable[[BusMessage], None], *, ack: str = "auto",
+    def subscribe(self, destination: str, callback: Callable[[BusMessage], object], *, ack: str = "auto",
                   headers: dict[str, str] | None = None) -> str:
         """Subscribe; ``callback`` runs on the client's receiver thread. Returns the id."""
         with self._lock:
@@ -318,7 +318,7 @@ class BusClient:
             pending[0].set()
 
 
-class _Listener(stomp.ConnectionListener):
+class _Listener(stomp.ConnectionListener):  # type: ignore[misc]  # stomp.py is untyped
     def __init__(self, client: BusClient) -> None:
         self.client = client
 

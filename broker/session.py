@@ -91,12 +91,11 @@ class StompSession:
         if self.closed:
             return
         self.last_received = time.monotonic()
+        error: ProtocolError | None = None
         try:
             frames = self.parser.feed(data)
         except ProtocolError as exc:
             frames, error = self.parser_frames_before_error(), exc
-        else:
-            error = None
         for frame in frames:
             try:
                 self._handle(frame)

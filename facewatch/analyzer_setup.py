@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def build_analyzer(cfg: FacewatchConfig) -> FaceAnalyzer:
         EmbedderOptions(input_size=e.input_size, mean=e.mean, std=e.std, rgb=e.rgb, flip=e.flip, max_batch=e.max_batch),
         model_id,
     )
-    factories = {
+    factories: dict[str, Callable[[], AttributeModel]] = {
         name: partial(_attribute_factory, _ATTRIBUTE_CLASSES[name], model_path(cfg, file), sessions)
         for name, file in cfg.models.attributes.items()
     }

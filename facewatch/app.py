@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -70,7 +70,7 @@ def _grouping_ctx(grouping: GroupingService, watcher: WatcherService,
     return grouping_ctx
 
 
-def _background_ctx(run: Callable[[], Awaitable[object]],
+def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
                     name: str) -> Callable[[web.Application], AsyncIterator[None]]:
     """A task that runs while the app does (cancelled at shutdown)."""
 

@@ -97,21 +97,26 @@ class EmbedderConfig(Section):
     max_batch: int = Field(32, gt=0)
 
 
+AttributeName = Literal["age", "gender", "pose", "liveness", "expression", "eyes"]
+
+
+def _default_attribute_models() -> dict[AttributeName, str]:
+    return {
+        "age": "fr_age.onnx",
+        "gender": "fr_gender.onnx",
+        "pose": "fr_pose.onnx",
+        "liveness": "fr_liveness.onnx",
+        "expression": "fr_expression.onnx",
+        "eyes": "fr_eye.onnx",
+    }
+
+
 class ModelsConfig(Section):
     dir: str | None = Field(None, description="folder of the model files; default <data_dir>/models/<pack>")
     detector: DetectorConfig = DetectorConfig()
     landmarks: LandmarksConfig = LandmarksConfig()
     embedder: EmbedderConfig = EmbedderConfig()
-    attributes: dict[Literal["age", "gender", "pose", "liveness", "expression", "eyes"], str] = Field(
-        default_factory=lambda: {
-            "age": "fr_age.onnx",
-            "gender": "fr_gender.onnx",
-            "pose": "fr_pose.onnx",
-            "liveness": "fr_liveness.onnx",
-            "expression": "fr_expression.onnx",
-            "eyes": "fr_eye.onnx",
-        }
-    )
+    attributes: dict[AttributeName, str] = Field(default_factory=_default_attribute_models)
 
 
 class QualityConfig(Section):
@@ -135,12 +140,17 @@ class QualityConfig(Section):
         return self
 
 
+PresetName = Literal["strict", "medium", "low"]
+
+
+def _default_presets() -> dict[PresetName, float]:
+    return {"strict": 0.292, "medium": 0.245, "low": 0.137}
+
+
 class RecognitionConfig(Section):
     # Calibrated by bench/verify_pairs.py on LFW View 1 DevTrain (see README).
     threshold: float = Field(0.278, ge=-1, le=1, description="default cosine-similarity threshold")
-    presets: dict[Literal["strict", "medium", "low"], float] = Field(
-        default_factory=lambda: {"strict": 0.292, "medium": 0.245, "low": 0.137}
-    )
+    presets: dict[PresetName, float] = Field(default_factory=_default_presets)
 
 
 class ApiConfig(Section):

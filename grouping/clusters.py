@@ -138,7 +138,7 @@ class GroupIndex:
                 return []
             means = self._sums[rows] / self._counts[rows][:, None]
             ids = [self._ids[r] for r in rows]
-        pairs = []
+        pairs: list[tuple[str, str, float]] = []
         for start in range(0, len(rows), 1024):  # blocks keep the similarity matrix small
             block = means[start:start + 1024] @ means.T
             for i, j in zip(*np.nonzero(block >= threshold)):
@@ -146,4 +146,4 @@ class GroupIndex:
                 if a < int(j):
                     pairs.append((ids[a], ids[int(j)], float(block[i, j])))
         pairs.sort(key=lambda p: -p[2])
-        return pairs  # type: ignore[return-value]
+        return pairs

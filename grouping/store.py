@@ -278,7 +278,8 @@ class GroupStore:
                                                                 group_faces.c.tenant_id == tenant_id)).first()
         if row is None:
             raise NotFound(f"no grouped face {face_id!r}", "face")
-        return row[0]
+        crop: bytes | None = row[0]
+        return crop
 
     def count_faces_of_other_models(self, model_id: str) -> int:
         with self.engine.connect() as conn:

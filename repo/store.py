@@ -237,10 +237,12 @@ class RepoStore:
             rows = conn.execute(select(s.galleries).where(s.galleries.c.tenant_id == tenant_id)
                                 .order_by(s.galleries.c.name)).all()
             ids = [r.id for r in rows]
-            subj = dict(conn.execute(select(s.subjects.c.gallery_id, func.count()).where(s.subjects.c.gallery_id.in_(ids))
-                                     .group_by(s.subjects.c.gallery_id)).all())
-            fc = dict(conn.execute(select(s.faces.c.gallery_id, func.count()).where(s.faces.c.gallery_id.in_(ids))
-                                   .group_by(s.faces.c.gallery_id)).all())
+            subj: dict[str, int] = dict(conn.execute(select(s.subjects.c.gallery_id, func.count())
+                                                     .where(s.subjects.c.gallery_id.in_(ids))
+                                                     .group_by(s.subjects.c.gallery_id)).all())
+            fc: dict[str, int] = dict(conn.execute(select(s.faces.c.gallery_id, func.count())
+                                                   .where(s.faces.c.gallery_id.in_(ids))
+                                                   .group_by(s.faces.c.gallery_id)).all())
         return [(self._gallery(r), int(subj.get(r.id, 0)), int(fc.get(r.id, 0))) for r in rows]
 
     def create_gallery(self, tenant_id: str, name: str) -> Gallery:

@@ -95,7 +95,7 @@ class CameraRegistry:
         with self.engine.connect() as conn:
             return conn.execute(select(cameras.c.tenant_id).where(cameras.c.id == camera_id)).scalar()
 
-    def list(self, tenant_id: str) -> list[Camera]:
+    def of_tenant(self, tenant_id: str) -> list[Camera]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(cameras).where(cameras.c.tenant_id == tenant_id).order_by(cameras.c.id)).all()
         return [_camera(r) for r in rows]
