@@ -51,7 +51,8 @@ class BrokerAddress:
         if parts.scheme != "stomp" or not parts.hostname:
             raise ValueError(f"broker url must look like stomp://login:passcode@host:61613, got {url!r}")
         vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
-        return cls(parts.hostname, parts.port or 61613, unquote(parts.username or ""), unquote(parts.password or ""), vhost)
+        return cls(parts.hostname, parts.port or 61613, unquote(parts.username or ""), unquote(parts.password or ""),
+                   vhost)
 
 
 @dataclass(slots=True, frozen=True)
@@ -148,7 +149,8 @@ class BusClient:
                                headers={"client-id": self._reply_queue.rsplit("/", 1)[-1]})
         except (StompException, OSError) as exc:
             self._conn = self._new_connection()
-            raise BusError(self.last_error or f"cannot connect to {self.address.host}:{self.address.port}: {exc!r}") from exc
+            raise BusError(self.last_error
+                           or f"cannot connect to {self.address.host}:{self.address.port}: {exc!r}") from exc
         if not self._conn.is_connected():
             raise BusError(self.last_error or "connection refused by the broker")
         with self._lock:

@@ -16,7 +16,8 @@ __all__ = ("EmbeddedBroker", "BrokerThread")
 
 
 class EmbeddedBroker:
-    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, host: str = "127.0.0.1", port: int = 61623) -> None:
+    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, host: str = "127.0.0.1",
+                 port: int = 61623) -> None:
         self.limits = limits
         self.authenticator = authenticator
         self.host = host
@@ -48,7 +49,8 @@ class BrokerThread:
     """Runs an EmbeddedBroker (TCP, and WebSocket on its own HTTP port) in a
     background thread: for tests, benchmarks and embedding in sync programs."""
 
-    def __init__(self, broker: EmbeddedBroker, *, websocket_port: int | None = 0, websocket_path: str = "/stomp") -> None:
+    def __init__(self, broker: EmbeddedBroker, *, websocket_port: int | None = 0,
+                 websocket_path: str = "/stomp") -> None:
         self.broker = broker
         self.websocket_port = websocket_port
         self.websocket_path = websocket_path

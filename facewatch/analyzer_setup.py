@@ -60,7 +60,8 @@ def _detector(cfg: FacewatchConfig, sessions: SessionFactory) -> Detector:
     d = cfg.models.detector
     options = DetectorOptions(
         input_width=d.input_width, input_height=d.input_height, mean=d.mean, std=d.std, rgb=d.rgb,
-        score_threshold=d.score_threshold, nms_iou=d.nms_iou, nms_containment=d.nms_containment, tile_min_side=d.tile_min_side,
+        score_threshold=d.score_threshold, nms_iou=d.nms_iou, nms_containment=d.nms_containment,
+        tile_min_side=d.tile_min_side,
         tile_overlap=d.tile_overlap, min_face_px=d.min_face_px,
     )
     if d.backend == "mediapipe":

@@ -1,7 +1,8 @@
 """The aiohttp application `facewatch serve` runs, and its lifecycle.
 
 Startup, in order: embedded broker (if any) -> bus client -> repo indexes ->
-STOMP API consumer -> grouping (following the watchers) -> camera workers. Shutdown is the reverse (aiohttp cleanup_ctx).
+STOMP API consumer -> grouping (following the watchers) -> camera workers.
+Shutdown is the reverse (aiohttp cleanup_ctx).
 """
 
 from __future__ import annotations

@@ -89,7 +89,8 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     store = open_store(cfg.storage_url())
     auth = RepoAuth(store, cfg.auth.access_token_ttl_s, cfg.auth.refresh_token_ttl_s)
     options = RepoOptions(
-        threshold=cfg.recognition.threshold, presets={k: v for k, v in cfg.recognition.presets.items()}, min_face_px=cfg.repo.min_face_px,
+        threshold=cfg.recognition.threshold, presets={k: v for k, v in cfg.recognition.presets.items()},
+        min_face_px=cfg.repo.min_face_px,
         min_quality=cfg.quality.min_score, max_body_bytes=cfg.api.max_body_bytes,
         max_image_pixels=cfg.api.max_image_pixels, save_images=cfg.storage.save_images,
         search=cfg.repo.search.options(),

@@ -118,7 +118,8 @@ class WatcherService:
 
     async def on_control(self, message: Any) -> None:
         """A control message: if the camera is this node's, run it as the registry says."""
-        if not isinstance(message, dict) or message.get("node") != self.node or not isinstance(message.get("camera"), str):
+        if (not isinstance(message, dict) or message.get("node") != self.node
+                or not isinstance(message.get("camera"), str)):
             return
         camera = await asyncio.to_thread(self.registry.by_id, message["camera"])
         if camera is None:

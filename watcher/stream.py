@@ -56,7 +56,8 @@ class CameraStatus:
 
 
 class StreamReader:
-    def __init__(self, options: StreamOptions, on_status: Callable[[CameraStatus], None], stop: threading.Event) -> None:
+    def __init__(self, options: StreamOptions, on_status: Callable[[CameraStatus], None],
+                 stop: threading.Event) -> None:
         self.options = options
         self.on_status = on_status
         self.stop = stop
