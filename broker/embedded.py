@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -13,6 +14,8 @@ from .core import BrokerLimits
 from .server import BrokerCore, BrokerServer, websocket_handler
 
 __all__ = ("EmbeddedBroker", "BrokerThread")
+
+T = TypeVar("T")
 
 
 class EmbeddedBroker:
@@ -75,9 +78,9 @@ class BrokerThread:
             sockets = self._runner.addresses
             self.websocket_port = int(sockets[0][1])
 
-    def call(self, fn: Callable[[], object]) -> object:
+    def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the broker's loop and return its result (for inspection)."""
-        async def run() -> object:
+        async def run() -> T:
             return fn()
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
 

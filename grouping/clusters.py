@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -119,7 +120,8 @@ class GroupIndex:
         with self._lock:
             scores = self._scores(vector)
             rows = np.flatnonzero(np.isfinite(scores))
-            return [self._ids[r] for r in rows], scores[rows]  # type: ignore[misc]
+            # Finite scores are rows in use, whose ids are set.
+            return cast("list[str]", [self._ids[r] for r in rows]), scores[rows]
 
     def place(self, vector: np.ndarray, threshold: float) -> Placement:
         with self._lock:
