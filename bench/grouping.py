@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
-from common import embed_lfw, make_analyzer, make_config, pct
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.common import embed_lfw, make_analyzer, make_config, pct
 
 from facewatch.config import FacewatchConfig
 from facewatch.repo_setup import build_repo
