@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import sys
 import time
 import uuid
+from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,8 +76,9 @@ class LeanPeer:
         return out
 
 
-def subscriber_process(port: int, destination: str, count: int, expected: int, ack: str, ready, results) -> None:  # type: ignore[no-untyped-def]
-    async def one(index: int, stop: asyncio.Event, shared: dict) -> None:
+def subscriber_process(port: int, destination: str, count: int, expected: int, ack: str, ready: Queue[int],
+                       results: Queue[tuple[int, int, np.ndarray]]) -> None:
+    async def one(index: int, stop: asyncio.Event, shared: dict[str, Any]) -> None:
         peer = await LeanPeer.open(port)
         peer.send("SUBSCRIBE", {"destination": destination, "id": "0", "ack": ack, "receipt": "r",
                                 "prefetch-count": "100"})
@@ -105,7 +107,7 @@ def subscriber_process(port: int, destination: str, count: int, expected: int, a
 
     async def main() -> None:
         stop = asyncio.Event()
-        shared = {"ready": 0, "got": 0, "lat": [], "last": 0}
+        shared: dict[str, Any] = {"ready": 0, "got": 0, "lat": [], "last": 0}
         tasks = [asyncio.create_task(one(i, stop, shared)) for i in range(count)]
 
         async def idle_guard() -> None:
@@ -178,7 +180,7 @@ def run_case(port: int, destination: str, subscribers: int, messages: int, ack: 
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan")}
 
 
-def embedded_process(port_queue, max_pending: int) -> None:  # type: ignore[no-untyped-def]
+def embedded_process(port_queue: Queue[int], max_pending: int) -> None:
     from broker.auth import StaticAuthenticator, StaticUser
     from broker.core import BrokerLimits
     from broker.embedded import EmbeddedBroker
@@ -252,7 +254,8 @@ def main() -> int:
             res = {k: float(np.median([r[k] for r in runs[name]])) for k in runs[name][0]}
             table[(case, name)] = res
             print(f"  {case:<10} {name:<9} delivered {res['delivered']:>7.0f}/{res['expected']:<7.0f} "
-                  f"{res['msgs_per_s']:>9.0f} msg/s   p50 {res['p50_ms']:8.2f} ms   p99 {res['p99_ms']:8.2f} ms", flush=True)
+                  f"{res['msgs_per_s']:>9.0f} msg/s   p50 {res['p50_ms']:8.2f} ms   p99 {res['p99_ms']:8.2f} ms",
+                  flush=True)
         e, r = table[(case, "embedded")], table[(case, "rabbitmq")]
         print(f"  {case:<10} ratio embedded/rabbitmq: msg/s {e['msgs_per_s'] / r['msgs_per_s']:.2f}, "
               f"p99 {e['p99_ms'] / r['p99_ms']:.2f}", flush=True)

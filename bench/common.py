@@ -71,7 +71,8 @@ def embed_lfw(analyzer: FaceAnalyzer) -> tuple[np.ndarray, np.ndarray]:
     if cache.exists():
         data = np.load(cache)
         return data["vectors"], data["labels"]
-    vectors, labels = [], []
+    vectors: list[np.ndarray] = []
+    labels: list[str] = []
     paths = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))
     started = time.monotonic()
     for path in paths:
@@ -79,6 +80,7 @@ def embed_lfw(analyzer: FaceAnalyzer) -> tuple[np.ndarray, np.ndarray]:
         if face is None:
             continue
         analyzer.embed([face])
+        assert face.embedding is not None  # embed() filled it
         vectors.append(face.embedding)
         labels.append(path.parent.name)
     print(f"embedded {len(vectors)} of {len(paths)} images in {time.monotonic() - started:.0f}s")

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
-from common import embed_lfw, make_analyzer, make_config, pct
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.common import embed_lfw, make_analyzer, make_config, pct
 
 from facewatch.config import FacewatchConfig
 from facewatch.repo_setup import build_repo
@@ -35,6 +39,9 @@ from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore, NewFace
 from repo.events import NullPublisher
 from vision.analyzer import FaceAnalyzer
+
+# Compared by default, besides the configured grouping.threshold (which the last line reports on).
+THRESHOLDS = (0.30, 0.35, 0.40, 0.45, 0.50)
 
 
 def scores(assigned: list[int], labels: np.ndarray) -> dict[str, float]:
@@ -104,7 +111,9 @@ async def placement_ms(cfg: FacewatchConfig, analyzer: FaceAnalyzer, vectors: np
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--thresholds", default="0.30,0.35,0.40,0.45,0.50")
+    parser.add_argument("--thresholds", default=None,
+                        help=f"comma-separated (default: {','.join(f'{t:.2f}' for t in THRESHOLDS)} "
+                             "and the configured grouping.threshold)")
     parser.add_argument("--merge", type=float, default=None, help="refinement threshold (default: config)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--faces", type=int, default=10_000, help="grouping size for the placement timing")
@@ -116,7 +125,11 @@ def main() -> int:
     merge = cfg.grouping.merge_threshold if args.merge is None else args.merge
     print(f"{len(vectors)} faces of {len(set(labels.tolist()))} people; {args.seeds} random orders each")
     chosen: dict[str, float] = {}
-    for threshold in [float(t) for t in args.thresholds.split(",")]:
+    if args.thresholds:
+        thresholds = [float(t) for t in args.thresholds.split(",")]
+    else:
+        thresholds = sorted({*THRESHOLDS, cfg.grouping.threshold})
+    for threshold in thresholds:
         for label, merge_at in (("no refinement", None), (f"refined at {merge:.2f}", merge)):
             runs = [scores(group_incrementally(vectors, np.random.default_rng(seed).permutation(len(vectors)),
                                                threshold, merge_at), labels) for seed in range(args.seeds)]

@@ -15,13 +15,16 @@ Last line: ``pipeline frame_ms=<median end to end> face_ms=<median per-face work
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from common import DATA, add_config_arg, make_analyzer, make_config, pct
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.common import DATA, add_config_arg, make_analyzer, make_config, pct
 
 from facewatch.analyzer_setup import model_path
 from facewatch.config import FacewatchConfig
@@ -58,6 +61,7 @@ def stages(cfg: FacewatchConfig, analyzer: FaceAnalyzer, frame: np.ndarray, repe
         raise SystemExit(f"expected one face in the benchmark frame, found {len(detections)}")
     boxes, scores = detections.boxes, detections.scores
     faces = analyzer.faces_from_boxes(frame, boxes, scores)
+    assert faces[0].aligned is not None
     aligned1 = np.stack([faces[0].aligned])
     aligned8 = np.repeat(aligned1, 8, axis=0)
     pose = analyzer._attribute_model("pose")
@@ -71,7 +75,8 @@ def stages(cfg: FacewatchConfig, analyzer: FaceAnalyzer, frame: np.ndarray, repe
 
     res["landmarks"] = line("landmarks + alignment per face", timed(landmarks_align, repeats))
     res["embed1"] = line("embedding per face, batch 1", timed(lambda: analyzer.embedder.embed(aligned1), repeats))
-    res["embed8"] = line("embedding per face, batch 8", timed(lambda: analyzer.embedder.embed(aligned8), repeats // 4), per=8)
+    res["embed8"] = line("embedding per face, batch 8", timed(lambda: analyzer.embedder.embed(aligned8), repeats // 4),
+                         per=8)
     res["pose"] = line("pose model per face (quality yaw)", timed(lambda: pose.predict(frame, faces), repeats))
     res["embed1_denormals"] = denormals_kept(analyzer, aligned1, repeats // 4)
     res["embed1_prelu"] = prelu_kept(analyzer, aligned1, model_path(cfg, cfg.models.embedder.path), repeats // 4)
@@ -133,7 +138,8 @@ def main() -> int:
     frame = frame_640x480()
     cfg = make_config(args.config)
     analyzer = make_analyzer(cfg)
-    print(f"pipeline on a {frame.shape[1]}x{frame.shape[0]} frame, device {analyzer.detector.session.get_providers()[0]}, "
+    device = analyzer.embedder.session.get_providers()[0]
+    print(f"pipeline on a {frame.shape[1]}x{frame.shape[0]} frame, device {device}, "
           f"{args.repeats} runs after warm-up")
     res = stages(cfg, analyzer, frame, args.repeats)
     frame_ms = end_to_end(analyzer, frame, args.repeats, "quality yaw: pose model, default")
@@ -141,7 +147,8 @@ def main() -> int:
     fast_ms = end_to_end(fast, frame, args.repeats, "quality yaw: landmarks")
     if args.compare:
         for threads, spin in ((2, False), (2, True), (0, True)):
-            other = make_analyzer(make_config(args.config, runtime__intra_op_threads=threads, runtime__allow_spinning=spin))
+            other = make_analyzer(make_config(args.config, runtime__intra_op_threads=threads,
+                                              runtime__allow_spinning=spin))
             ms = end_to_end(other, frame, args.repeats, f"intra_op_threads={threads} spinning={spin}")
             print(f"    ratio to default settings: {ms / frame_ms:.2f}")
     print(f"  flush-to-zero speed-up on the embedder: {res['embed1_denormals'] / res['embed1']:.2f}x")

@@ -35,7 +35,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from common import DATA, ROOT, embed_lfw, make_analyzer, make_config, pct
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.common import DATA, ROOT, embed_lfw, make_analyzer, make_config, pct
 
 from repo.index import GalleryIndex
 from vision.images import decode_image
@@ -49,13 +51,17 @@ def search_latency(sizes: list[int], repeats: int) -> dict[int, tuple[float, flo
     """
     analyzer = make_analyzer(make_config(None, quality__yaw_source="landmarks"))
     search = make_config(None).repo.search.options()
-    enrolled, names = [], []
+    enrolled: list[np.ndarray] = []
+    names: list[str] = []
     for person in sorted((DATA / "faces" / "enroll").iterdir()):
         for image in sorted(person.iterdir()):
             face = analyzer.analyze(decode_image(image.read_bytes()), max_faces=1)[0]
+            assert face.embedding is not None
             enrolled.append(face.embedding)
             names.append(person.name)
-    probe = analyzer.analyze(decode_image((DATA / "faces" / "probe" / "obama1.jpg").read_bytes()), max_faces=1)[0].embedding
+    probe = analyzer.analyze(decode_image((DATA / "faces" / "probe" / "obama1.jpg").read_bytes()),
+                             max_faces=1)[0].embedding
+    assert probe is not None
     rng = np.random.default_rng(0)
     out = {}
     for size in sizes:
@@ -183,7 +189,8 @@ def reembed_rate(server: Server) -> float:
     return float(status["done"] / elapsed)
 
 
-async def rest_bench(server: Server, images: list[Path], concurrency_enrol: int, clients: int, requests: int) -> dict[str, float]:
+async def rest_bench(server: Server, images: list[Path], concurrency_enrol: int, clients: int,
+                     requests: int) -> dict[str, float]:
     base, headers = f"http://127.0.0.1:{server.port}", {"x-api-key": server.key}
     async with aiohttp.ClientSession(headers=headers) as http:
         await http.post(f"{base}/api/v1/galleries", json={"name": "lfw"})
@@ -208,8 +215,8 @@ async def rest_bench(server: Server, images: list[Path], concurrency_enrol: int,
         await asyncio.gather(*(enrol_worker() for _ in range(concurrency_enrol)))
         enrol_s = time.perf_counter() - start
         per_s = len(images) / enrol_s
-        print(f"  enrolment over REST ({concurrency_enrol} concurrent uploads): {len(images)} images in {enrol_s:.1f} s "
-              f"= {per_s:.1f} images/s ({failures} refused)", flush=True)
+        print(f"  enrolment over REST ({concurrency_enrol} concurrent uploads): {len(images)} images in "
+              f"{enrol_s:.1f} s = {per_s:.1f} images/s ({failures} refused)", flush=True)
         import io
         import zipfile
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, add_config_arg, central_face, make_analyzer, make_config
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.common import DATA, add_config_arg, central_face, make_analyzer, make_config
 
 from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
@@ -135,7 +137,10 @@ def report(name: str, s: Scores) -> float:
     t, acc = best_threshold(s)
     tar2, m2 = tar_at_far(s, 1e-2)
     tar3, m3 = tar_at_far(s, 1e-3)
-    note = lambda m: "" if m else "*"  # noqa: E731
+
+    def note(measurable: bool) -> str:
+        return "" if measurable else "*"
+
     print(f"  {name:<28} pairs={len(s.same):>5} auc={auc:.4f} best_acc={acc:.4f}@{t:.3f} "
           f"TAR@FAR1e-2={tar2:.4f}{note(m2)} TAR@FAR1e-3={tar3:.4f}{note(m3)}")
     return auc
@@ -193,8 +198,9 @@ def main() -> int:
     if len(variants) > 1 and "base" in variants:
         for label, res in variants.items():
             if label != "base":
-                print(f"{label} vs base: LFW accuracy {res['lfw_view1_accuracy'] - variants['base']['lfw_view1_accuracy']:+.4f}, "
-                      f"pivot AUC {res['deepface_pivot_auc'] - variants['base']['deepface_pivot_auc']:+.4f}")
+                base = variants["base"]
+                print(f"{label} vs base: LFW accuracy {res['lfw_view1_accuracy'] - base['lfw_view1_accuracy']:+.4f}, "
+                      f"pivot AUC {res['deepface_pivot_auc'] - base['deepface_pivot_auc']:+.4f}")
     first = next(iter(variants.values()))
     print(f"verify_pairs lfw_view1_accuracy={first['lfw_view1_accuracy']:.4f} "
           f"deepface_pivot_auc={first['deepface_pivot_auc']:.4f}")

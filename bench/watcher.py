@@ -38,11 +38,14 @@ from typing import Any
 
 import av
 import cv2
+import numpy as np
 
-from common import DATA, ROOT, pct
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.common import DATA, ROOT, pct
 
 from broker.client import BrokerAddress, BusClient
-from tests.integration.repo_server import RepoServer, free_port
+from tests.integration.repo_server import RepoServer, enrol, free_port
 from tests.integration.rtsp import RtspServer
 
 CLIP = DATA / "video" / "short_hamilton_clip.mp4"
@@ -58,6 +61,8 @@ def make_720p_clip(target: Path, minutes: float) -> Path:
         encode_720p(base)
     with av.open(str(base)) as src:
         stream = src.streams.video[0]
+        if stream.duration is None or stream.time_base is None:
+            raise RuntimeError(f"{base}: no duration")
         one = float(stream.duration * stream.time_base)
     repeats = max(1, int(minutes * 60 / one) + 1)
     looped = target.with_name(f"{target.stem}-x{repeats}.mp4")
@@ -68,10 +73,12 @@ def make_720p_clip(target: Path, minutes: float) -> Path:
         in_stream = src.streams.video[0]
         out_stream = out.add_stream_from_template(in_stream)
         span = in_stream.duration
+        if span is None:
+            raise RuntimeError(f"{base}: no duration")
         for copy in range(repeats):
             src.seek(0)
             for packet in src.demux(in_stream):
-                if packet.dts is None:
+                if packet.dts is None or packet.pts is None:
                     continue
                 packet.pts += copy * span
                 packet.dts += copy * span
@@ -88,7 +95,8 @@ def encode_720p(target: Path) -> None:
         stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "23", "g": "50"}
         for frame in src.decode(video=0):
-            image = cv2.resize(frame.to_ndarray(format="bgr24"), (1280, 720), interpolation=cv2.INTER_LINEAR)
+            image = np.asarray(cv2.resize(frame.to_ndarray(format="bgr24"), (1280, 720),
+                                          interpolation=cv2.INTER_LINEAR), np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -117,14 +125,7 @@ class Service:
         tenant = self.server.create_tenant("bench")
         self.key = tenant["api_key"]
         self.server.start()
-        http = self.server.http(api_key=self.key)
-        assert http.call("POST", "/api/v1/galleries", {"name": "hamilton"}).status == 201
-        for person in ("lin_manuel_miranda", "alex_lacamoire"):
-            http.call("POST", "/api/v1/galleries/hamilton/subjects", {"id": person, "name": person})
-            for image in sorted((DATA / "faces" / "enroll" / person).iterdir()):
-                added = http.call("POST", f"/api/v1/galleries/hamilton/subjects/{person}/faces",
-                                  files={"file": (image.name, image.read_bytes())})
-                assert added.status == 201, added.body
+        enrol(self.server.http(api_key=self.key), DATA, "hamilton", ("lin_manuel_miranda", "alex_lacamoire"))
         creds = json.loads((self.server.data_dir / "broker-credentials.json").read_text())
         self.bus = BusClient(BrokerAddress("127.0.0.1", self.server.stomp_port, creds["login"], creds["passcode"]))
         self.bus.connect()

@@ -51,7 +51,8 @@ class BrokerAddress:
         if parts.scheme != "stomp" or not parts.hostname:
             raise ValueError(f"broker url must look like stomp://login:passcode@host:61613, got {url!r}")
         vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
-        return cls(parts.hostname, parts.port or 61613, unquote(parts.username or ""), unquote(parts.password or ""), vhost)
+        return cls(parts.hostname, parts.port or 61613, unquote(parts.username or ""), unquote(parts.password or ""),
+                   vhost)
 
 
 @dataclass(slots=True, frozen=True)
@@ -79,7 +80,7 @@ class Reply:
 @dataclass(slots=True)
 class _Sub:
     destination: str
-    callback: Callable[[BusMessage], None]
+    callback: Callable[[BusMessage], object]
     ack: str
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -148,7 +149,8 @@ class BusClient:
                                headers={"client-id": self._reply_queue.rsplit("/", 1)[-1]})
         except (StompException, OSError) as exc:
             self._conn = self._new_connection()
-            raise BusError(self.last_error or f"cannot connect to {self.address.host}:{self.address.port}: {exc!r}") from exc
+            raise BusError(self.last_error
+                           or f"cannot connect to {self.address.host}:{self.address.port}: {exc!r}") from exc
         if not self._conn.is_connected():
             raise BusError(self.last_error or "connection refused by the broker")
         with self._lock:
@@ -217,7 +219,7 @@ class BusClient:
         except (StompException, OSError) as exc:
             raise BusError(f"publish to {destination} failed: {exc!r}") from exc
 
-    def subscribe(self, destination: str, callback: Callable[[BusMessage], None], *, ack: str = "auto",
+    def subscribe(self, destination: str, callback: Callable[[BusMessage], object], *, ack: str = "auto",
                   headers: dict[str, str] | None = None) -> str:
         """Subscribe; ``callback`` runs on the client's receiver thread. Returns the id."""
         with self._lock:
@@ -318,7 +320,7 @@ class BusClient:
             pending[0].set()
 
 
-class _Listener(stomp.ConnectionListener):
+class _Listener(stomp.ConnectionListener):  # type: ignore[misc]  # stomp.py is untyped
     def __init__(self, client: BusClient) -> None:
         self.client = client
 

@@ -134,7 +134,8 @@ class Subscription:
 class MessageQueue:
     """Messages waiting for consumers, handed out round robin."""
 
-    def __init__(self, name: str, max_messages: int, policy: OverflowPolicy, *, exclusive_owner: "StompSession | None" = None) -> None:
+    def __init__(self, name: str, max_messages: int, policy: OverflowPolicy, *,
+                 exclusive_owner: "StompSession | None" = None) -> None:
         self.name = name
         self.messages: deque[Message] = deque()
         self.consumers: list[Subscription] = []
@@ -152,7 +153,8 @@ class MessageQueue:
         if len(self.messages) > self.max_messages:
             if self.policy == "disconnect" and self.exclusive_owner is not None:
                 self.messages.clear()
-                self.exclusive_owner.fail("slow consumer", f"more than {self.max_messages} messages pending on {self.name}")
+                self.exclusive_owner.fail("slow consumer",
+                                          f"more than {self.max_messages} messages pending on {self.name}")
                 return
             self.messages.popleft()
             self.dropped += 1

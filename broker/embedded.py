@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -14,9 +15,12 @@ from .server import BrokerCore, BrokerServer, websocket_handler
 
 __all__ = ("EmbeddedBroker", "BrokerThread")
 
+T = TypeVar("T")
+
 
 class EmbeddedBroker:
-    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, host: str = "127.0.0.1", port: int = 61623) -> None:
+    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, host: str = "127.0.0.1",
+                 port: int = 61623) -> None:
         self.limits = limits
         self.authenticator = authenticator
         self.host = host
@@ -48,7 +52,8 @@ class BrokerThread:
     """Runs an EmbeddedBroker (TCP, and WebSocket on its own HTTP port) in a
     background thread: for tests, benchmarks and embedding in sync programs."""
 
-    def __init__(self, broker: EmbeddedBroker, *, websocket_port: int | None = 0, websocket_path: str = "/stomp") -> None:
+    def __init__(self, broker: EmbeddedBroker, *, websocket_port: int | None = 0,
+                 websocket_path: str = "/stomp") -> None:
         self.broker = broker
         self.websocket_port = websocket_port
         self.websocket_path = websocket_path
@@ -73,9 +78,9 @@ class BrokerThread:
             sockets = self._runner.addresses
             self.websocket_port = int(sockets[0][1])
 
-    def call(self, fn: Callable[[], object]) -> object:
+    def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the broker's loop and return its result (for inspection)."""
-        async def run() -> object:
+        async def run() -> T:
             return fn()
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
 

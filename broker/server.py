@@ -52,7 +52,8 @@ class BrokerCore:
             "queues": len(self.router.queues),
             "bindings": len(self.router.bindings),
             "published": self.router.published,
-            "dropped": sum(q.dropped for _, q in self.router.bindings) + sum(q.dropped for q in self.router.queues.values()),
+            "dropped": sum(q.dropped for _, q in self.router.bindings)
+            + sum(q.dropped for q in self.router.queues.values()),
         }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from .auth import Credentials, Principal
-from .core import Message, MessageQueue, Subscription
+from .core import MessageQueue, Subscription
 from .destinations import parse_destination
 from .frames import VERSIONS, Frame, ProtocolError, encode_frame
 from .parser import FrameParser, ParserLimits
@@ -91,12 +91,11 @@ class StompSession:
         if self.closed:
             return
         self.last_received = time.monotonic()
+        error: ProtocolError | None = None
         try:
             frames = self.parser.feed(data)
         except ProtocolError as exc:
             frames, error = self.parser_frames_before_error(), exc
-        else:
-            error = None
         for frame in frames:
             try:
                 self._handle(frame)
@@ -188,7 +187,8 @@ class StompSession:
         common = [v for v in VERSIONS if v in accepted]
         if not common:
             self.version = "1.2"
-            headers = {"message": "unsupported protocol version", "version": ",".join(VERSIONS), "content-type": "text/plain"}
+            headers = {"message": "unsupported protocol version", "version": ",".join(VERSIONS),
+                       "content-type": "text/plain"}
             self.send_frame(Frame("ERROR", headers, f"Supported protocol versions are {' '.join(VERSIONS)}".encode()))
             self.close()
             return
@@ -328,7 +328,8 @@ class StompSession:
         else:
             ack_id = frame.get("message-id")
         if not ack_id:
-            raise ProtocolError("missing ack id", f"{frame.command} needs {'id' if self.version == '1.2' else 'message-id'}")
+            raise ProtocolError("missing ack id",
+                                f"{frame.command} needs {'id' if self.version == '1.2' else 'message-id'}")
         sub_id = frame.get("subscription")
         candidates = [self.subscriptions[sub_id]] if sub_id in self.subscriptions else list(self.subscriptions.values())
         for sub in candidates:
@@ -382,7 +383,8 @@ class StompSession:
     def _heartbeat_tick(self) -> None:
         now = time.monotonic()
         if self.receive_interval_s and now - self.last_received > self.receive_interval_s * self.limits.heartbeat_grace:
-            log.info("stomp %s %s: no heart-beat for %.1fs, closing", self.id, self.transport.peer, now - self.last_received)
+            log.info("stomp %s %s: no heart-beat for %.1fs, closing", self.id, self.transport.peer,
+                     now - self.last_received)
             self.close()
             return
         if self.send_interval_s and now - self.last_sent >= self.send_interval_s * 0.9:

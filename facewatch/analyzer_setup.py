@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def _detector(cfg: FacewatchConfig, sessions: SessionFactory) -> Detector:
     d = cfg.models.detector
     options = DetectorOptions(
         input_width=d.input_width, input_height=d.input_height, mean=d.mean, std=d.std, rgb=d.rgb,
-        score_threshold=d.score_threshold, nms_iou=d.nms_iou, nms_containment=d.nms_containment, tile_min_side=d.tile_min_side,
+        score_threshold=d.score_threshold, nms_iou=d.nms_iou, nms_containment=d.nms_containment,
+        tile_min_side=d.tile_min_side,
         tile_overlap=d.tile_overlap, min_face_px=d.min_face_px,
     )
     if d.backend == "mediapipe":
@@ -93,7 +95,7 @@ def build_analyzer(cfg: FacewatchConfig) -> FaceAnalyzer:
         EmbedderOptions(input_size=e.input_size, mean=e.mean, std=e.std, rgb=e.rgb, flip=e.flip, max_batch=e.max_batch),
         model_id,
     )
-    factories = {
+    factories: dict[str, Callable[[], AttributeModel]] = {
         name: partial(_attribute_factory, _ATTRIBUTE_CLASSES[name], model_path(cfg, file), sessions)
         for name, file in cfg.models.attributes.items()
     }

@@ -1,14 +1,15 @@
 """The aiohttp application `facewatch serve` runs, and its lifecycle.
 
 Startup, in order: embedded broker (if any) -> bus client -> repo indexes ->
-STOMP API consumer -> grouping (following the watchers) -> camera workers. Shutdown is the reverse (aiohttp cleanup_ctx).
+STOMP API consumer -> grouping (following the watchers) -> camera workers.
+Shutdown is the reverse (aiohttp cleanup_ctx).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -70,7 +71,7 @@ def _grouping_ctx(grouping: GroupingService, watcher: WatcherService,
     return grouping_ctx
 
 
-def _background_ctx(run: Callable[[], Awaitable[object]],
+def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
                     name: str) -> Callable[[web.Application], AsyncIterator[None]]:
     """A task that runs while the app does (cancelled at shutdown)."""
 

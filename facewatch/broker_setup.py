@@ -15,7 +15,8 @@ from broker.embedded import EmbeddedBroker
 
 from .config import FacewatchConfig
 
-__all__ = ("broker_limits", "static_users", "static_authenticator", "build_embedded_broker", "internal_address", "CREDENTIALS_FILE")
+__all__ = ("broker_limits", "static_users", "static_authenticator", "build_embedded_broker", "internal_address",
+           "CREDENTIALS_FILE")
 
 log = logging.getLogger(__name__)
 

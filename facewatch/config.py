@@ -59,7 +59,8 @@ class RuntimeConfig(Section):
     )
     intra_op_threads: int = Field(1, ge=0, description="threads per model session (0 = ORT default)")
     inter_op_threads: int = Field(1, ge=0)
-    allow_spinning: bool = Field(False, description="let idle ORT threads spin (faster alone, slower when sessions share cores)")
+    allow_spinning: bool = Field(False, description="let idle ORT threads spin "
+                                 "(faster alone, slower when sessions share cores)")
     analysis_processes: int = Field(2, ge=0, description="worker processes analysing API images (enrol, identify, "
                                                          "detect); 0 = threads of the server process")
 
@@ -74,8 +75,10 @@ class DetectorConfig(Section):
     rgb: bool = True
     score_threshold: float = Field(0.7, gt=0, lt=1)
     nms_iou: float = Field(0.3, gt=0, le=1)
-    nms_containment: float = Field(0.7, gt=0, le=1, description="drop a box lying more than this much inside a better one")
-    tile_min_side: int = Field(720, ge=0, description="also scan 2x2 tiles when the frame's shorter side is at least this; 0 = never")
+    nms_containment: float = Field(0.7, gt=0, le=1,
+                                   description="drop a box lying more than this much inside a better one")
+    tile_min_side: int = Field(720, ge=0, description="also scan 2x2 tiles when the frame's shorter side is at least "
+                               "this; 0 = never")
     tile_overlap: float = Field(0.2, ge=0, lt=1)
     min_face_px: float = Field(0.0, ge=0)
 
@@ -97,21 +100,26 @@ class EmbedderConfig(Section):
     max_batch: int = Field(32, gt=0)
 
 
+AttributeName = Literal["age", "gender", "pose", "liveness", "expression", "eyes"]
+
+
+def _default_attribute_models() -> dict[AttributeName, str]:
+    return {
+        "age": "fr_age.onnx",
+        "gender": "fr_gender.onnx",
+        "pose": "fr_pose.onnx",
+        "liveness": "fr_liveness.onnx",
+        "expression": "fr_expression.onnx",
+        "eyes": "fr_eye.onnx",
+    }
+
+
 class ModelsConfig(Section):
     dir: str | None = Field(None, description="folder of the model files; default <data_dir>/models/<pack>")
     detector: DetectorConfig = DetectorConfig()
     landmarks: LandmarksConfig = LandmarksConfig()
     embedder: EmbedderConfig = EmbedderConfig()
-    attributes: dict[Literal["age", "gender", "pose", "liveness", "expression", "eyes"], str] = Field(
-        default_factory=lambda: {
-            "age": "fr_age.onnx",
-            "gender": "fr_gender.onnx",
-            "pose": "fr_pose.onnx",
-            "liveness": "fr_liveness.onnx",
-            "expression": "fr_expression.onnx",
-            "eyes": "fr_eye.onnx",
-        }
-    )
+    attributes: dict[AttributeName, str] = Field(default_factory=_default_attribute_models)
 
 
 class QualityConfig(Section):
@@ -182,7 +190,8 @@ class BrokerConfig(Section):
         description="'embedded' runs our broker in `facewatch serve`; or stomp://login:passcode@host:61613[/vhost]",
     )
     host: str = "127.0.0.1"
-    port: int = Field(61623, ge=0, le=65535, description="not 61613, so it can run beside a local RabbitMQ STOMP plugin")
+    port: int = Field(61623, ge=0, le=65535,
+                      description="not 61613, so it can run beside a local RabbitMQ STOMP plugin")
     websocket_path: str = Field("/stomp", pattern=r"^/[A-Za-z0-9_./-]*$")
     users: list[BrokerUserConfig] = Field(
         default_factory=list,

@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,7 @@ def new_face_from_event(event: dict[str, Any]) -> NewFace | None:
 
 
 async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner: Callable[[str], str | None],
-                          refine_interval_s: float) -> AsyncIterator[None]:
+                          refine_interval_s: float) -> AsyncGenerator[None, None]:
     """Groups every face.unknown of every camera, and refines the groups now and then
     (an async context: runs until the app stops)."""
     loop = asyncio.get_running_loop()

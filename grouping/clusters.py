@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -119,7 +120,8 @@ class GroupIndex:
         with self._lock:
             scores = self._scores(vector)
             rows = np.flatnonzero(np.isfinite(scores))
-            return [self._ids[r] for r in rows], scores[rows]  # type: ignore[misc]
+            # Finite scores are rows in use, whose ids are set.
+            return cast("list[str]", [self._ids[r] for r in rows]), scores[rows]
 
     def place(self, vector: np.ndarray, threshold: float) -> Placement:
         with self._lock:
@@ -138,7 +140,7 @@ class GroupIndex:
                 return []
             means = self._sums[rows] / self._counts[rows][:, None]
             ids = [self._ids[r] for r in rows]
-        pairs = []
+        pairs: list[tuple[str, str, float]] = []
         for start in range(0, len(rows), 1024):  # blocks keep the similarity matrix small
             block = means[start:start + 1024] @ means.T
             for i, j in zip(*np.nonzero(block >= threshold)):
@@ -146,4 +148,4 @@ class GroupIndex:
                 if a < int(j):
                     pairs.append((ids[a], ids[int(j)], float(block[i, j])))
         pairs.sort(key=lambda p: -p[2])
-        return pairs  # type: ignore[return-value]
+        return pairs

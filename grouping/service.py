@@ -37,7 +37,8 @@ class GroupingOptions:
 
 
 class GroupingService:
-    def __init__(self, store: GroupStore, repo: FaceRepository, events: EventPublisher, options: GroupingOptions) -> None:
+    def __init__(self, store: GroupStore, repo: FaceRepository, events: EventPublisher,
+                 options: GroupingOptions) -> None:
         self.store = store
         self.repo = repo
         self.events = events

@@ -182,7 +182,8 @@ class GroupStore:
             if stats[0] == 0:
                 conn.execute(delete(groups).where(groups.c.id == group_id))
                 continue
-            best = conn.execute(select(group_faces.c.id, group_faces.c.quality).where(group_faces.c.group_id == group_id)
+            best = conn.execute(select(group_faces.c.id, group_faces.c.quality)
+                                .where(group_faces.c.group_id == group_id)
                                 .order_by(group_faces.c.quality.desc(), group_faces.c.seen_at).limit(1)).one()
             conn.execute(update(groups).where(groups.c.id == group_id).values(
                 face_count=stats[0], first_seen=stats[1], last_seen=stats[2], best_face=best[0],
@@ -237,7 +238,8 @@ class GroupStore:
             if row is None:
                 raise NotFound(f"no group {group_id!r}", "group")
             cameras = conn.execute(select(group_faces.c.camera).distinct()
-                                   .where(group_faces.c.group_id == group_id, group_faces.c.camera.is_not(None))).scalars()
+                                   .where(group_faces.c.group_id == group_id, group_faces.c.camera.is_not(None))
+                                   ).scalars()
             return _group(row, tuple(sorted(cameras)))
 
     def list_groups(self, tenant_id: str, *, camera: str | None, since: float | None, until: float | None,
@@ -254,7 +256,8 @@ class GroupStore:
             query = query.where(groups.c.status == status)
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-            rows = conn.execute(query.order_by(groups.c.last_seen.desc(), groups.c.id).offset(offset).limit(limit)).all()
+            rows = conn.execute(query.order_by(groups.c.last_seen.desc(), groups.c.id)
+                                .offset(offset).limit(limit)).all()
         return [_group(r) for r in rows], int(total)
 
     def faces(self, tenant_id: str, group_id: str) -> list[GroupFace]:
@@ -278,7 +281,8 @@ class GroupStore:
                                                                 group_faces.c.tenant_id == tenant_id)).first()
         if row is None:
             raise NotFound(f"no grouped face {face_id!r}", "face")
-        return row[0]
+        crop: bytes | None = row[0]
+        return crop
 
     def count_faces_of_other_models(self, model_id: str) -> int:
         with self.engine.connect() as conn:

@@ -91,7 +91,8 @@ class RepoAuth:
         access, _ = self.signer.issue(tenant_id, client_id, self.access_ttl_s)
         token_id = secrets.token_hex(8)
         secret = f"fwr_{token_id}_{secrets.token_urlsafe(32)}"
-        self.store.store_refresh_token(token_id, sha256_hex(secret), client_id, tenant_id, time.time() + self.refresh_ttl_s)
+        self.store.store_refresh_token(token_id, sha256_hex(secret), client_id, tenant_id,
+                                       time.time() + self.refresh_ttl_s)
         return Tokens(access, int(self.access_ttl_s), secret)
 
     def login(self, client_id: str, client_secret: str) -> Tokens:

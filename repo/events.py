@@ -20,4 +20,5 @@ class NullPublisher:
     """For a repo without a broker (tests of the store, the CLI)."""
 
     def publish(self, destination: str, body: Any) -> None:
-        log.debug("event not published (no broker): %s %s", destination, body.get("type") if isinstance(body, dict) else "")
+        log.debug("event not published (no broker): %s %s", destination,
+                  body.get("type") if isinstance(body, dict) else "")

@@ -264,7 +264,8 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
         gallery, subject = await subject_of(request)
         params = _params(request)
         data = _image(request, params, "file", repo)
-        records = await repo.add_faces(gallery, subject, data, all_faces=_bool(params.get("all_faces", False), "all_faces"),
+        records = await repo.add_faces(gallery, subject, data,
+                                       all_faces=_bool(params.get("all_faces", False), "all_faces"),
                                        force=_bool(params.get("force", False), "force"), choice=_face_choice(params))
         return ApiResponse(201, {"faces": [_face_json(r, subject, gallery) for r in records]})
 
@@ -389,7 +390,8 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
         return ApiResponse(200, _job_json(job))
 
     async def get_job(request: ApiRequest) -> ApiResponse:
-        return ApiResponse(200, _job_json(await asyncio.to_thread(store.job, request.tenant, request.path_params["job"])))
+        job = await asyncio.to_thread(store.job, request.tenant, request.path_params["job"])
+        return ApiResponse(200, _job_json(job))
 
     add = router.add
     add("POST", "/api/v1/galleries/{gallery}/enrol", bulk_enrol,

@@ -125,7 +125,8 @@ class FaceRepository:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise BadParam(f"threshold must be a number or one of {sorted(self.options.rates)}", "threshold") from None
+            raise BadParam(f"threshold must be a number or one of {sorted(self.options.rates)}",
+                           "threshold") from None
         if not -1.0 <= number <= 1.0:
             raise BadParam("threshold must be between -1 and 1", "threshold")
         return Policy(rate=None, threshold=number, margin=default.margin)
@@ -215,7 +216,8 @@ class FaceRepository:
         await self._commit_faces(gallery, subject, records, thumbs, job_item)
         return records
 
-    async def add_embedded_faces(self, gallery: Gallery, subject: Subject, faces: Sequence[EmbeddedFace]) -> list[FaceRecord]:
+    async def add_embedded_faces(self, gallery: Gallery, subject: Subject,
+                                 faces: Sequence[EmbeddedFace]) -> list[FaceRecord]:
         """Enrol faces whose embeddings exist already; all in one transaction."""
         model_id = self.analyzer.embedder.model_id
         if any(f.model_id != model_id for f in faces):

@@ -163,7 +163,8 @@ class RepoStore:
                                .where(s.api_keys.c.id == key_id)).first()
         return (row[0], row[1], bool(row[2])) if row else None
 
-    def store_refresh_token(self, token_id: str, token_hash: str, client_id: str, tenant_id: str, expires_at: float) -> None:
+    def store_refresh_token(self, token_id: str, token_hash: str, client_id: str, tenant_id: str,
+                            expires_at: float) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(s.refresh_tokens).values(id=token_id, secret_hash=token_hash, client_id=client_id,
                                                          tenant_id=tenant_id, expires_at=expires_at, revoked=False))
@@ -237,10 +238,12 @@ class RepoStore:
             rows = conn.execute(select(s.galleries).where(s.galleries.c.tenant_id == tenant_id)
                                 .order_by(s.galleries.c.name)).all()
             ids = [r.id for r in rows]
-            subj = dict(conn.execute(select(s.subjects.c.gallery_id, func.count()).where(s.subjects.c.gallery_id.in_(ids))
-                                     .group_by(s.subjects.c.gallery_id)).all())
-            fc = dict(conn.execute(select(s.faces.c.gallery_id, func.count()).where(s.faces.c.gallery_id.in_(ids))
-                                   .group_by(s.faces.c.gallery_id)).all())
+            subj: dict[str, int] = dict(conn.execute(select(s.subjects.c.gallery_id, func.count())
+                                                     .where(s.subjects.c.gallery_id.in_(ids))
+                                                     .group_by(s.subjects.c.gallery_id)).all())
+            fc: dict[str, int] = dict(conn.execute(select(s.faces.c.gallery_id, func.count())
+                                                   .where(s.faces.c.gallery_id.in_(ids))
+                                                   .group_by(s.faces.c.gallery_id)).all())
         return [(self._gallery(r), int(subj.get(r.id, 0)), int(fc.get(r.id, 0))) for r in rows]
 
     def create_gallery(self, tenant_id: str, name: str) -> Gallery:
@@ -279,7 +282,8 @@ class RepoStore:
     # -- subjects --------------------------------------------------------------
     @staticmethod
     def _subject(row: Any, face_count: int = 0) -> Subject:
-        return Subject(row.pk, row.gallery_id, row.id, row.name, json.loads(row.meta or "{}"), row.created_at, face_count)
+        return Subject(row.pk, row.gallery_id, row.id, row.name, json.loads(row.meta or "{}"), row.created_at,
+                       face_count)
 
     def list_subjects(self, gallery_id: str, offset: int, limit: int) -> tuple[list[Subject], int]:
         with self.engine.connect() as conn:
@@ -305,7 +309,8 @@ class RepoStore:
                                                         s.subjects.c.id == subject_id)).first()
             if row is None:
                 raise NotFound(f"subject {subject_id!r} not found", "subject")
-            n = conn.execute(select(func.count()).select_from(s.faces).where(s.faces.c.subject_pk == row.pk)).scalar_one()
+            n = conn.execute(select(func.count()).select_from(s.faces)
+                             .where(s.faces.c.subject_pk == row.pk)).scalar_one()
         return self._subject(row, int(n))
 
     def subjects_by_pk(self, pks: list[str]) -> dict[str, Subject]:
@@ -315,7 +320,8 @@ class RepoStore:
             rows = conn.execute(select(s.subjects).where(s.subjects.c.pk.in_(pks))).all()
         return {r.pk: self._subject(r) for r in rows}
 
-    def update_subject(self, subject: Subject, name: str | None, meta: dict[str, Any] | None) -> tuple[Subject, str | None]:
+    def update_subject(self, subject: Subject, name: str | None,
+                       meta: dict[str, Any] | None) -> tuple[Subject, str | None]:
         """Rename and/or set meta. Renaming onto another subject's name merges
         this one into it; returns (resulting subject, pk of the one merged away)."""
         with self.engine.begin() as conn:
@@ -325,7 +331,8 @@ class RepoStore:
                 if target is not None:
                     conn.execute(update(s.faces).where(s.faces.c.subject_pk == subject.pk).values(subject_pk=target.pk))
                     if meta is not None:
-                        conn.execute(update(s.subjects).where(s.subjects.c.pk == target.pk).values(meta=json.dumps(meta)))
+                        conn.execute(update(s.subjects).where(s.subjects.c.pk == target.pk)
+                                     .values(meta=json.dumps(meta)))
                     conn.execute(delete(s.subjects).where(s.subjects.c.pk == subject.pk))
                     return self._subject_in(conn, target.pk), subject.pk
                 conn.execute(update(s.subjects).where(s.subjects.c.pk == subject.pk).values(name=name))
@@ -395,7 +402,8 @@ class RepoStore:
 
     def image_key_in_use(self, key: str) -> bool:
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(s.faces).where(s.faces.c.image_key == key)).scalar_one() > 0
+            return conn.execute(select(func.count()).select_from(s.faces)
+                                .where(s.faces.c.image_key == key)).scalar_one() > 0
 
     def iter_gallery_embeddings(self, gallery_id: str, model_id: str,
                                 batch: int = 5000) -> Iterator[tuple[list[str], list[str], np.ndarray]]:

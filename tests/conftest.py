@@ -9,11 +9,16 @@ FWTEST_REQUIRE_MODELS=1, which turn those skips into failures.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from facewatch.config import FacewatchConfig
+    from vision.analyzer import FaceAnalyzer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FWTEST_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -43,21 +48,21 @@ def models_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def config(models_dir: Path):  # type: ignore[no-untyped-def]
+def config(models_dir: Path) -> FacewatchConfig:
     from facewatch.config import parse_config
 
     return parse_config({"models": {"dir": str(models_dir)}}, environ={})
 
 
 @pytest.fixture(scope="session")
-def analyzer(config):  # type: ignore[no-untyped-def]
+def analyzer(config: FacewatchConfig) -> FaceAnalyzer:
     from facewatch.analyzer_setup import build_analyzer
 
     return build_analyzer(config)
 
 
 @pytest.fixture(scope="session")
-def load_image(shared_data: Path):  # type: ignore[no-untyped-def]
+def load_image(shared_data: Path) -> Callable[[str], np.ndarray]:
     from vision.images import decode_image
 
     def load(relative: str) -> np.ndarray:

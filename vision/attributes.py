@@ -45,7 +45,8 @@ class AttributeModel(Protocol):
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    probabilities: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 def _crops(image: np.ndarray, faces: Sequence[Face], size: int, scale: float, square: bool = False) -> np.ndarray:
@@ -181,7 +182,7 @@ class EyesModel(_Session):
         (out,) = self.run(blob).values()
         open_prob = _softmax(out)[:, self.open_class].reshape(-1, 2)
         return [
-            {"left_open": bool(l >= 0.5), "right_open": bool(r >= 0.5),
-             "left_score": round(float(l), 4), "right_score": round(float(r), 4)}
-            for l, r in open_prob
+            {"left_open": bool(left >= 0.5), "right_open": bool(right >= 0.5),
+             "left_score": round(float(left), 4), "right_score": round(float(right), 4)}
+            for left, right in open_prob
         ]

@@ -82,7 +82,8 @@ class UltraLightDetector:
         resized = np.stack(
             [cv2.resize(c, (o.input_width, o.input_height), interpolation=cv2.INTER_LINEAR) for c in crops]
         )
-        scores, boxes = self.session.run(["scores", "boxes"], {self.input_name: to_blob(resized, o.mean, o.std, rgb=o.rgb)})
+        scores, boxes = self.session.run(["scores", "boxes"],
+                                         {self.input_name: to_blob(resized, o.mean, o.std, rgb=o.rgb)})
         return scores[:, :, 1], boxes
 
     def _regions(self, height: int, width: int, tiles: Sequence[int] | None) -> list[tuple[int, int, int, int]]:

@@ -83,7 +83,8 @@ def crop_box(
 
 
 def _areas(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    areas: np.ndarray = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return areas
 
 
 def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,7 +92,8 @@ def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
     y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    inter: np.ndarray = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return inter
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -99,14 +101,16 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), np.float32)
     inter = _intersections(a, b)
-    return (inter / np.maximum(_areas(a)[:, None] + _areas(b)[None, :] - inter, 1e-9)).astype(np.float32)
+    iou: np.ndarray = (inter / np.maximum(_areas(a)[:, None] + _areas(b)[None, :] - inter, 1e-9)).astype(np.float32)
+    return iou
 
 
 def containment_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Fraction of each box of ``b`` (M, 4) that lies inside each box of ``a`` (N, 4)."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), np.float32)
-    return (_intersections(a, b) / np.maximum(_areas(b)[None, :], 1e-9)).astype(np.float32)
+    inside: np.ndarray = (_intersections(a, b) / np.maximum(_areas(b)[None, :], 1e-9)).astype(np.float32)
+    return inside
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, containment: float = 1.0) -> np.ndarray:

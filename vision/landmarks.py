@@ -42,4 +42,5 @@ class Landmarker68:
         (out,) = self.session.run(None, {self.input_name: blob})
         points = out.reshape(len(boxes), 68, 2)
         region_arr = np.stack(regions)
-        return (points * region_arr[:, None, 2:4] + region_arr[:, None, 0:2]).astype(np.float32)
+        located: np.ndarray = (points * region_arr[:, None, 2:4] + region_arr[:, None, 0:2]).astype(np.float32)
+        return located

@@ -42,7 +42,7 @@ def available_device(requested: str = "auto") -> str:
     return "cuda" if has_cuda else "cpu"
 
 
-class ModelSession(ort.InferenceSession):
+class ModelSession(ort.InferenceSession):  # type: ignore[misc]  # onnxruntime is untyped
     """An inference session that runs with denormals flushed to zero in the
     calling thread (see ``denormals.py``: 7x on the embedder on Intel CPUs)."""
 
@@ -55,7 +55,8 @@ class ModelSession(ort.InferenceSession):
         if not getattr(self._flushed, "done", False):
             flush_denormals_in_this_thread()
             self._flushed.done = True
-        return super().run(output_names, input_feed, run_options)
+        outputs: list[Any] = super().run(output_names, input_feed, run_options)
+        return outputs
 
 
 class SessionFactory:

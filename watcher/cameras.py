@@ -43,7 +43,8 @@ class CameraSettings(BaseModel):
 
     name: str = Field("", max_length=200)
     url: str = Field(min_length=1, max_length=2000,
-                     description="rtsp(s)://, http(s)://, file:///abs/path.mp4 (under watcher.file_roots) or /dev/videoN")
+                     description="rtsp(s)://, http(s)://, file:///abs/path.mp4 (under watcher.file_roots) "
+                                 "or /dev/videoN")
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     loop: bool = Field(False, description="files: start again at the end")
     galleries: list[str] = Field(default_factory=list, max_length=32, description="galleries to match against")

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from sqlalchemy import (
-    Boolean, Column, Connection, Float, ForeignKey, Index, String, Table, Text, delete, func, insert, select, text, update,
+    Boolean, Column, Connection, Float, ForeignKey, Index, String, Table, Text, delete, func, insert, select, text,
+    update,
 )
 
 from api.errors import Conflict, NotFound
@@ -69,7 +70,8 @@ class CameraRegistry:
             count = conn.execute(select(func.count()).select_from(cameras)
                                  .where(cameras.c.tenant_id == tenant_id)).scalar_one()
             if count >= max_per_tenant:
-                raise Conflict(f"this tenant already has {count} cameras, the most allowed (watcher.max_cameras_per_tenant)")
+                raise Conflict(f"this tenant already has {count} cameras, the most allowed "
+                               "(watcher.max_cameras_per_tenant)")
             if conn.execute(select(cameras.c.id).where(cameras.c.id == camera_id)).first() is not None:
                 # Ids are global (they name topics); say no more than "taken".
                 raise Conflict(f"camera id {camera_id!r} is taken", "id")
@@ -79,7 +81,8 @@ class CameraRegistry:
 
     def get(self, tenant_id: str, camera_id: str) -> Camera:
         with self.engine.connect() as conn:
-            row = conn.execute(select(cameras).where(cameras.c.id == camera_id, cameras.c.tenant_id == tenant_id)).first()
+            row = conn.execute(select(cameras)
+                               .where(cameras.c.id == camera_id, cameras.c.tenant_id == tenant_id)).first()
         if row is None:
             raise NotFound(f"no camera {camera_id!r}", "camera")
         return _camera(row)
@@ -95,7 +98,7 @@ class CameraRegistry:
         with self.engine.connect() as conn:
             return conn.execute(select(cameras.c.tenant_id).where(cameras.c.id == camera_id)).scalar()
 
-    def list(self, tenant_id: str) -> list[Camera]:
+    def of_tenant(self, tenant_id: str) -> list[Camera]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(cameras).where(cameras.c.tenant_id == tenant_id).order_by(cameras.c.id)).all()
         return [_camera(r) for r in rows]
@@ -110,7 +113,8 @@ class CameraRegistry:
         new = Camera(camera.id, camera.tenant_id, settings or camera.settings,
                      camera.enabled if enabled is None else enabled, camera.created_at, now, node or camera.node)
         with self.engine.begin() as conn:
-            done = conn.execute(update(cameras).where(cameras.c.id == camera.id, cameras.c.tenant_id == camera.tenant_id)
+            done = conn.execute(update(cameras)
+                                .where(cameras.c.id == camera.id, cameras.c.tenant_id == camera.tenant_id)
                                 .values(settings=new.settings.model_dump_json(), enabled=new.enabled, updated_at=now,
                                         node=new.node))
         if done.rowcount == 0:

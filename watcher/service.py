@@ -82,7 +82,7 @@ class WatcherService:
         return await asyncio.to_thread(self.registry.get, tenant_id, camera_id)
 
     async def list(self, tenant_id: str) -> list[Camera]:
-        return await asyncio.to_thread(self.registry.list, tenant_id)
+        return await asyncio.to_thread(self.registry.of_tenant, tenant_id)
 
     async def update(self, tenant_id: str, camera_id: str, data: dict[str, Any]) -> Camera:
         camera = await self.get(tenant_id, camera_id)
@@ -118,7 +118,8 @@ class WatcherService:
 
     async def on_control(self, message: Any) -> None:
         """A control message: if the camera is this node's, run it as the registry says."""
-        if not isinstance(message, dict) or message.get("node") != self.node or not isinstance(message.get("camera"), str):
+        if (not isinstance(message, dict) or message.get("node") != self.node
+                or not isinstance(message.get("camera"), str)):
             return
         camera = await asyncio.to_thread(self.registry.by_id, message["camera"])
         if camera is None:
@@ -135,7 +136,7 @@ class WatcherService:
         tenant, old, new = event.get("tenant"), event.get("old_name"), event.get("gallery")
         if not (isinstance(tenant, str) and isinstance(old, str) and isinstance(new, str)):
             return
-        for camera in await asyncio.to_thread(self.registry.list, tenant):
+        for camera in await asyncio.to_thread(self.registry.of_tenant, tenant):
             if old not in camera.settings.galleries:
                 continue
             galleries = list(dict.fromkeys(new if name == old else name for name in camera.settings.galleries))
@@ -178,7 +179,7 @@ class WatcherService:
     def declare(self, tenant_id: str, camera_id: str, settings: CameraSettings, enabled: bool) -> Camera:
         """A camera from config.yaml: created, or updated to match the file."""
         self._check(settings)
-        for camera in self.registry.list(tenant_id):
+        for camera in self.registry.of_tenant(tenant_id):
             if camera.id == camera_id:
                 return self.registry.update(camera, settings, enabled, self.node)
         return self.registry.add(tenant_id, camera_id, settings, enabled, self.options.max_cameras_per_tenant,

@@ -56,7 +56,8 @@ class CameraStatus:
 
 
 class StreamReader:
-    def __init__(self, options: StreamOptions, on_status: Callable[[CameraStatus], None], stop: threading.Event) -> None:
+    def __init__(self, options: StreamOptions, on_status: Callable[[CameraStatus], None],
+                 stop: threading.Event) -> None:
         self.options = options
         self.on_status = on_status
         self.stop = stop
@@ -86,10 +87,11 @@ class StreamReader:
             self._has_run = True
             started = time.monotonic()
             first_pts: float | None = None
+            time_base = stream.time_base  # None: timestamps in no known unit, taken as missing
             for frame in container.decode(stream):
                 if self.stop.is_set():
                     return
-                pts = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
+                pts = float(frame.pts * time_base) if frame.pts is not None and time_base is not None else 0.0
                 if self.options.realtime and not self._live:
                     first_pts = pts if first_pts is None else first_pts
                     delay = (pts - first_pts) - (time.monotonic() - started)

@@ -82,7 +82,8 @@ def broker_address(request: pytest.FixtureRequest) -> Iterator[BrokerAddress]:
     thread.stop()
 
 
-def collecting_client(address: BrokerAddress, destination: str, **client_options: object) -> tuple[BusClient, list[bytes]]:
+def collecting_client(address: BrokerAddress, destination: str,
+                      **client_options: object) -> tuple[BusClient, list[bytes]]:
     """A connected client subscribed to ``destination``, and the bodies it receives."""
     client = BusClient(address, **client_options)  # type: ignore[arg-type]
     client.connect()
@@ -131,7 +132,8 @@ class RawStomp:
         self.send(encode_frame(Frame(command, headers or {}, body), self.parser.version))
 
     def connect(self, login: str = "guest", passcode: str = "guest", version: str = "1.2", **extra: str) -> Frame:
-        self.send_frame("CONNECT", {"accept-version": version, "host": "/", "login": login, "passcode": passcode, **extra})
+        self.send_frame("CONNECT", {"accept-version": version, "host": "/", "login": login, "passcode": passcode,
+                                    **extra})
         frame = self.recv()
         if frame.command == "CONNECTED":
             self.parser.version = frame.headers["version"]
@@ -172,3 +174,14 @@ class RawStomp:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def require_rtsp() -> None:
+    """Skips (fails under FWTEST_REQUIRE_RTSP=1) without GStreamer's RTSP server for rtsp.RtspServer."""
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        reason = "GStreamer RTSP server missing (Debian: gir1.2-gst-rtsp-server-1.0 python3-gi)"
+        if os.environ.get("FWTEST_REQUIRE_RTSP") == "1":
+            pytest.fail(f"{reason} (FWTEST_REQUIRE_RTSP=1)")
+        pytest.skip(reason)

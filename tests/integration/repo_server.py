@@ -1,4 +1,7 @@
-"""A real `facewatch serve` subprocess on SQLite or PostgreSQL, and a small HTTP client."""
+"""A real `facewatch serve` subprocess on SQLite or PostgreSQL, and a small HTTP client.
+
+Imports no pytest (nor conftest): bench/watcher.py uses it too.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -46,9 +49,11 @@ class Http:
             boundary = uuid.uuid4().hex
             chunks = []
             for name, value in (fields or {}).items():
-                chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+                chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                              f"{value}\r\n".encode())
             for name, (filename, payload) in (files or {}).items():
-                chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                              f'filename="{filename}"\r\n'
                               f"Content-Type: application/octet-stream\r\n\r\n".encode() + payload + b"\r\n")
             data = b"".join(chunks) + f"--{boundary}--\r\n".encode()
             hdrs["Content-Type"] = f"multipart/form-data; boundary={boundary}"
@@ -95,7 +100,8 @@ class RepoServer:
     def create_tenant(self, name: str) -> dict[str, str]:
         made = self.cli("tenants", "create", name)
         assert made.returncode == 0, made.stderr
-        return json.loads(made.stdout)
+        tenant: dict[str, str] = json.loads(made.stdout)
+        return tenant
 
     def start(self) -> "RepoServer":
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
-"""GStreamer's RTSP server (tests/rtsp_server.py, run by the system python3) as a test helper."""
+"""GStreamer's RTSP server (tests/rtsp_server.py, run by the system python3) as a test helper.
+
+Imports no pytest (nor conftest): bench/watcher.py uses it too.
+"""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
-
-import pytest
 
 
 class RtspServer:
@@ -39,13 +39,3 @@ class RtspServer:
     @property
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{self.mounts[0]}"
-
-
-def require_rtsp() -> None:
-    probe = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
-                           capture_output=True)
-    if probe.returncode != 0:
-        reason = "GStreamer RTSP server missing (Debian: gir1.2-gst-rtsp-server-1.0 python3-gi)"
-        if os.environ.get("FWTEST_REQUIRE_RTSP") == "1":
-            pytest.fail(f"{reason} (FWTEST_REQUIRE_RTSP=1)")
-        pytest.skip(reason)

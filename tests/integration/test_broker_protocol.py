@@ -19,7 +19,8 @@ def peer(broker: BrokerThread, **connect: str) -> RawStomp:
     return raw
 
 
-@pytest.mark.parametrize(("offered", "chosen"), [("1.0", "1.0"), ("1.1", "1.1"), ("1.0,1.1,1.2", "1.2"), ("1.1,1.2", "1.2")])
+@pytest.mark.parametrize(("offered", "chosen"),
+                         [("1.0", "1.0"), ("1.1", "1.1"), ("1.0,1.1,1.2", "1.2"), ("1.1,1.2", "1.2")])
 def test_version_negotiation(embedded: BrokerThread, offered: str, chosen: str) -> None:
     raw = RawStomp(embedded.broker.port)
     assert raw.connect(version=offered).headers["version"] == chosen
@@ -114,7 +115,8 @@ def test_hash_wildcard_and_unsubscribe(embedded: BrokerThread) -> None:
 def test_queue_round_robin_and_redelivery_on_disconnect(embedded: BrokerThread) -> None:
     a, b, producer = peer(embedded), peer(embedded), peer(embedded)
     for consumer, sid in ((a, "a"), (b, "b")):
-        consumer.send_frame("SUBSCRIBE", {"destination": "/queue/work", "id": sid, "ack": "client-individual", "receipt": "s"})
+        consumer.send_frame("SUBSCRIBE", {"destination": "/queue/work", "id": sid, "ack": "client-individual",
+                                          "receipt": "s"})
         consumer.recv()
     for i in range(4):
         producer.send_frame("SEND", {"destination": "/queue/work"}, str(i).encode())
@@ -148,7 +150,8 @@ def test_nack_redelivers_and_client_ack_is_cumulative(embedded: BrokerThread) ->
 
 def test_ack_by_message_id_in_1_1_and_unknown_ack_is_an_error(embedded: BrokerThread) -> None:
     consumer, producer = peer(embedded, version="1.1"), peer(embedded)
-    consumer.send_frame("SUBSCRIBE", {"destination": "/queue/v11", "id": "x", "ack": "client-individual", "receipt": "s"})
+    consumer.send_frame("SUBSCRIBE", {"destination": "/queue/v11", "id": "x", "ack": "client-individual",
+                                      "receipt": "s"})
     consumer.recv()
     producer.send_frame("SEND", {"destination": "/queue/v11"}, b"m")
     message = consumer.recv()
@@ -180,7 +183,8 @@ def test_transactions_commit_and_abort(embedded: BrokerThread) -> None:
 
 def test_transactional_ack(embedded: BrokerThread) -> None:
     consumer, producer = peer(embedded), peer(embedded)
-    consumer.send_frame("SUBSCRIBE", {"destination": "/queue/txack", "id": "q", "ack": "client-individual", "receipt": "s"})
+    consumer.send_frame("SUBSCRIBE", {"destination": "/queue/txack", "id": "q", "ack": "client-individual",
+                                      "receipt": "s"})
     consumer.recv()
     producer.send_frame("SEND", {"destination": "/queue/txack"}, b"m")
     message = consumer.recv()
@@ -293,10 +297,12 @@ def test_stalled_subscriber_is_bounded_drop_oldest() -> None:
             pub.send_frame("SEND", {"destination": "/topic/flood"}, body)
         pub.send_frame("SEND", {"destination": "/topic/flood", "receipt": "end"}, body)
         assert pub.recv(timeout_s=30).headers["receipt-id"] == "end"
-        stats = broker.call(lambda: broker.broker.core.stats())
+        core = broker.broker.core
+        assert core is not None
+        stats = broker.call(lambda: core.stats())
         assert isinstance(stats, dict)
         assert stats["dropped"] > 10_000  # the stalled reader lost the oldest, the broker kept going
-        pending = broker.call(lambda: sum(len(q.messages) for _, q in broker.broker.core.router.bindings))
+        pending = broker.call(lambda: sum(len(q.messages) for _, q in core.router.bindings))
         assert pending <= 100
     finally:
         broker.stop()
@@ -314,7 +320,9 @@ def test_stalled_subscriber_disconnect_policy() -> None:
             pub.send_frame("SEND", {"destination": "/topic/flood"}, b"y" * 1024)
         pub.send_frame("SEND", {"destination": "/topic/flood", "receipt": "end"}, b"")
         assert pub.recv(timeout_s=30).headers["receipt-id"] == "end"
-        connections = broker.call(lambda: len(broker.broker.core.sessions))
+        core = broker.broker.core
+        assert core is not None
+        connections = broker.call(lambda: len(core.sessions))
         assert connections == 1  # only the publisher is left
     finally:
         broker.stop()

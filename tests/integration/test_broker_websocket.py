@@ -79,16 +79,20 @@ def test_websocket_refuses_non_stomp_garbage_without_harming_others() -> None:
     try:
         async def main() -> str:
             async with aiohttp.ClientSession() as http:
-                async with http.ws_connect(f"ws://127.0.0.1:{thread.websocket_port}/stomp", protocols=("v12.stomp",)) as ws:
+                async with http.ws_connect(f"ws://127.0.0.1:{thread.websocket_port}/stomp",
+                                           protocols=("v12.stomp",)) as ws:
                     await ws.send_bytes(b"\x00\xffnot stomp\n\n\x00")
                     msg = await asyncio.wait_for(ws.receive(), 10)
                     text = msg.data if isinstance(msg.data, str) else msg.data.decode("utf-8", "replace")
                     closing = await asyncio.wait_for(ws.receive(), 10)
-                    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+                    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                            aiohttp.WSMsgType.CLOSING)
                     return text
 
         text = asyncio.run(main())
         assert text.startswith("ERROR\n")
-        assert thread.call(lambda: len(thread.broker.core.sessions)) == 0
+        core = thread.broker.core
+        assert core is not None
+        assert thread.call(lambda: len(core.sessions)) == 0
     finally:
         thread.stop()

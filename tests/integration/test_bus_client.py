@@ -62,8 +62,12 @@ def test_competing_consumers_share_a_queue(clients: Callable[[], BusClient]) -> 
     queue = f"/queue/{unique('work')}"
     workers = [clients() for _ in range(2)]
     got: list[list[bytes]] = [[], []]
+
+    def collect(bodies: list[bytes]) -> Callable[[BusMessage], None]:
+        return lambda m: bodies.append(m.body)
+
     for index, worker in enumerate(workers):
-        worker.subscribe(queue, lambda m, i=index: got[i].append(m.body))
+        worker.subscribe(queue, collect(got[index]))
     time.sleep(0.3)
     producer = clients()
     for i in range(20):

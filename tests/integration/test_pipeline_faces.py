@@ -12,6 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from facewatch.config import FacewatchConfig
 from vision.analyzer import FaceAnalyzer, UnknownAttributeError
 from vision.graph_patch import load_patched
 from vision.detector import DetectorOptions, UltraLightDetector
@@ -62,9 +63,10 @@ def _paste_small_face(load_image: LoadImage, face_px: int) -> np.ndarray:
     return frame
 
 
-def test_tiling_finds_small_faces_in_720p(config, analyzer: FaceAnalyzer, load_image: LoadImage) -> None:  # type: ignore[no-untyped-def]
+def test_tiling_finds_small_faces_in_720p(analyzer: FaceAnalyzer, load_image: LoadImage) -> None:
     frame = _paste_small_face(load_image, 38)
     tiled = analyzer.detector.detect(frame)
+    assert isinstance(analyzer.detector, UltraLightDetector)
     base = analyzer.detector.options
     no_tiles = UltraLightDetector(analyzer.detector.session, DetectorOptions(
         score_threshold=base.score_threshold, nms_iou=base.nms_iou, tile_min_side=0))
@@ -94,7 +96,7 @@ def _enrolled(analyzer: FaceAnalyzer, shared_data: Path, load_image: LoadImage) 
 
 
 def test_same_person_above_and_different_below_threshold(
-    config, analyzer: FaceAnalyzer, shared_data: Path, load_image: LoadImage  # type: ignore[no-untyped-def]
+    config: FacewatchConfig, analyzer: FaceAnalyzer, shared_data: Path, load_image: LoadImage
 ) -> None:
     threshold = config.recognition.threshold
     people = _enrolled(analyzer, shared_data, load_image)
@@ -121,7 +123,8 @@ def test_same_person_above_and_different_below_threshold(
     ],
 )
 def test_probes_identify_the_right_people(
-    config, analyzer: FaceAnalyzer, shared_data: Path, load_image: LoadImage, probe: str, expected: set[str]  # type: ignore[no-untyped-def]
+    config: FacewatchConfig, analyzer: FaceAnalyzer, shared_data: Path, load_image: LoadImage, probe: str,
+    expected: set[str]
 ) -> None:
     people = _enrolled(analyzer, shared_data, load_image)
     found = set()
@@ -196,7 +199,8 @@ def test_unknown_attribute_fails_before_work(analyzer: FaceAnalyzer, load_image:
         analyzer.analyze(load_image("faces/probe/obama1.jpg"), attributes=["beauty"])
 
 
-def test_quality_refuses_profile_and_tiny_faces(config, analyzer: FaceAnalyzer, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+def test_quality_refuses_profile_and_tiny_faces(config: FacewatchConfig, analyzer: FaceAnalyzer,
+                                                shared_data: Path) -> None:
     import av
 
     min_score = config.quality.min_score

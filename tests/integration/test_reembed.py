@@ -113,13 +113,15 @@ def test_each_kept_source_gives_the_new_models_embedding(tmp_path: Path, models_
     photos = sorted((shared_data / "faces" / "enroll" / "obama").iterdir())
     probe = (shared_data / "faces" / "probe" / "obama1.jpg").read_bytes()
     probe_face = analyzer.analyze(decode_image(probe), max_faces=1)[0]
+    probe_embedding = probe_face.embedding
+    assert probe_embedding is not None
     crop = base64.b64decode(crop_jpeg(decode_image(probe), probe_face.box, 256))  # what a watcher keeps
 
     async def enrol() -> list[str]:
         ids = [(await old.add_faces(gallery, subject, photos[0].read_bytes()))[0].id,
                (await no_originals.add_faces(gallery, subject, photos[1].read_bytes()))[0].id]
         for image in (crop, None):
-            faces = [EmbeddedFace(probe_face.embedding, analyzer.embedder.model_id, 0.9, image)]
+            faces = [EmbeddedFace(probe_embedding, analyzer.embedder.model_id, 0.9, image)]
             ids.append((await old.add_embedded_faces(gallery, subject, faces))[0].id)
         return ids
 
@@ -185,11 +187,13 @@ def test_grouped_faces_are_reembedded_and_stay_in_their_groups(tmp_path: Path, m
     enrol = sorted((shared_data / "faces" / "enroll" / "obama").iterdir())
     probe = (shared_data / "faces" / "probe" / "obama1.jpg").read_bytes()
     probe_face = analyzer.analyze(decode_image(probe), max_faces=1)[0]
+    probe_embedding = probe_face.embedding
+    assert probe_embedding is not None
     camera_crop = base64.b64decode(crop_jpeg(decode_image(probe), probe_face.box, 256))
 
     async def group_with_the_old_model() -> tuple[str, str, str, str]:
         uploaded = (await old.add_image(tenant, enrol[0].read_bytes()))[0]  # keeps the aligned crop
-        from_camera = NewFace(probe_face.embedding, analyzer.embedder.model_id, "camera", time.time(), 0.9,
+        from_camera = NewFace(probe_embedding, analyzer.embedder.model_id, "camera", time.time(), 0.9,
                               camera="door", track=1, crop=camera_crop)
         _, camera_face, _ = await old.add_face(tenant, from_camera)
         _, no_crop, _ = await old.add_face(tenant, replace(from_camera, crop=None, track=2))

@@ -76,7 +76,8 @@ def _enrol_everyone(dep: Deployment) -> None:
     http = dep.http
     assert http.call("POST", "/api/v1/galleries", {"name": "people"}).status == 201
     for person in PEOPLE:
-        created = http.call("POST", "/api/v1/galleries/people/subjects", {"id": person, "name": person.replace("_", " ").title()})
+        created = http.call("POST", "/api/v1/galleries/people/subjects",
+                            {"id": person, "name": person.replace("_", " ").title()})
         assert created.status == 201, created.body
         for image in sorted((dep.data / "faces" / "enroll" / person).iterdir()):
             added = http.call("POST", f"/api/v1/galleries/people/subjects/{person}/faces",
@@ -108,7 +109,8 @@ def test_identify_probes(deployment: Deployment, probe: str, expected: set[str])
 
 
 def test_unenrolled_faces_match_nobody_at_medium(deployment: Deployment) -> None:
-    reply = deployment.http.call("POST", "/api/v1/identify", files={"file": ("m.jpg", deployment.image("group/multiface.jpg"))},
+    reply = deployment.http.call("POST", "/api/v1/identify",
+                                 files={"file": ("m.jpg", deployment.image("group/multiface.jpg"))},
                                  fields={"galleries": "people", "threshold": "medium", "prediction_count": "3"})
     assert reply.status == 200
     assert len(reply.body["faces"]) == 6
@@ -126,18 +128,22 @@ def test_identify_json_base64_and_limits(deployment: Deployment) -> None:
 
 def test_verify(deployment: Deployment) -> None:
     http = deployment.http
-    same = http.call("POST", "/api/v1/verify", files={"image1": ("a.jpg", deployment.image("faces/probe/obama1.jpg")),
-                                                       "image2": ("b.jpg", deployment.image("faces/enroll/obama/obama2.jpg"))})
+    same = http.call("POST", "/api/v1/verify",
+                     files={"image1": ("a.jpg", deployment.image("faces/probe/obama1.jpg")),
+                            "image2": ("b.jpg", deployment.image("faces/enroll/obama/obama2.jpg"))})
     assert same.status == 200 and same.body["verified"] is True
-    diff = http.call("POST", "/api/v1/verify", files={"image1": ("a.jpg", deployment.image("faces/probe/obama1.jpg")),
-                                                       "image2": ("b.jpg", deployment.image("faces/enroll/biden/biden.jpg"))},
+    diff = http.call("POST", "/api/v1/verify",
+                     files={"image1": ("a.jpg", deployment.image("faces/probe/obama1.jpg")),
+                            "image2": ("b.jpg", deployment.image("faces/enroll/biden/biden.jpg"))},
                      fields={"threshold": "strict"})
     assert diff.status == 200 and diff.body["verified"] is False and diff.body["threshold"] == 0.292
-    subject = http.call("POST", "/api/v1/verify", files={"image1": ("a.jpg", deployment.image("faces/probe/johnsnow_test1.jpg"))},
+    subject = http.call("POST", "/api/v1/verify",
+                        files={"image1": ("a.jpg", deployment.image("faces/probe/johnsnow_test1.jpg"))},
                         fields={"gallery": "people", "subject": "kit_harington"})
     assert subject.body["verified"] is True
     face_id = http.call("GET", "/api/v1/galleries/people/subjects/rose_leslie/faces").body["faces"][0]["id"]
-    by_face = http.call("POST", "/api/v1/verify", files={"image1": ("a.jpg", deployment.image("faces/probe/johnsnow_test1.jpg"))},
+    by_face = http.call("POST", "/api/v1/verify",
+                        files={"image1": ("a.jpg", deployment.image("faces/probe/johnsnow_test1.jpg"))},
                         fields={"face_id": face_id})
     assert by_face.body["verified"] is False
 
@@ -145,7 +151,8 @@ def test_verify(deployment: Deployment) -> None:
 def test_rename_merges_and_delete_stops_matching(deployment: Deployment) -> None:
     http = deployment.http
     assert http.call("POST", "/api/v1/galleries", {"name": "scratch"}).status == 201
-    for sid, name, image in (("a", "Joe", "faces/enroll/biden/biden.jpg"), ("b", "Joseph", "faces/enroll/biden/biden2.jpg")):
+    for sid, name, image in (("a", "Joe", "faces/enroll/biden/biden.jpg"),
+                             ("b", "Joseph", "faces/enroll/biden/biden2.jpg")):
         assert http.call("POST", "/api/v1/galleries/scratch/subjects", {"id": sid, "name": name}).status == 201
         assert http.call("POST", f"/api/v1/galleries/scratch/subjects/{sid}/faces",
                          files={"file": ("x.jpg", deployment.image(image))}).status == 201
@@ -154,11 +161,13 @@ def test_rename_merges_and_delete_stops_matching(deployment: Deployment) -> None
     assert http.call("GET", "/api/v1/galleries/scratch/subjects/b").status == 404
     listing = http.call("GET", "/api/v1/galleries/scratch/subjects")
     assert [s["id"] for s in listing.body["subjects"]] == ["a"] and listing.body["total"] == 1
-    hit = http.call("POST", "/api/v1/identify", files={"file": ("p.jpg", deployment.image("faces/probe/two_people.jpg"))},
+    hit = http.call("POST", "/api/v1/identify",
+                    files={"file": ("p.jpg", deployment.image("faces/probe/two_people.jpg"))},
                     fields={"galleries": "scratch"})
     assert {m["subject"] for f in hit.body["faces"] for m in f["matches"]} == {"a"}
     assert http.call("DELETE", "/api/v1/galleries/scratch/subjects/a").status == 204
-    miss = http.call("POST", "/api/v1/identify", files={"file": ("p.jpg", deployment.image("faces/probe/two_people.jpg"))},
+    miss = http.call("POST", "/api/v1/identify",
+                     files={"file": ("p.jpg", deployment.image("faces/probe/two_people.jpg"))},
                      fields={"galleries": "scratch"})
     assert all(f["matches"] == [] for f in miss.body["faces"])
     assert http.call("DELETE", "/api/v1/galleries/scratch").status == 204
@@ -179,7 +188,8 @@ def test_faces_resources(deployment: Deployment) -> None:
 
 
 def test_detect_with_plugins(deployment: Deployment) -> None:
-    reply = deployment.http.call("POST", "/api/v1/detect", files={"file": ("g.jpg", deployment.image("group/couple.jpg"))},
+    reply = deployment.http.call("POST", "/api/v1/detect",
+                                 files={"file": ("g.jpg", deployment.image("group/couple.jpg"))},
                                  fields={"face_plugins": "age,gender,embedding"})
     assert reply.status == 200 and len(reply.body["faces"]) == 2
     face = reply.body["faces"][0]
@@ -197,17 +207,19 @@ def test_detect_with_plugins(deployment: Deployment) -> None:
         ("GET", "/api/v1/faces/0000", {}, 404, "NOT_FOUND"),
         ("GET", "/api/v1/nothing-here", {}, 404, "NOT_FOUND"),
         ("PUT", "/api/v1/galleries", {}, 405, "METHOD_NOT_ALLOWED"),
-        ("POST", "/api/v1/galleries/people/subjects/obama/faces", {"files": {"file": ("x.jpg", b"\xff\xd8\xff\xe0junk")}},
-         415, "UNSUPPORTED_MEDIA"),
+        ("POST", "/api/v1/galleries/people/subjects/obama/faces",
+         {"files": {"file": ("x.jpg", b"\xff\xd8\xff\xe0junk")}}, 415, "UNSUPPORTED_MEDIA"),
         ("POST", "/api/v1/galleries/people/subjects/obama/faces", {"body": {"image": "http://example.com/x.jpg"}},
          400, "BAD_PARAM"),
-        ("POST", "/api/v1/galleries/people/subjects/obama/faces", {"body": {"image": "%%%not base64"}}, 400, "BAD_PARAM"),
+        ("POST", "/api/v1/galleries/people/subjects/obama/faces", {"body": {"image": "%%%not base64"}}, 400,
+         "BAD_PARAM"),
         ("POST", "/api/v1/identify", {"fields": {"galleries": "people"}}, 400, "BAD_PARAM"),
         ("POST", "/api/v1/verify", {"fields": {"threshold": "extreme"}}, 400, "BAD_PARAM"),
         ("GET", "/api/v1/galleries/people/subjects?limit=0", {}, 400, "BAD_PARAM"),
     ],
 )
-def test_bad_input(deployment: Deployment, method: str, path: str, kwargs: dict, status: int, code: str) -> None:
+def test_bad_input(deployment: Deployment, method: str, path: str, kwargs: dict[str, Any], status: int,
+                   code: str) -> None:
     reply = deployment.http.call(method, path, **kwargs)
     assert reply.status == status, reply.body
     assert reply.body["code"] == code and reply.body["reason"]
@@ -304,8 +316,10 @@ def test_same_handlers_over_stomp(deployment: Deployment) -> None:
         found = bus.request("/queue/facewatch.api", {"image": image, "galleries": "people"},
                             {"method": "POST", "path": "/api/v1/identify", **key}, timeout_s=30)
         assert found.status == 200
-        assert {f["matches"][0]["subject"] for f in found.json()["faces"] if f["matches"]} == {"kit_harington", "rose_leslie"}
-        page = bus.request("/queue/facewatch.api", b"", {"method": "GET", "path": "/api/v1/galleries/people/subjects?limit=2", **key})
+        assert ({f["matches"][0]["subject"] for f in found.json()["faces"] if f["matches"]}
+                == {"kit_harington", "rose_leslie"})
+        page = bus.request("/queue/facewatch.api", b"",
+                           {"method": "GET", "path": "/api/v1/galleries/people/subjects?limit=2", **key})
         assert page.status == 200 and len(page.json()["subjects"]) == 2 and page.json()["total"] == 6
         denied = bus.request("/queue/facewatch.api", b"", {"method": "GET", "path": "/api/v1/galleries"})
         assert denied.status == 401 and denied.json()["code"] == "AUTH_FAILED"
@@ -386,10 +400,10 @@ def test_bulk_enrolment_job_with_progress_events(deployment: Deployment) -> None
     creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
     bus = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"]))
     bus.connect()
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     try:
         bus.subscribe("/topic/jobs.*", lambda m: events.append(m.json()))
-        repo_events: list[dict] = []
+        repo_events: list[dict[str, Any]] = []
         bus.subscribe("/topic/repo.events", lambda m: repo_events.append(m.json()))
         time.sleep(0.3)
         accepted = http.call("POST", "/api/v1/galleries/bulk/enrol", files={"file": ("people.zip", buf.getvalue())})

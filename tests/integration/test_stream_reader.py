@@ -10,7 +10,8 @@ import pytest
 
 from watcher.stream import CameraStatus, StreamOptions, StreamReader
 
-from .rtsp import RtspServer, require_rtsp
+from .conftest import require_rtsp
+from .rtsp import RtspServer
 
 pytestmark = pytest.mark.data
 
@@ -55,7 +56,7 @@ def test_stop_ends_a_looping_file(shared_data: Path) -> None:
 
 def test_unreachable_source_reconnects_then_fails_with_a_reason(tmp_path: Path) -> None:
     statuses: list[CameraStatus] = []
-    options = StreamOptions(f"rtsp://127.0.0.1:1/nothing", open_timeout_s=2, reconnect_initial_s=0.1, max_attempts=3)
+    options = StreamOptions("rtsp://127.0.0.1:1/nothing", open_timeout_s=2, reconnect_initial_s=0.1, max_attempts=3)
     reader = StreamReader(options, statuses.append, threading.Event())
     assert list(reader.frames()) == []
     states = [s.state for s in statuses]

@@ -25,9 +25,9 @@ import pytest
 from broker.client import BrokerAddress, BusClient, Reply
 from tests.conftest import ROOT
 
-from .conftest import RABBIT_STOMP_PORT, RawStomp
+from .conftest import RABBIT_STOMP_PORT, RawStomp, require_rtsp
 from .repo_server import RepoServer, enrol, free_port
-from .rtsp import RtspServer, require_rtsp
+from .rtsp import RtspServer
 
 pytestmark = pytest.mark.data
 
@@ -113,12 +113,14 @@ class Watch:
         reply = self.call("POST", "/api/v1/cameras", {"id": camera_id, "url": url, "galleries": ["hamilton"],
                                                      **settings})
         assert reply.status == 201, reply.json()
-        return reply.json()
+        created: dict[str, Any] = reply.json()
+        return created
 
     def status(self, camera_id: str) -> dict[str, Any]:
         reply = self.call("GET", f"/api/v1/cameras/{camera_id}/status")
         assert reply.status == 200, reply.json()
-        return reply.json()
+        status: dict[str, Any] = reply.json()
+        return status
 
     def remove(self, camera_id: str) -> None:
         assert self.call("DELETE", f"/api/v1/cameras/{camera_id}").status == 204
@@ -384,7 +386,8 @@ def test_cameras_declared_in_config_start_with_serve(tmp_path: Path, models_dir:
                 reply = bus.request(API, b"", {"method": "GET", "path": "/api/v1/cameras/declared/status",
                                                "x-api-key": tenant["api_key"]})
                 assert reply.status == 200, reply.json()
-                return reply.json()
+                state: dict[str, Any] = reply.json()
+                return state
 
             _eventually(lambda: status()["state"] == "running")
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_defaults_suit_a_door_camera() -> None:
     ({"url": "rtsp://x/y", "threshold": 2}, "threshold"),
     ({"url": "rtsp://x/y", "zoom": 2}, "zoom"),
 ])
-def test_bad_settings_name_the_field(data: dict, param: str) -> None:
+def test_bad_settings_name_the_field(data: dict[str, Any], param: str) -> None:
     with pytest.raises(BadParam) as caught:
         parse_settings(data)
     assert caught.value.param == param

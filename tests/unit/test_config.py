@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_nested_environment_override() -> None:
         ({"api": 5}, {"FACEWATCH_API__PORT": "1"}, "api.port goes inside 'api', which is not a section"),
     ],
 )
-def test_bad_values_name_the_key(data: dict, environ: dict, expected: str) -> None:
+def test_bad_values_name_the_key(data: dict[str, Any], environ: dict[str, str], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(data, environ=environ)
     message = str(info.value)
@@ -63,7 +64,8 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(listy, environ={})
 
 
-def _cli(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env_extra: dict[str, str] | None = None,
+         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEWATCH_")}

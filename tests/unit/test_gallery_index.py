@@ -11,7 +11,8 @@ from repo.index import GalleryIndex, SearchOptions, sign_codes
 
 def _vectors(n: int, d: int = 64, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    unit: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return unit
 
 
 def _brute_force(x: np.ndarray, subjects: list[str], q: np.ndarray, k: int) -> list[tuple[str, float]]:

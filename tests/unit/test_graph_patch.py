@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -47,7 +49,7 @@ def test_unpatched_model_refuses_batch() -> None:
         session.run(None, {"input": np.zeros((3, 2, 3, 4), np.float32)})
 
 
-def test_unreadable_file_is_a_model_load_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unreadable_file_is_a_model_load_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00not a model at all" * 10)
     with pytest.raises(ModelLoadError):

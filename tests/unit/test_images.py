@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from vision.errors import ImageDecodeError, ImageTooLargeError
@@ -90,9 +92,6 @@ def test_unsupported_format() -> None:
     with pytest.raises(ImageDecodeError, match="unsupported"):
         decode_image(buf.getvalue())
 
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 _VALID_PNG = _encode(_sample(), "PNG")
 _VALID_JPEG = _encode(_sample(), "JPEG")

@@ -33,7 +33,8 @@ def _fake_npm(tmp_path: Path, tarball: bytes | None, exit_code: int = 0) -> Path
     # Same arguments as the real one: pack SPEC --pack-destination DIR --silent
     script.write_text(
         "#!/bin/sh\n"
-        + (f"echo 'npm error 404 Not Found' >&2; exit {exit_code}\n" if exit_code else f"cp {blob} \"$4/pkg-0.0.1.tgz\"\n")
+        + (f"echo 'npm error 404 Not Found' >&2; exit {exit_code}\n" if exit_code
+           else f"cp {blob} \"$4/pkg-0.0.1.tgz\"\n")
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script

@@ -10,7 +10,8 @@ from vision.quality import QualityOptions, assess_quality, estimate_yaw_pitch
 def _rotate(points: np.ndarray, degrees: float) -> np.ndarray:
     a = np.deg2rad(degrees)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return (points - points.mean(0)) @ rot.T + 100
+    rotated: np.ndarray = (points - points.mean(0)) @ rot.T + 100
+    return rotated
 
 
 def test_template_is_frontal_even_when_rolled() -> None:

@@ -17,7 +17,12 @@ from watcher.cameras import Camera, CameraSettings
 from watcher.pipeline import PipelineOptions
 from watcher.stream import StreamOptions
 from watcher.supervisor import Supervisor, SupervisorOptions
+from repo.store import RepoStore
+from vision.analyzer import FaceAnalyzer
 from watcher.worker import WorkerSpec
+
+
+Published = list[tuple[str, dict[str, Any]]]  # (topic, event) of each status event
 
 
 # -- worker bodies (module level: spawn pickles them by name) -------------------------
@@ -38,6 +43,14 @@ def crashes(spec: WorkerSpec, reports: Connection) -> None:
     raise SystemExit(3)
 
 
+def no_analyzer() -> FaceAnalyzer:
+    raise AssertionError("these worker bodies analyse nothing")
+
+
+def no_store() -> RepoStore:
+    raise AssertionError("these worker bodies store nothing")
+
+
 def silent(spec: WorkerSpec, reports: Connection) -> None:
     time.sleep(60)
 
@@ -48,7 +61,7 @@ def camera(camera_id: str = "cam") -> Camera:
 
 def spec(cam: Camera) -> WorkerSpec:
     return WorkerSpec(cam, StreamOptions(cam.settings.url), PipelineOptions(cam.id, 0.3),
-                      BrokerAddress("127.0.0.1", 1, "", ""), dict, dict, os.getpid())
+                      BrokerAddress("127.0.0.1", 1, "", ""), no_analyzer, no_store, os.getpid())
 
 
 def wait(condition: Callable[[], bool], timeout_s: float = 30) -> None:
@@ -59,11 +72,11 @@ def wait(condition: Callable[[], bool], timeout_s: float = 30) -> None:
 
 
 @pytest.fixture
-def published() -> list[tuple[str, dict[str, Any]]]:
+def published() -> Published:
     return []
 
 
-def make(target: Callable[..., None], published: list[tuple[str, dict[str, Any]]], **options: float) -> Supervisor:
+def make(target: Callable[..., None], published: Published, **options: float) -> Supervisor:
     opts = {"restart_initial_s": 0.2, "restart_max_s": 1.0, "tick_s": 0.05, **options}
     return Supervisor(spec, lambda topic, event: published.append((topic, event)), SupervisorOptions(**opts),
                       target=target)
@@ -77,7 +90,7 @@ def supervisors() -> Iterator[list[Supervisor]]:
         s.close()
 
 
-def test_start_reports_and_stop(published: list, supervisors: list[Supervisor]) -> None:
+def test_start_reports_and_stop(published: Published, supervisors: list[Supervisor]) -> None:
     sup = make(steady, published)
     supervisors.append(sup)
     sup.start(camera())
@@ -88,19 +101,20 @@ def test_start_reports_and_stop(published: list, supervisors: list[Supervisor]) 
     assert sup.status("cam")["state"] == "stopped" and sup.running() == []
 
 
-def test_a_killed_worker_is_restarted_with_a_new_pid(published: list, supervisors: list[Supervisor]) -> None:
+def test_a_killed_worker_is_restarted_with_a_new_pid(published: Published, supervisors: list[Supervisor]) -> None:
     sup = make(steady, published)
     supervisors.append(sup)
     sup.start(camera())
     wait(lambda: sup.status("cam")["worker"]["pid"] is not None and sup.status("cam")["state"] == "running")
     first = sup.status("cam")["worker"]["pid"]
     os.kill(first, signal.SIGKILL)
-    wait(lambda: sup.status("cam")["worker"]["restarts"] == 1 and sup.status("cam")["worker"]["pid"] not in (None, first))
+    wait(lambda: sup.status("cam")["worker"]["restarts"] == 1
+         and sup.status("cam")["worker"]["pid"] not in (None, first))
     (topic, event), = [p for p in published if p[1]["state"] == "restarting"]
     assert topic == "/topic/watcher.cam" and event["reason"] == "worker killed by SIGKILL"
 
 
-def test_crash_loops_back_off(published: list, supervisors: list[Supervisor]) -> None:
+def test_crash_loops_back_off(published: Published, supervisors: list[Supervisor]) -> None:
     sup = make(crashes, published, restart_initial_s=0.2, restart_max_s=0.8)
     supervisors.append(sup)
     sup.start(camera())
@@ -110,7 +124,7 @@ def test_crash_loops_back_off(published: list, supervisors: list[Supervisor]) ->
     assert all(event["reason"] == "worker exited with code 3" for _, event in published)
 
 
-def test_a_worker_that_ends_cleanly_is_not_restarted(published: list, supervisors: list[Supervisor]) -> None:
+def test_a_worker_that_ends_cleanly_is_not_restarted(published: Published, supervisors: list[Supervisor]) -> None:
     sup = make(gives_up, published)
     supervisors.append(sup)
     sup.start(camera())
@@ -121,7 +135,7 @@ def test_a_worker_that_ends_cleanly_is_not_restarted(published: list, supervisor
     assert published == []
 
 
-def test_a_silent_worker_is_killed_by_the_watchdog(published: list, supervisors: list[Supervisor]) -> None:
+def test_a_silent_worker_is_killed_by_the_watchdog(published: Published, supervisors: list[Supervisor]) -> None:
     sup = make(silent, published, watchdog_s=1.0)
     supervisors.append(sup)
     sup.start(camera())
