@@ -18,12 +18,16 @@ Last line: ``calibrate pairs=<n> far1e-3=<threshold, best band> far1e-6=<...>``.
 from __future__ import annotations
 
 import argparse
+import sys
 import math
+from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, add_config_arg, make_analyzer, make_config
-from faceset import FaceSet, build_faceset
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.common import ROOT, add_config_arg, make_analyzer, make_config  # noqa: E402
+from bench.faceset import FaceSet, build_faceset  # noqa: E402
 
 from repo.calibration import MIN_EXCEEDANCES, Calibration, fit_calibration
 

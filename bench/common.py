@@ -48,26 +48,16 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, np.float64), q))
 
 
-def central_face(analyzer: FaceAnalyzer, image: np.ndarray) -> tuple[Face | None, str]:
-    """The face a pair photo means: high detection score, near the centre.
-
-    Falls back to a lower detection threshold; returns (face, how it was found).
-    """
-    height, width = image.shape[:2]
-    detections = analyzer.detector.detect(image)
-    how = "detected"
-    if len(detections) == 0:
-        return None, "missed"
-    centres = (detections.boxes[:, :2] + detections.boxes[:, 2:]) / 2
-    distance = np.linalg.norm(centres - [width / 2, height / 2], axis=1) / np.hypot(width, height)
-    best = int(np.argmax(detections.scores - distance))
-    faces = analyzer.faces_from_boxes(image, detections.boxes[best : best + 1], detections.scores[best : best + 1])
-    return faces[0], how
+def probe_face(analyzer: FaceAnalyzer, image: np.ndarray) -> Face | None:
+    """The face the API takes for a single-face operation (verify, enrol, a probe): the most
+    prominent one (vision/selection.py), embedded. Benchmarks measure what users get."""
+    faces = analyzer.analyze(image, max_faces=1)
+    return faces[0] if faces and faces[0].embedding is not None else None
 
 
 def embed_lfw(analyzer: FaceAnalyzer) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and person names of the central faces of LFW View 1 (cached per model in the temp folder)."""
-    cache = Path(tempfile.gettempdir()) / f"facewatch-lfw-{analyzer.embedder.model_id}.npz"
+    """Embeddings and person names of LFW View 1, each face as the API picks it (cached per model)."""
+    cache = Path(tempfile.gettempdir()) / f"facewatch-lfw-prominent-{analyzer.embedder.model_id}.npz"
     if cache.exists():
         data = np.load(cache)
         return data["vectors"], data["labels"]
@@ -76,11 +66,9 @@ def embed_lfw(analyzer: FaceAnalyzer) -> tuple[np.ndarray, np.ndarray]:
     paths = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))
     started = time.monotonic()
     for path in paths:
-        face, _ = central_face(analyzer, decode_image(path.read_bytes()))
-        if face is None:
+        face = probe_face(analyzer, decode_image(path.read_bytes()))
+        if face is None or face.embedding is None:
             continue
-        analyzer.embed([face])
-        assert face.embedding is not None  # embed() filled it
         vectors.append(face.embedding)
         labels.append(path.parent.name)
     print(f"embedded {len(vectors)} of {len(paths)} images in {time.monotonic() - started:.0f}s")

@@ -13,6 +13,7 @@ to build on 2 cores).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common import DATA
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.common import DATA  # noqa: E402
 
 from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
@@ -64,17 +67,17 @@ def degrade(image: np.ndarray, face_side: float, rng: np.random.Generator) -> tu
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     blur = int(rng.integers(2, 6)) if rng.random() < 0.5 else 0
     if blur:
-        kernel = np.zeros((blur, blur), np.float32)
-        kernel[blur // 2, :] = 1.0 / blur
+        line = np.zeros((blur, blur), np.float32)
+        line[blur // 2, :] = 1.0 / blur
         angle = float(rng.uniform(0, 180))
         rotation = cv2.getRotationMatrix2D(((blur - 1) / 2, (blur - 1) / 2), angle, 1.0)
-        kernel = cv2.warpAffine(kernel, rotation, (blur, blur))
+        kernel = np.asarray(cv2.warpAffine(line, rotation, (blur, blur)), np.float32)
         kernel /= max(float(kernel.sum()), 1e-6)
-        small = cv2.filter2D(small, -1, kernel)
+        small = np.asarray(cv2.filter2D(small, -1, kernel), np.uint8)
     quality = int(rng.integers(30, 71))
     ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
-    return cv2.imdecode(data, cv2.IMREAD_COLOR), target, quality, blur
+    return np.asarray(cv2.imdecode(data, cv2.IMREAD_COLOR), np.uint8), target, quality, blur
 
 
 def build_faceset(analyzer: FaceAnalyzer, variants: int = 2, seed: int = 7, limit: int | None = None) -> FaceSet:
@@ -116,5 +119,5 @@ def build_faceset(analyzer: FaceAnalyzer, variants: int = 2, seed: int = 7, limi
             print(f"  faceset: {n + 1}/{len(paths)} images, {time.monotonic() - started:.0f} s", flush=True)
     arrays = {name: np.asarray(values) for name, values in rows.items()}
     arrays["embeddings"] = arrays["embeddings"].astype(np.float32)
-    np.savez(cache, missed=missed, **arrays)
-    return FaceSet(missed=missed, **arrays)  # type: ignore[arg-type]
+    np.savez(cache, missed=np.asarray(missed), **arrays)  # type: ignore[arg-type]  # numpy's stub: one positional
+    return FaceSet(missed=missed, **arrays)

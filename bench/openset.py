@@ -24,14 +24,18 @@ fnir_1e-2_degraded_today=<> strict_fpir_heldout=<> repeat_stranger_fpir=<>``.
 from __future__ import annotations
 
 import argparse
+import sys
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from calibrate import calibrate
-from common import add_config_arg, make_analyzer, make_config
-from faceset import FaceSet, build_faceset
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
+
+from bench.calibrate import calibrate  # noqa: E402
+from bench.common import add_config_arg, make_analyzer, make_config  # noqa: E402
+from bench.faceset import FaceSet, build_faceset  # noqa: E402
 
 from facewatch.repo_setup import default_policy
 from repo.calibration import Calibration
@@ -60,8 +64,9 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
                 hi = mid
         return (lo + hi) / 2
 
+    # Both tails grow with p: the bounds are where they reach alpha and 1 - alpha.
     low = 0.0 if k == 0 else solve(lambda p: tail_ge(p, k), alpha)
-    high = 1.0 if k == n else solve(lambda p: 1.0 - tail_ge(p, k + 1), 1 - alpha)
+    high = 1.0 if k == n else solve(lambda p: tail_ge(p, k + 1), 1 - alpha)
     return low, high
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
 
-from bench.common import DATA, add_config_arg, central_face, make_analyzer, make_config
+from bench.common import DATA, add_config_arg, make_analyzer, probe_face, make_config
 
 from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
@@ -77,14 +77,12 @@ class Embeddings:
     def __call__(self, path: Path) -> np.ndarray:
         if path not in self.cache:
             image = decode_image(path.read_bytes())
-            face, _ = central_face(self.analyzer, image)
-            if face is None:
+            face = probe_face(self.analyzer, image)
+            if face is None or face.embedding is None:
                 # Count it and use a zero vector: similarity 0 to everything.
                 self.missed.append(path)
                 self.cache[path] = np.zeros(self.analyzer.embedder.dim, np.float32)
             else:
-                self.analyzer.embed([face])
-                assert face.embedding is not None
                 self.cache[path] = face.embedding
         return self.cache[path]
 

@@ -151,13 +151,17 @@ class QualityConfig(Section):
 Preset = Literal["strict", "medium", "low"]
 
 
+def _default_rates() -> dict[Preset, float]:
+    return {"strict": 0.001, "medium": 0.01, "low": 0.1}
+
+
 class RecognitionConfig(Section):
     """How sure a match must be (repo/decision.py): a preset names a rate, a number is a fixed cosine."""
 
     threshold: Annotated[float, Field(ge=-1, le=1)] | Preset = Field(
         "strict", description="default: a preset (rate, with the gallery size and the probe's quality) or a cosine")
     rates: dict[Preset, Annotated[float, Field(gt=0, lt=1)]] = Field(
-        default_factory=lambda: {"strict": 0.001, "medium": 0.01, "low": 0.1},
+        default_factory=_default_rates,
         description="1:N (identify, cameras): false-positive identification rate per probe; 1:1 (verify): FAR")
     margin: float = Field(0.03, ge=0, le=1, description="the subject named must lead the runner-up by this much")
     calibration: str | None = Field(

@@ -99,10 +99,10 @@ def recognition_calibration(recognition: RecognitionConfig, model_id: str) -> Ca
     A rate (preset) needs one: without it the configured default fails at start, not at the first request.
     """
     if recognition.calibration:
-        calibration = load_calibration(Path(recognition.calibration))
-        if calibration.model_id != model_id:
-            raise ValueError(f"recognition.calibration is for model {calibration.model_id!r}, not {model_id!r}")
-        return calibration
+        configured = load_calibration(Path(recognition.calibration))
+        if configured.model_id != model_id:
+            raise ValueError(f"recognition.calibration is for model {configured.model_id!r}, not {model_id!r}")
+        return configured
     calibration = shipped_calibration(model_id)
     if calibration is None and isinstance(recognition.threshold, str):
         raise ValueError(f"no calibration ships for embedding model {model_id!r}: run bench/calibrate.py and set "
@@ -114,7 +114,7 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     store = open_store(cfg.storage_url())
     auth = RepoAuth(store, cfg.auth.access_token_ttl_s, cfg.auth.refresh_token_ttl_s)
     options = RepoOptions(
-        policy=default_policy(cfg.recognition), rates=dict(cfg.recognition.rates),
+        policy=default_policy(cfg.recognition), rates={str(k): v for k, v in cfg.recognition.rates.items()},
         calibration=recognition_calibration(cfg.recognition, analyzer.embedder.model_id),
         min_face_px=cfg.repo.min_face_px,
         min_quality=cfg.quality.min_score, max_body_bytes=cfg.api.max_body_bytes,

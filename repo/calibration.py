@@ -131,9 +131,3 @@ def fit_calibration(model_id: str, impostor_scores: list[np.ndarray], quality_ed
         rows[b] = [max(a, c) for a, c in zip(rows[b], rows[b + 1])]
     return Calibration(model_id, tuple(quality_edges), tuple(log10_far),
                        tuple(tuple(round(v, 5) for v in row) for row in rows), source)
-
-
-def load_calibration(path: Path) -> Calibration:
-    return Calibration.from_json(json.loads(path.read_text()))
-
-

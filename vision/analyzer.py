@@ -85,7 +85,8 @@ class FaceAnalyzer:
             face.quality = assess_quality(face.size_px, aligned, kps, self.quality_options, pose)
         return faces
 
-    def detect(self, image: np.ndarray, *, max_faces: int | None = None, choice: FaceChoice | None = None) -> list[Face]:
+    def detect(self, image: np.ndarray, *, max_faces: int | None = None,
+               choice: FaceChoice | None = None) -> list[Face]:
         """All faces, most prominent first (vision/selection.py), with landmarks, aligned crop and quality.
 
         ``choice`` names one face (by index in that order, or by box): only it is returned.

@@ -60,7 +60,8 @@ def prominence(boxes: np.ndarray, scores: np.ndarray, height: int, width: int) -
     half_diagonal = max(float(np.hypot(width, height)) / 2, 1e-9)
     distance = np.linalg.norm(centres - [width / 2, height / 2], axis=1) / half_diagonal
     centrality = np.exp(-0.5 * (distance / _CENTRE_SIGMA) ** 2)
-    return size * centrality * np.asarray(scores, np.float64).reshape(-1)
+    ranks: np.ndarray = size * centrality * np.asarray(scores, np.float64).reshape(-1)
+    return ranks
 
 
 def prominence_order(boxes: np.ndarray, scores: np.ndarray, height: int, width: int) -> np.ndarray:

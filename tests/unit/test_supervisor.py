@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from broker.client import BrokerAddress
+from repo.decision import Policy
 from watcher.cameras import Camera, CameraSettings
 from watcher.pipeline import PipelineOptions
 from watcher.stream import StreamOptions
@@ -60,7 +61,8 @@ def camera(camera_id: str = "cam") -> Camera:
 
 
 def spec(cam: Camera) -> WorkerSpec:
-    return WorkerSpec(cam, StreamOptions(cam.settings.url), PipelineOptions(cam.id, 0.3),
+    options = PipelineOptions(cam.id, Policy(rate=None, threshold=0.3))
+    return WorkerSpec(cam, StreamOptions(cam.settings.url), options,
                       BrokerAddress("127.0.0.1", 1, "", ""), no_analyzer, no_store, os.getpid())
 
 

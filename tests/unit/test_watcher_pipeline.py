@@ -171,8 +171,8 @@ def test_large_frames_scan_the_tiles_in_turn() -> None:
     for per_frame, expected in ((1, [[0], [1], [2], [3], [0]]), (2, [[0, 1], [2, 3], [0, 1], [2, 3], [0, 1]]),
                                 (0, [[]] * 5), (4, [None] * 5)):
         analyzer = TileRecorder(5)
-        pipeline = CameraPipeline(analyzer, Matcher(), PipelineOptions("door", Policy(rate=None, threshold=0.5),
-                                                                   tiles_per_frame=per_frame))  # type: ignore[arg-type]
+        options = PipelineOptions("door", Policy(rate=None, threshold=0.5), tiles_per_frame=per_frame)
+        pipeline = CameraPipeline(analyzer, Matcher(), options)  # type: ignore[arg-type]
         for index in range(5):
             pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
         assert analyzer.asked == expected, per_frame
