@@ -571,7 +571,8 @@ def test_single_face_operations_take_the_prominent_face_not_the_largest(deployme
     verify = {"gallery": "people", "subject": "kit_harington"}
     chosen = http.call("POST", "/api/v1/verify", files={"image1": ("p.jpg", photo)}, fields=verify)
     assert chosen.status == 200 and chosen.body["verified"] is True
-    other = http.call("POST", "/api/v1/verify", files={"image1": ("p.jpg", photo)}, fields={**verify, "face_index": "1"})
+    other = http.call("POST", "/api/v1/verify", files={"image1": ("p.jpg", photo)},
+                      fields={**verify, "face_index": "1"})
     assert other.status == 200 and other.body["verified"] is False
     b = boxes[1]
     by_box = http.call("POST", "/api/v1/verify", {"image1": base64.b64encode(photo).decode(), "gallery": "people",
