@@ -13,6 +13,7 @@ to build on 2 cores).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
 
-from bench.common import DATA  # noqa: E402
+from bench.common import DATA, add_config_arg, make_analyzer, make_config  # noqa: E402
 
 from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
@@ -121,3 +122,21 @@ def build_faceset(analyzer: FaceAnalyzer, variants: int = 2, seed: int = 7, limi
     arrays["embeddings"] = arrays["embeddings"].astype(np.float32)
     np.savez(cache, missed=np.asarray(missed), **arrays)  # type: ignore[arg-type]  # numpy's stub: one positional
     return FaceSet(missed=missed, **arrays)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arg(parser)
+    parser.add_argument("--variants", type=int, default=2, help="degraded copies of each image")
+    args = parser.parse_args()
+    faces = build_faceset(make_analyzer(make_config(args.config)), variants=args.variants)
+    for variant in range(args.variants + 1):
+        rows = faces.variant == variant
+        size = float(np.median(faces.size_px[rows]))
+        print(f"variant {variant}: {int(rows.sum())} faces, median size {size:.0f} px, "
+              f"quality >= 0.3: {float((faces.quality[rows] >= 0.3).mean()):.3f}")
+    print(f"faceset faces={len(faces)} missed={faces.missed}")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ from .auth import RepoAuth
 from .face_json import face_to_json
 from .jobs import JobRunner
 from .service import FaceRepository
-from .store import FaceRecord, Gallery, Subject
+from .store import FaceRecord, Gallery, NegativeRecord, Subject
 
 __all__ = ("register_repo_routes", "uploaded_image", "uploaded_zip")
 
@@ -155,6 +155,11 @@ def _subject_json(subject: Subject) -> dict[str, Any]:
             "created_at": subject.created_at}
 
 
+def _negative_json(record: NegativeRecord, subject: Subject, gallery: Gallery) -> dict[str, Any]:
+    return {"id": record.id, "subject": subject.id, "gallery": gallery.name, "source": record.source,
+            "model_id": record.model_id, "created_at": record.created_at}
+
+
 def _face_json(record: FaceRecord, subject: Subject | None = None, gallery: Gallery | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"id": record.id, "box": record.box, "landmarks": record.landmarks,
                            "det_score": round(record.det_score, 4), "quality": round(record.quality, 4),
@@ -281,6 +286,28 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
 
     async def delete_face(request: ApiRequest) -> ApiResponse:
         await repo.delete_face(request.tenant, request.path_params["face_id"])
+        return ApiResponse(204)
+
+    # -- feedback: "this face is not X" ------------------------------------------------
+    async def add_negative(request: ApiRequest) -> ApiResponse:
+        gallery, subject = await subject_of(request)
+        params = _params(request)
+        source = params.get("source", "")
+        if not isinstance(source, str) or len(source) > 200:
+            raise BadParam("source must be a string of at most 200 characters (what the face was: an event...)",
+                           "source")
+        record, closeness = await repo.add_negative(
+            gallery, subject, _image(request, params, "file", repo), source=source, choice=_face_choice(params),
+            force=_bool(params.get("force", False), "force"))
+        return ApiResponse(201, _negative_json(record, subject, gallery) | {"similarity": round(closeness, 4)})
+
+    async def list_negatives(request: ApiRequest) -> ApiResponse:
+        gallery, subject = await subject_of(request)
+        records = await asyncio.to_thread(store.negatives_of_subject, subject.pk)
+        return ApiResponse(200, {"negatives": [_negative_json(r, subject, gallery) for r in records]})
+
+    async def delete_negative(request: ApiRequest) -> ApiResponse:
+        await repo.delete_negative(request.tenant, request.path_params["negative_id"])
         return ApiResponse(204)
 
     async def face_image(request: ApiRequest) -> ApiResponse:
@@ -415,6 +442,12 @@ def register_repo_routes(router: Router, repo: FaceRepository, auth: RepoAuth, j
     add("POST", "/api/v1/galleries/{gallery}/subjects/{subject}/faces", add_faces,
         summary="add a face from an image (multipart file or base64 JSON)")
     add("GET", "/api/v1/galleries/{gallery}/subjects/{subject}/faces", list_faces, summary="list a subject's faces")
+    add("POST", "/api/v1/galleries/{gallery}/subjects/{subject}/negatives", add_negative,
+        summary="feedback 'this face is not the subject' (an image or an event's crop): that face, and faces "
+                "closer to it than to the subject, are not named as the subject again")
+    add("GET", "/api/v1/galleries/{gallery}/subjects/{subject}/negatives", list_negatives,
+        summary="a subject's negative examples")
+    add("DELETE", "/api/v1/negatives/{negative_id}", delete_negative, summary="take a correction back")
     add("GET", "/api/v1/faces/{face_id}", get_face, summary="get a face")
     add("DELETE", "/api/v1/faces/{face_id}", delete_face, summary="delete a face")
     add("GET", "/api/v1/faces/{face_id}/image", face_image, summary="the original image")

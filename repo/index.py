@@ -21,7 +21,7 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ("Match", "GalleryIndex", "SearchOptions")
+__all__ = ("Match", "GalleryIndex", "NegativeIndex", "SearchOptions")
 
 
 @dataclass(slots=True, frozen=True)
@@ -161,3 +161,58 @@ def _grown(array: np.ndarray, used: int, rows: int) -> np.ndarray:
     grown = np.zeros((rows, *array.shape[1:]), array.dtype)
     grown[:used] = array[:used]
     return grown
+
+
+class NegativeIndex:
+    """One gallery's negatives ("this is not X"), by subject: few, so a dict of small matrices."""
+
+    def __init__(self) -> None:
+        self._by_subject: dict[str, dict[str, np.ndarray]] = {}  # subject pk -> {negative id: vector}
+        self._subject_of: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._subject_of)
+
+    def add(self, negative_id: str, subject_pk: str, vector: np.ndarray) -> None:
+        with self._lock:
+            self._remove(negative_id)
+            self._by_subject.setdefault(subject_pk, {})[negative_id] = np.asarray(vector, np.float32).reshape(-1)
+            self._subject_of[negative_id] = subject_pk
+
+    def remove(self, negative_ids: list[str]) -> None:
+        with self._lock:
+            for negative_id in negative_ids:
+                self._remove(negative_id)
+
+    def _remove(self, negative_id: str) -> None:
+        subject = self._subject_of.pop(negative_id, None)
+        if subject is not None:
+            vectors = self._by_subject[subject]
+            vectors.pop(negative_id, None)
+            if not vectors:
+                del self._by_subject[subject]
+
+    def remove_subject(self, subject_pk: str) -> None:
+        with self._lock:
+            for negative_id in list(self._by_subject.get(subject_pk, {})):
+                self._remove(negative_id)
+
+    def reassign(self, from_pk: str, to_pk: str) -> None:
+        """A merge: the negatives of ``from_pk`` are ``to_pk``'s now."""
+        with self._lock:
+            moved = self._by_subject.pop(from_pk, {})
+            self._by_subject.setdefault(to_pk, {}).update(moved)
+            for negative_id in moved:
+                self._subject_of[negative_id] = to_pk
+            if not self._by_subject[to_pk]:
+                del self._by_subject[to_pk]
+
+    def nearest(self, subject_pk: str, query: np.ndarray) -> float | None:
+        """The highest similarity of ``query`` to the subject's negatives, None if it has none."""
+        with self._lock:
+            vectors = self._by_subject.get(subject_pk)
+            if not vectors:
+                return None
+            matrix = np.stack(list(vectors.values()))
+        return float((matrix @ np.asarray(query, np.float32).reshape(-1)).max())

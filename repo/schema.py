@@ -12,7 +12,7 @@ from sqlalchemy import (
 )
 
 __all__ = ("metadata", "tenants", "clients", "api_keys", "refresh_tokens", "settings", "galleries", "subjects",
-           "faces", "jobs", "migrate", "migrate_component", "add_column", "Migration", "MIGRATIONS")
+           "faces", "negatives", "jobs", "migrate", "migrate_component", "add_column", "Migration", "MIGRATIONS")
 
 Migration = tuple[int, Callable[[Connection], None]]
 
@@ -105,6 +105,20 @@ faces = Table(
     Index("ix_faces_gallery", "gallery_id"),
     Index("ix_faces_subject", "subject_pk"),
 )
+# "This is not X" (repo feedback): a face of someone else that came close to X. Identification
+# does not name X for a probe closer to X's negatives than to X's own faces (repo/decision.py).
+negatives = Table(
+    "negatives", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject_pk", String(64), ForeignKey("subjects.pk", ondelete="CASCADE"), nullable=False),
+    Column("gallery_id", String(64), ForeignKey("galleries.id", ondelete="CASCADE"), nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32, L2-normalised
+    Column("model_id", String(200), nullable=False),
+    Column("source", String(200), nullable=False),  # what the caller said it was (an event, a sighting...)
+    Column("thumbnail", LargeBinary),
+    Column("created_at", Float, nullable=False),
+    Index("ix_negatives_gallery", "gallery_id"),
+)
 jobs = Table(
     "jobs", metadata,
     Column("id", String(64), primary_key=True),
@@ -143,7 +157,11 @@ def _v3_job_runner(conn: Connection) -> None:
     add_column(conn, "jobs", "runner", "VARCHAR(64)")
 
 
-MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item), (3, _v3_job_runner)]
+def _v4_negatives(conn: Connection) -> None:
+    negatives.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item), (3, _v3_job_runner), (4, _v4_negatives)]
 
 
 def migrate(conn: Connection) -> int:

@@ -31,8 +31,8 @@ from .calibration import Calibration
 from .decision import Candidate, Decision, Policy, decide
 from .events import REPO_EVENTS, EventPublisher
 from .images import ImageStore, photo_hash, thumbnail_jpeg
-from .index import GalleryIndex, Match, SearchOptions
-from .store import FaceRecord, Gallery, RepoStore, Subject
+from .index import GalleryIndex, Match, NegativeIndex, SearchOptions
+from .store import FaceRecord, Gallery, NegativeRecord, RepoStore, Subject
 
 __all__ = ("RepoOptions", "FaceRepository", "Identification", "EmbeddedFace")
 
@@ -82,6 +82,7 @@ class FaceRepository:
         self.options = options
         self.events = events
         self.indexes: dict[str, GalleryIndex] = {}
+        self.negatives: dict[str, NegativeIndex] = {}  # by gallery id
 
     # -- lifecycle ---------------------------------------------------------------
     def load_indexes(self) -> int:
@@ -93,6 +94,9 @@ class FaceRepository:
             for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery.id, model_id):
                 index.add(face_ids, subject_pks, vectors)
                 total += len(face_ids)
+            negatives = self._negatives(gallery.id)
+            for negative in self.store.gallery_negatives(gallery.id, model_id):
+                negatives.add(negative.id, negative.subject_pk, negative.embedding)
         return total
 
     async def warm_up(self, workers: int) -> None:
@@ -109,6 +113,9 @@ class FaceRepository:
         if index is None:
             index = self.indexes[gallery_id] = GalleryIndex(self.analyzer.embedder.dim, options=self.options.search)
         return index
+
+    def _negatives(self, gallery_id: str) -> NegativeIndex:
+        return self.negatives.setdefault(gallery_id, NegativeIndex())
 
     def _event(self, kind: str, gallery: Gallery, **fields: Any) -> None:
         self.events.publish(REPO_EVENTS, {"type": kind, "tenant": gallery.tenant_id, "gallery": gallery.name,
@@ -276,6 +283,38 @@ class FaceRepository:
         await self._drop_image(record.image_key)
         self._event("face.removed", gallery, face_id=face_id)
 
+    async def add_negative(self, gallery: Gallery, subject: Subject, data: bytes, *, source: str,
+                           choice: FaceChoice | None = None, force: bool = False) -> tuple[NegativeRecord, float]:
+        """"This face is not ``subject``": stores the face as a negative example of it.
+
+        Returns the record and the face's similarity to the subject's nearest
+        face (how close the mistake was). The face must pass the matching gate
+        (quality.min_score) unless ``force``: an unrecognisable face says
+        nothing about whom it is not.
+        """
+        embedding, face = await self.embedding_of(data, "file", choice)
+        quality = face.quality.score if face.quality else 0.0
+        if not force and quality < self.options.min_quality:
+            raise BadParam(f"face quality {quality:.2f} is under {self.options.min_quality}: it says little about "
+                           "whom it is not; set force to store it anyway", "file")
+        own = await asyncio.to_thread(self.store.faces_of_subject, subject.pk)
+        model_id = self.analyzer.embedder.model_id
+        vectors = [f.embedding for f in own if f.model_id == model_id]
+        closeness = float(np.max(np.stack(vectors) @ embedding)) if vectors else -1.0
+        record = NegativeRecord(uuid.uuid4().hex, subject.pk, gallery.id, embedding, model_id, source, time.time())
+        thumb = thumbnail_jpeg(face.aligned) if face.aligned is not None else None
+        await asyncio.to_thread(self.store.add_negative, record, thumb)
+        self._negatives(gallery.id).add(record.id, subject.pk, embedding)
+        self._event("negative.added", gallery, subject=subject.id, subject_pk=subject.pk, negative_id=record.id,
+                    embedding=base64.b64encode(embedding.astype(np.float32).tobytes()).decode(), model_id=model_id)
+        return record, closeness
+
+    async def delete_negative(self, tenant_id: str, negative_id: str) -> None:
+        record, gallery = await asyncio.to_thread(self.store.negative, tenant_id, negative_id)
+        await asyncio.to_thread(self.store.delete_negative, record.id)
+        self._negatives(gallery.id).remove([record.id])
+        self._event("negative.removed", gallery, negative_id=record.id, subject_pk=record.subject_pk)
+
     async def _drop_image(self, key: str | None) -> None:
         if key is not None and not await asyncio.to_thread(self.store.image_key_in_use, key):
             await asyncio.to_thread(self.images.delete, key)
@@ -283,9 +322,11 @@ class FaceRepository:
     async def delete_subject(self, gallery: Gallery, subject: Subject) -> None:
         gone = await asyncio.to_thread(self.store.delete_subject, subject)
         self._index(gallery.id).remove([face_id for face_id, _ in gone])
+        self._negatives(gallery.id).remove_subject(subject.pk)
         for key in {k for _, k in gone}:
             await self._drop_image(key)
-        self._event("subject.removed", gallery, subject=subject.id, face_ids=[f for f, _ in gone])
+        self._event("subject.removed", gallery, subject=subject.id, subject_pk=subject.pk,
+                    face_ids=[f for f, _ in gone])
 
     async def update_subject(self, gallery: Gallery, subject: Subject, name: str | None,
                              meta: dict[str, Any] | None) -> Subject:
@@ -293,6 +334,7 @@ class FaceRepository:
         result, merged_pk = await asyncio.to_thread(self.store.update_subject, subject, name, meta)
         if merged_pk is not None:
             self._index(gallery.id).reassign([f.id for f in before], result.pk)
+            self._negatives(gallery.id).reassign(subject.pk, result.pk)
             self._event("subject.merged", gallery, subject=result.id, merged=subject.id)
         else:
             self._event("subject.updated", gallery, subject=result.id)
@@ -308,6 +350,7 @@ class FaceRepository:
     async def delete_gallery(self, gallery: Gallery) -> None:
         keys = await asyncio.to_thread(self.store.delete_gallery, gallery)
         self.indexes.pop(gallery.id, None)
+        self.negatives.pop(gallery.id, None)
         for key in set(keys):
             await self._drop_image(key)
         self._event("gallery.removed", gallery)
@@ -325,9 +368,11 @@ class FaceRepository:
             if face.embedding is not None:
                 for gallery in galleries:
                     found += [(m, gallery) for m in self._index(gallery.id).search(face.embedding,
-                                                                                    max(2, prediction_count))]
+                                                                                    max(3, prediction_count))]
             found.sort(key=lambda mg: -mg[0].similarity)
-            decision = decide([Candidate(m.face_id, m.similarity) for m, _ in found], policy,
+            decision = decide([Candidate(m.face_id, m.similarity, self._negatives(g.id).nearest(m.subject_pk,
+                                                                                            face.embedding))
+                               for m, g in found], policy,
                               self.options.calibration, quality=face.quality.score if face.quality else 0.0,
                               comparisons=comparisons) if face.embedding is not None else \
                 Decision(None, None, None, 1.0, 0.0, "no_candidates")

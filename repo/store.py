@@ -19,7 +19,7 @@ from api.errors import Conflict, NotFound
 
 from . import schema as s
 
-__all__ = ("Gallery", "Subject", "FaceRecord", "RepoStore", "open_store", "replace_embeddings")
+__all__ = ("NegativeRecord", "Gallery", "Subject", "FaceRecord", "RepoStore", "open_store", "replace_embeddings")
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,6 +39,19 @@ class Subject:
     meta: dict[str, Any]
     created_at: float
     face_count: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class NegativeRecord:
+    """A face said not to be the subject ``subject_pk`` (feedback)."""
+
+    id: str
+    subject_pk: str
+    gallery_id: str
+    embedding: np.ndarray
+    model_id: str
+    source: str
+    created_at: float
 
 
 @dataclass(slots=True, frozen=True)
@@ -330,6 +343,8 @@ class RepoStore:
                                                                s.subjects.c.name == name)).first()
                 if target is not None:
                     conn.execute(update(s.faces).where(s.faces.c.subject_pk == subject.pk).values(subject_pk=target.pk))
+                    conn.execute(update(s.negatives).where(s.negatives.c.subject_pk == subject.pk)
+                                 .values(subject_pk=target.pk))
                     if meta is not None:
                         conn.execute(update(s.subjects).where(s.subjects.c.pk == target.pk)
                                      .values(meta=json.dumps(meta)))
@@ -418,6 +433,45 @@ class RepoStore:
             while rows := result.fetchmany(batch):
                 yield ([r[0] for r in rows], [r[1] for r in rows],
                        np.stack([np.frombuffer(r[2], np.float32) for r in rows]))
+
+    # -- negatives (feedback: "this is not X") ------------------------------------------
+    @staticmethod
+    def _negative(row: Any) -> NegativeRecord:
+        return NegativeRecord(row.id, row.subject_pk, row.gallery_id, np.frombuffer(row.embedding, np.float32),
+                              row.model_id, row.source, row.created_at)
+
+    def add_negative(self, record: NegativeRecord, thumbnail: bytes | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(s.negatives).values(
+                id=record.id, subject_pk=record.subject_pk, gallery_id=record.gallery_id,
+                embedding=record.embedding.astype(np.float32).tobytes(), model_id=record.model_id,
+                source=record.source, thumbnail=thumbnail, created_at=record.created_at))
+
+    def negatives_of_subject(self, subject_pk: str) -> list[NegativeRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.negatives).where(s.negatives.c.subject_pk == subject_pk)
+                                .order_by(s.negatives.c.created_at)).all()
+        return [self._negative(r) for r in rows]
+
+    def negative(self, tenant_id: str, negative_id: str) -> tuple[NegativeRecord, Gallery]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.negatives).join(s.galleries, s.galleries.c.id == s.negatives.c.gallery_id)
+                               .where(s.negatives.c.id == negative_id, s.galleries.c.tenant_id == tenant_id)).first()
+            if row is None:
+                raise NotFound(f"negative {negative_id!r} not found", "negative_id")
+            gallery = conn.execute(select(s.galleries).where(s.galleries.c.id == row.gallery_id)).one()
+        return self._negative(row), self._gallery(gallery)
+
+    def delete_negative(self, negative_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(s.negatives).where(s.negatives.c.id == negative_id))
+
+    def gallery_negatives(self, gallery_id: str, model_id: str) -> list[NegativeRecord]:
+        """Every negative of ``model_id`` in the gallery (few: one per correction)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.negatives).where(s.negatives.c.gallery_id == gallery_id,
+                                                          s.negatives.c.model_id == model_id)).all()
+        return [self._negative(r) for r in rows]
 
     def count_faces_of_other_models(self, model_id: str) -> int:
         with self.engine.connect() as conn:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from api.errors import NotFound
-from repo.index import GalleryIndex, SearchOptions
+from repo.index import GalleryIndex, NegativeIndex, SearchOptions
 from repo.store import RepoStore, Subject
 
 __all__ = ("GalleryCandidate", "GalleryFollower")
@@ -34,6 +34,7 @@ class GalleryCandidate:
     face_id: str
     similarity: float
     gallery: str  # the gallery's name
+    negative_similarity: float | None = None  # to the subject's nearest negative ("not this subject"), if any
 
 
 class GalleryFollower:
@@ -46,6 +47,7 @@ class GalleryFollower:
         self.model_id = model_id
         self.search = search
         self._indexes: dict[str, GalleryIndex] = {}  # by gallery id
+        self._negatives: dict[str, NegativeIndex] = {}  # by gallery id: corrections ("not this subject")
         self._gallery_names: dict[str, str] = {}  # gallery id -> name
         self._held: list[dict[str, Any]] | None = []  # events seen before load() finished
         self._lock = threading.Lock()
@@ -72,7 +74,11 @@ class GalleryFollower:
         index = GalleryIndex(self.dim, options=self.search)
         for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery_id, self.model_id):
             index.add(face_ids, subject_pks, vectors)
+        negatives = NegativeIndex()
+        for negative in self.store.gallery_negatives(gallery_id, self.model_id):
+            negatives.add(negative.id, negative.subject_pk, negative.embedding)
         self._indexes[gallery_id] = index
+        self._negatives[gallery_id] = negatives
         self._gallery_names[gallery_id] = name
 
     def apply(self, event: dict[str, Any]) -> None:
@@ -98,10 +104,19 @@ class GalleryFollower:
             self._indexes[gallery_id].remove([event["face_id"]])
         elif kind == "subject.removed" and gallery_id in self._indexes:
             self._indexes[gallery_id].remove(list(event.get("face_ids", [])))
+            self._negatives.setdefault(gallery_id, NegativeIndex()).remove_subject(str(event.get("subject_pk")))
+        elif kind == "negative.added":
+            if event.get("model_id") == self.model_id:
+                vector = np.frombuffer(base64.b64decode(event["embedding"]), np.float32)
+                self._negatives.setdefault(gallery_id, NegativeIndex()).add(event["negative_id"],
+                                                                              event["subject_pk"], vector)
+        elif kind == "negative.removed" and gallery_id in self._negatives:
+            self._negatives[gallery_id].remove([event["negative_id"]])
         elif kind == "subject.merged":
             self._reload(gallery_id, str(event["gallery"]))  # faces moved to another subject
         elif kind == "gallery.removed":
             self._indexes.pop(gallery_id, None)
+            self._negatives.pop(gallery_id, None)
             self._gallery_names.pop(gallery_id, None)
 
     def candidates(self, embedding: np.ndarray, k: int = 2) -> tuple[list[GalleryCandidate], int]:
@@ -110,7 +125,9 @@ class GalleryFollower:
         compared = 0
         for gallery_id, index in list(self._indexes.items()):
             compared += len(index)
-            found += [GalleryCandidate(m.subject_pk, m.face_id, m.similarity, self._gallery_names[gallery_id])
+            negatives = self._negatives.get(gallery_id)
+            found += [GalleryCandidate(m.subject_pk, m.face_id, m.similarity, self._gallery_names[gallery_id],
+                                       negatives.nearest(m.subject_pk, embedding) if negatives else None)
                       for m in index.search(embedding, k)]
         found.sort(key=lambda c: -c.similarity)
         return found[:k], compared

@@ -191,9 +191,10 @@ class CameraPipeline:
         del decision.shots[self.options.track_shots:]
         weights = np.array([q for q, _ in decision.shots], np.float32)
         template = l2_normalise((weights[:, None] * np.stack([e for _, e in decision.shots])).sum(axis=0))
-        found, compared = self.matcher.candidates(template, 2)
-        verdict = decide([Candidate(c, c.similarity) for c in found], self.options.policy, self.options.calibration,
-                         quality=float(weights.mean()), comparisons=compared)
+        # Three: a runner-up is still there when the best one is refuted by a correction.
+        found, compared = self.matcher.candidates(template, 3)
+        verdict = decide([Candidate(c, c.similarity, c.negative_similarity) for c in found], self.options.policy,
+                         self.options.calibration, quality=float(weights.mean()), comparisons=compared)
         decision.verdict = verdict
         decision.best_similarity = max(decision.best_similarity, found[0].similarity if found else -1.0)
         if verdict.match is None:

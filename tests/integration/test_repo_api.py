@@ -548,8 +548,9 @@ def test_identify_through_the_sign_code_prescan(tmp_path: Path, models_dir: Path
 def _bystander_photo(dep: Deployment) -> bytes:
     """Kit Harington in the middle of the frame, Obama larger but cut by its left edge."""
     canvas = np.full((600, 900, 3), 90, np.uint8)
+
     def crop(relative: str, rows: slice, cols: slice, side: int) -> np.ndarray:
-        image = cv2.imdecode(np.frombuffer(dep.image(relative), np.uint8), cv2.IMREAD_COLOR)
+        image = np.asarray(cv2.imdecode(np.frombuffer(dep.image(relative), np.uint8), cv2.IMREAD_COLOR), np.uint8)
         return np.asarray(cv2.resize(image[rows, cols], (side, side)), np.uint8)
 
     bystander = crop("faces/probe/obama1.jpg", slice(60, 720), slice(390, 1020), 330)
@@ -593,3 +594,52 @@ def test_enrolment_of_comparable_faces_asks_which_one(deployment: Deployment) ->
                        fields={"face_index": "0"})
     assert chosen.status == 201 and len(chosen.body["faces"]) == 1
     assert http.call("DELETE", "/api/v1/galleries/people/subjects/pair").status == 204
+
+
+def test_a_correction_stops_a_stranger_being_named_again_rest_and_stomp(deployment: Deployment) -> None:
+    """Biden, not enrolled, is named as the only subject at a threshold that accepts anyone; after one
+    "this is not Obama" (another photo of him, over STOMP), he is not named Obama again (REST), while
+    Obama himself still is."""
+    http = deployment.http
+    assert http.call("POST", "/api/v1/galleries", {"name": "feedback"}).status == 201
+    assert http.call("POST", "/api/v1/galleries/feedback/subjects", {"id": "obama", "name": "Obama"}).status == 201
+    assert http.call("POST", "/api/v1/galleries/feedback/subjects/obama/faces",
+                     files={"file": ("o.jpg", deployment.image("faces/enroll/obama/obama.jpg"))}).status == 201
+    anyone = {"galleries": "feedback", "threshold": "-1"}
+
+    def named(relative: str) -> dict[str, Any]:
+        reply = http.call("POST", "/api/v1/identify", files={"file": ("p.jpg", deployment.image(relative))},
+                          fields=anyone)
+        assert reply.status == 200, reply.body
+        face: dict[str, Any] = reply.body["faces"][0]
+        return face
+
+    before = named("faces/enroll/biden/biden.jpg")
+    assert [m["subject"] for m in before["matches"]] == ["obama"]
+    server = deployment.server
+    creds = json.loads((server.data_dir / "broker-credentials.json").read_text())
+    bus = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"]))
+    bus.connect()
+    try:
+        photo = base64.b64encode(deployment.image("faces/enroll/biden/biden2.jpg")).decode()
+        stored = bus.request("/queue/facewatch.api", {"image": photo, "source": "event stage/4"},
+                             {"method": "POST", "path": "/api/v1/galleries/feedback/subjects/obama/negatives",
+                              "x-api-key": deployment.tenant["api_key"]}, timeout_s=30)
+        assert stored.status == 201, stored.json()
+        negative = stored.json()
+        assert negative["subject"] == "obama" and negative["source"] == "event stage/4" and negative["similarity"] < 0.3
+        other = bus.request("/queue/facewatch.api", b"",
+                            {"method": "GET", "path": "/api/v1/galleries/feedback/subjects/obama/negatives",
+                             "x-api-key": deployment.other["api_key"]})
+        assert other.status == 404  # another tenant sees no such gallery
+    finally:
+        bus.close()
+    after = named("faces/enroll/biden/biden.jpg")
+    assert after["matches"] == [] and after["decision"]["reason"] == "refuted"
+    assert [m["subject"] for m in named("faces/probe/obama1.jpg")["matches"]] == ["obama"]
+    listed = http.call("GET", "/api/v1/galleries/feedback/subjects/obama/negatives").body["negatives"]
+    assert [n["id"] for n in listed] == [negative["id"]]
+    assert http.call("DELETE", f"/api/v1/negatives/{negative['id']}").status == 204
+    assert [m["subject"] for m in named("faces/enroll/biden/biden.jpg")["matches"]] == ["obama"]
+    assert http.call("DELETE", f"/api/v1/negatives/{negative['id']}").status == 404
+    assert http.call("DELETE", "/api/v1/galleries/feedback").status == 204

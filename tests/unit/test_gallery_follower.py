@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from repo.store import FaceRecord, RepoStore, open_store
+from repo.store import FaceRecord, NegativeRecord, RepoStore, open_store
 from watcher.galleries import GalleryFollower
 
 DIM = 4
@@ -90,3 +90,27 @@ def test_a_gallery_created_later_removals_and_merges_are_followed(store: RepoSto
     assert best.subject_pk == ada.pk  # reloaded: Eve's face is Ada's now
     follower.apply({"type": "gallery.removed", "tenant": tenant, "gallery": "late", "gallery_id": late.id})
     assert len(follower) == 0
+
+
+def test_negatives_are_loaded_and_followed(store: RepoStore) -> None:
+    tenant = store.create_tenant("acme")
+    staff = store.create_gallery(tenant, "staff")
+    ada = store.create_subject(staff.id, "ada", "Ada", {})
+    enrol(store, staff.id, ada.pk, vector(1, 0, 0, 0))
+    store.add_negative(NegativeRecord("n1", ada.pk, staff.id, vector(1, 1, 0, 0), MODEL, "event", 0.0), None)
+    follower = GalleryFollower(store, tenant, ["staff"], DIM, MODEL)
+    follower.load()
+    (best,), _ = follower.candidates(vector(1, 1, 0.1, 0))
+    assert best.subject_pk == ada.pk and best.negative_similarity is not None
+    assert best.negative_similarity > best.similarity  # this probe looks like the correction, not like Ada
+    event = {"tenant": tenant, "gallery": "staff", "gallery_id": staff.id}
+    follower.apply({**event, "type": "negative.removed", "negative_id": "n1", "subject_pk": ada.pk})
+    assert follower.candidates(vector(1, 1, 0.1, 0))[0][0].negative_similarity is None
+    follower.apply({**event, "type": "negative.added", "negative_id": "n2", "subject_pk": ada.pk, "model_id": MODEL,
+                    "embedding": base64.b64encode(vector(0, 1, 0, 0).tobytes()).decode()})
+    assert follower.candidates(vector(0, 1, 0, 0))[0][0].negative_similarity == pytest.approx(1.0)
+    follower.apply({**event, "type": "negative.added", "negative_id": "n3", "subject_pk": ada.pk,
+                    "model_id": "another-model", "embedding": base64.b64encode(vector(0, 0, 1, 0).tobytes()).decode()})
+    assert follower.candidates(vector(0, 0, 1, 0))[0][0].negative_similarity == pytest.approx(0.0, abs=1e-6)
+    follower.apply({**event, "type": "subject.removed", "subject": "ada", "subject_pk": ada.pk, "face_ids": []})
+    assert follower.candidates(vector(0, 1, 0, 0))[0][0].negative_similarity is None
