@@ -73,10 +73,12 @@ class Matcher(Protocol):
 class _Decision:
     """What the pipeline knows about one track beyond the tracker's view."""
 
-    embedded: Face | None = None  # the best shot last embedded
+    tried: Face | None = None  # the best shot last embedded, usable or not
+    embedded: Face | None = None  # the last one usable after embedding (its crop goes in events)
     embedded_frame: VideoFrame | None = None  # and the frame it came from
     embedded_at: float = float("-inf")
     shots: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, embedding), best first
+    template: np.ndarray | None = None  # the shots combined: what the decision was made on
     verdict: Decision | None = None  # the latest decision over the combined shots
     best_similarity: float = -1.0
     recognized: Subject | None = None  # the subject this track was named as
@@ -174,7 +176,7 @@ class CameraPipeline:
     def _needs_embedding(self, track: Track, now: float) -> bool:
         decision = self._decision(track)
         best = track.best
-        return (decision.recognized is None and best is not None and best is not decision.embedded
+        return (decision.recognized is None and best is not None and best is not decision.tried
                 and self._usable(best) and now - decision.embedded_at >= self.options.rematch_interval_s)
 
     def _match(self, track: Track, frame: VideoFrame) -> list[dict[str, Any]]:
@@ -182,15 +184,17 @@ class CameraPipeline:
         face = track.best
         assert face is not None and face.embedding is not None  # _needs_embedding and embed() made sure
         assert isinstance(track.best_frame, VideoFrame)
-        decision.embedded, decision.embedded_frame, decision.embedded_at = face, track.best_frame, frame.wall_time
+        decision.tried, decision.embedded_at = face, frame.wall_time
         quality = face.quality.score if face.quality is not None else 0.0
         if quality < self.options.min_quality:
             return []  # the embedding model finds it unrecognisable (covered, smeared): no evidence either way
+        decision.embedded, decision.embedded_frame = face, track.best_frame
         decision.shots.append((quality, face.embedding))
         decision.shots.sort(key=lambda shot: -shot[0])
         del decision.shots[self.options.track_shots:]
         weights = np.array([q for q, _ in decision.shots], np.float32)
         template = l2_normalise((weights[:, None] * np.stack([e for _, e in decision.shots])).sum(axis=0))
+        decision.template = template
         # Three: a runner-up is still there when the best one is refuted by a correction.
         found, compared = self.matcher.candidates(template, 3)
         verdict = decide([Candidate(c, c.similarity, c.negative_similarity) for c in found], self.options.policy,
@@ -269,7 +273,8 @@ class CameraPipeline:
             event["similarity"] = round(verdict.match.similarity, 4)
         else:
             event["best_similarity"] = round(decision.best_similarity, 4)
-            event["embedding"] = base64.b64encode(np.asarray(face.embedding, np.float32).tobytes()).decode()
+            # The track's combined shots, as decided on: a steadier face for grouping than any one shot.
+            event["embedding"] = base64.b64encode(np.asarray(decision.template, np.float32).tobytes()).decode()
             event["model_id"] = self.matcher.model_id
             event["group"] = None  # set by grouping once it has placed this face
         if self.options.attach_crop:
