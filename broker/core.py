@@ -21,7 +21,7 @@ from .frames import ProtocolError, escape_header
 if TYPE_CHECKING:
     from .session import StompSession
 
-__all__ = ("BrokerLimits", "Message", "MessageQueue", "Subscription", "Router", "OverflowPolicy")
+__all__ = ("BrokerLimits", "Message", "MessageQueue", "Subscription", "MessageRouter", "OverflowPolicy")
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class MessageQueue:
                 return  # nobody can take more now; resumed when one drains
 
 
-class Router:
+class MessageRouter:
     """Where messages go: topic bindings, named queues, reply queues."""
 
     def __init__(self, limits: BrokerLimits) -> None:

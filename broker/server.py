@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from .auth import Authenticator, Principal
-from .core import BrokerLimits, Router
+from .auth import BrokerAuthenticator, BrokerPrincipal
+from .core import BrokerLimits, MessageRouter
 from .session import StompSession
 
 __all__ = ("BrokerCore", "BrokerServer", "websocket_handler", "STOMP_SUBPROTOCOLS")
@@ -24,15 +24,16 @@ STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 class BrokerCore:
     """State shared by all connections of one broker."""
 
-    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, limits: BrokerLimits, authenticator: BrokerAuthenticator,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.limits = limits
         self.authenticator = authenticator
         self.loop = loop
-        self.router = Router(limits)
+        self.router = MessageRouter(limits)
         self.sessions: set[StompSession] = set()
         self._per_login: Counter[str] = Counter()
 
-    def admit(self, session: StompSession, principal: Principal) -> bool:
+    def admit(self, session: StompSession, principal: BrokerPrincipal) -> bool:
         if self._per_login[principal.name] >= self.limits.max_connections_per_login:
             return False
         self._per_login[principal.name] += 1

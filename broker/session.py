@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from .auth import Credentials, Principal
+from .auth import BrokerPrincipal, Credentials
 from .core import MessageQueue, Subscription
 from .destinations import parse_destination
 from .frames import VERSIONS, Frame, ProtocolError, encode_frame
@@ -51,7 +51,7 @@ class StompSession:
             ParserLimits(core.limits.max_frame_bytes, core.limits.max_headers, core.limits.max_header_line_bytes)
         )
         self.version = "1.2"  # until CONNECT says otherwise; ERRORs before it use 1.2 framing
-        self.principal: Principal | None = None
+        self.principal: BrokerPrincipal | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.temp_queues: dict[str, tuple[str, MessageQueue]] = {}  # name -> (token, queue)
         self.transactions: dict[str, _Transaction] = {}
@@ -221,7 +221,7 @@ class StompSession:
         else:
             self._ack_target(frame)
 
-    def _connected_principal(self) -> Principal:
+    def _connected_principal(self) -> BrokerPrincipal:
         if self.principal is None:  # _handle only dispatches here after CONNECT
             raise ProtocolError("not connected")
         return self.principal
