@@ -10,8 +10,8 @@ from typing import TypeVar
 from aiohttp import web
 
 from .auth import BrokerAuthenticator
-from .core import BrokerLimits
-from .server import BrokerCore, BrokerServer, websocket_handler
+from .core import BrokerCore, BrokerLimits
+from .server import BrokerServer, websocket_handler
 
 __all__ = ("EmbeddedBroker", "BrokerThread")
 
