@@ -1,6 +1,6 @@
 """Who may connect, and what each principal may read and write.
 
-The broker asks an ``Authenticator`` at CONNECT; the repo will provide one that
+The broker asks a ``BrokerAuthenticator`` at CONNECT; the repo will provide one that
 checks API keys and tokens. Until then ``StaticAuthenticator`` checks
 configured credentials. Permissions are destination prefixes.
 """
@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ("Principal", "Credentials", "Authenticator", "StaticAuthenticator", "StaticUser")
+__all__ = ("BrokerPrincipal", "Credentials", "BrokerAuthenticator", "StaticAuthenticator", "StaticUser")
 
 
 @dataclass(slots=True, frozen=True)
-class Principal:
+class BrokerPrincipal:
     name: str
     read_prefixes: tuple[str, ...] = ("/",)  # SUBSCRIBE
     write_prefixes: tuple[str, ...] = ("/",)  # SEND
@@ -41,8 +41,8 @@ class Credentials:
     authorization: str | None  # "Bearer <token>" or an API key
 
 
-class Authenticator(Protocol):
-    def authenticate(self, credentials: Credentials) -> Principal | None: ...
+class BrokerAuthenticator(Protocol):
+    def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None: ...
 
 
 @dataclass(slots=True, frozen=True)
@@ -58,10 +58,10 @@ class StaticAuthenticator:
     users: list[StaticUser] = field(default_factory=list)
     bearer_tokens: dict[str, str] = field(default_factory=dict)  # token -> login of a user above
 
-    def _principal(self, user: StaticUser) -> Principal:
-        return Principal(user.login, user.read, user.write)
+    def _principal(self, user: StaticUser) -> BrokerPrincipal:
+        return BrokerPrincipal(user.login, user.read, user.write)
 
-    def authenticate(self, credentials: Credentials) -> Principal | None:
+    def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None:
         by_login = {u.login: u for u in self.users}
         if credentials.authorization:
             scheme, _, token = credentials.authorization.partition(" ")

@@ -1,27 +1,30 @@
-"""The broker's routing state: queues, subscriptions, bindings, delivery.
+"""The broker's shared state: queues, subscriptions, bindings, delivery, connections.
 
 Everything that is not one connection's protocol: where a SENT message goes,
 who gets it next, what is unacknowledged, what happens to a slow consumer.
 Runs on one asyncio loop; no locks, no I/O (sessions do the writing).
+
+Connections are seen through the ``Subscriber`` and ``Connection`` protocols;
+``session.StompSession`` implements both, and this module never imports it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
+from .auth import BrokerAuthenticator, BrokerPrincipal
 from .destinations import topic_matches
-from .frames import ProtocolError, escape_header
+from .frames import ProtocolError, encode_message_head, encode_message_tail
 
-if TYPE_CHECKING:
-    from .session import StompSession
-
-__all__ = ("BrokerLimits", "Message", "MessageQueue", "Subscription", "Router", "OverflowPolicy")
+__all__ = ("BrokerLimits", "Message", "MessageQueue", "Subscription", "MessageRouter", "OverflowPolicy",
+           "Subscriber", "Connection", "BrokerCore")
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +71,7 @@ class Message:
         """The part of a MESSAGE frame shared by every subscriber on a version."""
         tail = self._encoded.get(version)
         if tail is None:
-            lines = [f"{escape_header(k, version)}:{escape_header(v, version)}" for k, v in self.headers.items()]
-            lines.append(f"content-length:{len(self.body)}")
-            tail = ("\n".join(lines) + "\n\n").encode("utf-8") + self.body + b"\x00"
-            self._encoded[version] = tail
+            tail = self._encoded[version] = encode_message_tail(self.headers, self.body, version)
         return tail
 
     def redelivery(self) -> "Message":
@@ -82,12 +82,34 @@ def user_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in _RESERVED}
 
 
-class Subscription:
-    """One SUBSCRIBE of one session: reads from exactly one MessageQueue."""
+class Subscriber(Protocol):
+    """What a subscription delivers to: one connection (``session.StompSession``)."""
 
-    def __init__(self, session: "StompSession", sub_id: str, destination: str, ack: str,
+    @property
+    def id(self) -> str: ...
+    @property
+    def version(self) -> str: ...  # the STOMP version frames are encoded for
+    @property
+    def writable(self) -> bool: ...  # False while its output is backed up
+    def send_raw(self, data: bytes) -> None: ...
+    def fail(self, message: str, detail: str = "", receipt: str | None = None) -> None: ...  # ERROR and close
+
+
+class Connection(Subscriber, Protocol):
+    """A connection as the broker's shared state sees it."""
+
+    @property
+    def principal(self) -> BrokerPrincipal | None: ...  # None until CONNECT succeeds
+    def pending_bytes(self) -> int: ...  # written but not yet sent
+    def close(self) -> None: ...
+
+
+class Subscription:
+    """One SUBSCRIBE of one connection: reads from exactly one MessageQueue."""
+
+    def __init__(self, subscriber: Subscriber, sub_id: str, destination: str, ack: str,
                  queue: "MessageQueue", prefetch: int) -> None:
-        self.session = session
+        self.subscriber = subscriber
         self.id = sub_id
         self.destination = destination
         self.ack = ack  # auto | client | client-individual
@@ -97,24 +119,19 @@ class Subscription:
         self._ack_ids = itertools.count(1)
 
     def has_capacity(self) -> bool:
-        if not self.session.writable:
+        if not self.subscriber.writable:
             return False
         return self.prefetch <= 0 or self.ack == "auto" or len(self.unacked) < self.prefetch
 
     def deliver(self, message: Message) -> None:
-        head = [f"MESSAGE\ndestination:{escape_header(message.destination, self.session.version)}",
-                f"message-id:{message.message_id}",
-                f"subscription:{escape_header(self.id, self.session.version)}"]
-        if message.redelivered:
-            head.append("redelivered:true")
+        version = self.subscriber.version
+        ack_id = None
         if self.ack != "auto":
-            ack_id = f"{self.session.id}-{next(self._ack_ids)}"
+            ack_id = f"{self.subscriber.id}-{next(self._ack_ids)}"  # unique per delivery
             self.unacked[ack_id] = message
-            if self.session.version == "1.2":
-                head.append(f"ack:{ack_id}")
-            else:  # 1.0/1.1 acknowledge by message-id; keep ids unique per delivery
-                head[1] = f"message-id:{ack_id}"
-        self.session.send_raw(("\n".join(head) + "\n").encode("utf-8") + message.encoded_tail(self.session.version))
+        head = encode_message_head(message.destination, message.message_id, self.id, version,
+                                   redelivered=message.redelivered, ack_id=ack_id)
+        self.subscriber.send_raw(head + message.encoded_tail(version))
 
     def take_acked(self, ack_id: str) -> list[Message] | None:
         """Remove what an ACK/NACK of ``ack_id`` covers; None if unknown."""
@@ -135,7 +152,7 @@ class MessageQueue:
     """Messages waiting for consumers, handed out round robin."""
 
     def __init__(self, name: str, max_messages: int, policy: OverflowPolicy, *,
-                 exclusive_owner: "StompSession | None" = None) -> None:
+                 exclusive_owner: Subscriber | None = None) -> None:
         self.name = name
         self.messages: deque[Message] = deque()
         self.consumers: list[Subscription] = []
@@ -173,7 +190,7 @@ class MessageQueue:
                 return  # nobody can take more now; resumed when one drains
 
 
-class Router:
+class MessageRouter:
     """Where messages go: topic bindings, named queues, reply queues."""
 
     def __init__(self, limits: BrokerLimits) -> None:
@@ -242,3 +259,40 @@ class Router:
         """Give unacknowledged messages back to their queue, first in line."""
         for message in reversed(list(messages)):
             subscription.queue.put(message.redelivery(), front=True)
+
+
+class BrokerCore:
+    """State shared by all connections of one broker."""
+
+    def __init__(self, limits: BrokerLimits, authenticator: BrokerAuthenticator,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.limits = limits
+        self.authenticator = authenticator
+        self.loop = loop
+        self.router = MessageRouter(limits)
+        self.sessions: set[Connection] = set()
+        self._per_login: Counter[str] = Counter()
+
+    def admit(self, session: Connection, principal: BrokerPrincipal) -> bool:
+        if self._per_login[principal.name] >= self.limits.max_connections_per_login:
+            return False
+        self._per_login[principal.name] += 1
+        return True
+
+    def session_opened(self, session: Connection) -> None:
+        self.sessions.add(session)
+
+    def session_closed(self, session: Connection) -> None:
+        self.sessions.discard(session)
+        if session.principal is not None:
+            self._per_login[session.principal.name] -= 1
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "connections": len(self.sessions),
+            "queues": len(self.router.queues),
+            "bindings": len(self.router.bindings),
+            "published": self.router.published,
+            "dropped": sum(q.dropped for _, q in self.router.bindings)
+            + sum(q.dropped for q in self.router.queues.values()),
+        }

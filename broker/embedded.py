@@ -9,9 +9,9 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from .auth import Authenticator
-from .core import BrokerLimits
-from .server import BrokerCore, BrokerServer, websocket_handler
+from .auth import BrokerAuthenticator
+from .core import BrokerCore, BrokerLimits
+from .server import BrokerServer, websocket_handler
 
 __all__ = ("EmbeddedBroker", "BrokerThread")
 
@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 class EmbeddedBroker:
-    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, host: str = "127.0.0.1",
+    def __init__(self, limits: BrokerLimits, authenticator: BrokerAuthenticator, host: str = "127.0.0.1",
                  port: int = 61623) -> None:
         self.limits = limits
         self.authenticator = authenticator

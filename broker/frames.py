@@ -14,6 +14,8 @@ __all__ = (
     "escape_header",
     "unescape_header",
     "encode_frame",
+    "encode_message_head",
+    "encode_message_tail",
     "HEARTBEAT",
 )
 
@@ -87,3 +89,34 @@ def encode_frame(frame: Frame, version: str = "1.2") -> bytes:
         lines.append(f"content-length:{len(frame.body)}")
     head = ("\n".join(lines) + "\n\n").encode("utf-8")
     return head + frame.body + b"\x00"
+
+
+# MESSAGE frames are encoded in two parts: the tail (user headers, body) is
+# the same for every subscriber on one protocol version and is encoded once; the
+# head (destination, ids) is per delivery.
+
+
+def encode_message_head(destination: str, message_id: str, subscription: str, version: str, *,
+                        redelivered: bool = False, ack_id: str | None = None) -> bytes:
+    """A MESSAGE frame's command and per-delivery headers, each line ending in a newline.
+
+    ``ack_id`` is what the client acknowledges this delivery by: STOMP 1.2 sends it
+    as ``ack``; 1.0/1.1 acknowledge by message-id, so there it replaces the message id.
+    """
+    if ack_id is not None and version != "1.2":
+        message_id = ack_id
+    head = [f"MESSAGE\ndestination:{escape_header(destination, version)}",
+            f"message-id:{message_id}",
+            f"subscription:{escape_header(subscription, version)}"]
+    if redelivered:
+        head.append("redelivered:true")
+    if ack_id is not None and version == "1.2":
+        head.append(f"ack:{ack_id}")
+    return ("\n".join(head) + "\n").encode("utf-8")
+
+
+def encode_message_tail(headers: dict[str, str], body: bytes, version: str) -> bytes:
+    """The rest of a MESSAGE frame after ``encode_message_head``: user headers, content-length, body."""
+    lines = [f"{escape_header(k, version)}:{escape_header(v, version)}" for k, v in headers.items()]
+    lines.append(f"content-length:{len(body)}")
+    return ("\n".join(lines) + "\n\n").encode("utf-8") + body + b"\x00"

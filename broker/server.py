@@ -4,57 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from .auth import Authenticator, Principal
-from .core import BrokerLimits, Router
+from .core import BrokerCore
 from .session import StompSession
 
-__all__ = ("BrokerCore", "BrokerServer", "websocket_handler", "STOMP_SUBPROTOCOLS")
+__all__ = ("BrokerServer", "websocket_handler", "STOMP_SUBPROTOCOLS")
 
 log = logging.getLogger(__name__)
 
 STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
-
-
-class BrokerCore:
-    """State shared by all connections of one broker."""
-
-    def __init__(self, limits: BrokerLimits, authenticator: Authenticator, loop: asyncio.AbstractEventLoop) -> None:
-        self.limits = limits
-        self.authenticator = authenticator
-        self.loop = loop
-        self.router = Router(limits)
-        self.sessions: set[StompSession] = set()
-        self._per_login: Counter[str] = Counter()
-
-    def admit(self, session: StompSession, principal: Principal) -> bool:
-        if self._per_login[principal.name] >= self.limits.max_connections_per_login:
-            return False
-        self._per_login[principal.name] += 1
-        return True
-
-    def session_opened(self, session: StompSession) -> None:
-        self.sessions.add(session)
-
-    def session_closed(self, session: StompSession) -> None:
-        self.sessions.discard(session)
-        if session.principal is not None:
-            self._per_login[session.principal.name] -= 1
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "connections": len(self.sessions),
-            "queues": len(self.router.queues),
-            "bindings": len(self.router.bindings),
-            "published": self.router.published,
-            "dropped": sum(q.dropped for _, q in self.router.bindings)
-            + sum(q.dropped for q in self.router.queues.values()),
-        }
 
 
 class _TcpTransport:
@@ -229,7 +191,7 @@ class BrokerServer:
         if self._server is not None:
             self._server.close()
         deadline = self.core.loop.time() + timeout_s
-        while any(s.transport.buffered_bytes() for s in self.core.sessions) and self.core.loop.time() < deadline:
+        while any(s.pending_bytes() for s in self.core.sessions) and self.core.loop.time() < deadline:
             await asyncio.sleep(0.05)
         for session in list(self.core.sessions):
             session.close()

@@ -12,16 +12,13 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from .auth import Credentials, Principal
-from .core import MessageQueue, Subscription
+from .auth import BrokerPrincipal, Credentials
+from .core import BrokerCore, MessageQueue, Subscription
 from .destinations import parse_destination
 from .frames import VERSIONS, Frame, ProtocolError, encode_frame
 from .parser import FrameParser, ParserLimits
-
-if TYPE_CHECKING:
-    from .server import BrokerCore
 
 __all__ = ("Transport", "StompSession")
 
@@ -42,7 +39,9 @@ class _Transaction:
 
 
 class StompSession:
-    def __init__(self, core: "BrokerCore", transport: Transport) -> None:
+    """One connection; a ``core.Connection`` (and so a ``core.Subscriber``)."""
+
+    def __init__(self, core: BrokerCore, transport: Transport) -> None:
         self.core = core
         self.transport = transport
         self.id = secrets.token_hex(6)
@@ -51,7 +50,7 @@ class StompSession:
             ParserLimits(core.limits.max_frame_bytes, core.limits.max_headers, core.limits.max_header_line_bytes)
         )
         self.version = "1.2"  # until CONNECT says otherwise; ERRORs before it use 1.2 framing
-        self.principal: Principal | None = None
+        self.principal: BrokerPrincipal | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.temp_queues: dict[str, tuple[str, MessageQueue]] = {}  # name -> (token, queue)
         self.transactions: dict[str, _Transaction] = {}
@@ -68,6 +67,9 @@ class StompSession:
     @property
     def writable(self) -> bool:
         return not self.closed and self.transport.buffered_bytes() < self.limits.session_high_water_bytes
+
+    def pending_bytes(self) -> int:
+        return self.transport.buffered_bytes()
 
     def send_raw(self, data: bytes) -> None:
         if self.closed:
@@ -221,7 +223,7 @@ class StompSession:
         else:
             self._ack_target(frame)
 
-    def _connected_principal(self) -> Principal:
+    def _connected_principal(self) -> BrokerPrincipal:
         if self.principal is None:  # _handle only dispatches here after CONNECT
             raise ProtocolError("not connected")
         return self.principal

@@ -29,12 +29,7 @@ from .config import FacewatchConfig
 __all__ = ("build_analyzer", "model_path", "check_models")
 
 _ATTRIBUTE_CLASSES: dict[str, type] = {
-    "age": AgeModel,
-    "gender": GenderModel,
-    "pose": PoseModel,
-    "liveness": LivenessModel,
-    "expression": ExpressionModel,
-    "eyes": EyesModel,
+    model.name: model for model in (AgeModel, GenderModel, PoseModel, LivenessModel, ExpressionModel, EyesModel)
 }
 
 

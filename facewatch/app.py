@@ -22,6 +22,7 @@ from grouping.reembed import grouped_faces
 from grouping.service import GroupingService
 from repo.events import REPO_EVENTS
 from repo.reembed import Reembedder
+from watcher.cameras import ALL_CAMERAS_TOPIC
 from watcher.service import CONTROL_TOPIC, WatcherService
 
 from . import __version__
@@ -145,7 +146,7 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
             subscriptions = [
                 bus.subscribe(CONTROL_TOPIC, lambda m: asyncio.run_coroutine_threadsafe(
                     watcher.on_control(m.json()), loop)),
-                bus.subscribe("/topic/watcher.*", lambda m: watcher.on_camera_event(m.json())),
+                bus.subscribe(ALL_CAMERAS_TOPIC, lambda m: watcher.on_camera_event(m.json())),
                 bus.subscribe(REPO_EVENTS, lambda m: asyncio.run_coroutine_threadsafe(
                     watcher.on_repo_event(m.json()), loop)),
             ]

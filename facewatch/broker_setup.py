@@ -8,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-from broker.auth import Authenticator, StaticAuthenticator, StaticUser
+from broker.auth import BrokerAuthenticator, StaticAuthenticator, StaticUser
 from broker.client import BrokerAddress
 from broker.core import BrokerLimits
 from broker.embedded import EmbeddedBroker
@@ -63,7 +63,7 @@ def static_authenticator(cfg: FacewatchConfig) -> StaticAuthenticator:
     return StaticAuthenticator(static_users(cfg))
 
 
-def build_embedded_broker(cfg: FacewatchConfig, authenticator: Authenticator | None = None) -> EmbeddedBroker:
+def build_embedded_broker(cfg: FacewatchConfig, authenticator: BrokerAuthenticator | None = None) -> EmbeddedBroker:
     """``authenticator``: default the static users only (serve adds tenants' API keys)."""
     return EmbeddedBroker(broker_limits(cfg), authenticator or static_authenticator(cfg), cfg.broker.host,
                           cfg.broker.port)

@@ -16,7 +16,7 @@ from functools import partial
 
 from api.errors import NotFound
 from api.stomp import API_QUEUE
-from broker.auth import Credentials, Principal, StaticAuthenticator
+from broker.auth import BrokerPrincipal, Credentials, StaticAuthenticator
 from repo.auth import RepoAuth
 from repo.store import RepoStore
 from watcher.cameras import CAMERA_ID
@@ -36,11 +36,11 @@ class TenantBusAuthenticator:
         self.store = store
         self.cameras = cameras
 
-    def authenticate(self, credentials: Credentials) -> Principal | None:
+    def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None:
         tenant = self._tenant(credentials)
         if tenant is None:
             return self.static.authenticate(credentials)
-        return Principal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(API_QUEUE,), tenant=tenant,
+        return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(API_QUEUE,), tenant=tenant,
                          read_check=partial(self.may_read, tenant))
 
     def _tenant(self, credentials: Credentials) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.errors import ApiError
+from vision.attribute_names import ATTRIBUTE_NAMES
 from vision.errors import VisionError
 from vision.pack import DEFAULT_PACK, PackError, fetch_pack, verify_pack
 
@@ -168,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(analyze)
     analyze.add_argument("image", help="image file (JPEG, PNG, WEBP, BMP, GIF, TIFF)")
     analyze.add_argument("--attributes", "-a", default="",
-                         help="comma-separated: age,gender,pose,liveness,expression,eyes")
+                         help=f"comma-separated: {','.join(ATTRIBUTE_NAMES)}")
     analyze.add_argument("--embedding", action="store_true", help="include the embedding vectors")
     analyze.set_defaults(func=cmd_analyze)
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from repo.index import SearchOptions
+from vision.attribute_names import AttributeName
 from watcher.cameras import CAMERA_ID, NODE_NAME, CameraSettings
 
 __all__ = (
@@ -98,9 +99,6 @@ class EmbedderConfig(Section):
     rgb: bool = True
     flip: bool = Field(False, description="average with the mirrored crop (2x embedding time)")
     max_batch: int = Field(32, gt=0)
-
-
-AttributeName = Literal["age", "gender", "pose", "liveness", "expression", "eyes"]
 
 
 def _default_attribute_models() -> dict[AttributeName, str]:

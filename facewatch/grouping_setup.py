@@ -21,14 +21,13 @@ from grouping.store import GroupStore, NewFace
 from repo.events import EventPublisher
 from repo.jobs import JobRunner
 from repo.service import FaceRepository
+from watcher.cameras import ALL_CAMERAS_TOPIC
 
 from .config import FacewatchConfig
 
 __all__ = ("build_grouping", "follow_watchers", "new_face_from_event")
 
 log = logging.getLogger(__name__)
-
-WATCHER_EVENTS = "/topic/watcher.*"
 
 
 def build_grouping(cfg: FacewatchConfig, repo: FaceRepository, events: EventPublisher, router: Router,
@@ -89,7 +88,7 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
                 if merged:
                     log.info("grouping: %d group(s) merged for tenant %s", merged, tenant)
 
-    sub_id = bus.subscribe(WATCHER_EVENTS, on_message)
+    sub_id = bus.subscribe(ALL_CAMERAS_TOPIC, on_message)
     refiner = loop.create_task(refine_forever())
     try:
         yield

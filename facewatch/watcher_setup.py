@@ -19,9 +19,9 @@ from api.routing import Router
 from broker.client import BrokerAddress
 from repo.service import FaceRepository
 from repo.store import RepoStore, open_store
+from watcher.camera_options import pipeline_options
 from watcher.cameras import Camera, CameraSettings, SourcePolicy
 from watcher.handlers import register_watcher_routes
-from watcher.pipeline import PipelineOptions
 from watcher.registry import CameraRegistry
 from watcher.service import WatcherOptions, WatcherService
 from watcher.supervisor import Supervisor, SupervisorOptions
@@ -49,13 +49,10 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
 
     def make_spec(camera: Camera) -> WorkerSpec:
         settings = camera.settings
-        pipeline = PipelineOptions(
-            camera_id=camera.id, policy=repo.policy(settings.threshold), calibration=repo.options.calibration,
-            min_face_px=settings.min_face_px,
-            min_quality=settings.min_quality if settings.min_quality is not None else cfg.quality.min_score,
-            cooldown_s=settings.cooldown_s, track_shots=w.track_shots,
-            unknown_after_frames=settings.unknown_after_frames, rematch_interval_s=w.rematch_interval_s,
-            attach_crop=settings.attach_crop, attributes=tuple(settings.attributes), tiles_per_frame=w.tiles_per_frame,
+        pipeline = pipeline_options(
+            camera.id, settings, repo.policy(settings.threshold), default_min_quality=cfg.quality.min_score,
+            calibration=repo.options.calibration, rematch_interval_s=w.rematch_interval_s,
+            tiles_per_frame=w.tiles_per_frame, track_shots=w.track_shots,
         )
         return WorkerSpec(camera, policy.stream_options(settings), pipeline, bus_address(),
                           partial(build_analyzer, cfg), partial(open_store, cfg.storage_url()), os.getpid(),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
-import re
 import uuid
 import zipfile
 from typing import Any
 
 from api.errors import BadParam, NotFound
+from api.names import NAME as _NAME
 from api.request import ApiRequest, ApiResponse
 from api.routing import Router
+from vision.attribute_names import ATTRIBUTE_NAMES
 from vision.selection import FaceChoice, FaceChoiceError
 
 from .auth import RepoAuth
@@ -22,8 +23,7 @@ from .store import FaceRecord, Gallery, NegativeRecord, Subject
 
 __all__ = ("register_repo_routes", "uploaded_image", "uploaded_zip")
 
-_NAME = re.compile(r"^[\w.\- ]{1,200}$")
-ATTRIBUTE_PLUGINS = ("age", "gender", "pose", "liveness", "expression", "eyes")
+ATTRIBUTE_PLUGINS = ATTRIBUTE_NAMES  # the face_plugins that are attributes
 
 
 def _name(value: Any, param: str) -> str:

@@ -15,20 +15,24 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.errors import BadParam
+from api.names import NAME
+from vision.attribute_names import AttributeName
 
 from .stream import StreamOptions
 
-__all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME", "ATTRIBUTES",
-           "topic_for", "msgpack_topic_for")
+__all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
+           "topic_for", "msgpack_topic_for", "ALL_CAMERAS_TOPIC")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
-ATTRIBUTES = ("age", "gender", "pose", "liveness", "expression", "eyes")
 
 
 def topic_for(camera_id: str) -> str:
     return f"/topic/watcher.{camera_id}"
+
+
+ALL_CAMERAS_TOPIC = topic_for("*")  # every camera's events (a topic pattern to subscribe to)
 
 
 def msgpack_topic_for(camera_id: str) -> str:
@@ -59,14 +63,14 @@ class CameraSettings(BaseModel):
                                                       "on this camera for this long")
     unknown_after_frames: int = Field(5, ge=1, description="good frames without a match before face.unknown")
     attach_crop: bool = True
-    attributes: list[Literal["age", "gender", "pose", "liveness", "expression", "eyes"]] = Field(default_factory=list)
+    attributes: list[AttributeName] = Field(default_factory=list)
     msgpack: bool = Field(False, description="also publish msgpack copies on /topic/watcher-msgpack.<id>")
 
     @field_validator("galleries")
     @classmethod
     def _gallery_names(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not re.match(r"^[\w.\- ]{1,200}$", name):
+            if not NAME.match(name):
                 raise ValueError(f"gallery name {name!r} is not valid")
         return value
 

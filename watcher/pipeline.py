@@ -44,18 +44,20 @@ from .tracker import FaceTracker, Track, TrackerOptions
 __all__ = ("PipelineOptions", "PipelineStats", "Matcher", "CameraPipeline", "crop_jpeg")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class PipelineOptions:
+    """Built by ``camera_options.pipeline_options``: per-camera values default in CameraSettings."""
+
     camera_id: str
     policy: Policy
     calibration: Calibration | None = None
-    min_face_px: float = 32.0
+    min_face_px: float
     min_quality: float = 0.3
-    cooldown_s: float = 30.0
-    unknown_after_frames: int = 5
+    cooldown_s: float
+    unknown_after_frames: int
     rematch_interval_s: float = 0.5  # an unmatched track is embedded again at most this often
-    attach_crop: bool = True
-    attributes: tuple[str, ...] = ()
+    attach_crop: bool
+    attributes: tuple[str, ...]
     crop_max_px: int = 256
     tiles_per_frame: int = 1  # of the 2x2 tiles scanned on large frames: 0 none, 4 all every frame
     track_shots: int = 3  # a track is named from its best this-many embedded shots, not one lucky frame

@@ -14,8 +14,8 @@ import pytest
 
 from broker.client import BrokerAddress
 from repo.decision import Policy
+from watcher.camera_options import pipeline_options
 from watcher.cameras import Camera, CameraSettings
-from watcher.pipeline import PipelineOptions
 from watcher.stream import StreamOptions
 from watcher.supervisor import Supervisor, SupervisorOptions
 from repo.store import RepoStore
@@ -61,7 +61,7 @@ def camera(camera_id: str = "cam") -> Camera:
 
 
 def spec(cam: Camera) -> WorkerSpec:
-    options = PipelineOptions(cam.id, Policy(rate=None, threshold=0.3))
+    options = pipeline_options(cam.id, cam.settings, Policy(rate=None, threshold=0.3), default_min_quality=0.3)
     return WorkerSpec(cam, StreamOptions(cam.settings.url), options,
                       BrokerAddress("127.0.0.1", 1, "", ""), no_analyzer, no_store, os.getpid())
 

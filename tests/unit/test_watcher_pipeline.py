@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Unpack
 
 import numpy as np
 
 from repo.decision import Policy
 from repo.store import Subject
 from vision.records import Detections, Face, Quality
+from watcher.camera_options import NodeOptions, pipeline_options
+from watcher.cameras import CameraSettings
 from watcher.galleries import GalleryCandidate
 from watcher.pipeline import CameraPipeline, PipelineOptions
 from watcher.stream import VideoFrame
@@ -72,11 +75,16 @@ class Matcher:
         return self.subjects.get(subject_pk)
 
 
+def door_options(**node: Unpack[NodeOptions]) -> PipelineOptions:
+    """A camera at CameraSettings' defaults, matching at a fixed cosine of 0.5."""
+    return pipeline_options("door", CameraSettings(url="rtsp://door/1"), Policy(rate=None, threshold=0.5),
+                            default_min_quality=0.3, **node)
+
+
 def run(script: list[list[Face]], **options: Any) -> tuple[list[dict[str, Any]], ScriptedAnalyzer]:
     analyzer = ScriptedAnalyzer(script)
-    opts = {"camera_id": "door", "policy": Policy(rate=None, threshold=0.5), "rematch_interval_s": 0.0,
-            "attach_crop": False, **options}
-    pipeline = CameraPipeline(analyzer, Matcher(), PipelineOptions(**opts))  # type: ignore[arg-type]
+    opts = replace(door_options(), **{"rematch_interval_s": 0.0, "attach_crop": False, **options})
+    pipeline = CameraPipeline(analyzer, Matcher(), opts)  # type: ignore[arg-type]
     events: list[dict[str, Any]] = []
     for index in range(len(script)):
         events += pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
@@ -171,7 +179,7 @@ def test_large_frames_scan_the_tiles_in_turn() -> None:
     for per_frame, expected in ((1, [[0], [1], [2], [3], [0]]), (2, [[0, 1], [2, 3], [0, 1], [2, 3], [0, 1]]),
                                 (0, [[]] * 5), (4, [None] * 5)):
         analyzer = TileRecorder(5)
-        options = PipelineOptions("door", Policy(rate=None, threshold=0.5), tiles_per_frame=per_frame)
+        options = door_options(tiles_per_frame=per_frame)
         pipeline = CameraPipeline(analyzer, Matcher(), options)  # type: ignore[arg-type]
         for index in range(5):
             pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
