@@ -82,7 +82,7 @@ def degrade(image: np.ndarray, face_side: float, rng: np.random.Generator) -> tu
 
 
 def build_faceset(analyzer: FaceAnalyzer, variants: int = 2, seed: int = 7, limit: int | None = None) -> FaceSet:
-    version = 4  # bump when the analysis or the degradation changes
+    version = 6  # bump when the analysis or the degradation changes
     cache = Path(tempfile.gettempdir()) / (
         f"facewatch-faceset-v{version}-{analyzer.embedder.model_id}-{variants}-{seed}-{limit}.npz")
     if cache.exists():

@@ -99,6 +99,7 @@ def build_analyzer(cfg: FacewatchConfig) -> FaceAnalyzer:
         min_size_px=q.min_size_px, good_size_px=q.good_size_px, blur_sharpness=q.blur_sharpness,
         sharp_sharpness=q.sharp_sharpness, frontal_yaw_deg=q.frontal_yaw_deg, profile_yaw_deg=q.profile_yaw_deg,
         yaw_source=q.yaw_source, reference_norm=q.reference_norm, low_norm_ratio=q.low_norm_ratio,
-        high_norm_ratio=q.high_norm_ratio,
+        high_norm_ratio=q.high_norm_ratio, occlusion_check=q.occlusion_check,
+        visible_consistency=q.visible_consistency, covered_consistency=q.covered_consistency,
     )
     return FaceAnalyzer(_detector(cfg, sessions), landmarker, embedder, factories, quality)

@@ -123,8 +123,8 @@ class ModelsConfig(Section):
 class QualityConfig(Section):
     min_size_px: float = Field(20.0, ge=0)
     good_size_px: float = Field(48.0, gt=0)
-    blur_sharpness: float = Field(0.02, ge=0, description="native-resolution sharpness: blur factor 0 at or below")
-    sharp_sharpness: float = Field(0.08, gt=0, description="... and 1 at or above")
+    blur_sharpness: float = Field(0.01, ge=0, description="native-resolution sharpness: blur factor 0 at or below")
+    sharp_sharpness: float = Field(0.05, gt=0, description="... and 1 at or above")
     frontal_yaw_deg: float = Field(25.0, ge=0, le=90)
     profile_yaw_deg: float = Field(50.0, ge=0, le=90)
     yaw_source: Literal["pose_model", "landmarks"] = Field(
@@ -133,12 +133,17 @@ class QualityConfig(Section):
     reference_norm: float = Field(3.57, gt=0, description="raw embedding norm of good faces (bench/calibrate.py)")
     low_norm_ratio: float = Field(0.55, ge=0, description="recognisable factor 0 at or below this norm ratio")
     high_norm_ratio: float = Field(0.8, gt=0, description="... and 1 at or above")
+    occlusion_check: bool = Field(True, description="refuse covered faces (two more embeddings per face)")
+    visible_consistency: float = Field(0.72, ge=0, le=1, description="visible factor 1 at or below this")
+    covered_consistency: float = Field(0.82, ge=0, le=1, description="... and 0 at or above")
     min_score: float = Field(0.3, ge=0, le=1, description="faces under this quality are not matched or enrolled")
 
     @model_validator(mode="after")
     def _ordered(self) -> "QualityConfig":
         if self.high_norm_ratio <= self.low_norm_ratio:
             raise ValueError("high_norm_ratio must be greater than low_norm_ratio")
+        if self.covered_consistency <= self.visible_consistency:
+            raise ValueError("covered_consistency must be greater than visible_consistency")
         if self.good_size_px <= self.min_size_px:
             raise ValueError("good_size_px must be greater than min_size_px")
         if self.profile_yaw_deg <= self.frontal_yaw_deg:

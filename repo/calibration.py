@@ -97,8 +97,10 @@ def shipped_calibration(model_id: str) -> Calibration | None:
 
 
 def _extrapolate(xs: list[float], ys: list[float], x: float) -> float:
-    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-    return min(1.0, ys[-1] + slope * (x - xs[-1]))
+    """Beyond the deepest measured quantile, along the steepest of the last two measured segments:
+    the far tail of impostor scores is heavier than a Gaussian's (look-alikes), so err high."""
+    slopes = [(ys[i] - ys[i - 1]) / (xs[i] - xs[i - 1]) for i in range(max(1, len(xs) - 2), len(xs))]
+    return min(1.0, ys[-1] + min(slopes) * (x - xs[-1]))  # x and the slopes are negative: min is steepest
 
 
 def fit_calibration(model_id: str, impostor_scores: list[np.ndarray], quality_edges: tuple[float, ...],

@@ -17,7 +17,7 @@ from .errors import VisionError
 from .embedder import ArcFaceEmbedder
 from .geometry import align_face, five_points_from_68
 from .landmarks import Landmarker68
-from .quality import QualityOptions, assess_quality, with_embedding_norm
+from .quality import QualityOptions, assess_quality, masked_views, with_embedding
 from .records import Face
 from .selection import FaceChoice, choose, prominence, prominence_order
 
@@ -114,14 +114,23 @@ class FaceAnalyzer:
         return faces
 
     def embed(self, faces: Sequence[Face]) -> None:
-        """Fill ``embedding`` of every face in one batched model call."""
+        """Fill ``embedding`` of every face in one batched model call, and complete its quality
+        with the model's own verdict (vision/quality.py: recognisable, visible)."""
         if not faces:
             return
-        vectors, norms = self.embedder.embed_with_norms(np.stack([f.aligned for f in faces if f.aligned is not None]))
-        for face, vector, norm in zip(faces, vectors, norms):
-            face.embedding, face.embedding_norm = vector, float(norm)
+        crops = [f.aligned for f in faces if f.aligned is not None]
+        check = self.quality_options.occlusion_check
+        batch = crops + [view for crop in crops for view in masked_views(crop)] if check else crops
+        vectors, norms = self.embedder.embed_with_norms(np.stack(batch))
+        n = len(crops)
+        for i, face in enumerate(faces):
+            face.embedding, face.embedding_norm = vectors[i], float(norms[i])
+            consistency = None
+            if check:
+                masked = vectors[n + 2 * i : n + 2 * i + 2]
+                consistency = float((masked @ vectors[i]).max())
             if face.quality is not None:
-                face.quality = with_embedding_norm(face.quality, float(norm), self.quality_options)
+                face.quality = with_embedding(face.quality, float(norms[i]), consistency, self.quality_options)
 
     def add_attributes(self, image: np.ndarray, faces: Sequence[Face], names: Iterable[str]) -> None:
         if not faces:

@@ -36,8 +36,9 @@ class Quality:
 
     ``score`` is sqrt(size x blur) x frontal, each factor in 0..1, and once the
     face is embedded also x ``recognisable`` (from the model's raw embedding
-    norm; 1.0 until then): a caller that wants to refuse tiny, blurred, profile
-    or covered faces compares ``score`` (or one factor) with its own threshold.
+    norm) x ``visible`` (not covered; both 1.0 until then): a caller that wants
+    to refuse tiny, blurred, profile or covered faces compares ``score`` (or one
+    factor) with its own threshold.
     """
 
     score: float
@@ -50,6 +51,8 @@ class Quality:
     frontal: float
     recognisable: float = 1.0  # from the embedding norm; 1.0 until the face is embedded
     norm_ratio: float = 0.0  # raw embedding norm / the model's reference norm (0: not embedded)
+    visible: float = 1.0  # 0 for a covered face (vision/quality.py); 1.0 until embedded
+    consistency: float = 0.0  # the whole face's similarity to its half-masked views (0: not measured)
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -63,6 +66,8 @@ class Quality:
             "frontal": round(self.frontal, 4),
             "recognisable": round(self.recognisable, 4),
             "norm_ratio": round(self.norm_ratio, 4),
+            "visible": round(self.visible, 4),
+            "consistency": round(self.consistency, 4),
         }
 
 
