@@ -18,7 +18,7 @@ __all__ = ("eventually",)
 T = TypeVar("T")
 
 
-def eventually(predicate: Callable[[], T], *, timeout_s: float = 10.0, what: str = "the condition",
+def eventually(predicate: Callable[[], T | None], *, timeout_s: float = 10.0, what: str = "the condition",
                interval_s: float = 0.02, ignoring: tuple[type[Exception], ...] = ()) -> T:
     """Call ``predicate`` until it returns something truthy, and return that.
 
