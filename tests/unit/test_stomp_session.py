@@ -18,10 +18,9 @@ from typing import Any, cast
 import pytest
 
 from broker.auth import StaticAuthenticator, StaticUser
-from broker.core import BrokerLimits
+from broker.core import BrokerCore, BrokerLimits
 from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser, ParserLimits
-from broker.server import BrokerCore
 from broker.session import StompSession
 
 SERVER_COMMANDS = frozenset({"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"})
