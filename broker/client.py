@@ -83,6 +83,15 @@ class _Sub:
     callback: Callable[[BusMessage], object]
     ack: str
     headers: dict[str, str] = field(default_factory=dict)
+    # The receipt id while ``subscribe(receipt=True)`` waits for the broker's
+    # RECEIPT: every SUBSCRIBE of it (a resubscription too) asks for that receipt.
+    receipt: str | None = None
+
+    def subscribe_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.receipt is not None:
+            headers["receipt"] = self.receipt
+        return headers
 
 
 def _encode_body(body: bytes | str | Any) -> tuple[bytes, str | None]:
@@ -111,6 +120,8 @@ class BusClient:
         self._subs: dict[str, _Sub] = {}
         self._sub_ids = 0
         self._pending: dict[str, tuple[threading.Event, list[BusMessage]]] = {}
+        # subscribe(receipt=True) waiting: receipt id -> (confirmed, the ERROR that answered it instead)
+        self._sub_receipts: dict[str, tuple[threading.Event, list[str]]] = {}
         self._reply_queue = f"/temp-queue/{client_name}.{uuid.uuid4().hex[:12]}"
         self._lock = threading.RLock()
         self._closing = False
@@ -155,7 +166,7 @@ class BusClient:
             raise BusError(self.last_error or "connection refused by the broker")
         with self._lock:
             for sub_id, sub in self._subs.items():
-                self._conn.subscribe(sub.destination, id=sub_id, ack=sub.ack, headers=dict(sub.headers))
+                self._conn.subscribe(sub.destination, id=sub_id, ack=sub.ack, headers=sub.subscribe_headers())
         self._established = True
         self._connected.set()
 
@@ -220,15 +231,51 @@ class BusClient:
             raise BusError(f"publish to {destination} failed: {exc!r}") from exc
 
     def subscribe(self, destination: str, callback: Callable[[BusMessage], object], *, ack: str = "auto",
-                  headers: dict[str, str] | None = None) -> str:
-        """Subscribe; ``callback`` runs on the client's receiver thread. Returns the id."""
+                  headers: dict[str, str] | None = None, receipt: bool = False, timeout_s: float = 10.0) -> str:
+        """Subscribe; ``callback`` runs on the client's receiver thread. Returns the id.
+
+        With ``receipt=True``, returns only once the broker has confirmed the
+        SUBSCRIBE with a RECEIPT, so whatever is published after the return
+        reaches ``callback``. Sent before the client is connected (or lost with
+        a connection), the SUBSCRIBE asks for the receipt again when the client
+        (re)connects. Without a receipt within ``timeout_s`` (or on an ERROR
+        that answers it) the subscription is dropped and ``BusTimeout`` (or
+        ``BusError``) is raised.
+        """
+        done: threading.Event | None = None
         with self._lock:
             self._sub_ids += 1
             sub_id = f"s{self._sub_ids}"
-            self._subs[sub_id] = _Sub(destination, callback, ack, dict(headers or {}))
+            sub = self._subs[sub_id] = _Sub(destination, callback, ack, dict(headers or {}))
+            errors: list[str] = []
+            if receipt:
+                done = threading.Event()
+                sub.receipt = uuid.uuid4().hex
+                self._sub_receipts[sub.receipt] = (done, errors)
             if self._connected.is_set():
-                self._conn.subscribe(destination, id=sub_id, ack=ack, headers=dict(headers or {}))
-        return sub_id
+                try:
+                    self._conn.subscribe(destination, id=sub_id, ack=ack, headers=sub.subscribe_headers())
+                except (StompException, OSError) as exc:
+                    if sub.receipt is None:
+                        raise
+                    # Lost with the connection: the reconnect sends it again.
+                    log.debug("SUBSCRIBE to %s not sent (%r); waiting for the reconnect", destination, exc)
+        if done is None or sub.receipt is None:
+            return sub_id
+        rid = sub.receipt
+        confirmed = done.wait(timeout_s)
+        with self._lock:
+            self._sub_receipts.pop(rid, None)
+            sub.receipt = None
+        if confirmed and not errors:
+            return sub_id
+        try:
+            self.unsubscribe(sub_id)
+        except (StompException, OSError):
+            self._subs.pop(sub_id, None)  # gone with the connection, not restored by a reconnect
+        if errors:
+            raise BusError(f"SUBSCRIBE to {destination} refused: {errors[0]}")
+        raise BusTimeout(f"no receipt for SUBSCRIBE to {destination} within {timeout_s}s")
 
     def unsubscribe(self, sub_id: str) -> None:
         with self._lock:
@@ -318,6 +365,16 @@ class BusClient:
         pending = self._pending.get(receipt_id)
         if pending is not None:
             pending[0].set()
+        waiting = self._sub_receipts.get(receipt_id)
+        if waiting is not None:
+            waiting[0].set()
+
+    def _receipt_error(self, receipt_id: str, error: str) -> None:
+        """An ERROR answered the SUBSCRIBE that asked for ``receipt_id``."""
+        waiting = self._sub_receipts.get(receipt_id)
+        if waiting is not None:
+            waiting[1].append(error)
+            waiting[0].set()
 
 
 class _Listener(stomp.ConnectionListener):  # type: ignore[misc]  # stomp.py is untyped
@@ -335,6 +392,8 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]  # stomp.py is 
         body = frame.body.decode("utf-8", "replace") if isinstance(frame.body, bytes) else str(frame.body)
         self.client.last_error = f"{message}: {body}".strip(": ")
         log.warning("broker error: %s", self.client.last_error)
+        if frame.headers.get("receipt-id"):
+            self.client._receipt_error(frame.headers["receipt-id"], self.client.last_error)
 
     def on_disconnected(self) -> None:
         self.client._on_disconnected()

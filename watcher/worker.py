@@ -159,8 +159,9 @@ class CameraWorker:
             camera = self.spec.camera
             follower = GalleryFollower(store, camera.tenant_id, camera.settings.galleries, analyzer.embedder.dim,
                                        analyzer.embedder.model_id, self.spec.search)
-            # Subscribe before reading the database, so no change falls in between.
-            self.bus.subscribe(REPO_EVENTS, lambda m: self._on_repo_event(m, follower))
+            # Subscribe before reading the database, so no change falls in between: the
+            # broker's receipt says the subscription is in place before the read starts.
+            self.bus.subscribe(REPO_EVENTS, lambda m: self._on_repo_event(m, follower), receipt=True, timeout_s=30.0)
             self.gallery_faces = follower.load()
             log.info("camera %s: matching against %d faces in %s", self.camera_id, self.gallery_faces,
                      camera.settings.galleries)

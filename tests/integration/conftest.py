@@ -17,6 +17,7 @@ from broker.core import BrokerLimits
 from broker.embedded import BrokerThread, EmbeddedBroker
 from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser, ParserLimits
+from tests.waiting import eventually
 
 USERS = [
     StaticUser("guest", "guest"),
@@ -52,14 +53,17 @@ def _ensure_rabbitmq() -> str | None:
         return "RabbitMQ is not installed"
     if not _port_open(5672):
         subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+
+    def stomp_port_open() -> bool:
         subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_stomp", "rabbitmq_web_stomp"],
                        capture_output=True, timeout=60)
-        if _port_open(RABBIT_STOMP_PORT):
-            return None
-        time.sleep(2)
-    return "RabbitMQ's STOMP port 61613 did not open"
+        return _port_open(RABBIT_STOMP_PORT)
+
+    try:
+        eventually(stomp_port_open, timeout_s=90, interval_s=2, what="RabbitMQ's STOMP port")
+    except AssertionError:
+        return "RabbitMQ's STOMP port 61613 did not open"
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +92,7 @@ def collecting_client(address: BrokerAddress, destination: str,
     client = BusClient(address, **client_options)  # type: ignore[arg-type]
     client.connect()
     received: list[bytes] = []
-    client.subscribe(destination, lambda m: received.append(m.body))
-    time.sleep(0.3)  # let the SUBSCRIBE land before anyone publishes
+    client.subscribe(destination, lambda m: received.append(m.body), receipt=True)  # in place before anyone publishes
     return client, received
 
 

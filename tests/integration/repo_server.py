@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -18,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,14 +109,18 @@ class RepoServer:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "facewatch", "serve"], env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.log.read_text()[-3000:]}")
-            if Http(self.base).call("GET", "/api/v1/health").status == 200 if self._port_open() else False:
-                return self
-            time.sleep(0.2)
-        raise RuntimeError(f"serve did not answer: {self.log.read_text()[-3000:]}")
+            return self._port_open() and Http(self.base).call("GET", "/api/v1/health").status == 200
+
+        try:
+            eventually(answers, timeout_s=90, interval_s=0.2, what="serve to answer /api/v1/health")
+        except AssertionError as exc:
+            raise RuntimeError(f"serve did not answer: {self.log.read_text()[-3000:]}") from exc
+        return self
 
     def _port_open(self) -> bool:
         with socket.socket() as s:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from broker.core import BrokerLimits
 from broker.embedded import BrokerThread
+
+from tests.waiting import eventually
 
 from .conftest import RawStomp, start_embedded
 
@@ -71,7 +71,7 @@ def test_heartbeat_negotiation_sending_and_enforcement() -> None:
         assert raw.closed_by_peer(timeout_s=3.0)  # we never beat: closed
         quiet = RawStomp(broker.broker.port)
         quiet.connect(**{"heart-beat": "0,0"})
-        quiet.recv_none(0.6)  # no heart-beats either way, and not closed
+        quiet.recv_none(0.6)  # a test of time: no heart-beats either way within 0.6 s, and not closed
         quiet.send_frame("DISCONNECT", {"receipt": "bye"})
         assert quiet.recv().headers["receipt-id"] == "bye"
     finally:
@@ -96,7 +96,8 @@ def test_send_subscribe_message_receipt_and_headers(embedded: BrokerThread) -> N
     assert "receipt" not in message.headers and message.headers["message-id"]
     pub.send_frame("SEND", {"destination": "/topic/other.cam1"}, b"no")
     pub.send_frame("SEND", {"destination": "/topic/watcher.cam1.deeper"}, b"no")
-    sub.recv_none()
+    pub.send_frame("SEND", {"destination": "/topic/watcher.cam2"}, b"fence")
+    assert sub.recv().body == b"fence"  # the next message after the two: neither was delivered
 
 
 def test_hash_wildcard_and_unsubscribe(embedded: BrokerThread) -> None:
@@ -108,8 +109,11 @@ def test_hash_wildcard_and_unsubscribe(embedded: BrokerThread) -> None:
     assert [sub.recv().body for _ in range(3)] == [b"repo", b"repo.events", b"repo.events.gallery.1"]
     sub.send_frame("UNSUBSCRIBE", {"id": "a", "receipt": "u"})
     assert sub.recv().headers["receipt-id"] == "u"
+    sub.send_frame("SUBSCRIBE", {"destination": "/topic/fence", "id": "f", "receipt": "f"})
+    assert sub.recv().headers["receipt-id"] == "f"
     pub.send_frame("SEND", {"destination": "/topic/repo.events"}, b"late")
-    sub.recv_none()
+    pub.send_frame("SEND", {"destination": "/topic/fence"}, b"fence")
+    assert sub.recv().body == b"fence"  # the next message after "late": it was not delivered
 
 
 def test_queue_round_robin_and_redelivery_on_disconnect(embedded: BrokerThread) -> None:
@@ -144,8 +148,10 @@ def test_nack_redelivers_and_client_ack_is_cumulative(embedded: BrokerThread) ->
     assert consumer.recv().headers["receipt-id"] == "done"
     consumer.close()
     fresh = peer(embedded)
-    fresh.send_frame("SUBSCRIBE", {"destination": "/queue/jobs", "id": "c2", "ack": "client"})
-    fresh.recv_none(0.5)  # nothing left to redeliver
+    fresh.send_frame("SUBSCRIBE", {"destination": "/queue/jobs", "id": "c2", "ack": "client", "receipt": "s"})
+    fresh.recv()
+    producer.send_frame("SEND", {"destination": "/queue/jobs"}, b"fence")
+    assert fresh.recv().body == b"fence"  # first in line: nothing was left to redeliver
 
 
 def test_ack_by_message_id_in_1_1_and_unknown_ack_is_an_error(embedded: BrokerThread) -> None:
@@ -169,14 +175,16 @@ def test_transactions_commit_and_abort(embedded: BrokerThread) -> None:
     pub.send_frame("BEGIN", {"transaction": "t1"})
     pub.send_frame("SEND", {"destination": "/topic/tx", "transaction": "t1"}, b"one")
     pub.send_frame("SEND", {"destination": "/topic/tx", "transaction": "t1"}, b"two")
-    sub.recv_none()
+    pub.send_frame("SEND", {"destination": "/topic/tx"}, b"fence")
+    assert sub.recv().body == b"fence"  # outside the transaction: it overtakes the uncommitted ones
     pub.send_frame("COMMIT", {"transaction": "t1"})
     assert [sub.recv().body for _ in range(2)] == [b"one", b"two"]
     pub.send_frame("BEGIN", {"transaction": "t2"})
     pub.send_frame("SEND", {"destination": "/topic/tx", "transaction": "t2"}, b"never")
     pub.send_frame("ABORT", {"transaction": "t2", "receipt": "ab"})
     assert pub.recv().headers["receipt-id"] == "ab"
-    sub.recv_none()
+    pub.send_frame("SEND", {"destination": "/topic/tx"}, b"fence")
+    assert sub.recv().body == b"fence"  # the aborted message never came
     pub.send_frame("COMMIT", {"transaction": "t2"})
     assert pub.recv().headers["message"] == "unknown transaction"
 
@@ -213,7 +221,10 @@ def test_temp_queue_replies_reach_only_the_requester(embedded: BrokerThread) -> 
     snooper.send_frame("SUBSCRIBE", {"destination": "/temp-queue/r1", "id": "t", "receipt": "x"})
     assert snooper.recv().command == "ERROR"
     requester.close()
-    time.sleep(0.2)
+    token, core = reply_to.removeprefix("/reply-queue/"), embedded.broker.core
+    assert core is not None
+    eventually(lambda: token not in core.router.reply_queues,
+               what="the broker to drop the closed requester's reply queue")
     service.send_frame("SEND", {"destination": reply_to, "receipt": "late"}, b"to nobody")
     assert service.recv().headers["receipt-id"] == "late"  # dropped quietly, the service lives on
 
@@ -276,8 +287,7 @@ def test_subscription_and_connection_limits() -> None:
         third = RawStomp(broker.broker.port)
         assert third.connect().headers["message"] == "too many connections"
         first.send_frame("DISCONNECT", {"receipt": "bye"})
-        first.recv()
-        time.sleep(0.2)
+        first.recv()  # the broker frees the slot in the step that sends this RECEIPT
         assert peer(broker)  # a slot is free again
         second.close()
     finally:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 import aiohttp
 
 from broker.client import BrokerAddress
 from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser
+from tests.waiting import eventually
 
 from .conftest import collecting_client, start_embedded
 
@@ -66,9 +66,8 @@ def test_websocket_subscriber_gets_tcp_publications_and_publishes_back(ws_target
         connected, message, *receipts = asyncio.run(main())
         assert message.command == "MESSAGE" and message.body == b'{"hello":"browser"}'
         assert [r.headers["receipt-id"] for r in receipts] == ["r1", "r2"]
-        deadline = time.monotonic() + 5
-        while len(back) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Receipts to the WebSocket say the broker took them; delivery to the TCP client is another hop.
+        eventually(lambda: len(back) >= 2, timeout_s=5, what="both publications from the WebSocket")
         assert back == [b"from ws", b"from ws"]
     finally:
         tcp.close()

@@ -6,13 +6,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from broker.client import BrokerAddress
+from tests.waiting import eventually
 
 from .conftest import collecting_client
 
@@ -62,7 +62,5 @@ def test_chromium_receives_stomp_py_publication_and_publishes_back(ws_target: tu
         tcp.close()
     assert received == [{"body": '{"event":"face.recognized","subject":"Lin-Manuel Miranda"}',
                          "destination": f"/topic/{topic}"}]
-    deadline = time.monotonic() + 5
-    while not from_browser and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: from_browser, timeout_s=5, what="the browser's publication")
     assert [json.loads(b) for b in from_browser] == [{"hello": "from chromium"}]

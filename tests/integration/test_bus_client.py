@@ -10,21 +10,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from broker.client import BrokerAddress, BusClient, BusError, BusMessage, BusTimeout
+from broker.embedded import BrokerThread
+from tests.waiting import eventually
 
-from .conftest import collecting_client
+from .conftest import USERS, collecting_client, start_embedded
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}.{uuid.uuid4().hex[:10]}"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
@@ -47,12 +40,11 @@ def test_publish_subscribe_with_wildcards(clients: Callable[[], BusClient]) -> N
     base = unique("watcher")
     star: list[BusMessage] = []
     hash_: list[BusMessage] = []
-    sub.subscribe(f"/topic/{base}.*", star.append)
-    sub.subscribe(f"/topic/{base}.#", hash_.append)
-    time.sleep(0.3)
+    sub.subscribe(f"/topic/{base}.*", star.append, receipt=True)
+    sub.subscribe(f"/topic/{base}.#", hash_.append, receipt=True)
     pub.publish(f"/topic/{base}.cam1", {"event": "face.recognized"}, receipt=True)
     pub.publish(f"/topic/{base}.cam1.sub", b"deep", receipt=True)
-    assert wait_for(lambda: len(hash_) == 2 and len(star) == 1)
+    eventually(lambda: len(hash_) == 2 and len(star) == 1, what="both messages on #, one on *")
     assert star[0].json() == {"event": "face.recognized"}
     assert star[0].headers["content-type"] == "application/json"
     assert sorted(m.body for m in hash_) == [b"deep", b'{"event":"face.recognized"}']
@@ -67,12 +59,11 @@ def test_competing_consumers_share_a_queue(clients: Callable[[], BusClient]) -> 
         return lambda m: bodies.append(m.body)
 
     for index, worker in enumerate(workers):
-        worker.subscribe(queue, collect(got[index]))
-    time.sleep(0.3)
+        worker.subscribe(queue, collect(got[index]), receipt=True)
     producer = clients()
     for i in range(20):
         producer.publish(queue, str(i))
-    assert wait_for(lambda: len(got[0]) + len(got[1]) == 20)
+    eventually(lambda: len(got[0]) + len(got[1]) == 20, what="20 messages shared by the two workers")
     assert sorted(int(b) for b in got[0] + got[1]) == list(range(20))
     assert got[0] and got[1]  # both took a share
 
@@ -89,10 +80,9 @@ def test_client_individual_ack_and_nack_redelivery(clients: Callable[[], BusClie
         else:
             consumer.ack(message)
 
-    consumer.subscribe(queue, handle, ack="client-individual")
-    time.sleep(0.3)
+    consumer.subscribe(queue, handle, ack="client-individual", receipt=True)
     producer.publish(queue, "job-1")
-    assert wait_for(lambda: len(seen) == 2)
+    eventually(lambda: len(seen) == 2, what="the delivery and its redelivery")
     assert [m.body for m in seen] == [b"job-1", b"job-1"]
     assert seen[1].headers.get("redelivered") == "true"
 
@@ -105,8 +95,7 @@ def test_request_reply_with_correlation_and_timeout(clients: Callable[[], BusCli
         payload = request.json()
         server.reply(request, {"sum": payload["a"] + payload["b"]}, status=200 if payload["a"] >= 0 else 400)
 
-    server.subscribe(queue, handle)
-    time.sleep(0.3)
+    server.subscribe(queue, handle, receipt=True)
     results = {}
 
     def call(a: int) -> None:
@@ -129,22 +118,76 @@ def test_async_iterator(clients: Callable[[], BusClient]) -> None:
     sub, pub = clients(), clients()
     topic = f"/topic/{unique('events')}"
 
-    async def consume() -> list[bytes]:
-        out = []
-        async for message in sub.messages(topic):
-            out.append(message.body)
-            if len(out) == 3:
-                break
-        return out
-
     async def main() -> list[bytes]:
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.3)
+        loop = asyncio.get_running_loop()
+        messages = sub.messages(topic)
+        first = asyncio.ensure_future(anext(messages))  # its first step (the SUBSCRIBE) is scheduled now,
+        stepped = loop.create_future()
+        loop.call_soon(stepped.set_result, None)  # and runs before this callback (FIFO): so it has run
+        await stepped
+        # The iterator asks for no receipt: one for a later frame of the same connection says the broker
+        # has handled its SUBSCRIBE.
+        await asyncio.to_thread(sub.publish, f"/topic/{unique('fence')}", b"", receipt=True)
+
+        async def rest() -> list[bytes]:
+            out = [(await first).body]
+            async for message in messages:
+                out.append(message.body)
+                if len(out) == 3:
+                    break
+            return out
+
+        task = asyncio.create_task(rest())
         for i in range(3):
             await asyncio.to_thread(pub.publish, topic, f"e{i}")
         return await asyncio.wait_for(task, 10)
 
     assert asyncio.run(main()) == [b"e0", b"e1", b"e2"]
+
+
+def test_subscribe_with_receipt_returns_once_the_broker_has_it(clients: Callable[[], BusClient],
+                                                               broker_address: BrokerAddress) -> None:
+    topic = f"/topic/{unique('receipt')}"
+    early = BusClient(broker_address)  # not connected yet: the SUBSCRIBE goes with the CONNECT
+    got: list[bytes] = []
+    result: list[str | Exception] = []
+
+    def subscribe() -> None:
+        try:
+            result.append(early.subscribe(topic, lambda m: got.append(m.body), receipt=True, timeout_s=20))
+        except Exception as exc:  # reported below
+            result.append(exc)
+
+    waiter = threading.Thread(target=subscribe)
+    waiter.start()
+    try:
+        early.connect()
+        waiter.join(30)
+        assert not waiter.is_alive() and isinstance(result[0], str), result
+        clients().publish(topic, "one", receipt=True)
+        eventually(lambda: got == [b"one"], what="the message on the confirmed subscription")
+    finally:
+        early.close()
+
+
+def test_subscribe_with_receipt_times_out_and_forgets_the_subscription(broker_address: BrokerAddress) -> None:
+    never = BusClient(broker_address)  # never connected: no receipt can come
+    with pytest.raises(BusTimeout, match="no receipt for SUBSCRIBE"):
+        never.subscribe("/topic/nothing", lambda m: None, receipt=True, timeout_s=0.2)
+    assert never._subs == {}  # not restored by a later connect
+
+
+def test_a_refused_subscribe_with_receipt_raises_at_once(embedded: BrokerThread) -> None:
+    viewer = BusClient(BrokerAddress("127.0.0.1", embedded.broker.port, "viewer", "viewer-pass"))
+    viewer.connect()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BusError, match="access refused"):
+            viewer.subscribe("/queue/facewatch.api", lambda m: None, receipt=True, timeout_s=20)
+        assert time.monotonic() - started < 10  # the ERROR answered, not the timeout
+        assert viewer._subs == {}
+    finally:
+        viewer.close()
 
 
 def test_bad_credentials_raise(broker_address: BrokerAddress) -> None:
@@ -165,15 +208,14 @@ def test_address_parsing() -> None:
 def _assert_resubscribed(sub: BusClient, pub: BusClient, topic: str, got: list[bytes]) -> None:
     assert sub.wait_connected(30), "client did not reconnect"
     assert pub.wait_connected(30)
-    # The restored subscription delivers again (publish until one arrives: the
-    # re-SUBSCRIBE races the first publish).
-    deadline = time.monotonic() + 15
-    while not got and time.monotonic() < deadline:
-        try:
-            pub.publish(topic, "after", timeout_s=2)
-        except BusError:
-            pass
-        time.sleep(0.2)
+    # The restored subscription delivers again. A resubscription asks for no receipt:
+    # publish until one arrives (the re-SUBSCRIBE races the first publish).
+
+    def delivered() -> bool:
+        pub.publish(topic, "after", timeout_s=2)
+        return bool(got)
+
+    eventually(delivered, timeout_s=15, interval_s=0.2, ignoring=(BusError,), what="the restored subscription")
     assert b"after" in got
     assert sub.reconnects >= 1
 
@@ -183,8 +225,6 @@ def test_reconnect_restores_subscriptions_embedded() -> None:
     from broker.core import BrokerLimits
     from broker.embedded import BrokerThread, EmbeddedBroker
 
-    from .conftest import USERS, start_embedded
-
     first = start_embedded()
     port = first.broker.port
     address = BrokerAddress("127.0.0.1", port, "guest", "guest")
@@ -193,7 +233,7 @@ def test_reconnect_restores_subscriptions_embedded() -> None:
     pub = BusClient(address, heartbeats_ms=(500, 500))
     pub.connect()
     first.stop()  # the broker goes away...
-    time.sleep(1.0)
+    eventually(lambda: not sub.wait_connected(0) and not pub.wait_connected(0), what="both clients to see it gone")
     second = BrokerThread(EmbeddedBroker(BrokerLimits(), StaticAuthenticator(USERS), port=port)).start()
     try:  # ...and comes back on the same port
         _assert_resubscribed(sub, pub, topic, got)
@@ -214,7 +254,7 @@ def test_reconnect_restores_subscriptions_rabbitmq(rabbitmq: BrokerAddress) -> N
         kicked = subprocess.run(["rabbitmqctl", "close_all_connections", "facewatch reconnect test"],
                                 capture_output=True, text=True, timeout=60)
         assert kicked.returncode == 0, kicked.stderr
-        assert wait_for(lambda: sub.reconnects >= 1, 30)
+        eventually(lambda: sub.reconnects >= 1, timeout_s=30, what="the subscriber to reconnect")
         _assert_resubscribed(sub, pub, topic, got)
     finally:
         sub.close()

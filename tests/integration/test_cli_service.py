@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.waiting import eventually
 from vision.pack import DEFAULT_PACK, verify_pack
 
 from .repo_server import free_port
@@ -63,16 +64,12 @@ def test_serve_answers_health_and_runs_the_embedded_broker(models_dir: Path, tmp
         server = subprocess.Popen([sys.executable, "-m", "facewatch", "serve", "--config", str(ROOT / "config.yaml")],
                                   env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        body = None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as resp:
-                    body = json.loads(resp.read())
-                    break
-            except OSError:
-                time.sleep(0.2)
-        assert body is not None, log_file.read_text()
+        def health() -> Any:
+            assert server.poll() is None, log_file.read_text()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as resp:
+                return json.loads(resp.read())
+
+        body = eventually(health, timeout_s=60, interval_s=0.2, ignoring=(OSError,), what="serve to answer")
         assert body["status"] == "ok"
         assert body["embedding_model"].startswith("fr_feature-87aacdfe5751")
         # A credential was generated, private to the owner, and it opens the broker.
@@ -82,12 +79,9 @@ def test_serve_answers_health_and_runs_the_embedded_broker(models_dir: Path, tmp
         good = BusClient(BrokerAddress("127.0.0.1", stomp_port, creds["login"], creds["passcode"]))
         good.connect()
         got: list[bytes] = []
-        good.subscribe("/topic/serve.check", lambda m: got.append(m.body))
-        time.sleep(0.3)
+        good.subscribe("/topic/serve.check", lambda m: got.append(m.body), receipt=True)
         good.publish("/topic/serve.check", "ok", receipt=True)
-        deadline = time.monotonic() + 5
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: got, timeout_s=5, what="the message back")
         good.close()
         assert got == [b"ok"]
         with pytest.raises(BusError):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from broker.client import BrokerAddress, BusClient
+from tests.waiting import eventually
 
 from .repo_server import Http, RepoServer
 from .test_repo_api import PG, _drop_database, _postgres_database
@@ -66,8 +66,7 @@ def grouped(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     bus = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, creds["login"], creds["passcode"]))
     bus.connect()
     events: list[dict[str, Any]] = []
-    bus.subscribe("/topic/grouping.events", lambda m: events.append(json.loads(m.body)))
-    time.sleep(0.3)
+    bus.subscribe("/topic/grouping.events", lambda m: events.append(json.loads(m.body)), receipt=True)
     http = server.http(api_key=tenant["api_key"])
     faces: dict[str, list[dict[str, Any]]] = {}
     photos = [p for person in PEOPLE for p in sorted((shared_data / "faces" / "enroll" / person).iterdir())]
@@ -178,10 +177,9 @@ def test_watchers_unknown_faces_are_grouped_and_a_promoted_group_is_recognised(
         placed = threading.Event()
         recognized: list[dict[str, Any]] = []
         bus.subscribe("/topic/grouping.events",
-                      lambda m: placed.set() if json.loads(m.body).get("camera") == "stage" else None)
+                      lambda m: placed.set() if json.loads(m.body).get("camera") == "stage" else None, receipt=True)
         bus.subscribe("/topic/watcher.stage", lambda m: recognized.append(json.loads(m.body))
-                      if json.loads(m.body)["type"] == "face.recognized" else None)
-        time.sleep(0.3)
+                      if json.loads(m.body)["type"] == "face.recognized" else None, receipt=True)
         assert http.call("POST", "/api/v1/galleries", {"name": "cast"}).status == 201
         registered = bus.request("/queue/facewatch.api", {"id": "stage", "url": f"file://{clip}", "loop": True,
                                                           "galleries": ["cast"], "cooldown_s": 0},
@@ -198,10 +196,8 @@ def test_watchers_unknown_faces_are_grouped_and_a_promoted_group_is_recognised(
         # frontal enough) becomes a subject, and the running camera recognises them.
         promoted = http.call("POST", f"/api/v1/groups/{group['id']}/promote", {"gallery": "cast", "subject": "lead"})
         assert promoted.status == 200, promoted.body
-        deadline = time.monotonic() + 60
-        while not any(e["subject"]["id"] == "lead" for e in recognized):
-            assert time.monotonic() < deadline, "the promoted subject was not recognised"
-            time.sleep(0.5)
+        eventually(lambda: any(e["subject"]["id"] == "lead" for e in recognized), timeout_s=60,
+                   what="the promoted subject to be recognised")
     finally:
         bus.close()
         server.stop()
@@ -215,17 +211,17 @@ def test_batch_grouping_job_reports_progress_and_lists_its_groups(grouped: Group
                 archive.writestr(f"batch/{person}-{photo.name}", photo.read_bytes())
         archive.writestr("notes/readme.txt", b"not an image: skipped")
     progress: list[dict[str, Any]] = []
-    sub = grouped.bus.subscribe("/topic/jobs.*", lambda m: progress.append(json.loads(m.body)))
-    time.sleep(0.3)
+    sub = grouped.bus.subscribe("/topic/jobs.*", lambda m: progress.append(json.loads(m.body)), receipt=True)
     try:
         accepted = grouped.http.call("POST", "/api/v1/groups/jobs", files={"file": ("set.zip", buffer.getvalue())})
         assert accepted.status == 202, accepted.body
         job_id = accepted.body["id"]
         assert accepted.body["total"] == 4 and accepted.body["events"] == f"/topic/jobs.{job_id}"
-        deadline = time.monotonic() + 60
-        while (job := grouped.http.call("GET", f"/api/v1/jobs/{job_id}").body)["status"] != "done":
-            assert time.monotonic() < deadline, job
-            time.sleep(0.3)
+        # The runner publishes the job as it ended last of all, after writing it.
+        eventually(lambda: any(p["id"] == job_id and p["status"] != "running" for p in progress), timeout_s=60,
+                   what="the job's last event")
+        job = grouped.http.call("GET", f"/api/v1/jobs/{job_id}").body
+        assert job["status"] == "done", job
     finally:
         grouped.bus.unsubscribe(sub)
     assert job["kind"] == "group" and job["done"] == 4 and job["result"]["failed"] == []

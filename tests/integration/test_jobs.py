@@ -17,6 +17,7 @@ from grouping.handlers import grouping_job_kind
 from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore
 from repo.events import NullPublisher
+from repo.jobs import JobRunner
 from repo.store import RepoStore
 from vision.analyzer import FaceAnalyzer
 
@@ -39,9 +40,11 @@ def _zip_of(photos: dict[str, Path]) -> bytes:
     return buf.getvalue()
 
 
-async def _until_done(store: RepoStore, tenant: str, job_id: str) -> dict[str, Any]:
-    while (job := store.job(tenant, job_id))["status"] != "done":
-        await asyncio.sleep(0.05)
+async def _until_done(jobs: JobRunner, store: RepoStore, tenant: str, job_id: str) -> dict[str, Any]:
+    """The job once its runner has ended (writing "done" is the runner's last step but one)."""
+    await asyncio.gather(*list(jobs._tasks))
+    job = store.job(tenant, job_id)
+    assert job["status"] == "done", job
     return job
 
 
@@ -61,7 +64,7 @@ def test_an_item_committed_before_a_crash_is_not_enrolled_again(tmp_path: Path, 
         biden = store.create_subject(gallery.id, "biden", "biden", {})
         await repo.add_faces(gallery, biden, photos["biden"].read_bytes(), job_item=f"{job_id}/0")
         assert parts.jobs.resume_all() == 1
-        return await _until_done(store, tenant, job_id)
+        return await _until_done(parts.jobs, store, tenant, job_id)
 
     job = asyncio.run(crash_then_resume())
     subjects, total = store.list_subjects(gallery.id, 0, 10)
@@ -91,8 +94,8 @@ def test_each_instance_resumes_only_the_jobs_it_spooled(tmp_path: Path, models_d
     async def restart_both() -> None:
         assert b.jobs.resume_all() == 1  # the legacy job in its spool, not a's job
         assert a.jobs.resume_all() == 1  # its own job, not the legacy one it cannot read
-        await _until_done(store, tenant, a_job)
-        await _until_done(store, tenant, legacy_job)
+        await _until_done(a.jobs, store, tenant, a_job)
+        await _until_done(b.jobs, store, tenant, legacy_job)
         await a.jobs.stop()
         await b.jobs.stop()
 
@@ -122,7 +125,7 @@ def test_a_grouping_job_resumed_mid_item_places_each_face_once(tmp_path: Path, m
         assert len(placed) == 2
         await service.remove_face(tenant, placed[1]["face"])
         assert parts.jobs.resume_all() == 1
-        return await _until_done(store, tenant, job_id), placed
+        return await _until_done(parts.jobs, store, tenant, job_id), placed
 
     job, before = asyncio.run(crash_then_resume())
     groups, total = GroupStore(store).list_groups(tenant, camera=None, since=None, until=None, status=None,

@@ -24,6 +24,7 @@ from grouping.store import GroupStore, NewFace
 from repo.events import NullPublisher
 from repo.reembed import Reembedder, ReembedStatus, repo_faces
 from repo.service import EmbeddedFace, FaceRepository
+from tests.waiting import eventually
 from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
 from watcher.pipeline import crop_jpeg
@@ -43,13 +44,11 @@ def _identified(http: Http, data: Path, gallery: str) -> set[str]:
 
 
 def _reembedding_when_done(server: RepoServer, timeout_s: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def finished() -> dict[str, Any] | None:
         status: dict[str, Any] = server.http().call("GET", "/api/v1/health").body["reembedding"]
-        if not status["running"]:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"re-embedding still running after {timeout_s}s: {status}")
+        return None if status["running"] else status
+
+    return eventually(finished, timeout_s=timeout_s, interval_s=0.2, what="the re-embedding to finish")
 
 
 def test_stored_faces_are_reembedded_when_the_model_changes(tmp_path: Path, models_dir: Path,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 
 from broker.client import BrokerAddress, BusClient
+from tests.waiting import eventually
 
 from .repo_server import Http, RepoServer
 
@@ -86,6 +86,15 @@ def _enrol_everyone(dep: Deployment) -> None:
                               files={"file": (image.name, image.read_bytes())})
             assert added.status == 201, (image, added.body)
             assert len(added.body["faces"]) == 1
+
+
+def _finished_job(http: Http, job_id: str, timeout_s: float) -> dict[str, Any]:
+    """The job once it has ended (done, failed or cancelled)."""
+    def ended() -> dict[str, Any] | None:
+        job: dict[str, Any] = http.call("GET", f"/api/v1/jobs/{job_id}").body
+        return job if job["status"] in ("done", "failed", "cancelled") else None
+
+    return eventually(ended, timeout_s=timeout_s, interval_s=0.1, what=f"job {job_id} to end")
 
 
 def _identified(dep: Deployment, relative: str, http: Http | None = None, **fields: str) -> set[str]:
@@ -378,9 +387,7 @@ def test_bulk_enrolment_from_a_json_list_over_stomp(deployment: Deployment) -> N
         job_id = accepted.json()["id"]
     finally:
         bus.close()
-    deadline = time.monotonic() + 60
-    while (job := http.call("GET", f"/api/v1/jobs/{job_id}").body)["status"] != "done" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    job = _finished_job(http, job_id, 60)
     assert job["status"] == "done" and job["done"] == 3 and job["result"]["added"] == 3, job
     subjects = {s["id"]: s["faces"] for s in http.call("GET", "/api/v1/galleries/listed/subjects").body["subjects"]}
     assert subjects == {"obama": 2, "biden": 1}
@@ -422,23 +429,20 @@ def test_bulk_enrolment_job_with_progress_events(deployment: Deployment) -> None
     bus.connect()
     events: list[dict[str, Any]] = []
     try:
-        bus.subscribe("/topic/jobs.*", lambda m: events.append(m.json()))
+        bus.subscribe("/topic/jobs.*", lambda m: events.append(m.json()), receipt=True)
         repo_events: list[dict[str, Any]] = []
-        bus.subscribe("/topic/repo.events", lambda m: repo_events.append(m.json()))
-        time.sleep(0.3)
+        bus.subscribe("/topic/repo.events", lambda m: repo_events.append(m.json()), receipt=True)
         accepted = http.call("POST", "/api/v1/galleries/bulk/enrol", files={"file": ("people.zip", buf.getvalue())})
         assert accepted.status == 202 and accepted.body["total"] == 7
         job_id = accepted.body["id"]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            job = http.call("GET", f"/api/v1/jobs/{job_id}").body
-            if job["status"] in ("done", "failed"):
-                break
-            time.sleep(0.3)
+        # The runner's last event comes after its progress events, and after the repo events of the faces
+        # it added (one publisher, in order).
+        eventually(lambda: any(e["id"] == job_id and e["status"] in ("done", "failed") for e in events),
+                   timeout_s=120, what="the job's last event")
+        job = http.call("GET", f"/api/v1/jobs/{job_id}").body
         assert job["status"] == "done" and job["done"] == 7
         assert job["result"]["added"] == 6
         assert [f["code"] for f in job["result"]["failed"]] == ["NO_FACE"]
-        time.sleep(0.5)
         mine = [e for e in events if e["id"] == job_id]
         progress = [e["done"] for e in mine if e["status"] == "running"]
         assert progress == sorted(progress) and progress[-1] == 7 and len(progress) >= 3
@@ -480,9 +484,8 @@ def _lfw_job_under_way(dep: Deployment, gallery: str, *, people: int, done: int)
     accepted = dep.http.call("POST", f"/api/v1/galleries/{gallery}/enrol", files={"file": ("lfw.zip", buf.getvalue())})
     assert accepted.status == 202
     job_id: str = accepted.body["id"]
-    deadline = time.monotonic() + 60
-    while dep.http.call("GET", f"/api/v1/jobs/{job_id}").body["done"] < done and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: dep.http.call("GET", f"/api/v1/jobs/{job_id}").body["done"] >= done, timeout_s=60,
+               interval_s=0.05, what=f"{done} items of the job done")
     return job_id
 
 
@@ -496,12 +499,7 @@ def test_accepted_job_survives_a_crash(deployment: Deployment) -> None:
     server.proc.wait(timeout=30)
     server.proc = None
     server.start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job = http.call("GET", f"/api/v1/jobs/{job_id}").body
-        if job["status"] == "done":
-            break
-        time.sleep(0.3)
+    job = _finished_job(http, job_id, 120)
     assert job["status"] == "done" and job["done"] == 40
     subjects = http.call("GET", "/api/v1/galleries/crashy/subjects?limit=100").body
     assert subjects["total"] == 40
@@ -517,11 +515,11 @@ def test_a_running_job_can_be_cancelled(deployment: Deployment) -> None:
     assert other_tenant.call("DELETE", f"/api/v1/jobs/{job_id}").status == 404
     cancelled = http.call("DELETE", f"/api/v1/jobs/{job_id}")
     assert cancelled.status == 200 and cancelled.body["status"] == "cancelled", cancelled.body
-    time.sleep(1.0)  # the runner stops after the items in hand
+    # The runner stops after the items in hand; removing the job's spooled zip is its very last step.
+    spooled = deployment.server.data_dir / "jobs" / f"{job_id}.zip"
+    eventually(lambda: not spooled.exists(), timeout_s=60, what="the job's runner to end")
     job = http.call("GET", f"/api/v1/jobs/{job_id}").body
-    assert job["status"] == "cancelled" and job["done"] < 300
-    time.sleep(1.0)
-    assert http.call("GET", f"/api/v1/jobs/{job_id}").body["done"] == job["done"]  # no further progress
+    assert job["status"] == "cancelled" and job["done"] < 300  # and with no runner, no further progress
     again = http.call("DELETE", f"/api/v1/jobs/{job_id}")
     assert again.status == 409 and again.body["code"] == "CONFLICT"
     enrolled = http.call("GET", "/api/v1/galleries/cancelled/subjects?limit=500").body["total"]

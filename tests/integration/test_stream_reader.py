@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import eventually
 from watcher.stream import CameraStatus, StreamOptions, StreamReader
 
 from .conftest import require_rtsp
@@ -37,7 +38,7 @@ def test_slow_analysis_gets_the_newest_frame_at_real_time_pace(shared_data: Path
     taken = []
     for frame in reader.frames():
         taken.append(frame)
-        time.sleep(0.05)  # analysis
+        time.sleep(0.05)  # slow analysis, simulated: real-time pacing is what this tests, no event to await
     elapsed = time.monotonic() - start
     assert 8.0 < elapsed < 12.0  # 9.2 s of video, delivered at its own pace
     assert 40 <= len(taken) <= 50  # about 5 per second
@@ -87,8 +88,9 @@ def test_rtsp_stream_survives_a_server_restart(shared_data: Path) -> None:
             if not restarted:
                 before += 1
                 if before == 20:
-                    server.kill()  # mid-stream
-                    time.sleep(1.0)
+                    server.kill()  # mid-stream; back once the reader has seen it gone (it decodes on its thread)
+                    eventually(lambda: "reconnecting" in [s.state for s in statuses], timeout_s=30,
+                               what="the reader to notice the server gone")
                     server.start()
                     restarted = True
             else:
