@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,14 +141,12 @@ def named_today(scores: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def named_by_rule(scores: np.ndarray, quality: np.ndarray, policy: Policy, calibration: Calibration,
-                  comparisons: int, min_quality: float,
-                  negatives: dict[int, np.ndarray] | None = None, probes: np.ndarray | None = None) -> np.ndarray:
+                  comparisons: int, negatives: dict[int, np.ndarray] | None = None,
+                  probes: np.ndarray | None = None) -> np.ndarray:
     """(P,) subject index named by repo/decision.py, -1 for nobody; ``negatives[subject]``: (K, D) vectors."""
     top = np.argsort(-scores, axis=1)[:, :2]
     out = np.full(len(scores), -1)
     for i in range(len(scores)):
-        if quality[i] < min_quality:
-            continue  # the product's gate: never matched
         candidates = []
         for s in top[i]:
             negative = None
@@ -174,9 +172,8 @@ def main() -> None:
                                    analyzer.embedder.model_id, "openset calibration half", verbose=False)
     print(f"faces {len(faces)}; calibration half: {len(calibration_people)} people, {pairs:,} impostor pairs; "
           f"held out: {len(held_out)} people")
-    policy = default_policy(cfg.recognition)
+    policy = default_policy(cfg.recognition, cfg.quality.min_score)
     rates = cfg.recognition.rates
-    min_quality = cfg.quality.min_score
     degraded = faces.variant > 0
     summary: dict[str, float] = {}
     for size in (100, 1000):
@@ -186,7 +183,7 @@ def main() -> None:
         print(f"\ngallery {size}: {len(gallery.person_of_subject)} subjects, {n_faces} faces; "
               f"{int(enrolled.sum())} enrolled probes, {int(stranger.sum())} stranger probes")
         today = named_today(scores, TODAY_THRESHOLD)
-        default = named_by_rule(scores, faces.quality, policy, calibration, n_faces, min_quality)
+        default = named_by_rule(scores, faces.quality, policy, calibration, n_faces)
         for name, named in (("today (cosine 0.278)", today), (f"rule ({cfg.recognition.threshold})", default)):
             for label, mask in (("original", ~degraded), ("degraded", degraded)):
                 fp, fn = (named != -1)[stranger & mask], (named != truth)[enrolled & mask]
@@ -202,16 +199,16 @@ def main() -> None:
         fnir_today = float((named_today(scores, t) != truth)[enrolled_degraded].mean())
         fnir_rule, chosen = 1.0, 0.0
         for r in np.logspace(-6, -0.7, 23):
-            named = named_by_rule(scores, faces.quality, Policy(rate=float(r), margin=policy.margin), calibration,
-                                  n_faces, min_quality)
+            named = named_by_rule(scores, faces.quality, replace(policy, rate=float(r)), calibration,
+                                  n_faces)
             if (named != -1)[strangers_degraded].mean() <= 1e-2:
                 fnir_rule, chosen = float((named != truth)[enrolled_degraded].mean()), float(r)
         print(f"  at FPIR 1e-2 on degraded strangers: today (cosine {t:.3f}) FNIR {fnir_today:.4f}; "
               f"rule (rate {chosen:.2g}) FNIR {fnir_rule:.4f}")
         summary["fnir_today"], summary["fnir_rule"] = fnir_today, fnir_rule
         for preset, value in rates.items():
-            named = named_by_rule(scores, faces.quality, Policy(rate=value, margin=policy.margin), calibration,
-                                  n_faces, min_quality)
+            named = named_by_rule(scores, faces.quality, replace(policy, rate=value), calibration,
+                                  n_faces)
             fp = (named != -1)[stranger]
             print(f"  preset {preset} (FPIR {value:g}) on held-out strangers: FPIR {rate(fp)}; "
                   f"FNIR {rate((named != truth)[enrolled])}")
@@ -219,8 +216,8 @@ def main() -> None:
                 summary["strict_upper"] = clopper_pearson(int(fp.sum()), len(fp))[1]
         # Repeat strangers: under the low preset (so that there are false names to correct), each stranger's
         # first falsely named probe is corrected ("not X"); their other probes are decided again.
-        low = Policy(rate=rates["low"], margin=policy.margin)
-        before = named_by_rule(scores, faces.quality, low, calibration, n_faces, min_quality)
+        low = replace(policy, rate=rates["low"])
+        before = named_by_rule(scores, faces.quality, low, calibration, n_faces)
         negatives: dict[int, list[np.ndarray]] = {}
         corrected_rows: set[int] = set()
         for person in np.unique(faces.person[stranger]):
@@ -231,7 +228,7 @@ def main() -> None:
                 corrected_rows.update(int(r) for r in rows if r != wrong[0])
         repeat = np.zeros(len(faces), bool)
         repeat[list(corrected_rows)] = True
-        after = named_by_rule(scores, faces.quality, low, calibration, n_faces, min_quality,
+        after = named_by_rule(scores, faces.quality, low, calibration, n_faces,
                               {s: np.stack(v) for s, v in negatives.items()}, faces.embeddings)
         print(f"  repeat strangers (low preset, {len(negatives)} subjects corrected once): FPIR before "
               f"{rate((before != -1)[repeat])}, after {rate((after != -1)[repeat])}; enrolled FNIR before "

@@ -250,6 +250,9 @@ class SearchConfig(Section):
 
 class RepoConfig(Section):
     min_face_px: float = Field(40.0, ge=0, description="smaller faces are refused at enrolment unless force")
+    min_quality: float = Field(0.5, ge=0, le=1, description="enrolment's own gate, stricter than matching's "
+                                                              "(quality.min_score): a gallery face is compared "
+                                                              "with every probe")
     search: SearchConfig = SearchConfig()
 
 

@@ -87,10 +87,12 @@ def openapi_document(router: Router) -> dict[str, object]:
     }
 
 
-def default_policy(recognition: RecognitionConfig) -> Policy:
+def default_policy(recognition: RecognitionConfig, min_quality: float) -> Policy:
+    """``min_quality``: the matching gate (config quality.min_score)."""
     if isinstance(recognition.threshold, str):
-        return Policy(rate=recognition.rates[recognition.threshold], margin=recognition.margin)
-    return Policy(rate=None, threshold=recognition.threshold, margin=recognition.margin)
+        return Policy(rate=recognition.rates[recognition.threshold], margin=recognition.margin,
+                      min_quality=min_quality)
+    return Policy(rate=None, threshold=recognition.threshold, margin=recognition.margin, min_quality=min_quality)
 
 
 def recognition_calibration(recognition: RecognitionConfig, model_id: str) -> Calibration | None:
@@ -114,10 +116,11 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     store = open_store(cfg.storage_url())
     auth = RepoAuth(store, cfg.auth.access_token_ttl_s, cfg.auth.refresh_token_ttl_s)
     options = RepoOptions(
-        policy=default_policy(cfg.recognition), rates={str(k): v for k, v in cfg.recognition.rates.items()},
+        policy=default_policy(cfg.recognition, cfg.quality.min_score),
+        rates={str(k): v for k, v in cfg.recognition.rates.items()},
         calibration=recognition_calibration(cfg.recognition, analyzer.embedder.model_id),
         min_face_px=cfg.repo.min_face_px,
-        min_quality=cfg.quality.min_score, max_body_bytes=cfg.api.max_body_bytes,
+        min_quality=cfg.repo.min_quality, max_body_bytes=cfg.api.max_body_bytes,
         max_image_pixels=cfg.api.max_image_pixels, save_images=cfg.storage.save_images,
         search=cfg.repo.search.options(),
     )

@@ -23,6 +23,8 @@ A numeric ``Policy.threshold`` overrides all that for users who want a fixed
 cosine (it is then the same for every probe and every gallery size).
 
 Then, over the candidate subjects (best first):
+- a probe under ``Policy.min_quality`` (the matching gate, vision/quality.py)
+  names nobody;
 - a candidate whose stored negatives ("this is not X", repo feedback) are
   closer to the probe than its own faces are is dropped;
 - the best remaining candidate is named when its similarity reaches the
@@ -58,6 +60,7 @@ class Policy:
     rate: float | None = 1e-3
     threshold: float | None = None  # a fixed cosine; overrides ``rate``
     margin: float = 0.0  # the named subject must lead the runner-up by this much
+    min_quality: float = 0.0  # a probe under this quality is named as nobody (config quality.min_score)
 
     def __post_init__(self) -> None:
         if (self.rate is None) == (self.threshold is None):
@@ -74,8 +77,8 @@ class Policy:
 
     def describe(self) -> dict[str, Any]:
         if self.threshold is not None:
-            return {"threshold": self.threshold, "margin": self.margin}
-        return {"rate": self.rate, "margin": self.margin}
+            return {"threshold": self.threshold, "margin": self.margin, "min_quality": self.min_quality}
+        return {"rate": self.rate, "margin": self.margin, "min_quality": self.min_quality}
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,7 +102,7 @@ class Decision:
     runner_up: Candidate | None
     threshold: float
     margin: float  # best minus runner-up similarity (best's similarity + 1 when alone)
-    reason: str  # matched | no_candidates | below_threshold | ambiguous | refuted
+    reason: str  # matched | no_candidates | low_quality | below_threshold | ambiguous | refuted
     refuted: tuple[Candidate, ...] = field(default=())
 
     def as_json(self, name: Any = None) -> dict[str, Any]:
@@ -124,6 +127,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy, calibration: Calibra
     best = kept[0]
     runner_up = kept[1] if len(kept) > 1 else None
     margin = best.similarity - (runner_up.similarity if runner_up is not None else -1.0)
+    if quality < policy.min_quality:  # too poor a face to name anyone from, whatever it resembles
+        return Decision(None, best, runner_up, threshold, margin, "low_quality", refuted)
     if best.similarity < threshold:
         reason = "refuted" if refuted and refuted[0].similarity >= threshold else "below_threshold"
         return Decision(None, best, runner_up, threshold, margin, reason, refuted)

@@ -45,7 +45,7 @@ class RepoOptions:
     rates: dict[str, float]
     calibration: Calibration | None
     min_face_px: float = 40.0
-    min_quality: float = 0.3
+    min_quality: float = 0.5  # enrolment's gate (matching's is policy.min_quality)
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     save_images: bool = True
@@ -128,7 +128,7 @@ class FaceRepository:
         if value is None or value == "":
             return default
         if isinstance(value, str) and value in self.options.rates:
-            return Policy(rate=self.options.rates[value], margin=default.margin)
+            return Policy(rate=self.options.rates[value], margin=default.margin, min_quality=default.min_quality)
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -136,7 +136,7 @@ class FaceRepository:
                            "threshold") from None
         if not -1.0 <= number <= 1.0:
             raise BadParam("threshold must be between -1 and 1", "threshold")
-        return Policy(rate=None, threshold=number, margin=default.margin)
+        return Policy(rate=None, threshold=number, margin=default.margin, min_quality=default.min_quality)
 
     def threshold_for(self, policy: Policy, quality: float, comparisons: int) -> float:
         try:
@@ -294,8 +294,9 @@ class FaceRepository:
         """
         embedding, face = await self.embedding_of(data, "file", choice)
         quality = face.quality.score if face.quality else 0.0
-        if not force and quality < self.options.min_quality:
-            raise BadParam(f"face quality {quality:.2f} is under {self.options.min_quality}: it says little about "
+        gate = self.options.policy.min_quality  # the matching gate: what a probe must pass to be named at all
+        if not force and quality < gate:
+            raise BadParam(f"face quality {quality:.2f} is under {gate}: it says little about "
                            "whom it is not; set force to store it anyway", "file")
         own = await asyncio.to_thread(self.store.faces_of_subject, subject.pk)
         model_id = self.analyzer.embedder.model_id

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TypedDict, Unpack
 
 from repo.calibration import Calibration
@@ -34,7 +35,8 @@ def pipeline_options(camera_id: str, settings: CameraSettings, policy: Policy, *
     applies when the camera sets no ``min_quality`` (config ``quality.min_score``)."""
     min_quality = settings.min_quality if settings.min_quality is not None else default_min_quality
     return PipelineOptions(
-        camera_id=camera_id, policy=policy, min_face_px=settings.min_face_px, min_quality=min_quality,
+        camera_id=camera_id, policy=replace(policy, min_quality=min_quality), min_face_px=settings.min_face_px,
+        min_quality=min_quality,
         cooldown_s=settings.cooldown_s, unknown_after_frames=settings.unknown_after_frames,
         attach_crop=settings.attach_crop, attributes=tuple(settings.attributes), **node,
     )

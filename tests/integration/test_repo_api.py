@@ -139,7 +139,7 @@ def test_identify_json_base64_and_limits(deployment: Deployment) -> None:
     decision = face["decision"]
     assert decision["matched"] and decision["reason"] == "matched" and match["similarity"] >= decision["threshold"]
     assert decision["runner_up"]["similarity"] == face["candidates"][1]["similarity"]
-    assert decision["policy"] == {"rate": 0.001, "margin": 0.03}
+    assert decision["policy"] == {"rate": 0.001, "margin": 0.03, "min_quality": 0.3}
 
 
 def test_the_threshold_of_a_rate_rises_with_the_gallery(deployment: Deployment) -> None:
@@ -151,7 +151,7 @@ def test_the_threshold_of_a_rate_rises_with_the_gallery(deployment: Deployment) 
     low_1n = small.body["faces"][0]["decision"]["threshold"]
     assert one.status == 200 and one.body["threshold"] < low_1n  # 1 comparison vs every face of the gallery
     assert fixed.body["faces"][0]["decision"]["threshold"] == 0.5 and fixed.body["faces"][0]["decision"]["policy"] \
-        == {"threshold": 0.5, "margin": 0.03}
+        == {"threshold": 0.5, "margin": 0.03, "min_quality": 0.3}
 
 
 def test_verify(deployment: Deployment) -> None:

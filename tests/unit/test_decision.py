@@ -45,6 +45,9 @@ def test_margin_and_negatives_decide_who_is_named() -> None:
     below = decide([Candidate("ada", 0.2)], fixed, None, quality=1, comparisons=1)
     assert below.match is None and below.reason == "below_threshold" and below.best is not None
     assert decide([], fixed, None, quality=1, comparisons=0).reason == "no_candidates"
+    gated = Policy(rate=None, threshold=0.3, min_quality=0.3)
+    poor = decide([Candidate("ada", 0.9)], gated, None, quality=0.2, comparisons=1)
+    assert poor.match is None and poor.reason == "low_quality" and poor.best is not None  # still shown
 
 
 def test_fit_measures_quantiles_extrapolates_and_never_trusts_a_worse_band_more() -> None:
