@@ -290,6 +290,34 @@ def test_person_enrolled_while_running_is_recognised_without_restart(watch: Watc
 
 
 @embedded_only
+def test_a_corrected_stranger_is_not_announced_again(watch: Watch, shared_data: Path) -> None:
+    """Lin-Manuel Miranda, not enrolled, is named as the only subject (Obama) at a fixed cosine that accepts
+    anyone; one "this is not Obama" from the event's own crop, and the looping camera names him no more."""
+    clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
+    http = watch.server.http(api_key=watch.tenant["api_key"])
+    enrol(http, shared_data, "presidents", ("obama",))
+    with watch.camera("corrected", clip, loop=True, galleries=["presidents"], threshold=-1.0, cooldown_s=0) as events:
+        wrong = events.wait_for(_recognized("obama"), 90)
+        stored = http.call("POST", "/api/v1/galleries/presidents/subjects/obama/negatives",
+                           {"image": wrong["crop"], "source": f"event corrected/{wrong['track']}"})
+        assert stored.status == 201, stored.body
+        # Every track decided after the correction is refuted, none named; wait for two such tracks.
+        mark = len(events.items)
+        refuted = [events.wait_for(lambda e: e["type"] == "track.ended" and e["decision"]["reason"] == "refuted",
+                                   90, after=mark)]
+        refuted.append(events.wait_for(lambda e: e["type"] == "track.ended" and e["decision"]["reason"] == "refuted"
+                                       and e["track"] != refuted[0]["track"], 90, after=mark))
+        after = events.items[mark:]
+        first_refuted = min(after.index(e) for e in refuted)
+        # Others in the clip may still be named Obama at this threshold; the corrected man may not.
+        for named in (e for e in after[first_refuted:] if e["type"] == "face.recognized"):
+            same = http.call("POST", "/api/v1/verify", {"image1": named["crop"], "image2": wrong["crop"],
+                                                         "threshold": "medium"})
+            assert same.status == 422 or (same.status == 200 and same.body["verified"] is False), same.body
+    assert http.call("DELETE", "/api/v1/galleries/presidents").status == 204
+
+
+@embedded_only
 def test_cameras_follow_a_renamed_gallery(watch: Watch, shared_data: Path) -> None:
     clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
     enrol(watch.server.http(api_key=watch.tenant["api_key"]), shared_data, "stage", ("lin_manuel_miranda",))
