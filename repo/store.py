@@ -398,14 +398,19 @@ class RepoStore:
                                 .order_by(s.faces.c.created_at)).all()
         return [self._face(r) for r in rows]
 
-    def face(self, tenant_id: str, face_id: str) -> tuple[FaceRecord, Gallery]:
+    def _tenant_row(self, table: Table, row_id: str, tenant_id: str, what: str) -> tuple[Any, Gallery]:
+        """A row of a per-gallery table and its gallery, only if the gallery is ``tenant_id``'s."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(s.faces).join(s.galleries, s.galleries.c.id == s.faces.c.gallery_id)
-                               .where(s.faces.c.id == face_id, s.galleries.c.tenant_id == tenant_id)).first()
+            row = conn.execute(select(table).join(s.galleries, s.galleries.c.id == table.c.gallery_id)
+                               .where(table.c.id == row_id, s.galleries.c.tenant_id == tenant_id)).first()
             if row is None:
-                raise NotFound(f"face {face_id!r} not found", "face_id")
+                raise NotFound(f"{what} {row_id!r} not found", f"{what}_id")
             gallery = conn.execute(select(s.galleries).where(s.galleries.c.id == row.gallery_id)).one()
-        return self._face(row), self._gallery(gallery)
+        return row, self._gallery(gallery)
+
+    def face(self, tenant_id: str, face_id: str) -> tuple[FaceRecord, Gallery]:
+        row, gallery = self._tenant_row(s.faces, face_id, tenant_id, "face")
+        return self._face(row), gallery
 
     def face_thumbnail(self, face_id: str) -> bytes | None:
         with self.engine.connect() as conn:
@@ -454,13 +459,8 @@ class RepoStore:
         return [self._negative(r) for r in rows]
 
     def negative(self, tenant_id: str, negative_id: str) -> tuple[NegativeRecord, Gallery]:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(s.negatives).join(s.galleries, s.galleries.c.id == s.negatives.c.gallery_id)
-                               .where(s.negatives.c.id == negative_id, s.galleries.c.tenant_id == tenant_id)).first()
-            if row is None:
-                raise NotFound(f"negative {negative_id!r} not found", "negative_id")
-            gallery = conn.execute(select(s.galleries).where(s.galleries.c.id == row.gallery_id)).one()
-        return self._negative(row), self._gallery(gallery)
+        row, gallery = self._tenant_row(s.negatives, negative_id, tenant_id, "negative")
+        return self._negative(row), gallery
 
     def delete_negative(self, negative_id: str) -> None:
         with self.engine.begin() as conn:
