@@ -32,6 +32,7 @@ def test_a_version_1_database_gets_the_later_columns(database_url: str) -> None:
         conn.execute(text("DROP INDEX IF EXISTS ix_faces_job_item"))
         conn.execute(text("ALTER TABLE faces DROP COLUMN job_item"))
         conn.execute(text("ALTER TABLE jobs DROP COLUMN runner"))
+        conn.execute(text("DROP TABLE negatives"))
         conn.execute(text("DELETE FROM schema_migrations WHERE version > 1"))
     store.close()
 
@@ -40,9 +41,11 @@ def test_a_version_1_database_gets_the_later_columns(database_url: str) -> None:
         assert "job_item" in {c["name"] for c in inspect(conn).get_columns("faces")}
         assert "ix_faces_job_item" in {i["name"] for i in inspect(conn).get_indexes("faces")}
         assert "runner" in {c["name"] for c in inspect(conn).get_columns("jobs")}
-        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == MIGRATIONS[-1][0] == 3
+        assert "subject_pk" in {c["name"] for c in inspect(conn).get_columns("negatives")}
+        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == MIGRATIONS[-1][0] == 4
     assert store.faces_of_job_item("job/0") == 0
     assert store.unfinished_jobs("me") == []
+    assert store.gallery_negatives("no-such-gallery", "m") == []
     store.close()
 
 
