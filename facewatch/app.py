@@ -16,7 +16,7 @@ from aiohttp import web
 
 from api.rest import add_rest_routes
 from api.stomp import StompApiServer
-from broker.client import BusClient, BusError
+from broker.client import BusClient
 from broker.embedded import EmbeddedBroker
 from grouping.reembed import grouped_faces
 from grouping.service import GroupingService
@@ -29,9 +29,10 @@ from . import __version__
 from .broker_setup import internal_address
 from .config import FacewatchConfig
 from .grouping_setup import follow_watchers
+from .outbox import BusOutbox
 from .repo_setup import RepoParts
 
-__all__ = ("make_app", "BusPublisher", "CONFIG", "REPO", "BROKER", "BUS")
+__all__ = ("make_app", "CONFIG", "REPO", "BROKER", "BUS")
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +40,6 @@ CONFIG = web.AppKey("config", FacewatchConfig)
 REPO = web.AppKey("repo", RepoParts)
 BROKER = web.AppKey("broker", EmbeddedBroker)
 BUS = web.AppKey("bus", BusClient)
-
-
-class BusPublisher:
-    """Publishes repo events once the bus is up; before that they are logged and
-    dropped (watchers rebuild their index from the database when they start)."""
-
-    def __init__(self) -> None:
-        self.client: BusClient | None = None
-
-    def publish(self, destination: str, body: Any) -> None:
-        if self.client is None:
-            log.debug("bus not connected; event for %s dropped", destination)
-            return
-        try:
-            # Never wait for a reconnect here: this runs on the event loop.
-            self.client.publish(destination, body, timeout_s=0)
-        except BusError as exc:
-            log.warning("event for %s not published: %s", destination, exc)
 
 
 def _grouping_ctx(grouping: GroupingService, watcher: WatcherService,
@@ -85,7 +68,7 @@ def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
     return background_ctx
 
 
-def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
+def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
              broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None,
              grouping: GroupingService | None = None) -> web.Application:
     """``broker``: the embedded broker to run and serve at websocket_path; None when external.
@@ -111,9 +94,9 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusPublisher,
         client = BusClient(internal_address(cfg, broker.port if broker else None), client_name="facewatch-api")
         await asyncio.to_thread(client.connect, 30.0)
         app[BUS] = client
-        publisher.client = client
+        publisher.start(client)
         yield
-        publisher.client = None
+        await asyncio.to_thread(publisher.close)
         await asyncio.to_thread(client.close)
 
     async def repo_ctx(app: web.Application) -> AsyncIterator[None]:

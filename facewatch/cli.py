@@ -51,7 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from watcher.registry import CameraRegistry
 
     from .analyzer_setup import build_analyzer
-    from .app import BusPublisher, make_app
+    from .app import make_app
+    from .outbox import BusOutbox
     from .broker_setup import build_embedded_broker, internal_address, static_authenticator
     from .bus_auth import TenantBusAuthenticator
     from .repo_setup import build_repo
@@ -60,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     analyzer = build_analyzer(cfg)
-    publisher = BusPublisher()
+    publisher = BusOutbox()
     parts = build_repo(cfg, analyzer, publisher)
     cameras = CameraRegistry(parts.store)
     broker = None
