@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,3 +79,47 @@ def embed_lfw(analyzer: FaceAnalyzer) -> tuple[np.ndarray, np.ndarray]:
     print(f"embedded {len(vectors)} of {len(paths)} images in {time.monotonic() - started:.0f}s")
     np.savez(cache, vectors=np.stack(vectors), labels=np.array(labels))
     return np.stack(vectors), np.array(labels)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A real ``facewatch serve`` (SQLite, embedded broker) in a subprocess, with one tenant."""
+
+    def __init__(self, data_dir: Path, models_dir: Path, log: Path | None = None, **env: str) -> None:
+        self.port = free_port()
+        self.stomp_port = free_port()
+        self.log = log
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FACEWATCH_")}
+        self.env.update(FACEWATCH_DATA_DIR=str(data_dir), FACEWATCH_MODELS__DIR=str(models_dir),
+                        FACEWATCH_API__PORT=str(self.port), FACEWATCH_BROKER__PORT=str(self.stomp_port),
+                        FACEWATCH_AUTH__RATE_PER_S="0", FACEWATCH_LOG_LEVEL="warning", **env)
+        made = subprocess.run([sys.executable, "-m", "facewatch", "tenants", "create", "bench"], env=self.env,
+                              capture_output=True, text=True, cwd=ROOT, check=True)
+        self.key = json.loads(made.stdout)["api_key"]
+        self.start()
+
+    def start(self, **env: str) -> None:
+        self.env.update(env)
+        output = self.log.open("ab") if self.log else subprocess.DEVNULL
+        self.proc = subprocess.Popen([sys.executable, "-m", "facewatch", "serve"], env=self.env, cwd=ROOT,
+                                     stdout=output, stderr=output)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=10) as reply:
+            return dict(json.loads(reply.read()))

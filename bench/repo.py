@@ -20,24 +20,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
 
-from bench.common import DATA, ROOT, embed_lfw, make_analyzer, make_config, pct
+from bench.common import DATA, ROOT, Server, embed_lfw, make_analyzer, make_config, pct
 
 from repo.index import GalleryIndex
 from vision.images import decode_image
@@ -129,45 +123,6 @@ def prescan_recall(fractions: list[float]) -> None:
         kept = np.array([best[i] in found[i] for i in range(n)])
         print(f"    candidates {fraction:6.1%} ({take:3d} faces): genuine best match kept {kept[genuine].mean():.4f} "
               f"(lost {int((~kept[genuine]).sum())}), any best match kept {kept.mean():.4f}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, data_dir: Path, models_dir: Path) -> None:
-        self.port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FACEWATCH_")}
-        self.env.update(FACEWATCH_DATA_DIR=str(data_dir), FACEWATCH_MODELS__DIR=str(models_dir),
-                        FACEWATCH_API__PORT=str(self.port), FACEWATCH_BROKER__PORT=str(free_port()),
-                        FACEWATCH_AUTH__RATE_PER_S="0", FACEWATCH_LOG_LEVEL="warning")
-        made = subprocess.run([sys.executable, "-m", "facewatch", "tenants", "create", "bench"], env=self.env,
-                              capture_output=True, text=True, cwd=ROOT, check=True)
-        self.key = json.loads(made.stdout)["api_key"]
-        self.start()
-
-    def start(self, **env: str) -> None:
-        self.env.update(env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "facewatch", "serve"], env=self.env, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-    def health(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=10) as reply:
-            return dict(json.loads(reply.read()))
 
 
 def reembed_rate(server: Server) -> float:

@@ -68,6 +68,17 @@ def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
     return background_ctx
 
 
+# What the event loop may spend on one callback. In asyncio's debug mode
+# (PYTHONASYNCIODEBUG=1) every callback over it is logged (bench/slow_callbacks.py reads them).
+SLOW_CALLBACK_S = 0.05
+
+
+async def _slow_callback_budget(app: web.Application) -> None:
+    loop = asyncio.get_running_loop()
+    if loop.get_debug():
+        loop.slow_callback_duration = SLOW_CALLBACK_S
+
+
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
              broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None,
              grouping: GroupingService | None = None) -> web.Application:
@@ -77,6 +88,7 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
     app = web.Application(client_max_size=cfg.api.max_body_bytes)
     app[CONFIG] = cfg
     app[REPO] = parts
+    app.on_startup.append(_slow_callback_budget)
     if broker is not None:
         app[BROKER] = broker
         app.router.add_get(cfg.broker.websocket_path, broker.websocket_handler())
