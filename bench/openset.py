@@ -219,22 +219,22 @@ def main() -> None:
         low = replace(policy, rate=rates["low"])
         before = named_by_rule(scores, faces.quality, low, calibration, n_faces)
         negatives: dict[int, list[np.ndarray]] = {}
-        corrected_rows: set[int] = set()
+        corrected = np.full(len(faces), -1)  # each later probe of a corrected stranger: the subject corrected
         for person in np.unique(faces.person[stranger]):
             rows = np.flatnonzero(stranger & (faces.person == person))
             wrong = [r for r in rows if before[r] != -1]
             if wrong and len(rows) > 1:
                 negatives.setdefault(int(before[wrong[0]]), []).append(faces.embeddings[wrong[0]])
-                corrected_rows.update(int(r) for r in rows if r != wrong[0])
-        repeat = np.zeros(len(faces), bool)
-        repeat[list(corrected_rows)] = True
+                corrected[[r for r in rows if r != wrong[0]]] = before[wrong[0]]
+        repeat = corrected != -1
         after = named_by_rule(scores, faces.quality, low, calibration, n_faces,
                               {s: np.stack(v) for s, v in negatives.items()}, faces.embeddings)
-        print(f"  repeat strangers (low preset, {len(negatives)} subjects corrected once): FPIR before "
-              f"{rate((before != -1)[repeat])}, after {rate((after != -1)[repeat])}; enrolled FNIR before "
-              f"{rate((before != truth)[enrolled])}, after {rate((after != truth)[enrolled])}")
-        summary["repeat_before"] = float((before != -1)[repeat].mean()) if repeat.any() else 0.0
-        summary["repeat_after"] = float((after != -1)[repeat].mean()) if repeat.any() else 0.0
+        print(f"  repeat strangers (low preset, {len(negatives)} subjects corrected once), their other probes:")
+        print(f"    named as the subject corrected: before {rate((before == corrected)[repeat])}, "
+              f"after {rate((after == corrected)[repeat])}")
+        print(f"    named as anyone: before {rate((before != -1)[repeat])}, after {rate((after != -1)[repeat])}")
+        print(f"    enrolled FNIR before {rate((before != truth)[enrolled])}, after {rate((after != truth)[enrolled])}")
+        summary["repeat_after"] = float((after == corrected)[repeat].mean()) if repeat.any() else 0.0
     print(f"openset default_fpir={summary['default_fpir']:.4f} default_fpir_today={summary['default_fpir_today']:.4f} "
           f"fnir_1e-2_degraded={summary['fnir_rule']:.4f} fnir_1e-2_degraded_today={summary['fnir_today']:.4f} "
           f"strict_fpir_heldout={summary['strict_upper']:.4f} repeat_stranger_fpir={summary['repeat_after']:.4f}")
