@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Verification accuracy on labelled pairs of real faces.
 
+Every photo's face is the one the API takes (the most prominent; bench.common.probe_face).
 LFW View 1: threshold chosen on pairsDevTrain (best accuracy), reported on
-pairsDevTest; the recognition presets strict/medium/low are the thresholds for
-FAR 1e-3/1e-2/1e-1 on DevTrain. deepface master.csv and the harder pivot set:
+pairsDevTest; the recognition presets (rates: a FAR per pair for verify) are
+checked on DevTest at the threshold verify uses for them, read from the
+shipped calibration (repo/calibrations/). deepface master.csv and the harder pivot set:
 ROC AUC and TAR at fixed FAR. ``--variants base,flip`` measures mirror
 averaging against the baseline in the same run.
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from bench.common import DATA, add_config_arg, make_analyzer, probe_face, make_config
 
+from repo.calibration import shipped_calibration
 from vision.analyzer import FaceAnalyzer
 from vision.images import decode_image
 
@@ -164,14 +167,16 @@ def run_variant(label: str, analyzer: FaceAnalyzer) -> dict[str, float]:
     results["threshold"] = threshold
     print(f"  LFW View 1: threshold {threshold:.3f} chosen on DevTrain (train acc {train_acc:.4f}) "
           f"-> DevTest accuracy {results['lfw_view1_accuracy']:.4f}")
-    for preset, far in (("strict", 1e-3), ("medium", 1e-2), ("low", 1e-1)):
-        t, measurable = threshold_at_far(train, far)
+    calibration = shipped_calibration(embed.analyzer.embedder.model_id)
+    for preset, far in make_config(None).recognition.rates.items():
+        if calibration is None:
+            break
+        t = calibration.threshold(far, 1.0)  # what verify uses for a good pair at this preset
         results[f"preset_{preset}"] = t
         test_far = float((test.similarity[~test.same] >= t).mean())
         test_tar = float((test.similarity[test.same] >= t).mean())
-        print(f"  preset {preset:<6} FAR<={far:g} on DevTrain: threshold {t:.3f}"
-              f"{'' if measurable else ' (below one false accept: lowest FAR measurable)'}; "
-              f"on DevTest FAR={test_far:.4f} TAR={test_tar:.4f}")
+        print(f"  preset {preset:<6} FAR {far:g}: calibrated threshold {t:.3f}; on DevTest FAR={test_far:.4f} "
+              f"({int((test.similarity[~test.same] >= t).sum())}/{int((~test.same).sum())}) TAR={test_tar:.4f}")
     if train_missing or test_missing:
         print(f"  skipped pairs with a missing image file: DevTrain {train_missing}, DevTest {test_missing}")
     print(f"  images with no face found: {len(embed.missed)} {[p.name for p in embed.missed][:5]}")
