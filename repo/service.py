@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import time
 import uuid
 from collections.abc import Sequence
@@ -151,19 +150,6 @@ class FaceRepository:
             raise PayloadTooLarge(str(exc), param) from None
         except ImageDecodeError as exc:
             raise UnsupportedMedia(str(exc), param) from None
-
-    @staticmethod
-    def b64(value: Any, param: str) -> bytes:
-        if not isinstance(value, str) or not value:
-            raise BadParam(f"{param} must be a base64 string", param)
-        if value.startswith(("http://", "https://")):
-            raise BadParam("image URLs are not fetched; send the image bytes", param)
-        if value.startswith("data:") and "," in value:
-            value = value.split(",", 1)[1]
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadParam(f"{param} is not valid base64", param) from None
 
     async def analyze(self, image: np.ndarray, *, attributes: Sequence[str] = (), max_faces: int | None = None,
                       embed: bool = True, choice: FaceChoice | None = None) -> list[Face]:
