@@ -1,17 +1,29 @@
-"""Routes: method + path pattern -> handler, shared by both transports."""
+"""Routes: method + path pattern -> handler, shared by both transports.
+
+A package declares its routes as data (a tuple of ``RouteDef``, like aiohttp's
+``RouteTableDef``) next to module-level handlers ``async def h(request, ctx)``;
+``Router.add_table`` binds them to the package's context object in one loop.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from .errors import MethodNotAllowed, NotFound
 from .request import ApiRequest, ApiResponse
 
-__all__ = ("Handler", "Route", "Router")
+__all__ = ("Handler", "ContextHandler", "Route", "RouteDef", "Router", "BOTH", "STOMP_ONLY", "REST_ONLY")
 
+BOTH = ("rest", "stomp")
+STOMP_ONLY = ("stomp",)
+REST_ONLY = ("rest",)
+
+Ctx = TypeVar("Ctx")
 Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
+ContextHandler = Callable[[ApiRequest, Ctx], Awaitable[ApiResponse]]
 _PARAM = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -25,16 +37,43 @@ class Route:
     summary: str = ""
 
 
+@dataclass(slots=True, frozen=True)
+class RouteDef(Generic[Ctx]):
+    """One row of a package's route table: what ``Router.add`` takes, with a handler that is given
+    the package's context (its services) as well as the request."""
+
+    method: str
+    path: str
+    handler: ContextHandler[Ctx]
+    summary: str = ""
+    public: bool = False  # no credentials needed (login, openapi)
+    transports: tuple[str, ...] = BOTH
+
+
+def _bind(handler: ContextHandler[Ctx], ctx: Ctx) -> Handler:
+    async def bound(request: ApiRequest) -> ApiResponse:
+        return await handler(request, ctx)
+
+    bound.__name__ = getattr(handler, "__name__", "handler")
+    return bound
+
+
 class Router:
     def __init__(self) -> None:
         self.routes: list[tuple[re.Pattern[str], Route]] = []
 
     def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False,
-            transports: tuple[str, ...] = ("rest", "stomp"), summary: str = "") -> None:
+            transports: tuple[str, ...] = BOTH, summary: str = "") -> None:
         # _PARAM.split alternates literal text and parameter names.
         parts = _PARAM.split(pattern)
         regex = "^" + "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)) + "$"
         self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary)))
+
+    def add_table(self, table: Iterable[RouteDef[Ctx]], ctx: Ctx) -> None:
+        """Every route of ``table``, its handler bound to ``ctx``."""
+        for route in table:
+            self.add(route.method, route.path, _bind(route.handler, ctx), public=route.public,
+                     transports=route.transports, summary=route.summary)
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:
         allowed = False

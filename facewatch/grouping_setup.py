@@ -15,7 +15,7 @@ import numpy as np
 from api.errors import ApiError
 from api.routing import Router
 from broker.client import BusClient, BusMessage
-from grouping.handlers import register_grouping_routes
+from grouping.handlers import ROUTES as GROUPING_ROUTES, GroupingContext, grouping_job_kind
 from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore, NewFace
 from repo.events import EventPublisher
@@ -35,7 +35,8 @@ def build_grouping(cfg: FacewatchConfig, repo: FaceRepository, events: EventPubl
     g = cfg.grouping
     service = GroupingService(GroupStore(repo.store), repo, events,
                               GroupingOptions(g.threshold, g.merge_threshold, g.promote_faces))
-    register_grouping_routes(router, service, jobs)
+    jobs.register(grouping_job_kind(service))
+    router.add_table(GROUPING_ROUTES, GroupingContext(service, jobs))
     # Loaded now, before the app starts: a resumed grouping job must find the groups.
     log.info("grouping: %d grouped faces loaded", service.load())
     return service

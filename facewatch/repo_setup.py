@@ -11,13 +11,13 @@ from pathlib import Path
 
 from api.dispatch import Api, RateLimiter
 from api.request import ApiRequest, ApiResponse
-from api.routing import Router
+from api.routing import REST_ONLY, RouteDef, Router
 from repo.analysis import analysis_pool
 from repo.calibration import Calibration, load_calibration, shipped_calibration
 from repo.decision import Policy
 from repo.auth import RepoAuth
 from repo.events import EventPublisher
-from repo.handlers import register_repo_routes
+from repo import handlers as repo_handlers
 from repo.images import ImageStore
 from repo.jobs import JobRunner, enrol_kind
 from repo.reembed import Reembedder, repo_faces
@@ -87,6 +87,30 @@ def openapi_document(router: Router) -> dict[str, object]:
     }
 
 
+@dataclass(slots=True, frozen=True)
+class _Instance:
+    """What the instance's own routes (health, this API's description) show."""
+
+    model_id: str
+    reembedder: Reembedder
+    router: Router
+
+
+async def _health(request: ApiRequest, ctx: _Instance) -> ApiResponse:
+    return ApiResponse(200, {"status": "ok", "version": __version__, "embedding_model": ctx.model_id,
+                             "reembedding": ctx.reembedder.status.as_json()})
+
+
+async def _openapi(request: ApiRequest, ctx: _Instance) -> ApiResponse:
+    return ApiResponse(200, openapi_document(ctx.router))
+
+
+_INSTANCE_ROUTES: tuple[RouteDef[_Instance], ...] = (
+    RouteDef("GET", "/api/v1/health", _health, "liveness", public=True),
+    RouteDef("GET", "/api/v1/openapi.json", _openapi, "this document", public=True, transports=REST_ONLY),
+)
+
+
 def default_policy(recognition: RecognitionConfig, min_quality: float) -> Policy:
     """``min_quality``: the matching gate (config quality.min_score)."""
     if isinstance(recognition.threshold, str):
@@ -132,17 +156,7 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     jobs.register(enrol_kind(repo))
     reembedder = Reembedder(analyzer, repo_faces(repo))
     router = Router()
-    register_repo_routes(router, repo, auth, jobs)
-
-    async def health(request: ApiRequest) -> ApiResponse:
-        return ApiResponse(200, {"status": "ok", "version": __version__,
-                                 "embedding_model": analyzer.embedder.model_id,
-                                 "reembedding": reembedder.status.as_json()})
-
-    async def openapi(request: ApiRequest) -> ApiResponse:
-        return ApiResponse(200, openapi_document(router))
-
-    router.add("GET", "/api/v1/health", health, public=True, summary="liveness")
-    router.add("GET", "/api/v1/openapi.json", openapi, public=True, transports=("rest",), summary="this document")
+    router.add_table(repo_handlers.ROUTES, repo_handlers.RepoContext(repo, auth, jobs))
+    router.add_table(_INSTANCE_ROUTES, _Instance(analyzer.embedder.model_id, reembedder, router))
     api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst))
     return RepoParts(store, repo, auth, router, api, jobs, reembedder)

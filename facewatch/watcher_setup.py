@@ -21,7 +21,7 @@ from repo.service import FaceRepository
 from repo.store import RepoStore, open_store
 from watcher.camera_options import pipeline_options
 from watcher.cameras import Camera, CameraSettings, SourcePolicy
-from watcher.handlers import register_watcher_routes
+from watcher.handlers import ROUTES as WATCHER_ROUTES
 from watcher.registry import CameraRegistry
 from watcher.service import WatcherOptions, WatcherService
 from watcher.supervisor import Supervisor, SupervisorOptions
@@ -63,7 +63,7 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
     service = WatcherService(registry, supervisor, policy, repo.policy,
                              WatcherOptions(node=w.node or socket.gethostname(),
                                             max_cameras_per_tenant=w.max_cameras_per_tenant), publish)
-    register_watcher_routes(router, service)
+    router.add_table(WATCHER_ROUTES, service)
     return service
 
 

@@ -135,6 +135,27 @@ class GroupingService:
                 self._event("group.merged", tenant_id, group=into, merged=[other], similarity=round(similarity, 4))
         return merges
 
+    # -- reads ------------------------------------------------------------------------------
+    async def list_groups(self, tenant_id: str, *, camera: str | None, since: float | None, until: float | None,
+                          status: str | None, offset: int, limit: int) -> tuple[list[Group], int]:
+        """A page of the tenant's groups (filtered) and how many match."""
+        return await asyncio.to_thread(self.store.list_groups, tenant_id, camera=camera, since=since, until=until,
+                                       status=status, offset=offset, limit=limit)
+
+    async def group(self, tenant_id: str, group_id: str) -> Group:
+        return await asyncio.to_thread(self.store.group, tenant_id, group_id)
+
+    async def faces(self, tenant_id: str, group_id: str) -> list[GroupFace]:
+        """The faces of a group."""
+        return await asyncio.to_thread(self.store.faces, tenant_id, group_id)
+
+    async def face(self, tenant_id: str, face_id: str) -> GroupFace:
+        return await asyncio.to_thread(self.store.face, tenant_id, face_id)
+
+    async def crop(self, tenant_id: str, face_id: str) -> bytes | None:
+        """A face's JPEG crop; None when it was stored without one."""
+        return await asyncio.to_thread(self.store.crop, tenant_id, face_id)
+
     # -- operations -----------------------------------------------------------------------
     async def merge(self, tenant_id: str, into: str, others: Sequence[str]) -> Group:
         others = [g for g in dict.fromkeys(others) if g != into]
@@ -184,15 +205,14 @@ class GroupingService:
         group = await asyncio.to_thread(self.store.group, tenant_id, group_id)
         if group.status == "promoted":
             raise Conflict(f"group {group_id!r} was already promoted to {group.subject}", "group")
-        gallery = await asyncio.to_thread(self.repo.store.gallery, tenant_id, gallery_name)
+        gallery = await self.repo.gallery(tenant_id, gallery_name)
         faces = [f for f in await asyncio.to_thread(self.store.faces, tenant_id, group_id)
                  if f.model_id == self.model_id][: self.options.promote_faces]
         if not faces:
             raise Conflict(f"the faces of group {group_id!r} are waiting to be re-embedded by the current model",
                            "group")
         crops = [await asyncio.to_thread(self.store.crop, tenant_id, f.id) for f in faces]
-        subject = await asyncio.to_thread(self.repo.store.create_subject, gallery.id, subject_id, name,
-                                          {"promoted_from_group": group_id})
+        subject = await self.repo.create_subject(gallery, subject_id, name, {"promoted_from_group": group_id})
         await self.repo.add_embedded_faces(gallery, subject, [
             EmbeddedFace(f.embedding, f.model_id, f.quality, crop) for f, crop in zip(faces, crops)])
         promoted = await asyncio.to_thread(self.store.set_status, tenant_id, group_id, "promoted",

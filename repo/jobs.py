@@ -129,6 +129,14 @@ class JobRunner:
         self._start(tenant_id, job_id)
         return await asyncio.to_thread(self.store.job, tenant_id, job_id)
 
+    async def job(self, tenant_id: str, job_id: str) -> dict[str, Any]:
+        """A job's status, progress and result."""
+        return await asyncio.to_thread(self.store.job, tenant_id, job_id)
+
+    async def cancel(self, tenant_id: str, job_id: str) -> dict[str, Any]:
+        """Cancel an unfinished job (its runner stops after the items in hand); Conflict if it has ended."""
+        return await asyncio.to_thread(self.store.cancel_job, tenant_id, job_id)
+
     def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import time
 import uuid
 from collections.abc import Sequence
@@ -151,19 +150,6 @@ class FaceRepository:
             raise PayloadTooLarge(str(exc), param) from None
         except ImageDecodeError as exc:
             raise UnsupportedMedia(str(exc), param) from None
-
-    @staticmethod
-    def b64(value: Any, param: str) -> bytes:
-        if not isinstance(value, str) or not value:
-            raise BadParam(f"{param} must be a base64 string", param)
-        if value.startswith(("http://", "https://")):
-            raise BadParam("image URLs are not fetched; send the image bytes", param)
-        if value.startswith("data:") and "," in value:
-            value = value.split(",", 1)[1]
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadParam(f"{param} is not valid base64", param) from None
 
     async def analyze(self, image: np.ndarray, *, attributes: Sequence[str] = (), max_faces: int | None = None,
                       embed: bool = True, choice: FaceChoice | None = None) -> list[Face]:
@@ -405,3 +391,45 @@ class FaceRepository:
         if record.model_id != self.analyzer.embedder.model_id:
             raise Conflict(f"face {record.id!r} is waiting to be re-embedded by the current model", "face_id")
         return record.embedding
+
+    # -- what the API reads (and creates: a new gallery or subject announces nothing) ----------------
+    async def list_galleries(self, tenant_id: str) -> list[tuple[Gallery, int, int]]:
+        """The tenant's galleries with their subject and face counts."""
+        return await asyncio.to_thread(self.store.list_galleries, tenant_id)
+
+    async def gallery(self, tenant_id: str, name: str) -> Gallery:
+        return await asyncio.to_thread(self.store.gallery, tenant_id, name)
+
+    async def create_gallery(self, tenant_id: str, name: str) -> Gallery:
+        return await asyncio.to_thread(self.store.create_gallery, tenant_id, name)
+
+    async def list_subjects(self, gallery: Gallery, offset: int, limit: int) -> tuple[list[Subject], int]:
+        """A page of the gallery's subjects and how many it has."""
+        return await asyncio.to_thread(self.store.list_subjects, gallery.id, offset, limit)
+
+    async def subject(self, gallery: Gallery, subject_id: str) -> Subject:
+        return await asyncio.to_thread(self.store.subject, gallery.id, subject_id)
+
+    async def create_subject(self, gallery: Gallery, subject_id: str, name: str, meta: dict[str, Any]) -> Subject:
+        return await asyncio.to_thread(self.store.create_subject, gallery.id, subject_id, name, meta)
+
+    async def faces_of_subject(self, subject: Subject) -> list[FaceRecord]:
+        return await asyncio.to_thread(self.store.faces_of_subject, subject.pk)
+
+    async def negatives_of_subject(self, subject: Subject) -> list[NegativeRecord]:
+        return await asyncio.to_thread(self.store.negatives_of_subject, subject.pk)
+
+    async def face(self, tenant_id: str, face_id: str) -> tuple[FaceRecord, Gallery]:
+        return await asyncio.to_thread(self.store.face, tenant_id, face_id)
+
+    async def subject_of_face(self, record: FaceRecord) -> Subject:
+        return (await asyncio.to_thread(self.store.subjects_by_pk, [record.subject_pk]))[record.subject_pk]
+
+    async def face_image(self, tenant_id: str, face_id: str) -> bytes | None:
+        """The original image the face was enrolled from; None when it was not kept."""
+        record, _ = await self.face(tenant_id, face_id)
+        return await asyncio.to_thread(self.images.get, record.image_key) if record.image_key else None
+
+    async def face_thumbnail(self, tenant_id: str, face_id: str) -> bytes | None:
+        record, _ = await self.face(tenant_id, face_id)
+        return await asyncio.to_thread(self.store.face_thumbnail, record.id)
