@@ -28,9 +28,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: bench.common, the packages
 
-from bench.common import DATA, ROOT, Server  # noqa: E402
+from bench.common import DATA, Server, make_config  # noqa: E402
 
 from broker.client import BrokerAddress, BusClient  # noqa: E402
+from vision.pack import DEFAULT_PACK  # noqa: E402
 
 SLOW = re.compile(r"Executing (?P<what>.*?) took (?P<s>[0-9.]+) seconds")
 
@@ -98,7 +99,7 @@ def main() -> int:
     images = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))[: args.images]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "serve.log"
-        server = Server(Path(tmp), ROOT / "data" / "models", log, PYTHONASYNCIODEBUG="1",
+        server = Server(Path(tmp), Path(make_config(None).models_dir(DEFAULT_PACK.name)), log, PYTHONASYNCIODEBUG="1",
                         FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(DATA / "video")]))
         try:
             started = time.monotonic()

@@ -100,8 +100,7 @@ class GroupingService:
                         job_item: str | None = None) -> list[dict[str, Any]]:
         """Every face of one image, grouped. ``job_item``: a batch job's item; the faces it placed
         before a crash (the same image gives the same faces in the same order) are not placed again."""
-        image = self.repo.decode(data, "file")
-        faces = await self.repo.analyze(image)
+        faces = await self.repo.analyze(data)
         done = await asyncio.to_thread(self.store.faces_of_job_item, tenant_id, job_item) if job_item else {}
         placed = []
         for position, face in enumerate(faces):

@@ -12,14 +12,16 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 from vision.analyzer import FaceAnalyzer
+from vision.images import decode_image
 from vision.records import Face
 from vision.selection import FaceChoice
 
-__all__ = ("analysis_pool", "analyze_in_worker")
+__all__ = ("ImageLimits", "analysis_pool", "analyze_in_worker", "analyze_source")
 
 # Each pool process builds its analyzer once, in the initializer, and keeps it
 # here: the one place a worker process can hold it between calls.
@@ -34,11 +36,26 @@ def _init_worker(factory: Callable[[], FaceAnalyzer]) -> None:
     _worker_analyzer = factory()
 
 
-def analyze_in_worker(image: np.ndarray, embed: bool, attributes: Sequence[str], max_faces: int | None,
-                      choice: FaceChoice | None = None) -> list[Face]:
+@dataclass(slots=True, frozen=True)
+class ImageLimits:
+    max_bytes: int
+    max_pixels: int
+
+
+def analyze_source(analyzer: FaceAnalyzer, source: bytes | np.ndarray, limits: ImageLimits, embed: bool,
+                   attributes: Sequence[str], max_faces: int | None, choice: FaceChoice | None) -> list[Face]:
+    """Decode (when given bytes) and analyse, wherever this runs: the event loop never decodes, and a
+    40-megapixel array is never pickled to a worker (the compressed bytes are)."""
+    image = decode_image(source, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels) \
+        if isinstance(source, bytes) else source
+    return analyzer.analyze(image, embed=embed, attributes=attributes, max_faces=max_faces, choice=choice)
+
+
+def analyze_in_worker(source: bytes | np.ndarray, limits: ImageLimits, embed: bool, attributes: Sequence[str],
+                      max_faces: int | None, choice: FaceChoice | None = None) -> list[Face]:
     if _worker_analyzer is None:
         raise RuntimeError("analysis worker used without its initializer")
-    return _worker_analyzer.analyze(image, embed=embed, attributes=attributes, max_faces=max_faces, choice=choice)
+    return analyze_source(_worker_analyzer, source, limits, embed, attributes, max_faces, choice)
 
 
 def analysis_pool(factory: Callable[[], FaceAnalyzer], processes: int) -> ProcessPoolExecutor:

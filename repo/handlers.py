@@ -276,7 +276,7 @@ async def detect(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     if unknown:
         raise BadParam(f"unknown face_plugins {unknown}; known: {', '.join((*ATTRIBUTE_PLUGINS, 'embedding'))}",
                        "face_plugins")
-    image = ctx.repo.decode(p.image(request, params, "file"), "file")
+    image = p.image(request, params, "file")  # decoded where it is analysed, off the event loop
     limit = int(p.number(params.get("limit"), "limit", 0, 0, 1000))
     det = p.number(params.get("det_prob_threshold"), "det_prob_threshold", 0.0, 0.0, 1.0)
     faces = await ctx.repo.analyze(image, attributes=[x for x in plugins if x in ATTRIBUTE_PLUGINS],
@@ -325,7 +325,7 @@ async def identify(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     galleries = p.string_list(params.get("galleries") or params.get("gallery"), "galleries")
     if not galleries:
         raise BadParam("galleries is required", "galleries")
-    image = repo.decode(p.image(request, params, "file"), "file")
+    image = p.image(request, params, "file")  # decoded where it is analysed, off the event loop
     policy = repo.policy(params.get("threshold"))
     repo.threshold_for(policy, 1.0, 1)  # a rate needs a calibration: fail before the work
     results = await repo.identify(

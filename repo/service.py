@@ -21,11 +21,10 @@ import numpy as np
 from api.errors import BadParam, Conflict, NoFace, NotFound, PayloadTooLarge, UnsupportedMedia
 from vision.analyzer import FaceAnalyzer
 from vision.errors import ImageDecodeError, ImageTooLargeError
-from vision.images import decode_image
 from vision.records import Face
 from vision.selection import AMBIGUOUS_RATIO, FaceChoice, FaceChoiceError
 
-from .analysis import analyze_in_worker
+from .analysis import ImageLimits, analyze_in_worker, analyze_source
 from .calibration import Calibration
 from .decision import Candidate, Decision, Policy, decide
 from .events import REPO_EVENTS, EventPublisher
@@ -143,24 +142,24 @@ class FaceRepository:
         except ValueError as exc:  # a rate with no calibration of this model
             raise BadParam(f"{exc}: give a numeric threshold", "threshold") from None
 
-    def decode(self, data: bytes, param: str) -> np.ndarray:
+    async def analyze(self, source: bytes | np.ndarray, *, param: str = "file", attributes: Sequence[str] = (),
+                      max_faces: int | None = None, embed: bool = True,
+                      choice: FaceChoice | None = None) -> list[Face]:
+        """Faces of an image (its encoded bytes, decoded where the analysis runs, or an array), most
+        prominent first; ``choice`` names one face (then only it is returned). ``param`` names the
+        image in errors (too large, not an image)."""
+        self.analyzer.check_attribute_names(attributes)
+        limits = ImageLimits(self.options.max_body_bytes, self.options.max_image_pixels)
         try:
-            return decode_image(data, max_bytes=self.options.max_body_bytes, max_pixels=self.options.max_image_pixels)
+            if self.pool is not None:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self.pool, analyze_in_worker, source, limits, embed, tuple(attributes), max_faces, choice)
+            return await asyncio.to_thread(analyze_source, self.analyzer, source, limits, embed, tuple(attributes),
+                                           max_faces, choice)
         except ImageTooLargeError as exc:
             raise PayloadTooLarge(str(exc), param) from None
         except ImageDecodeError as exc:
             raise UnsupportedMedia(str(exc), param) from None
-
-    async def analyze(self, image: np.ndarray, *, attributes: Sequence[str] = (), max_faces: int | None = None,
-                      embed: bool = True, choice: FaceChoice | None = None) -> list[Face]:
-        """Faces of ``image``, most prominent first; ``choice`` names one face (then only it is returned)."""
-        self.analyzer.check_attribute_names(attributes)
-        try:
-            if self.pool is not None:
-                return await asyncio.get_running_loop().run_in_executor(
-                    self.pool, analyze_in_worker, image, embed, tuple(attributes), max_faces, choice)
-            return await asyncio.to_thread(self.analyzer.analyze, image, embed=embed, attributes=attributes,
-                                           max_faces=max_faces, choice=choice)
         except FaceChoiceError as exc:
             raise BadParam(str(exc), "face_index" if choice and choice.index is not None else "face_box") from None
 
@@ -177,8 +176,7 @@ class FaceRepository:
         removed again if they fail; the index and events follow the commit.
         ``job_item`` marks the rows as a bulk job's item, in the same transaction.
         """
-        image = self.decode(data, "file")
-        faces = await self.analyze(image, max_faces=None if all_faces else 1, choice=None if all_faces else choice)
+        faces = await self.analyze(data, max_faces=None if all_faces else 1, choice=None if all_faces else choice)
         if not faces:
             raise NoFace("no face found in the image")
         first = faces[0]
@@ -195,6 +193,7 @@ class FaceRepository:
                     raise BadParam(f"face quality {quality:.2f} is under {self.options.min_quality} "
                                    "(blurred, turned away or small); set force to enrol it anyway", "file")
         key = await asyncio.to_thread(self.images.put, data) if self.options.save_images else None
+        digest = await asyncio.to_thread(photo_hash, data)  # up to 10 MB: not on the event loop
         now = time.time()
         records = []
         for face in faces:
@@ -204,8 +203,9 @@ class FaceRepository:
                 uuid.uuid4().hex, subject.pk, gallery.id, [round(float(v), 1) for v in face.box],
                 [[round(float(x), 1), round(float(y), 1)] for x, y in face.kps], face.det_score,
                 face.quality.score if face.quality else 0.0, face.embedding, self.analyzer.embedder.model_id,
-                photo_hash(data), key, now))
-        thumbs = [thumbnail_jpeg(f.aligned) if f.aligned is not None else None for f in faces]
+                digest, key, now))
+        thumbs = await asyncio.to_thread(lambda: [thumbnail_jpeg(f.aligned) if f.aligned is not None else None
+                                                  for f in faces])
         await self._commit_faces(gallery, subject, records, thumbs, job_item)
         return records
 
@@ -289,7 +289,7 @@ class FaceRepository:
         vectors = [f.embedding for f in own if f.model_id == model_id]
         closeness = float(np.max(np.stack(vectors) @ embedding)) if vectors else -1.0
         record = NegativeRecord(uuid.uuid4().hex, subject.pk, gallery.id, embedding, model_id, source, time.time())
-        thumb = thumbnail_jpeg(face.aligned) if face.aligned is not None else None
+        thumb = await asyncio.to_thread(thumbnail_jpeg, face.aligned) if face.aligned is not None else None
         await asyncio.to_thread(self.store.add_negative, record, thumb)
         self._negatives(gallery.id).add(record.id, subject.pk, embedding)
         self._event("negative.added", gallery, subject=subject.id, subject_pk=subject.pk, negative_id=record.id,
@@ -343,7 +343,8 @@ class FaceRepository:
         self._event("gallery.removed", gallery)
 
     # -- search ----------------------------------------------------------------------
-    async def identify(self, tenant_id: str, gallery_names: list[str], image: np.ndarray, *, prediction_count: int,
+    async def identify(self, tenant_id: str, gallery_names: list[str], image: bytes | np.ndarray, *,
+                       prediction_count: int,
                        limit: int, det_prob_threshold: float, policy: Policy) -> list[Identification]:
         galleries = [await asyncio.to_thread(self.store.gallery, tenant_id, name) for name in gallery_names]
         faces = await self.analyze(image, max_faces=limit or None)
@@ -371,7 +372,7 @@ class FaceRepository:
 
     async def embedding_of(self, data: bytes, param: str, choice: FaceChoice | None = None) -> tuple[np.ndarray, Face]:
         """The embedding of the face ``choice`` names, else of the most prominent face."""
-        faces = await self.analyze(self.decode(data, param), max_faces=1, choice=choice)
+        faces = await self.analyze(data, param=param, max_faces=1, choice=choice)
         if not faces or faces[0].embedding is None:
             raise NoFace(f"no face found in {param}", param)
         return faces[0].embedding, faces[0]
