@@ -97,7 +97,8 @@ class Server:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FACEWATCH_")}
         self.env.update(FACEWATCH_DATA_DIR=str(data_dir), FACEWATCH_MODELS__DIR=str(models_dir),
                         FACEWATCH_API__PORT=str(self.port), FACEWATCH_BROKER__PORT=str(self.stomp_port),
-                        FACEWATCH_AUTH__RATE_PER_S="0", FACEWATCH_LOG_LEVEL="warning", **env)
+                        FACEWATCH_AUTH__RATE_PER_S="0", FACEWATCH_LOG_LEVEL="warning")
+        self.env.update(env)
         made = subprocess.run([sys.executable, "-m", "facewatch", "tenants", "create", "bench"], env=self.env,
                               capture_output=True, text=True, cwd=ROOT, check=True)
         self.key = json.loads(made.stdout)["api_key"]

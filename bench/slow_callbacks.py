@@ -95,11 +95,13 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=120, help="LFW images to enrol")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--camera-s", type=float, default=20.0, help="how long the camera runs")
+    parser.add_argument("--log", help="keep the server's log here (with --log-level info: every request)")
+    parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
     images = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))[: args.images]
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "serve.log"
-        server = Server(Path(tmp), Path(make_config(None).models_dir(DEFAULT_PACK.name)), log, PYTHONASYNCIODEBUG="1",
+        log = Path(args.log) if args.log else Path(tmp) / "serve.log"
+        server = Server(Path(tmp), Path(make_config(None).models_dir(DEFAULT_PACK.name)), log, PYTHONASYNCIODEBUG="1", FACEWATCH_LOG_LEVEL=args.log_level,
                         FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(DATA / "video")]))
         try:
             started = time.monotonic()
