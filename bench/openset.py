@@ -39,7 +39,7 @@ from bench.faceset import FaceSet, build_faceset  # noqa: E402
 
 from facewatch.repo_setup import default_policy
 from repo.calibration import Calibration
-from repo.decision import Candidate, Policy, decide
+from repo.decision import CANDIDATES, Candidate, Policy, decide
 
 TODAY_THRESHOLD = 0.278
 
@@ -144,7 +144,7 @@ def named_by_rule(scores: np.ndarray, quality: np.ndarray, policy: Policy, calib
                   comparisons: int, negatives: dict[int, np.ndarray] | None = None,
                   probes: np.ndarray | None = None) -> np.ndarray:
     """(P,) subject index named by repo/decision.py, -1 for nobody; ``negatives[subject]``: (K, D) vectors."""
-    top = np.argsort(-scores, axis=1)[:, :2]
+    top = np.argsort(-scores, axis=1)[:, :CANDIDATES]
     out = np.full(len(scores), -1)
     for i in range(len(scores)):
         candidates = []

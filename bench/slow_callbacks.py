@@ -101,7 +101,8 @@ def main() -> int:
     images = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))[: args.images]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(args.log) if args.log else Path(tmp) / "serve.log"
-        server = Server(Path(tmp), Path(make_config(None).models_dir(DEFAULT_PACK.name)), log, PYTHONASYNCIODEBUG="1", FACEWATCH_LOG_LEVEL=args.log_level,
+        models = Path(make_config(None).models_dir(DEFAULT_PACK.name))
+        server = Server(Path(tmp), models, log, PYTHONASYNCIODEBUG="1", FACEWATCH_LOG_LEVEL=args.log_level,
                         FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(DATA / "video")]))
         try:
             started = time.monotonic()

@@ -136,7 +136,8 @@ class QualityConfig(Section):
     occlusion_check: bool = Field(True, description="refuse covered faces (two more embeddings per face)")
     visible_consistency: float = Field(0.72, ge=0, le=1, description="visible factor 1 at or below this")
     covered_consistency: float = Field(0.82, ge=0, le=1, description="... and 0 at or above")
-    min_score: float = Field(0.3, ge=0, le=1, description="faces under this quality are not matched or enrolled")
+    min_score: float = Field(0.3, ge=0, le=1, description="the matching gate: faces under it are named as nobody "
+                                                          "(enrolment has its own, repo.min_quality)")
 
     @model_validator(mode="after")
     def _ordered(self) -> "QualityConfig":

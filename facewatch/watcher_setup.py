@@ -60,7 +60,12 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
 
     supervisor = Supervisor(make_spec, publish, SupervisorOptions(
         restart_initial_s=w.restart_initial_s, restart_max_s=w.restart_max_s, watchdog_s=w.watchdog_s))
-    service = WatcherService(registry, supervisor, policy, repo.policy,
+    def check_threshold(value: object) -> float:
+        """A camera's threshold must be a decision the repo can make (a rate needs a calibration):
+        refused at registration, not in a crash loop at the camera's first face."""
+        return repo.threshold_for(repo.policy(value), 1.0, 1)
+
+    service = WatcherService(registry, supervisor, policy, check_threshold,
                              WatcherOptions(node=w.node or socket.gethostname(),
                                             max_cameras_per_tenant=w.max_cameras_per_tenant), publish)
     router.add_table(WATCHER_ROUTES, service)

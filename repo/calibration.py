@@ -122,8 +122,8 @@ def fit_calibration(model_id: str, impostor_scores: list[np.ndarray], quality_ed
             far = 10.0 ** x
             if far < deepest:
                 break
-            k = int(math.floor(far * len(scores)))  # this many impostors lie above the threshold
-            top = np.partition(scores, len(scores) - k - 1)[len(scores) - k - 1]
+            k = int(math.floor(far * len(scores)))  # this many impostors reach the threshold (>=)
+            top = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th highest
             measured_x.append(x)
             measured_y.append(float(top))
         if len(measured_x) < 2:
@@ -132,4 +132,4 @@ def fit_calibration(model_id: str, impostor_scores: list[np.ndarray], quality_ed
     for b in range(len(rows) - 2, -1, -1):
         rows[b] = [max(a, c) for a, c in zip(rows[b], rows[b + 1])]
     return Calibration(model_id, tuple(quality_edges), tuple(log10_far),
-                       tuple(tuple(round(v, 5) for v in row) for row in rows), source)
+                       tuple(tuple(math.ceil(v * 1e5) / 1e5 for v in row) for row in rows), source)

@@ -16,9 +16,9 @@ So a decision is asked for as a rate, and the threshold follows from it:
   faces compared (the gallery's size);
 - the threshold for that FAR is read from a ``Calibration``: impostor score
   quantiles measured per probe-quality band (bench/calibrate.py), extrapolated
-  past the deepest measured quantile along the last measured segment of
-  score against log10 FAR (a straight line there is a heavier tail than the
-  measured one bends to, so the extrapolated threshold errs high).
+  past the deepest measured quantile along the steepest of the last two
+  measured segments of score against log10 FAR (so the extrapolated threshold
+  errs high).
 A numeric ``Policy.threshold`` overrides all that for users who want a fixed
 cosine (it is then the same for every probe and every gallery size).
 
@@ -44,7 +44,11 @@ import numpy as np
 
 from .calibration import Calibration
 
-__all__ = ("Candidate", "Decision", "Policy", "decide", "per_comparison_far", "best_per_subject")
+__all__ = ("CANDIDATES", "Candidate", "Decision", "Policy", "decide", "per_comparison_far", "best_per_subject")
+
+# Subjects weighed per decision: the best, a runner-up for the margin, and one more for when the
+# best is refuted by a correction (identify, cameras and bench/openset.py alike).
+CANDIDATES = 3
 
 
 def per_comparison_far(fpir: float, comparisons: int) -> float:
@@ -102,7 +106,7 @@ class Decision:
     runner_up: Candidate | None
     threshold: float
     margin: float  # best minus runner-up similarity (best's similarity + 1 when alone)
-    reason: str  # matched | no_candidates | low_quality | below_threshold | ambiguous | refuted
+    reason: str  # matched | no_candidates | low_quality | below_threshold | ambiguous | refuted | removed
     refuted: tuple[Candidate, ...] = field(default=())
 
     def as_json(self, name: Any = None) -> dict[str, Any]:

@@ -315,8 +315,8 @@ async def verify(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     # 1:1: the rate is a false accept rate; against a subject, one comparison per face of it.
     threshold = repo.threshold_for(policy, quality, len(refs))
     return ApiResponse(200, {"similarity": round(similarity, 4), "threshold": round(threshold, 4),
-                             "verified": similarity >= threshold, "quality": round(quality, 4),
-                             "policy": policy.describe()})
+                             "verified": similarity >= threshold and quality >= policy.min_quality,
+                             "quality": round(quality, 4), "policy": policy.describe()})
 
 
 async def identify(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
@@ -328,9 +328,9 @@ async def identify(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     image = p.image(request, params, "file")  # decoded where it is analysed, off the event loop
     policy = repo.policy(params.get("threshold"))
     repo.threshold_for(policy, 1.0, 1)  # a rate needs a calibration: fail before the work
+    prediction_count = int(p.number(params.get("prediction_count"), "prediction_count", 1, 1, 100))
     results = await repo.identify(
-        request.tenant, galleries, image,
-        prediction_count=int(p.number(params.get("prediction_count"), "prediction_count", 1, 1, 100)),
+        request.tenant, galleries, image, prediction_count=prediction_count,
         limit=int(p.number(params.get("limit"), "limit", 0, 0, 1000)),
         det_prob_threshold=p.number(params.get("det_prob_threshold"), "det_prob_threshold", 0.0, 0.0, 1.0),
         policy=policy,
@@ -349,7 +349,7 @@ async def identify(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
         out.append(face_to_json(r.face) | {
             # The subject named (at most one), then every candidate however far: an app can show why.
             "matches": [c for c in candidates if named is not None and c["face_id"] == named.key],
-            "candidates": candidates,
+            "candidates": candidates[:prediction_count],
             "decision": r.decision.as_json(shown) | {"policy": policy.describe()},
         })
     return ApiResponse(200, {"faces": out})

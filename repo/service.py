@@ -26,7 +26,7 @@ from vision.selection import AMBIGUOUS_RATIO, FaceChoice, FaceChoiceError
 
 from .analysis import ImageLimits, analyze_in_worker, analyze_source
 from .calibration import Calibration
-from .decision import Candidate, Decision, Policy, decide
+from .decision import CANDIDATES, Candidate, Decision, Policy, decide
 from .events import REPO_EVENTS, EventPublisher
 from .images import ImageStore, photo_hash, thumbnail_jpeg
 from .index import GalleryIndex, Match, NegativeIndex, SearchOptions
@@ -62,7 +62,8 @@ class EmbeddedFace:
 
 @dataclass(slots=True, frozen=True)
 class Identification:
-    """One face of an identify probe: its candidates (best first) and the decision over them."""
+    """One face of an identify probe: its candidates (best first; at least those the decision weighed)
+    and the decision over them."""
 
     face: Face
     candidates: list[tuple[Match, Subject, Gallery]]
@@ -161,7 +162,9 @@ class FaceRepository:
         except ImageDecodeError as exc:
             raise UnsupportedMedia(str(exc), param) from None
         except FaceChoiceError as exc:
-            raise BadParam(str(exc), "face_index" if choice and choice.index is not None else "face_box") from None
+            suffix = "2" if param.endswith("2") else ""  # verify's image2 has face_index2 / face_box2
+            raise BadParam(str(exc), ("face_index" if choice and choice.index is not None else "face_box") + suffix
+                           ) from None
 
     # -- faces ----------------------------------------------------------------------
     async def add_faces(self, gallery: Gallery, subject: Subject, data: bytes, *, all_faces: bool = False,
@@ -355,18 +358,19 @@ class FaceRepository:
             found: list[tuple[Match, Gallery]] = []
             if face.embedding is not None:
                 for gallery in galleries:
-                    found += [(m, gallery) for m in self._index(gallery.id).search(face.embedding,
-                                                                                    max(3, prediction_count))]
+                    found += [(m, gallery) for m in self._index(gallery.id).search(
+                        face.embedding, max(CANDIDATES, prediction_count))]
             found.sort(key=lambda mg: -mg[0].similarity)
             decision = decide([Candidate(m.face_id, m.similarity, self._negatives(g.id).nearest(m.subject_pk,
                                                                                             face.embedding))
-                               for m, g in found], policy,
+                               for m, g in found[:CANDIDATES]], policy,
                               self.options.calibration, quality=face.quality.score if face.quality else 0.0,
                               comparisons=comparisons) if face.embedding is not None else \
                 Decision(None, None, None, 1.0, 0.0, "no_candidates")
-            shown = found[:prediction_count]
-            subjects = await asyncio.to_thread(self.store.subjects_by_pk, [m.subject_pk for m, _ in shown])
-            results.append(Identification(face, [(m, subjects[m.subject_pk], g) for m, g in shown
+            # Every candidate weighed is named in the answer, however few the caller asked to see.
+            listed = found[:max(CANDIDATES, prediction_count)]
+            subjects = await asyncio.to_thread(self.store.subjects_by_pk, [m.subject_pk for m, _ in listed])
+            results.append(Identification(face, [(m, subjects[m.subject_pk], g) for m, g in listed
                                                  if m.subject_pk in subjects], decision))
         return results
 

@@ -50,7 +50,7 @@ class GalleryFollower:
         self._negatives: dict[str, NegativeIndex] = {}  # by gallery id: corrections ("not this subject")
         self._gallery_names: dict[str, str] = {}  # gallery id -> name
         self._held: list[dict[str, Any]] | None = []  # events seen before load() finished
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return sum(len(i) for i in self._indexes.values())
@@ -64,10 +64,10 @@ class GalleryFollower:
                 log.info("gallery %r does not exist yet; followed from its first enrolment", name)
                 continue
             self._reload(gallery.id, name)
-        with self._lock:
+        with self._lock:  # replayed under the lock: an event arriving meanwhile waits, so order holds
             held, self._held = self._held or [], None
-        for event in held:
-            self.apply(event)
+            for event in held:
+                self._apply(event)
         return len(self)
 
     def _reload(self, gallery_id: str, name: str) -> None:
@@ -85,10 +85,13 @@ class GalleryFollower:
         """One /topic/repo.events message (any tenant's; others are ignored)."""
         if event.get("tenant") != self.tenant_id or event.get("gallery") not in self.names:
             return
-        with self._lock:
+        with self._lock:  # one change at a time: an add and a remove of the same face cannot swap
             if self._held is not None:
                 self._held.append(event)
                 return
+            self._apply(event)
+
+    def _apply(self, event: dict[str, Any]) -> None:
         gallery_id, kind = str(event.get("gallery_id")), event.get("type")
         if kind == "face.added":
             if event.get("model_id") != self.model_id:

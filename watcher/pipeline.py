@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import cv2
@@ -33,7 +33,7 @@ from vision.geometry import crop_box
 from vision.records import Face
 
 from repo.calibration import Calibration
-from repo.decision import Candidate, Decision, Policy, decide
+from repo.decision import CANDIDATES, Candidate, Decision, Policy, decide
 from repo.store import Subject
 from vision.embedder import l2_normalise
 
@@ -188,6 +188,8 @@ class CameraPipeline:
         assert isinstance(track.best_frame, VideoFrame)
         decision.tried, decision.embedded_at = face, frame.wall_time
         quality = face.quality.score if face.quality is not None else 0.0
+        # The model's verdict may have lowered it: a covered shot must not keep out a better frame.
+        track.best_quality = quality
         if quality < self.options.min_quality:
             return []  # the embedding model finds it unrecognisable (covered, smeared): no evidence either way
         decision.embedded, decision.embedded_frame = face, track.best_frame
@@ -198,7 +200,7 @@ class CameraPipeline:
         template = l2_normalise((weights[:, None] * np.stack([e for _, e in decision.shots])).sum(axis=0))
         decision.template = template
         # Three: a runner-up is still there when the best one is refuted by a correction.
-        found, compared = self.matcher.candidates(template, 3)
+        found, compared = self.matcher.candidates(template, CANDIDATES)
         verdict = decide([Candidate(c, c.similarity, c.negative_similarity) for c in found], self.options.policy,
                          self.options.calibration, quality=float(weights.mean()), comparisons=compared)
         decision.verdict = verdict
@@ -206,7 +208,8 @@ class CameraPipeline:
         if verdict.match is None:
             return []
         subject = self.matcher.subject(verdict.match.key.subject_pk)
-        if subject is None:  # removed since; its event is on its way
+        if subject is None:  # removed since; its event is on its way: undecided, as if never matched
+            decision.verdict = replace(verdict, match=None, reason="removed")
             return []
         decision.recognized, decision.gallery = subject, verdict.match.key.gallery  # one event per track
         last = self.announced.get(subject.pk)
@@ -268,8 +271,8 @@ class CameraPipeline:
         event["runner_up"] = described["runner_up"]
         event["margin"] = described["margin"]
         event["threshold"] = described["threshold"]
-        if verdict.match is not None:
-            assert decision.recognized is not None
+        if decision.recognized is not None:
+            assert verdict.match is not None
             event["subject"] = {"id": decision.recognized.id, "name": decision.recognized.name,
                                 "gallery": decision.gallery}
             event["similarity"] = round(verdict.match.similarity, 4)
