@@ -50,14 +50,16 @@ def impostor_scores_by_band(probes: FaceSet, gallery: FaceSet, edges: tuple[floa
 
 
 def quantile_interval(scores: np.ndarray, far: float) -> tuple[float, float, float] | None:
-    """(threshold, low, high): the 95 % interval from the count of impostors beyond it, or None if too few."""
+    """(threshold, low, high): the k-th highest score (as fit_calibration takes it) and a 95 % interval
+    from the binomial spread of that count, or None if too few."""
     n = len(scores)
     k = int(math.floor(far * n))
     if k < MIN_EXCEEDANCES:
         return None
     spread = int(math.ceil(1.96 * math.sqrt(k)))
     ordered = np.sort(np.partition(scores, n - k - spread - 2)[n - k - spread - 2:])[::-1]
-    return float(ordered[k]), float(ordered[min(len(ordered) - 1, k + spread)]), float(ordered[max(0, k - spread)])
+    at, low, high = k - 1, min(len(ordered) - 1, k - 1 + spread), max(0, k - 1 - spread)
+    return float(ordered[at]), float(ordered[low]), float(ordered[high])
 
 
 def calibrate(faces: FaceSet, model_id: str, source: str, verbose: bool = True) -> tuple[Calibration, int]:
