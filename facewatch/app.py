@@ -8,6 +8,7 @@ Shutdown is the reverse (aiohttp cleanup_ctx).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -120,6 +121,9 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         resumed = parts.jobs.resume_all()
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
+        # What start-up built (models, indexes, metadata) lives as long as the server: out of the
+        # collector's way, so that a full collection does not stall the event loop scanning it.
+        gc.freeze()
         log.info("facewatch %s ready on http://%s:%d", __version__, cfg.api.host, cfg.api.port)
         yield
         stomp_api.stop()
