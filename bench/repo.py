@@ -128,7 +128,8 @@ def prescan_recall(fractions: list[float]) -> None:
 def reembed_rate(server: Server) -> float:
     """Faces re-embedded per second (from their originals) after a restart under another embedding model id."""
     server.stop()
-    server.start(FACEWATCH_MODELS__EMBEDDER__MODEL_ID="bench-another-model")
+    # No calibration ships for a model of our own: it needs a fixed cosine to start.
+    server.start(FACEWATCH_MODELS__EMBEDDER__MODEL_ID="bench-another-model", FACEWATCH_RECOGNITION__THRESHOLD="0.278")
     started = time.perf_counter()
     deadline = started + 600
     while time.perf_counter() < deadline:
@@ -230,6 +231,8 @@ def main() -> int:
     parser.add_argument("--recall", default="0.002,0.005,0.01,0.02",
                         help="candidate shares for the prescan recall study on LFW ('' to skip)")
     parser.add_argument("--no-rest", action="store_true", help="search and recall only")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="config for the server, e.g. FACEWATCH_QUALITY__OCCLUSION_CHECK=false")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     search = search_latency(sizes, args.repeats)
@@ -240,7 +243,7 @@ def main() -> int:
     images = sorted((DATA / "pairs" / "lfw-view1" / "images").glob("*/*.jpg"))[: args.enrol_images]
     models = ROOT / "data" / "models" / "faceplugin-face-recognition-js-0.0.1"
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), models)
+        server = Server(Path(tmp), models, **dict(kv.split("=", 1) for kv in args.server_env))
         try:
             rest = asyncio.run(rest_bench(server, images, args.enrol_concurrency, args.clients, args.requests))
             reembed_per_s = reembed_rate(server)
