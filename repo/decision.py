@@ -40,11 +40,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .calibration import Calibration
 
-__all__ = ("CANDIDATES", "Candidate", "Decision", "Policy", "decide", "per_comparison_far", "best_per_subject")
+__all__ = ("CANDIDATES", "Candidate", "Decision", "Policy", "decide", "per_comparison_far")
 
 # Subjects weighed per decision: the best, a runner-up for the margin, and one more for when the
 # best is refuted by a correction (identify, cameras and bench/openset.py alike).
@@ -140,11 +138,3 @@ def decide(candidates: Sequence[Candidate], policy: Policy, calibration: Calibra
         return Decision(None, best, runner_up, threshold, margin, "ambiguous", refuted)
     return Decision(best, best, runner_up, threshold, margin, "matched", refuted)
 
-
-def best_per_subject(similarities: np.ndarray, subjects: Sequence[Any]) -> dict[Any, float]:
-    """The highest similarity of each subject's rows (negatives, faces)."""
-    best: dict[Any, float] = {}
-    for similarity, subject in zip(similarities.tolist(), subjects):
-        if similarity > best.get(subject, -2.0):
-            best[subject] = similarity
-    return best

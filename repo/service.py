@@ -22,7 +22,7 @@ from api.errors import BadParam, Conflict, NoFace, NotFound, PayloadTooLarge, Un
 from vision.analyzer import FaceAnalyzer
 from vision.errors import ImageDecodeError, ImageTooLargeError
 from vision.records import Face
-from vision.selection import AMBIGUOUS_RATIO, FaceChoice, FaceChoiceError
+from vision.selection import FaceChoice, FaceChoiceError, ambiguous
 
 from .analysis import ImageLimits, analyze_in_worker, analyze_source
 from .calibration import Calibration
@@ -183,7 +183,7 @@ class FaceRepository:
         if not faces:
             raise NoFace("no face found in the image")
         first = faces[0]
-        if not all_faces and choice is None and first.runner_up_prominence >= AMBIGUOUS_RATIO * first.prominence:
+        if not all_faces and choice is None and ambiguous(first.prominence, first.runner_up_prominence):
             raise Conflict("the image holds more than one comparable face: name one with face_index (the order "
                            "/detect lists them in) or face_box, or set all_faces", "face_index")
         if not force:

@@ -86,6 +86,6 @@ def choose(boxes: np.ndarray, choice: FaceChoice) -> int:
     return 0
 
 
-def ambiguous(ranked_prominence: np.ndarray) -> bool:
-    """True when the runner-up is comparable to the most prominent face."""
-    return len(ranked_prominence) > 1 and ranked_prominence[1] >= AMBIGUOUS_RATIO * ranked_prominence[0]
+def ambiguous(prominence_of_face: float, runner_up: float) -> bool:
+    """True when the runner-up face (0 if none) is comparable to the chosen one."""
+    return runner_up > 0 and runner_up >= AMBIGUOUS_RATIO * prominence_of_face

@@ -20,10 +20,11 @@ def test_a_centred_subject_outranks_a_larger_bystander_at_the_edge() -> None:
 
 def test_comparable_faces_are_ambiguous_a_lone_one_is_not() -> None:
     boxes = np.array([[100, 100, 200, 200], [300, 100, 400, 200]], np.float32)
-    ranks = np.sort(prominence(boxes, np.array([0.99, 0.98]), 300, 500))[::-1]
-    assert ambiguous(ranks) and not ambiguous(ranks[:1])
+    first, second = np.sort(prominence(boxes, np.array([0.99, 0.98]), 300, 500))[::-1]
+    assert ambiguous(first, second) and not ambiguous(first, 0.0)
     small = np.array([[100, 100, 200, 200], [420, 20, 450, 50]], np.float32)
-    assert not ambiguous(np.sort(prominence(small, np.array([0.99, 0.99]), 300, 500))[::-1])
+    first, second = np.sort(prominence(small, np.array([0.99, 0.99]), 300, 500))[::-1]
+    assert not ambiguous(first, second)
 
 
 def test_a_face_named_by_index_or_box() -> None:
