@@ -18,11 +18,12 @@ from .dispatch import Api
 from .errors import BadParam
 from .request import ApiRequest, ApiResponse
 
-__all__ = ("API_QUEUE", "StompApiServer", "request_from_message")
+__all__ = ("API_QUEUE", "REPLY_QUEUE_PREFIX", "StompApiServer", "request_from_message")
 
 log = logging.getLogger(__name__)
 
 API_QUEUE = "/queue/facewatch.api"
+REPLY_QUEUE_PREFIX = "/reply-queue/"  # what brokers make of a request's /temp-queue/ reply-to
 _PASSED = ("authorization", "x-api-key", "content-type")
 
 
@@ -60,8 +61,13 @@ class StompApiServer:
         asyncio.run_coroutine_threadsafe(self._handle(message), self.loop)
 
     async def _handle(self, message: BusMessage) -> None:
-        if not message.headers.get("reply-to"):
-            log.warning("STOMP API request without reply-to dropped")
+        reply_to = message.headers.get("reply-to", "")
+        if not reply_to.startswith(REPLY_QUEUE_PREFIX):
+            # The API replies with its own rights: to anywhere else (a topic, a camera, another queue) a
+            # request could make it write JSON of the requester's choosing. A /temp-queue/ named in the
+            # request arrives here as the broker's private /reply-queue/<token> (embedded and RabbitMQ).
+            log.warning("STOMP API request dropped: reply-to %r is not a private reply queue (name a "
+                        "/temp-queue/ in the request)", reply_to[:200])
             return
         try:
             request = request_from_message(message)

@@ -289,6 +289,21 @@ def test_person_enrolled_while_running_is_recognised_without_restart(watch: Watc
         assert watch.status("lobby")["worker"]["pid"] == pid  # the same worker
 
 
+def test_a_request_cannot_make_the_api_reply_onto_a_topic(watch: Watch) -> None:
+    """reply-to naming a camera's topic (or any destination but the requester's own private reply queue)
+    must not make the API, with its own rights, write there: the request is dropped."""
+    victim = watch.events("victim")
+    try:
+        watch.bus.publish(API, b"", {"method": "GET", "path": "/api/v1/galleries", "x-api-key": watch.tenant["api_key"],
+                                     "reply-to": "/topic/watcher.victim", "correlation-id": "forged"})
+        assert watch.call("GET", "/api/v1/galleries").status == 200  # a later request is answered...
+        watch.bus.publish("/topic/watcher.victim", {"type": "fence"})
+        fence = victim.wait_for(lambda e: e.get("type") == "fence", 30)
+        assert victim.items == [fence]  # ...and nothing but our own fence reached the topic
+    finally:
+        victim.close()
+
+
 @embedded_only
 def test_a_corrected_stranger_is_not_announced_again(watch: Watch, shared_data: Path) -> None:
     """Lin-Manuel Miranda, not enrolled, is named as the only subject (Obama) at a fixed cosine that accepts
