@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import zipfile
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -193,12 +194,31 @@ class JobRunner:
             await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result | {"error": str(exc)})
             self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))
             return
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        done = job["done"]
+        try:
+            await self._items(tenant_id, job_id, kind, items, zipfile.ZipFile(io.BytesIO(data)), job["done"], result)
+        except Exception as exc:  # never a job that stays unfinished (and crashes again at every start)
+            log.exception("job %s failed", job_id)
+            result["error"] = f"unexpected error: {exc!r}"[:500]
+            await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result)
+        self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))  # done, failed or cancelled
+        await asyncio.to_thread(path.unlink, True)
+
+    async def _items(self, tenant_id: str, job_id: str, kind: JobKind, items: list[JobItem],
+                     archive: zipfile.ZipFile, done: int, result: dict[str, Any]) -> None:
+        store = self.store
 
         async def one(item: JobItem) -> None:
             try:
-                await kind.handle(tenant_id, result["params"], archive.read(item.name), item, result)
+                # Decompressed off the event loop; a bad member (CRC, encryption, an unknown method, a
+                # size that lies) fails its item, not the job.
+                data = await asyncio.to_thread(archive.read, item.name)
+            except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError, ValueError,
+                    OSError) as exc:
+                result["failed"].append({"item": item.name, "code": "BAD_PARAM",
+                                         "reason": f"unreadable zip member: {exc}"[:300]})
+                return
+            try:
+                await kind.handle(tenant_id, result["params"], data, item, result)
             except ApiError as exc:
                 result["failed"].append({"item": item.name, "code": exc.code, "reason": exc.reason})
 
@@ -215,5 +235,3 @@ class JobRunner:
                                "total": len(items), "result": result})
         if running:
             await asyncio.to_thread(store.update_job, job_id, "done", done, result)
-        self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))  # done, or cancelled
-        await asyncio.to_thread(path.unlink, True)

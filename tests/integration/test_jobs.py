@@ -151,3 +151,52 @@ def test_a_job_cancelled_while_its_instance_was_down_is_dropped_at_start(tmp_pat
     assert not spooled.exists()
     assert store.job(tenant, job_id)["status"] == "cancelled"
     store.close()
+
+
+def _patch(data: bytearray, member: str, local_offset: int, central_offset: int, value: bytes) -> None:
+    """Overwrite a field of ``member`` in both its local header and its central directory entry."""
+    archive = zipfile.ZipFile(io.BytesIO(bytes(data)))
+    info = archive.getinfo(member)
+    data[info.header_offset + local_offset: info.header_offset + local_offset + len(value)] = value
+    entry = bytes(data).rindex(b"PK\x01\x02", 0, bytes(data).rindex(member.encode()))
+    data[entry + central_offset: entry + central_offset + len(value)] = value
+
+
+def _hostile_zip(photo: Path) -> bytes:
+    """One good photo and four members no job may choke on."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("good/photo.jpg", photo.read_bytes())
+        archive.writestr("crc/photo.jpg", photo.read_bytes())  # stored: its bytes are changed below
+        archive.writestr("encrypted/photo.jpg", photo.read_bytes())  # flagged encrypted below
+        archive.writestr("method/photo.jpg", photo.read_bytes())
+        archive.writestr("lying/photo.jpg", photo.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
+    data = bytearray(buf.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("crc/photo.jpg")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + 100] ^= 0xFF  # one byte of the member's data: its CRC no longer matches
+    _patch(data, "encrypted/photo.jpg", 6, 8, (1).to_bytes(2, "little"))  # the "encrypted" flag bit
+    _patch(data, "method/photo.jpg", 8, 10, (9).to_bytes(2, "little"))  # Deflate64: not in zipfile
+    _patch(data, "lying/photo.jpg", 22, 24, (1000).to_bytes(4, "little"))  # declared size: 1,000 bytes
+    return bytes(data)
+
+
+def test_bad_zip_members_fail_their_items_and_the_job_ends(tmp_path: Path, models_dir: Path,
+                                                           analyzer: FaceAnalyzer, shared_data: Path) -> None:
+    parts = _instance(tmp_path, models_dir, analyzer)
+    store = parts.store
+    tenant = store.create_tenant("acme")
+    store.create_gallery(tenant, "people")
+    data = _hostile_zip(sorted((shared_data / "faces" / "enroll" / "obama").iterdir())[0])
+
+    async def run() -> dict[str, Any]:
+        job = await parts.jobs.submit_zip(tenant, "enrol", {"gallery": "people"}, data, max_files=10,
+                                          max_total_bytes=10 << 20)
+        return await _until_done(parts.jobs, store, tenant, job["id"])
+
+    job = asyncio.run(run())
+    assert job["done"] == 5 and job["result"]["added"] == 1
+    failed = {f["item"]: f for f in job["result"]["failed"]}
+    assert set(failed) == {"crc/photo.jpg", "encrypted/photo.jpg", "method/photo.jpg", "lying/photo.jpg"}
+    assert all(f["code"] == "BAD_PARAM" and "unreadable zip member" in f["reason"] for f in failed.values())
+    store.close()
