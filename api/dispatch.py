@@ -72,7 +72,7 @@ class Api:
                 raise RateLimited("too many requests; slow down")
             return await route.handler(request)
         except ApiError as exc:
-            return ApiResponse(exc.status, exc.body())
+            return ApiResponse(exc.status, exc.body(), headers=exc.headers())
         except Exception:  # the boundary: log it, never leak internals
             log.exception("%s %s failed", request.method, request.path)
             return ApiResponse(500, InternalError("internal error").body())

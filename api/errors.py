@@ -24,6 +24,10 @@ class ApiError(Exception):
         self.reason = reason
         self.param = param
 
+    def headers(self) -> dict[str, str]:
+        """Response headers the error calls for (405's Allow)."""
+        return {}
+
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "reason": self.reason}
         if self.param is not None:
@@ -53,6 +57,13 @@ class NotFound(ApiError):
 
 class MethodNotAllowed(ApiError):
     status, code = 405, "METHOD_NOT_ALLOWED"
+
+    def __init__(self, reason: str, allowed: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.allowed = sorted(set(allowed or []))
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)} if self.allowed else {}
 
 
 class Conflict(ApiError):

@@ -49,6 +49,8 @@ class ApiRequest:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedJson(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise MalformedJson("request body is nested too deep") from None
 
     def json_object(self) -> dict[str, Any]:
         if self.content_type.startswith("multipart/"):

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.typedefs import Handler
 
 from .dispatch import Api
 from .errors import ApiError, BadParam, PayloadTooLarge, UnsupportedMedia
@@ -25,28 +26,12 @@ async def _read(request: web.Request, max_bytes: int) -> ApiRequest:
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"body is {request.content_length} bytes, the limit is {max_bytes}")
     if content_type.startswith("multipart/"):
-        total = 0
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if not isinstance(part, BodyPartReader):
-                raise UnsupportedMedia("nested multipart is not supported")
-            data = bytearray()
-            while chunk := await part.read_chunk(65536):
-                data += chunk
-                total += len(chunk)
-                if total > max_bytes:
-                    raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
-            if part.filename is not None:
-                api_request.files.append(UploadedFile(part.name or "file", part.filename,
-                                                      part.headers.get("Content-Type", ""), bytes(data)))
-            else:
-                if len(data) > _MULTIPART_FIELD_LIMIT:
-                    raise BadParam("form field too large", part.name)
-                api_request.form[part.name or ""] = data.decode("utf-8", "replace")
-        return api_request
+        try:
+            return await _read_multipart(request, api_request, max_bytes)
+        except ApiError:
+            raise
+        except Exception as exc:  # aiohttp's multipart reader raises several kinds on a malformed body
+            raise BadParam(f"malformed multipart body: {exc}"[:300], "file") from None
     try:
         api_request.body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -56,6 +41,35 @@ async def _read(request: web.Request, max_bytes: int) -> ApiRequest:
     return api_request
 
 
+async def _read_multipart(request: web.Request, api_request: ApiRequest, max_bytes: int) -> ApiRequest:
+    if "boundary=" not in (request.headers.get("Content-Type") or ""):
+        raise BadParam("multipart body without a boundary", "file")
+    total = 0
+    reader = await request.multipart()
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise UnsupportedMedia("nested multipart is not supported")
+        data = bytearray()
+        while chunk := await part.read_chunk(65536):
+            data += chunk
+            total += len(chunk)
+            if total > max_bytes:
+                raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
+        if part.filename is not None:
+            api_request.files.append(UploadedFile(part.name or "file", part.filename,
+                                                  part.headers.get("Content-Type", ""), bytes(data)))
+        else:
+            if len(data) > _MULTIPART_FIELD_LIMIT:
+                raise BadParam("form field too large", part.name)
+            api_request.form[part.name or ""] = data.decode("utf-8", "replace")
+    return api_request
+
+
+
+
 def _respond(response: ApiResponse) -> web.Response:
     if isinstance(response.body, (bytes, bytearray)):
         return web.Response(status=response.status, body=response.body, content_type=response.content_type,
@@ -63,6 +77,24 @@ def _respond(response: ApiResponse) -> web.Response:
     text = "" if response.body is None and response.status == 204 else json.dumps(response.body)
     return web.Response(status=response.status, text=text or None, content_type="application/json",
                         headers=response.headers)
+
+
+_HTTP_CODES = {400: "BAD_PARAM", 401: "AUTH_FAILED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+               413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA", 429: "RATE_LIMITED"}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own answers (a path outside the API, a method the route lacks) in the API's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        reason = f"no such route: {request.path[:200]} (the API is under /api/v1)" if exc.status == 404 else exc.reason
+        return web.json_response({"code": _HTTP_CODES.get(exc.status, "HTTP_ERROR"), "reason": reason},
+                                 status=exc.status, headers=headers)
 
 
 def add_rest_routes(app: web.Application, api: Api, max_body_bytes: int, prefix: str = "/api/v1") -> None:
@@ -75,3 +107,4 @@ def add_rest_routes(app: web.Application, api: Api, max_body_bytes: int, prefix:
         return _respond(await api.dispatch(api_request, client_key=str(peer)))
 
     app.router.add_route("*", prefix + "/{tail:.*}", handle)
+    app.middlewares.append(json_errors)

@@ -76,14 +76,14 @@ class Router:
                      transports=route.transports, summary=route.summary)
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:
-        allowed = False
+        allowed: list[str] = []
         for regex, route in self.routes:
             found = regex.match(path)
             if found is None or transport not in route.transports:
                 continue
             if route.method == method.upper():
                 return route, found.groupdict()
-            allowed = True
+            allowed.append(route.method)
         if allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {path}")
+            raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
         raise NotFound(f"no such route: {path}")
