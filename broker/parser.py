@@ -47,7 +47,12 @@ class FrameParser:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Frames completed by ``data``. On ProtocolError, the frames completed
-        before the bad one are in ``completed_before_error``."""
+        before the bad one are in ``completed_before_error``.
+
+        Stops after a CONNECT (or STOMP) frame, leaving what follows buffered: the
+        frames after it are parsed by the version it negotiates, so the caller
+        handles the CONNECT, sets ``version`` and calls ``feed(b"")`` for the rest.
+        """
         self._buf += data
         frames: list[Frame] = []
         self.completed_before_error = frames
@@ -56,6 +61,8 @@ class FrameParser:
             if frame is None:
                 return frames
             frames.append(frame)
+            if frame.command in ("CONNECT", "STOMP"):
+                return frames
 
     def _skip_eols(self) -> None:
         buf, i = self._buf, 0

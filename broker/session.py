@@ -93,20 +93,26 @@ class StompSession:
         if self.closed:
             return
         self.last_received = time.monotonic()
-        error: ProtocolError | None = None
-        try:
-            frames = self.parser.feed(data)
-        except ProtocolError as exc:
-            frames, error = self.parser_frames_before_error(), exc
-        for frame in frames:
+        while True:
+            error: ProtocolError | None = None
             try:
-                self._handle(frame)
+                frames = self.parser.feed(data)
             except ProtocolError as exc:
-                self.fail(exc.message, exc.detail, frame.get("receipt"))
-            if self.closed:
+                frames, error = self.parser_frames_before_error(), exc
+            data = b""
+            for frame in frames:
+                try:
+                    self._handle(frame)
+                except ProtocolError as exc:
+                    self.fail(exc.message, exc.detail, frame.get("receipt"))
+                if self.closed:
+                    return
+            if error is not None:
+                self.fail(error.message, error.detail)
                 return
-        if error is not None:
-            self.fail(error.message, error.detail)
+            # The parser stops after a CONNECT: what came in the same read is parsed by its version.
+            if not frames or frames[-1].command not in ("CONNECT", "STOMP"):
+                return
 
     def parser_frames_before_error(self) -> list[Frame]:
         # FrameParser.feed raises before returning the frames it had completed;

@@ -374,3 +374,14 @@ def test_heart_beats_are_sent_and_enforced() -> None:
     session.last_received -= 0.2 * broker.core.limits.heartbeat_grace + 0.01  # silent past the grace
     broker.loop.fire(tick)
     assert session.closed and client.transport.closed and broker.loop.pending() == []
+
+
+def test_frames_in_the_same_read_as_connect_follow_the_negotiated_version() -> None:
+    """1.2 refuses an undefined escape such as \\q; a SEND arriving in one read with its CONNECT used to be
+    parsed by 1.0 rules (no escapes) and got through."""
+    session, transport = Broker().open()
+    session.data_received(b"CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\n\n\x00"
+                          b"SEND\ndestination:/topic/a\nbad:\\q\n\n\x00")
+    connected, error = transport.frames()
+    assert connected.command == "CONNECTED" and connected.headers["version"] == "1.2"
+    assert error.command == "ERROR" and "escape" in error.headers["message"]
