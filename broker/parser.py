@@ -70,6 +70,8 @@ class FrameParser:
             if buf[i] == 0x0A:
                 self.heartbeats += 1
                 i += 1
+            elif buf[i] == 0x00:  # a stray NUL between frames: skipped, as RabbitMQ does
+                i += 1
             elif buf[i] == 0x0D and i + 1 < len(buf) and buf[i + 1] == 0x0A:
                 self.heartbeats += 1
                 i += 2

@@ -178,8 +178,7 @@ class StompSession:
             if len(tx.frames) >= self.limits.max_transaction_frames:
                 raise ProtocolError("transaction too large", f"limit {self.limits.max_transaction_frames} frames")
             self._check(frame)  # refuse bad frames now, not at COMMIT
-            tx.frames.append(frame)
-            self._receipt(frame)
+            tx.frames.append(frame)  # its RECEIPT comes when COMMIT routes it (clients read it as "routed")
             return
         handler(frame)
         if frame.command != "DISCONNECT":
@@ -374,9 +373,11 @@ class StompSession:
     def _commit(self, frame: Frame) -> None:
         for queued in self._end_transaction(frame).frames:
             {"SEND": self._send, "ACK": self._ack, "NACK": self._nack}[queued.command](queued)
+            self._receipt(queued)
 
     def _abort(self, frame: Frame) -> None:
-        self._end_transaction(frame)
+        for dropped in self._end_transaction(frame).frames:
+            self._receipt(dropped)  # handled (discarded): no client waits for ever
 
     def _disconnect(self, frame: Frame) -> None:
         self._receipt(frame)

@@ -143,3 +143,8 @@ def test_fuzz_parser_only_raises_protocol_error(
                 assert isinstance(frame.body, bytes)
     except ProtocolError:
         pass
+
+
+def test_a_stray_nul_between_frames_is_skipped() -> None:
+    frames = parse(b"SEND\ndestination:/topic/a\n\nx\x00\x00\n\x00SEND\ndestination:/topic/b\n\ny\x00")
+    assert [(f.headers["destination"], f.body) for f in frames] == [("/topic/a", b"x"), ("/topic/b", b"y")]

@@ -385,3 +385,20 @@ def test_frames_in_the_same_read_as_connect_follow_the_negotiated_version() -> N
     connected, error = transport.frames()
     assert connected.command == "CONNECTED" and connected.headers["version"] == "1.2"
     assert error.command == "ERROR" and "escape" in error.headers["message"]
+
+
+def test_receipts_of_transactional_frames_come_at_commit(broker: Broker) -> None:
+    """A RECEIPT means "routed" to clients (RabbitMQ sends them at COMMIT): not before the COMMIT."""
+    sub, pub = broker.client(), broker.client()
+    sub.subscribe("/topic/tx")
+    pub.send("BEGIN", {"transaction": "t1"})
+    pub.send("SEND", {"destination": "/topic/tx", "transaction": "t1", "receipt": "r1"}, b"one")
+    assert pub.transport.frames() == []  # not routed yet: no receipt
+    pub.send("COMMIT", {"transaction": "t1", "receipt": "c1"})
+    assert [f.headers["receipt-id"] for f in pub.transport.frames()] == ["r1", "c1"]
+    assert [m.body for m in sub.transport.frames()] == [b"one"]
+    pub.send("BEGIN", {"transaction": "t2"})
+    pub.send("SEND", {"destination": "/topic/tx", "transaction": "t2", "receipt": "r2"}, b"never")
+    pub.send("ABORT", {"transaction": "t2", "receipt": "a2"})
+    assert [f.headers["receipt-id"] for f in pub.transport.frames()] == ["r2", "a2"]  # discarded, still answered
+    assert sub.transport.frames() == []
