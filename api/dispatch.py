@@ -9,9 +9,9 @@ from typing import Protocol
 
 from .errors import ApiError, AuthFailed, InternalError, RateLimited
 from .request import ApiRequest, ApiResponse, Principal
-from .routing import Router
+from .routing import Route, Router
 
-__all__ = ("Authenticator", "RateLimiter", "Api")
+__all__ = ("Admission", "Authenticator", "RateLimiter", "Api", "error_response")
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +53,55 @@ class RateLimiter:
         return True
 
 
+def error_response(exc: ApiError) -> ApiResponse:
+    return ApiResponse(exc.status, exc.body(), headers=exc.headers())
+
+
+@dataclass(slots=True, frozen=True)
+class Admission:
+    """A request let in: its route, path parameters and principal (None on a public route)."""
+
+    route: Route
+    params: dict[str, str]
+    principal: Principal | None
+
+
 class Api:
     def __init__(self, router: Router, authenticator: Authenticator, limiter: RateLimiter) -> None:
         self.router = router
         self.authenticator = authenticator
         self.limiter = limiter
 
-    async def dispatch(self, request: ApiRequest, *, client_key: str = "") -> ApiResponse:
+    async def admit(self, method: str, path: str, transport: str, headers: dict[str, str],
+                    client_key: str = "") -> Admission:
+        """Route, credentials and rate, from the request line and headers alone: REST admits a request
+        before it reads (let alone parses) its body. Raises the ApiError to answer with."""
+        route, params = self.router.match(method, path, transport)
+        principal = None
+        if not route.public:
+            principal = await self.authenticator.authenticate(headers)
+            if principal is None:
+                raise AuthFailed("missing or invalid credentials (x-api-key or Authorization: Bearer)")
+        if not self.limiter.allow(principal.tenant_id if principal else f"anon:{client_key}"):
+            raise RateLimited("too many requests; slow down")
+        return Admission(route, params, principal)
+
+    async def run(self, admission: Admission, request: ApiRequest) -> ApiResponse:
+        """The admitted request's handler; every error becomes its response."""
+        request.path_params, request.principal = admission.params, admission.principal
         try:
-            route, params = self.router.match(request.method, request.path, request.transport)
-            request.path_params = params
-            if not route.public:
-                principal = await self.authenticator.authenticate(request.headers)
-                if principal is None:
-                    raise AuthFailed("missing or invalid credentials (x-api-key or Authorization: Bearer)")
-                request.principal = principal
-            if not self.limiter.allow(request.principal.tenant_id if request.principal else f"anon:{client_key}"):
-                raise RateLimited("too many requests; slow down")
-            return await route.handler(request)
+            return await admission.route.handler(request)
         except ApiError as exc:
-            return ApiResponse(exc.status, exc.body(), headers=exc.headers())
+            return error_response(exc)
         except Exception:  # the boundary: log it, never leak internals
             log.exception("%s %s failed", request.method, request.path)
             return ApiResponse(500, InternalError("internal error").body())
+
+    async def dispatch(self, request: ApiRequest, *, client_key: str = "") -> ApiResponse:
+        """Admit and run (STOMP: the body came with the frame)."""
+        try:
+            admission = await self.admit(request.method, request.path, request.transport, request.headers,
+                                         client_key)
+        except ApiError as exc:
+            return error_response(exc)
+        return await self.run(admission, request)

@@ -8,13 +8,14 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.typedefs import Handler
 
-from .dispatch import Api
+from .dispatch import Api, error_response
 from .errors import ApiError, BadParam, PayloadTooLarge, UnsupportedMedia
 from .request import ApiRequest, ApiResponse, UploadedFile
 
 __all__ = ("add_rest_routes",)
 
 _MULTIPART_FIELD_LIMIT = 64 * 1024
+PUBLIC_BODY_BYTES = 64 * 1024  # what an unauthenticated request (login, token refresh) may send
 
 
 async def _read(request: web.Request, max_bytes: int) -> ApiRequest:
@@ -99,12 +100,17 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def add_rest_routes(app: web.Application, api: Api, max_body_bytes: int, prefix: str = "/api/v1") -> None:
     async def handle(request: web.Request) -> web.Response:
-        try:
-            api_request = await _read(request, max_body_bytes)
-        except ApiError as exc:
-            return _respond(ApiResponse(exc.status, exc.body()))
         peer: Any = request.remote or ""
-        return _respond(await api.dispatch(api_request, client_key=str(peer)))
+        try:
+            # Credentials first, from the headers: nobody gets a body read and parsed before a 401.
+            admission = await api.admit(request.method, request.path, "rest",
+                                        {k.lower(): v for k, v in request.headers.items()}, str(peer))
+            # Public routes (login, health) take small bodies only: they are open to anyone.
+            limit = max_body_bytes if admission.principal is not None else min(max_body_bytes, PUBLIC_BODY_BYTES)
+            api_request = await _read(request, limit)
+        except ApiError as exc:
+            return _respond(error_response(exc))
+        return _respond(await api.run(admission, api_request))
 
     app.router.add_route("*", prefix + "/{tail:.*}", handle)
     app.middlewares.append(json_errors)

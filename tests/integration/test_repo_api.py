@@ -698,3 +698,18 @@ def test_json_nested_too_deep_over_stomp(deployment: Deployment) -> None:
         assert reply.status == 400 and reply.json()["code"] == "MALFORMED_JSON"
     finally:
         bus.close()
+
+
+def test_credentials_are_checked_before_a_body_is_read(deployment: Deployment) -> None:
+    # A broken multipart body without credentials: refused for the credentials, so never parsed.
+    status, _, reply = _raw(deployment, "POST", "/api/v1/galleries/people/subjects/obama/faces", b"x" * 100_000,
+                            "multipart/form-data; boundary=b", key=False)
+    assert status == 401 and reply["code"] == "AUTH_FAILED"
+    # Routes open to anyone take small bodies only.
+    status, _, reply = _raw(deployment, "POST", "/api/v1/login",
+                            json.dumps({"client_id": "x", "client_secret": "y" * 100_000}).encode(),
+                            "application/json", key=False)
+    assert status == 413 and reply["code"] == "PAYLOAD_TOO_LARGE"
+    status, _, reply = _raw(deployment, "POST", "/api/v1/login", b'{"client_id": "x", "client_secret": "y"}',
+                            "application/json", key=False)
+    assert status == 401 and reply["code"] == "AUTH_FAILED"
