@@ -37,6 +37,11 @@ class GalleryCandidate:
     negative_similarity: float | None = None  # to the subject's nearest negative ("not this subject"), if any
 
 
+def _vector(event: dict[str, Any]) -> np.ndarray:
+    """The float32 embedding a face.added or negative.added event carries (base64)."""
+    return np.frombuffer(base64.b64decode(event["embedding"]), np.float32)
+
+
 class GalleryFollower:
     def __init__(self, store: RepoStore, tenant_id: str, gallery_names: Sequence[str], dim: int, model_id: str,
                  search: SearchOptions = SearchOptions()) -> None:
@@ -101,8 +106,7 @@ class GalleryFollower:
                 index = self._indexes[gallery_id] = GalleryIndex(self.dim, options=self.search)
                 self._gallery_names[gallery_id] = str(event["gallery"])
             if not index.contains(event["face_id"]):
-                vector = np.frombuffer(base64.b64decode(event["embedding"]), np.float32)
-                index.add([event["face_id"]], [event["subject_pk"]], vector[None, :])
+                index.add([event["face_id"]], [event["subject_pk"]], _vector(event)[None, :])
         elif kind == "face.removed" and gallery_id in self._indexes:
             self._indexes[gallery_id].remove([event["face_id"]])
         elif kind == "subject.removed" and gallery_id in self._indexes:
@@ -110,9 +114,8 @@ class GalleryFollower:
             self._negatives.setdefault(gallery_id, NegativeIndex()).remove_subject(str(event.get("subject_pk")))
         elif kind == "negative.added":
             if event.get("model_id") == self.model_id:
-                vector = np.frombuffer(base64.b64decode(event["embedding"]), np.float32)
                 self._negatives.setdefault(gallery_id, NegativeIndex()).add(event["negative_id"],
-                                                                              event["subject_pk"], vector)
+                                                                              event["subject_pk"], _vector(event))
         elif kind == "negative.removed" and gallery_id in self._negatives:
             self._negatives[gallery_id].remove([event["negative_id"]])
         elif kind == "subject.merged":
