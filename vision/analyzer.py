@@ -19,7 +19,7 @@ from .geometry import align_face, five_points_from_68
 from .landmarks import Landmarker68
 from .quality import QualityOptions, assess_quality, masked_views, with_embedding
 from .records import Face
-from .selection import FaceChoice, choose, prominence, prominence_order
+from .selection import FaceChoice, choose, prominence_order
 
 __all__ = ("FaceAnalyzer", "UnknownAttributeError")
 
@@ -97,9 +97,8 @@ class FaceAnalyzer:
                 choose(detections.boxes, choice)  # raises: nothing to choose from
             return []
         height, width = image.shape[:2]
-        order = prominence_order(detections.boxes, detections.scores, height, width)
+        order, ranks = prominence_order(detections.boxes, detections.scores, height, width)
         boxes, scores = detections.boxes[order], detections.scores[order]
-        ranks = prominence(boxes, scores, height, width)
         if choice is not None:
             picked = choose(boxes, choice)
             order = np.array([picked])

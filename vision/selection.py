@@ -64,9 +64,12 @@ def prominence(boxes: np.ndarray, scores: np.ndarray, height: int, width: int) -
     return ranks
 
 
-def prominence_order(boxes: np.ndarray, scores: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Indices of the boxes, most prominent first (stable for ties)."""
-    return np.argsort(-prominence(boxes, scores, height, width), kind="stable")
+def prominence_order(boxes: np.ndarray, scores: np.ndarray, height: int,
+                     width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the boxes, most prominent first (stable for ties), and their prominence in that order."""
+    ranks = prominence(boxes, scores, height, width)
+    order = np.argsort(-ranks, kind="stable")
+    return order, ranks[order]
 
 
 def choose(boxes: np.ndarray, choice: FaceChoice) -> int:

@@ -12,10 +12,10 @@ def test_a_centred_subject_outranks_a_larger_bystander_at_the_edge() -> None:
     # 640x480: the subject (120 px) in the middle, a bystander (150 px) cut by the left edge.
     boxes = np.array([[0, 200, 150, 350], [260, 180, 380, 300]], np.float32)
     scores = np.array([0.99, 0.99], np.float32)
-    assert list(prominence_order(boxes, scores, 480, 640)) == [1, 0]
+    assert list(prominence_order(boxes, scores, 480, 640)[0]) == [1, 0]
     # The same bystander twice the subject's size wins: prominence is not centrality alone.
     boxes[0] = [0, 100, 300, 400]
-    assert list(prominence_order(boxes, scores, 480, 640)) == [0, 1]
+    assert list(prominence_order(boxes, scores, 480, 640)[0]) == [0, 1]
 
 
 def test_comparable_faces_are_ambiguous_a_lone_one_is_not() -> None:
