@@ -117,7 +117,7 @@ def fit_calibration(model_id: str, impostor_scores: list[np.ndarray], quality_ed
         scores = np.asarray(scores, np.float64)
         measured_x: list[float] = []
         measured_y: list[float] = []
-        deepest = max(MIN_EXCEEDANCES, 1) / max(len(scores), 1)
+        deepest = MIN_EXCEEDANCES / max(len(scores), 1)
         for x in log10_far:
             far = 10.0 ** x
             if far < deepest:
