@@ -2,7 +2,9 @@
 
 The broker asks a ``BrokerAuthenticator`` at CONNECT; the repo will provide one that
 checks API keys and tokens. Until then ``StaticAuthenticator`` checks
-configured credentials. Permissions are destination prefixes.
+configured credentials. Permissions are destination prefixes (``"/"``: all) or,
+where a prefix is not meant, exact destinations: a tenant may SEND to the API
+queue itself, not to every name that starts like it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class BrokerPrincipal:
     # For destinations prefixes cannot describe (a tenant's own cameras): asked
     # at SUBSCRIBE when no prefix allows the destination.
     read_check: Callable[[str], bool] | None = field(default=None, compare=False)
+    write_exact: frozenset[str] = frozenset()  # SEND, these destinations only
+    # The operator's own credentials (the server's parts): exempt from per-login quotas and never paused
+    # by the memory alarm, since they are what consumes the queues.
+    trusted: bool = False
 
     def may_read(self, destination: str) -> bool:
         if any(destination.startswith(p) for p in self.read_prefixes):
@@ -31,7 +37,7 @@ class BrokerPrincipal:
         return self.read_check is not None and self.read_check(destination)
 
     def may_write(self, destination: str) -> bool:
-        return any(destination.startswith(p) for p in self.write_prefixes)
+        return destination in self.write_exact or any(destination.startswith(p) for p in self.write_prefixes)
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,6 +57,7 @@ class StaticUser:
     passcode: str
     read: tuple[str, ...] = ("/",)
     write: tuple[str, ...] = ("/",)
+    trusted: bool = True  # configured by the operator, unlike tenants' keys
 
 
 @dataclass(slots=True)
@@ -59,7 +66,7 @@ class StaticAuthenticator:
     bearer_tokens: dict[str, str] = field(default_factory=dict)  # token -> login of a user above
 
     def _principal(self, user: StaticUser) -> BrokerPrincipal:
-        return BrokerPrincipal(user.login, user.read, user.write)
+        return BrokerPrincipal(user.login, user.read, user.write, trusted=user.trusted)
 
     def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None:
         by_login = {u.login: u for u in self.users}

@@ -15,7 +15,7 @@ import itertools
 import logging
 import secrets
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -23,8 +23,8 @@ from .auth import BrokerAuthenticator, BrokerPrincipal
 from .destinations import topic_matches
 from .frames import ProtocolError, encode_message_head, encode_message_tail
 
-__all__ = ("BrokerLimits", "Message", "MessageQueue", "Subscription", "MessageRouter", "OverflowPolicy",
-           "Subscriber", "Connection", "BrokerCore")
+__all__ = ("BrokerLimits", "Message", "HeldBytes", "MessageQueue", "Subscription", "MessageRouter",
+           "OverflowPolicy", "Subscriber", "Connection", "BrokerCore")
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,24 @@ class BrokerLimits:
     max_pending_messages: int = 10_000  # per subscription (and per temp queue)
     max_queue_messages: int = 100_000  # per shared /queue/
     max_queues: int = 10_000  # named /queue/s; each SEND to a new name makes one
+    max_queues_per_login: int = 100  # named queues a login that is not trusted may make
+    max_temp_queues_per_connection: int = 64
+    # Bytes, as well as messages: what one slow subscriber may hold, what one named queue may hold.
+    max_pending_bytes: int = 16 * 1024 * 1024
+    max_queue_bytes: int = 256 * 1024 * 1024
+    # Memory alarm: while the broker holds more than this (queued, or delivered and not acknowledged),
+    # or a login holds more than its quota, its connections that SEND are paused (not read) until it drains,
+    # as RabbitMQ's memory alarm blocks publishers. Trusted logins (the server's own parts) are not paused:
+    # they are what drains the queues.
+    max_held_bytes: int = 512 * 1024 * 1024
+    max_held_bytes_per_login: int = 64 * 1024 * 1024
     overflow_policy: OverflowPolicy = "drop_oldest"
     # A connection whose unsent bytes pass this gets no more deliveries until
     # its socket drains; the messages wait in their (bounded) queues instead.
     session_high_water_bytes: int = 1024 * 1024
     max_open_transactions: int = 16
     max_transaction_frames: int = 10_000
+    max_transaction_bytes: int = 16 * 1024 * 1024  # a transaction's frames wait in memory until COMMIT
     heartbeat_send_ms: int = 10_000  # how often we can send (sx)
     heartbeat_receive_ms: int = 10_000  # how often we want to hear from the client (sy)
     heartbeat_grace: float = 2.0
@@ -65,6 +77,9 @@ class Message:
     body: bytes
     message_id: str
     redelivered: bool = False
+    publisher: str = ""  # the login that sent it: whose quota it counts against
+    size: int = 0  # body and headers, in bytes
+    holds: int = 0  # queues and unacknowledged deliveries holding it (see HeldBytes)
     _encoded: dict[str, bytes] = field(default_factory=dict)
 
     def encoded_tail(self, version: str) -> bytes:
@@ -75,7 +90,40 @@ class Message:
         return tail
 
     def redelivery(self) -> "Message":
-        return Message(self.destination, self.headers, self.body, self.message_id, True)
+        return Message(self.destination, self.headers, self.body, self.message_id, True, self.publisher, self.size)
+
+
+class HeldBytes:
+    """Bytes of the messages the broker holds: queued, or delivered and not yet acknowledged.
+
+    A message routed to several queues is one object in memory, so it counts once, from its first hold
+    to its last release; per publisher as well, for quotas. ``on_release`` lets the core resume paused
+    publishers once enough has drained.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_publisher: Counter[str] = Counter()
+        self.on_release: Callable[[], None] | None = None
+
+    def hold(self, message: Message) -> None:
+        if message.holds == 0:
+            self.total += message.size
+            self.by_publisher[message.publisher] += message.size
+        message.holds += 1
+
+    def release(self, message: Message) -> None:
+        message.holds -= 1
+        if message.holds > 0:
+            return
+        self.total -= message.size
+        left = self.by_publisher[message.publisher] - message.size
+        if left > 0:
+            self.by_publisher[message.publisher] = left
+        else:
+            del self.by_publisher[message.publisher]
+        if self.on_release is not None:
+            self.on_release()
 
 
 def user_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -101,6 +149,8 @@ class Connection(Subscriber, Protocol):
     @property
     def principal(self) -> BrokerPrincipal | None: ...  # None until CONNECT succeeds
     def pending_bytes(self) -> int: ...  # written but not yet sent
+    def pause_reading(self) -> None: ...  # memory alarm: read no more frames until resumed
+    def resume_reading(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -115,7 +165,7 @@ class Subscription:
         self.ack = ack  # auto | client | client-individual
         self.queue = queue
         self.prefetch = prefetch
-        self.unacked: OrderedDict[str, Message] = OrderedDict()
+        self.unacked: OrderedDict[str, Message] = OrderedDict()  # each held (HeldBytes) until acknowledged
         self._ack_ids = itertools.count(1)
 
     def has_capacity(self) -> bool:
@@ -124,6 +174,7 @@ class Subscription:
         return self.prefetch <= 0 or self.ack == "auto" or len(self.unacked) < self.prefetch
 
     def deliver(self, message: Message) -> None:
+        """Send ``message``, which its queue held: the hold passes to ``unacked``, or ends here."""
         version = self.subscriber.version
         ack_id = None
         if self.ack != "auto":
@@ -132,9 +183,16 @@ class Subscription:
         head = encode_message_head(message.destination, message.message_id, self.id, version,
                                    redelivered=message.redelivered, ack_id=ack_id)
         self.subscriber.send_raw(head + message.encoded_tail(version))
+        if ack_id is None:
+            self.queue.held.release(message)
+
+    def drop_unacked(self) -> None:
+        for message in self.unacked.values():
+            self.queue.held.release(message)
+        self.unacked.clear()
 
     def take_acked(self, ack_id: str) -> list[Message] | None:
-        """Remove what an ACK/NACK of ``ack_id`` covers; None if unknown."""
+        """Remove what an ACK/NACK of ``ack_id`` covers; None if unknown. The caller releases them."""
         if ack_id not in self.unacked:
             return None
         if self.ack == "client-individual":
@@ -151,14 +209,18 @@ class Subscription:
 class MessageQueue:
     """Messages waiting for consumers, handed out round robin."""
 
-    def __init__(self, name: str, max_messages: int, policy: OverflowPolicy, *,
-                 exclusive_owner: Subscriber | None = None) -> None:
+    def __init__(self, name: str, held: HeldBytes, max_messages: int, max_bytes: int, policy: OverflowPolicy, *,
+                 exclusive_owner: Subscriber | None = None, creator: str = "") -> None:
         self.name = name
+        self.held = held
         self.messages: deque[Message] = deque()
+        self.bytes = 0  # of ``messages``
         self.consumers: list[Subscription] = []
         self.max_messages = max_messages
+        self.max_bytes = max_bytes
         self.policy = policy
         self.exclusive_owner = exclusive_owner
+        self.creator = creator  # the login whose SEND or SUBSCRIBE made it (named queues)
         self.dropped = 0
         self._next = 0
 
@@ -167,15 +229,26 @@ class MessageQueue:
             self.messages.appendleft(message)
         else:
             self.messages.append(message)
-        if len(self.messages) > self.max_messages:
+        self.bytes += message.size
+        self.held.hold(message)
+        while len(self.messages) > 1 and (len(self.messages) > self.max_messages or self.bytes > self.max_bytes):
             if self.policy == "disconnect" and self.exclusive_owner is not None:
-                self.messages.clear()
-                self.exclusive_owner.fail("slow consumer",
-                                          f"more than {self.max_messages} messages pending on {self.name}")
+                self.clear()
+                self.exclusive_owner.fail("slow consumer", f"more than {self.max_messages} messages or "
+                                                           f"{self.max_bytes} bytes pending on {self.name}")
                 return
-            self.messages.popleft()
+            self._release(self.messages.popleft())
             self.dropped += 1
         self.dispatch()
+
+    def _release(self, message: Message) -> Message:
+        self.bytes -= message.size
+        self.held.release(message)
+        return message
+
+    def clear(self) -> None:
+        while self.messages:
+            self._release(self.messages.popleft())
 
     def dispatch(self) -> None:
         consumers = self.consumers
@@ -184,7 +257,9 @@ class MessageQueue:
                 candidate = consumers[(self._next + offset) % len(consumers)]
                 if candidate.has_capacity():
                     self._next = (self._next + offset + 1) % len(consumers)
-                    candidate.deliver(self.messages.popleft())
+                    message = self.messages.popleft()
+                    self.bytes -= message.size
+                    candidate.deliver(message)
                     break
             else:
                 return  # nobody can take more now; resumed when one drains
@@ -195,6 +270,7 @@ class MessageRouter:
 
     def __init__(self, limits: BrokerLimits) -> None:
         self.limits = limits
+        self.held = HeldBytes()
         self.queues: dict[str, MessageQueue] = {}
         self.bindings: list[tuple[str, MessageQueue]] = []  # (topic pattern, private queue)
         self._route_cache: dict[str, list[MessageQueue]] = {}
@@ -203,8 +279,15 @@ class MessageRouter:
         self._prefix = secrets.token_hex(4)
         self.published = 0
 
-    def new_message(self, destination: str, headers: dict[str, str], body: bytes) -> Message:
-        return Message(destination, user_headers(headers), body, f"{self._prefix}-{next(self._ids)}")
+    def new_message(self, destination: str, headers: dict[str, str], body: bytes, publisher: str = "") -> Message:
+        kept = user_headers(headers)
+        size = len(body) + sum(len(k) + len(v) for k, v in kept.items())
+        return Message(destination, kept, body, f"{self._prefix}-{next(self._ids)}", publisher=publisher, size=size)
+
+    def private_queue(self, name: str, owner: Subscriber) -> MessageQueue:
+        """A queue that feeds one connection only: a topic subscription or a temp queue."""
+        return MessageQueue(name, self.held, self.limits.max_pending_messages, self.limits.max_pending_bytes,
+                            self.limits.overflow_policy, exclusive_owner=owner)
 
     # topics
     def bind(self, pattern: str, queue: MessageQueue) -> None:
@@ -227,24 +310,33 @@ class MessageRouter:
             queue.put(message)
 
     # named queues
-    def queue(self, name: str) -> MessageQueue:
+    def queue(self, name: str, creator: BrokerPrincipal) -> MessageQueue:
+        """The named queue ``name``, made for ``creator`` if it does not exist (within its quota)."""
         q = self.queues.get(name)
         if q is None:
+            if not creator.trusted and self._made_by(creator.name) >= self.limits.max_queues_per_login:
+                self._forget_idle_queues()
+                if self._made_by(creator.name) >= self.limits.max_queues_per_login:
+                    raise ProtocolError("too many queues", f"limit {self.limits.max_queues_per_login} per login")
             if len(self.queues) >= self.limits.max_queues:
                 self._forget_idle_queues()
                 if len(self.queues) >= self.limits.max_queues:
                     raise ProtocolError("too many queues", f"limit {self.limits.max_queues}")
-            q = self.queues[name] = MessageQueue(f"/queue/{name}", self.limits.max_queue_messages, "drop_oldest")
+            q = self.queues[name] = MessageQueue(f"/queue/{name}", self.held, self.limits.max_queue_messages,
+                                                 self.limits.max_queue_bytes, "drop_oldest", creator=creator.name)
         return q
+
+    def _made_by(self, login: str) -> int:
+        return sum(1 for q in self.queues.values() if q.creator == login)
 
     def _forget_idle_queues(self) -> None:
         """Queues with neither messages nor consumers cost a name only: drop them."""
         for name in [n for n, q in self.queues.items() if not q.messages and not q.consumers]:
             del self.queues[name]
 
-    def publish_queue(self, name: str, message: Message) -> None:
+    def publish_queue(self, name: str, message: Message, publisher: BrokerPrincipal) -> None:
         self.published += 1
-        self.queue(name).put(message)
+        self.queue(name, publisher).put(message)
 
     # reply queues
     def publish_reply(self, token: str, message: Message) -> bool:
@@ -256,9 +348,10 @@ class MessageRouter:
         return True
 
     def requeue(self, subscription: Subscription, messages: Iterable[Message]) -> None:
-        """Give unacknowledged messages back to their queue, first in line."""
+        """Give unacknowledged messages back to their queue, first in line (and release them as delivered)."""
         for message in reversed(list(messages)):
             subscription.queue.put(message.redelivery(), front=True)
+            subscription.queue.held.release(message)
 
 
 class BrokerCore:
@@ -272,6 +365,32 @@ class BrokerCore:
         self.router = MessageRouter(limits)
         self.sessions: set[Connection] = set()
         self._per_login: Counter[str] = Counter()
+        self.paused: set[Connection] = set()  # publishers not read until the broker drains
+        self.router.held.on_release = self._resume_publishers
+
+    # -- memory alarm -------------------------------------------------------
+    def over_quota(self, principal: BrokerPrincipal, fraction: float = 1.0) -> bool:
+        """Whether ``principal``'s SENDs must wait: the broker, or this login, holds too much."""
+        if principal.trusted:
+            return False
+        held = self.router.held
+        return (held.total >= self.limits.max_held_bytes * fraction
+                or held.by_publisher.get(principal.name, 0) >= self.limits.max_held_bytes_per_login * fraction)
+
+    def after_send(self, session: Connection, principal: BrokerPrincipal) -> None:
+        if session not in self.paused and self.over_quota(principal):
+            log.warning("broker holds %d bytes (%s: %d): pausing publisher %s", self.router.held.total,
+                        principal.name, self.router.held.by_publisher.get(principal.name, 0), session.id)
+            self.paused.add(session)
+            session.pause_reading()
+
+    def _resume_publishers(self) -> None:
+        if not self.paused:
+            return
+        # Resume below three quarters of the limit, so a publisher is not paused and resumed at every message.
+        for session in [s for s in self.paused if s.principal is None or not self.over_quota(s.principal, 0.75)]:
+            self.paused.discard(session)
+            session.resume_reading()
 
     def admit(self, session: Connection, principal: BrokerPrincipal) -> bool:
         if self._per_login[principal.name] >= self.limits.max_connections_per_login:
@@ -284,6 +403,7 @@ class BrokerCore:
 
     def session_closed(self, session: Connection) -> None:
         self.sessions.discard(session)
+        self.paused.discard(session)
         if session.principal is not None:
             self._per_login[session.principal.name] -= 1
 
@@ -293,6 +413,8 @@ class BrokerCore:
             "queues": len(self.router.queues),
             "bindings": len(self.router.bindings),
             "published": self.router.published,
+            "held_bytes": self.router.held.total,
+            "paused_publishers": len(self.paused),
             "dropped": sum(q.dropped for _, q in self.router.bindings)
             + sum(q.dropped for q in self.router.queues.values()),
         }

@@ -32,6 +32,14 @@ class _TcpTransport:
     def buffered_bytes(self) -> int:
         return self._transport.get_write_buffer_size()
 
+    def pause_reading(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
+
     def close(self) -> None:
         self._transport.close()
 
@@ -83,6 +91,10 @@ class _WebSocketTransport:
         self._wakeup = asyncio.Event()
         self._closing = False
         self.session: StompSession | None = None
+        # The reader awaits this before each message: while it waits, aiohttp's own flow control stops
+        # reading the socket (setting the underlying transport's state directly would be undone by it).
+        self.readable = asyncio.Event()
+        self.readable.set()
 
     def write(self, data: bytes) -> None:
         if self._closing:
@@ -94,9 +106,16 @@ class _WebSocketTransport:
     def buffered_bytes(self) -> int:
         return self._queued_bytes
 
+    def pause_reading(self) -> None:
+        self.readable.clear()
+
+    def resume_reading(self) -> None:
+        self.readable.set()
+
     def close(self) -> None:
         self._closing = True
         self._wakeup.set()
+        self.readable.set()
 
     @property
     def peer(self) -> str:
@@ -140,7 +159,9 @@ def websocket_handler(core_getter: Callable[[], BrokerCore]) -> Callable[[web.Re
         core.session_opened(session)
         writer = asyncio.create_task(transport.run_writer())
         try:
-            async for msg in ws:
+            while True:
+                await transport.readable.wait()
+                msg = await ws.receive()
                 if msg.type == WSMsgType.TEXT:
                     session.data_received(msg.data.encode("utf-8"))
                 elif msg.type == WSMsgType.BINARY:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 class Transport(Protocol):
     def write(self, data: bytes) -> None: ...
     def buffered_bytes(self) -> int: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
     def close(self) -> None: ...
     @property
     def peer(self) -> str: ...
@@ -36,6 +38,7 @@ class Transport(Protocol):
 @dataclass(slots=True)
 class _Transaction:
     frames: list[Frame] = field(default_factory=list)
+    bytes: int = 0  # of the frames' bodies
 
 
 class StompSession:
@@ -70,6 +73,14 @@ class StompSession:
 
     def pending_bytes(self) -> int:
         return self.transport.buffered_bytes()
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        # Heart-beats could not be read while paused: the wait does not count against the client.
+        self.last_received = time.monotonic()
+        self.transport.resume_reading()
 
     def send_raw(self, data: bytes) -> None:
         if self.closed:
@@ -143,6 +154,7 @@ class StompSession:
         for token, queue in self.temp_queues.values():
             self.core.router.reply_queues.pop(token, None)
             queue.consumers.clear()
+            queue.clear()
         self.temp_queues.clear()
         self.transactions.clear()
         self.transport.close()
@@ -177,6 +189,9 @@ class StompSession:
                 raise ProtocolError("unknown transaction", transaction)
             if len(tx.frames) >= self.limits.max_transaction_frames:
                 raise ProtocolError("transaction too large", f"limit {self.limits.max_transaction_frames} frames")
+            tx.bytes += len(frame.body)
+            if tx.bytes > self.limits.max_transaction_bytes:
+                raise ProtocolError("transaction too large", f"limit {self.limits.max_transaction_bytes} bytes")
             self._check(frame)  # refuse bad frames now, not at COMMIT
             tx.frames.append(frame)  # its RECEIPT comes when COMMIT routes it (clients read it as "routed")
             return
@@ -251,22 +266,26 @@ class StompSession:
         if reply_to is not None and reply_to.startswith("/temp-queue/"):
             headers["reply-to"] = "/reply-queue/" + self._temp_queue(parse_destination(reply_to).name)[0]
         router = self.core.router
-        message = router.new_message(frame.headers["destination"], headers, frame.body)
+        principal = self._connected_principal()
+        message = router.new_message(frame.headers["destination"], headers, frame.body, principal.name)
         if kind == "topic":
             router.publish_topic(name, message)
         elif kind == "queue":
-            router.publish_queue(name, message)
+            router.publish_queue(name, message, principal)
         elif kind == "temp-queue":
             self._temp_queue(name)[1].put(message)
         elif not router.publish_reply(name, message):
             log.debug("stomp %s: reply to a closed reply queue %s dropped", self.id, name)
+        self.core.after_send(self, principal)
 
     def _temp_queue(self, name: str) -> tuple[str, MessageQueue]:
         found = self.temp_queues.get(name)
         if found is None:
+            if len(self.temp_queues) >= self.limits.max_temp_queues_per_connection:
+                raise ProtocolError("too many temporary queues",
+                                    f"limit {self.limits.max_temp_queues_per_connection} per connection")
             token = secrets.token_urlsafe(18).replace("-", "_")
-            queue = MessageQueue(f"/temp-queue/{name}", self.limits.max_pending_messages,
-                                 self.limits.overflow_policy, exclusive_owner=self)
+            queue = self.core.router.private_queue(f"/temp-queue/{name}", self)
             # Replies arrive as if the client had subscribed with id /temp-queue/<name>.
             queue.consumers.append(Subscription(self, f"/temp-queue/{name}", f"/temp-queue/{name}", "auto", queue, 0))
             self.core.router.reply_queues[token] = queue
@@ -298,11 +317,10 @@ class StompSession:
         if not principal.may_read(dest.text):
             raise ProtocolError("access refused", f"no read permission for {dest.text}")
         if dest.kind == "topic":
-            queue = MessageQueue(f"{dest.text} ({self.id}/{sub_id})", self.limits.max_pending_messages,
-                                 self.limits.overflow_policy, exclusive_owner=self)
+            queue = router.private_queue(f"{dest.text} ({self.id}/{sub_id})", self)
             router.bind(dest.name, queue)
         else:
-            queue = router.queue(dest.name)
+            queue = router.queue(dest.name, principal)
         sub = Subscription(self, sub_id, dest.text, ack, queue, int(prefetch_text))
         self.subscriptions[sub_id] = sub
         queue.consumers.append(sub)
@@ -315,7 +333,8 @@ class StompSession:
             queue.consumers.remove(sub)
         if queue.exclusive_owner is self:
             self.core.router.unbind(queue)
-            queue.messages.clear()
+            queue.clear()
+            sub.drop_unacked()
         elif sub.unacked:
             self.core.router.requeue(sub, sub.unacked.values())
             sub.unacked.clear()
@@ -346,7 +365,8 @@ class StompSession:
 
     def _ack(self, frame: Frame) -> None:
         sub, ack_id = self._ack_target(frame)
-        sub.take_acked(ack_id)
+        for message in sub.take_acked(ack_id) or []:
+            sub.queue.held.release(message)
         sub.queue.dispatch()  # prefetch room opened
 
     def _nack(self, frame: Frame) -> None:

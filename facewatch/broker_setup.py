@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+from dataclasses import fields
 from pathlib import Path
 
 from broker.auth import BrokerAuthenticator, StaticAuthenticator, StaticUser
@@ -24,15 +25,9 @@ CREDENTIALS_FILE = "broker-credentials.json"
 
 
 def broker_limits(cfg: FacewatchConfig) -> BrokerLimits:
-    b = cfg.broker
-    return BrokerLimits(
-        max_frame_bytes=b.max_frame_bytes, max_headers=b.max_headers, max_header_line_bytes=b.max_header_line_bytes,
-        max_subscriptions_per_connection=b.max_subscriptions_per_connection,
-        max_connections_per_login=b.max_connections_per_login, max_pending_messages=b.max_pending_messages,
-        max_queue_messages=b.max_queue_messages, max_queues=b.max_queues, overflow_policy=b.overflow_policy,
-        session_high_water_bytes=b.session_high_water_bytes, heartbeat_send_ms=b.heartbeat_send_ms,
-        heartbeat_receive_ms=b.heartbeat_receive_ms, connect_timeout_s=b.connect_timeout_s,
-    )
+    """Every limit the config's broker section sets (same names); the rest keep BrokerLimits' defaults."""
+    configured = cfg.broker.model_dump()
+    return BrokerLimits(**{f.name: configured[f.name] for f in fields(BrokerLimits) if f.name in configured})
 
 
 def _generated_user(data_dir: Path) -> StaticUser:

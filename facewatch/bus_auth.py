@@ -40,8 +40,9 @@ class TenantBusAuthenticator:
         tenant = self._tenant(credentials)
         if tenant is None:
             return self.static.authenticate(credentials)
-        return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(API_QUEUE,), tenant=tenant,
-                         read_check=partial(self.may_read, tenant))
+        # Exactly the API queue: a prefix would let a tenant make queues of any name that starts like it.
+        return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(), tenant=tenant,
+                               read_check=partial(self.may_read, tenant), write_exact=frozenset({API_QUEUE}))
 
     def _tenant(self, credentials: Credentials) -> str | None:
         secret = credentials.passcode or ""

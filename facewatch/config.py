@@ -213,6 +213,16 @@ class BrokerConfig(Section):
     max_pending_messages: int = Field(10_000, gt=0)
     max_queue_messages: int = Field(100_000, gt=0)
     max_queues: int = Field(10_000, gt=0)
+    max_queues_per_login: int = Field(100, ge=0, description="named queues a tenant's login may make")
+    max_temp_queues_per_connection: int = Field(64, gt=0)
+    max_pending_bytes: int = Field(16 * 1024 * 1024, gt=0, description="per subscription and temp queue")
+    max_queue_bytes: int = Field(256 * 1024 * 1024, gt=0, description="per named queue")
+    max_held_bytes: int = Field(
+        512 * 1024 * 1024, gt=0,
+        description="memory alarm: above it, tenants' publishing connections are paused until the broker drains")
+    max_held_bytes_per_login: int = Field(64 * 1024 * 1024, gt=0,
+                                          description="a tenant's unconsumed messages; above it its SENDs wait")
+    max_transaction_bytes: int = Field(16 * 1024 * 1024, gt=0)
     overflow_policy: Literal["drop_oldest", "disconnect"] = "drop_oldest"
     session_high_water_bytes: int = Field(1024 * 1024, gt=0)
     heartbeat_send_ms: int = Field(10_000, ge=0)

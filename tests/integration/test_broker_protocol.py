@@ -365,3 +365,27 @@ def test_queue_count_is_limited_and_idle_queues_are_recycled() -> None:
         assert other.recv().headers["receipt-id"] == "ok"
     finally:
         broker.stop()
+
+
+def test_a_publisher_over_its_quota_is_paused_not_refused_and_resumes_as_the_queue_drains() -> None:
+    broker = start_embedded(BrokerLimits(max_held_bytes_per_login=64 * 1024))
+    core = broker.broker.core
+    assert core is not None
+    try:
+        app = peer(broker, login="app", passcode="app-pass")
+        for i in range(200):
+            app.send_frame("SEND", {"destination": "/queue/parked"}, b"%04d" % i + b"x" * 1020)
+        app.send_frame("SEND", {"destination": "/queue/parked", "receipt": "last"}, b"last")
+        # The broker stops reading the publisher's socket; what it sent waits in TCP buffers, nothing is lost.
+        eventually(lambda: broker.call(lambda: core.stats()["paused_publishers"]) == 1, timeout_s=10,
+                   what="the publisher paused")
+        held = broker.call(lambda: core.router.held.total)
+        assert isinstance(held, int) and 64 * 1024 <= held < 80 * 1024
+        consumer = peer(broker)
+        consumer.send_frame("SUBSCRIBE", {"destination": "/queue/parked", "id": "0"})
+        bodies = [consumer.recv().body for _ in range(201)]
+        assert [b[:4] for b in bodies[:200]] == [b"%04d" % i for i in range(200)] and bodies[200] == b"last"
+        assert app.recv().headers["receipt-id"] == "last"  # read again once the queue drained
+        assert broker.call(lambda: core.stats()["paused_publishers"]) == 0
+    finally:
+        broker.stop()

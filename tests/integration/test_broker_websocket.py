@@ -7,6 +7,7 @@ import uuid
 import aiohttp
 
 from broker.client import BrokerAddress
+from broker.core import BrokerLimits
 from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser
 from tests.waiting import eventually
@@ -94,4 +95,44 @@ def test_websocket_refuses_non_stomp_garbage_without_harming_others() -> None:
         assert core is not None
         assert thread.call(lambda: len(core.sessions)) == 0
     finally:
+        thread.stop()
+
+
+def test_a_websocket_publisher_is_paused_by_the_memory_alarm_and_resumed() -> None:
+    thread = start_embedded(BrokerLimits(max_held_bytes=64 * 1024))
+    core = thread.broker.core
+    assert core is not None
+    consumer, got = collecting_client(BrokerAddress("127.0.0.1", thread.broker.port, "guest", "guest"),
+                                      "/topic/unused")
+    try:
+        async def main() -> Frame:
+            parser = FrameParser(commands=SERVER_COMMANDS)
+            async with aiohttp.ClientSession() as http:
+                async with http.ws_connect(f"ws://127.0.0.1:{thread.websocket_port}/stomp",
+                                           protocols=("v12.stomp",)) as ws:
+                    await ws.send_str(encode_frame(Frame("CONNECT", {"accept-version": "1.2", "host": "/",
+                                                                     "login": "app", "passcode": "app-pass",
+                                                                     "heart-beat": "0,0"})).decode())
+                    parser.feed((await ws.receive()).data.encode())
+                    for i in range(100):
+                        await ws.send_str(encode_frame(Frame("SEND", {"destination": "/queue/parked"},
+                                                             b"x" * 1024)).decode())
+                    await ws.send_str(encode_frame(Frame("SEND", {"destination": "/queue/parked",
+                                                                  "receipt": "last"}, b"last")).decode())
+                    await asyncio.to_thread(eventually, lambda: thread.call(
+                        lambda: core.stats()["paused_publishers"]) == 1, timeout_s=10, what="the publisher paused")
+                    drained: list[bytes] = []
+                    await asyncio.to_thread(consumer.subscribe, "/queue/parked",
+                                            lambda m: drained.append(m.body), receipt=True)
+                    msg = await asyncio.wait_for(ws.receive(), 20)
+                    (receipt,) = parser.feed(msg.data.encode())
+                    await asyncio.to_thread(eventually, lambda: len(drained) == 101, timeout_s=10,
+                                            what="every message parked while paused")
+                    return receipt
+
+        receipt = asyncio.run(main())
+        assert receipt.headers["receipt-id"] == "last" and got == []
+        assert thread.call(lambda: core.stats()["paused_publishers"]) == 0
+    finally:
+        consumer.close()
         thread.stop()

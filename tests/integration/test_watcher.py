@@ -399,6 +399,12 @@ def test_tenants_connect_with_their_api_key_and_read_only_their_own_cameras(watc
         peer.send_frame("SEND", {"destination": "/topic/watcher.ours", "receipt": "r"}, b"{}")
         assert peer.recv().command == "ERROR"  # tenants cannot publish fake events
         peer.close()
+        peer = RawStomp(port)
+        assert peer.connect("app", watch.tenant["api_key"]).command == "CONNECTED"
+        peer.send_frame("SEND", {"destination": "/queue/facewatch.api.parked", "receipt": "r"}, b"x")
+        answer = peer.recv()  # the API queue itself, not every name that starts like it (no queues to fill)
+        assert answer.command == "ERROR" and answer.headers["message"] == "access refused"
+        peer.close()
         for login, passcode in (("app", "fwk_0123456789abcdef_wrong"), ("app", "guest"), ("facewatch", "")):
             assert RawStomp(port).connect(login, passcode).command == "ERROR"
     finally:

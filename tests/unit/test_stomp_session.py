@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import pytest
 
-from broker.auth import StaticAuthenticator, StaticUser
+from broker.auth import BrokerPrincipal, Credentials, StaticAuthenticator, StaticUser
 from broker.core import BrokerCore, BrokerLimits
 from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser, ParserLimits
@@ -61,6 +61,7 @@ class FakeTransport:
         self.written = bytearray()
         self.closed = False
         self.buffered = 0  # what a slow socket would hold back
+        self.reading = True  # False while the memory alarm pauses this connection
         self._parser = FrameParser(ParserLimits(max_frame_bytes=1 << 26), commands=SERVER_COMMANDS)
         self._read = 0
 
@@ -70,6 +71,12 @@ class FakeTransport:
 
     def buffered_bytes(self) -> int:
         return self.buffered
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def close(self) -> None:
         self.closed = True
@@ -90,13 +97,28 @@ class FakeTransport:
         return frames[0]
 
 
+class WithTenants:
+    """The static users, and logins ``tenant:<name>`` shaped as facewatch's tenants are (facewatch/bus_auth.py):
+    not trusted, SEND to one exact queue and to the prefixes their passcode lists (comma-separated)."""
+
+    def __init__(self, static: StaticAuthenticator) -> None:
+        self.static = static
+
+    def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None:
+        if not (credentials.login or "").startswith("tenant:"):
+            return self.static.authenticate(credentials)
+        prefixes = tuple(p for p in (credentials.passcode or "").split(",") if p)
+        return BrokerPrincipal(credentials.login or "", read_prefixes=("/topic/",), write_prefixes=prefixes,
+                               write_exact=frozenset({"/queue/facewatch.api"}), tenant=credentials.login)
+
+
 class Broker:
     """A BrokerCore on a FakeLoop, and sessions on FakeTransports."""
 
     def __init__(self, limits: BrokerLimits | None = None) -> None:
         self.loop = FakeLoop()
         users = [StaticUser("guest", "guest"), StaticUser("viewer", "pass", read=("/topic/watcher.",), write=())]
-        self.core = BrokerCore(limits or BrokerLimits(), StaticAuthenticator(users),
+        self.core = BrokerCore(limits or BrokerLimits(), WithTenants(StaticAuthenticator(users)),
                                cast(asyncio.AbstractEventLoop, self.loop))
 
     def open(self) -> tuple[StompSession, FakeTransport]:
@@ -402,3 +424,108 @@ def test_receipts_of_transactional_frames_come_at_commit(broker: Broker) -> None
     pub.send("ABORT", {"transaction": "t2", "receipt": "a2"})
     assert [f.headers["receipt-id"] for f in pub.transport.frames()] == ["r2", "a2"]  # discarded, still answered
     assert sub.transport.frames() == []
+
+
+def test_exact_write_permissions_are_not_prefixes(broker: Broker) -> None:
+    tenant = broker.client("tenant:a", "")
+    assert tenant.request("SEND", {"destination": "/queue/facewatch.api", "receipt": "r"}).command == "RECEIPT"
+    refused = tenant.request("SEND", {"destination": "/queue/facewatch.api.parked", "receipt": "r"}, b"x")
+    assert refused.headers["message"] == "access refused" and tenant.transport.closed
+    assert "facewatch.api.parked" not in broker.core.router.queues
+
+
+def test_held_bytes_count_a_fanned_out_message_once_until_every_holder_lets_go(broker: Broker) -> None:
+    a, b, pub = broker.client(), broker.client(), broker.client()
+    a.subscribe("/topic/t", ack="client")
+    b.subscribe("/topic/t", ack="client")
+    pub.send("SEND", {"destination": "/topic/t"}, b"x" * 1000)
+    held = broker.core.router.held
+    (message_a,), (message_b,) = a.transport.frames(), b.transport.frames()
+    assert 1000 <= held.total < 1100 and held.by_publisher["guest"] == held.total  # one object, counted once
+    a.send("ACK", {"id": message_a.headers["ack"]})
+    assert 1000 <= held.total < 1100  # b still holds it
+    b.send("ACK", {"id": message_b.headers["ack"]})
+    assert held.total == 0 and not held.by_publisher
+    b.session.close()  # and what waits in a queue is released with it
+    pub.send("SEND", {"destination": "/topic/t"}, b"y" * 500)
+    a.session.close()
+    assert held.total == 0
+
+
+def test_a_tenant_over_its_quota_waits_until_its_messages_are_consumed() -> None:
+    broker = Broker(BrokerLimits(max_held_bytes_per_login=2000))
+    tenant = broker.client("tenant:a", "")
+    for _ in range(2):
+        tenant.send("SEND", {"destination": "/queue/facewatch.api"}, b"r" * 900)
+    assert tenant.transport.reading  # 1,800 held: under its quota
+    tenant.send("SEND", {"destination": "/queue/facewatch.api"}, b"r" * 900)
+    assert not tenant.transport.reading and not tenant.transport.closed  # paused, not refused
+    other = broker.client("tenant:b", "")
+    other.send("SEND", {"destination": "/queue/facewatch.api"}, b"r" * 900)
+    assert other.transport.reading  # a quota is per login: another tenant is not held back
+    api = broker.client()
+    api.send("SUBSCRIBE", {"destination": "/queue/facewatch.api", "id": "0", "ack": "client-individual",
+                           "prefetch-count": "1"})
+    (first,) = api.transport.frames()
+    assert not tenant.transport.reading  # delivered but not acknowledged: still held
+    api.send("ACK", {"id": first.headers["ack"]})
+    (second,) = api.transport.frames()
+    assert not tenant.transport.reading  # 1,800 of 2,000 held: paused until below three quarters (1,500)
+    api.send("ACK", {"id": second.headers["ack"]})
+    assert tenant.transport.reading
+
+
+def test_the_memory_alarm_pauses_tenants_publishers_and_never_the_servers_own() -> None:
+    broker = Broker(BrokerLimits(max_held_bytes=3000))
+    tenant, server = broker.client("tenant:a", ""), broker.client()
+    slow = broker.client()
+    slow.subscribe("/topic/events", ack="client")
+    for _ in range(4):
+        server.send("SEND", {"destination": "/topic/events"}, b"e" * 1000)
+    assert server.transport.reading  # trusted: it is what drains the queues
+    tenant.send("SEND", {"destination": "/queue/facewatch.api"}, b"r" * 10)
+    assert not tenant.transport.reading and not tenant.transport.closed
+    *_, last = slow.transport.frames()
+    slow.send("ACK", {"id": last.headers["ack"]})  # cumulative: all four released
+    assert tenant.transport.reading
+    assert broker.core.stats()["paused_publishers"] == 0
+
+
+def test_a_slow_subscriber_is_bounded_in_bytes_as_well_as_messages() -> None:
+    broker = Broker(BrokerLimits(max_pending_bytes=5000))
+    sub, pub = broker.client(), broker.client()
+    sub.subscribe("/topic/big")
+    sub.transport.buffered = 10**9  # the socket is full: everything waits in the subscription's queue
+    for i in range(10):
+        pub.send("SEND", {"destination": "/topic/big"}, bytes([65 + i]) * 1000)
+    assert broker.core.router.held.total <= 5000 + 100
+    sub.transport.buffered = 0
+    sub.session.on_writable()
+    bodies = [m.body[:1] for m in sub.transport.frames()]
+    assert len(bodies) <= 5 and bodies[-1] == b"J"  # the newest kept, the oldest dropped
+    assert broker.core.stats()["dropped"] == 10 - len(bodies)
+
+
+def test_named_queues_temp_queues_and_transactions_have_limits() -> None:
+    broker = Broker(BrokerLimits(max_queues_per_login=2, max_temp_queues_per_connection=2,
+                                 max_transaction_bytes=1000))
+    tenant = broker.client("tenant:a", "/queue/own.")
+    for name in ("own.1", "own.2"):
+        tenant.send("SEND", {"destination": f"/queue/{name}"}, b"x")
+    refused = tenant.request("SEND", {"destination": "/queue/own.3", "receipt": "r"}, b"x")
+    assert refused.headers["message"] == "too many queues"
+    trusted = broker.client()
+    trusted.send("SEND", {"destination": "/queue/own.3", "receipt": "r"}, b"x")
+    assert trusted.transport.frame().command == "RECEIPT"  # the server's own are not a tenant's quota
+
+    replies = broker.client()
+    for name in ("a", "b"):
+        replies.send("SEND", {"destination": "/queue/q", "reply-to": f"/temp-queue/{name}"})
+    refused = replies.request("SEND", {"destination": "/queue/q", "reply-to": "/temp-queue/c", "receipt": "r"})
+    assert refused.headers["message"] == "too many temporary queues"
+
+    tx = broker.client()
+    tx.send("BEGIN", {"transaction": "t"})
+    tx.send("SEND", {"destination": "/topic/t", "transaction": "t"}, b"x" * 600)
+    refused = tx.request("SEND", {"destination": "/topic/t", "transaction": "t", "receipt": "r"}, b"x" * 600)
+    assert refused.headers["message"] == "transaction too large"
