@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from .errors import ApiError, AuthFailed, InternalError, RateLimited
+from .errors import ApiError, AuthFailed, Forbidden, InternalError, RateLimited
 from .request import ApiRequest, ApiResponse, Principal
 from .routing import Route, Router
 
@@ -82,6 +82,9 @@ class Api:
             principal = await self.authenticator.authenticate(headers)
             if principal is None:
                 raise AuthFailed("missing or invalid credentials (x-api-key or Authorization: Bearer)")
+            if not principal.scope.allows_route(route.writes):
+                raise Forbidden(f"this key's scope is {principal.scope.kind!r}: it may not {route.method} "
+                                f"{route.pattern}")
         if not self.limiter.allow(principal.tenant_id if principal else f"anon:{client_key}"):
             raise RateLimited("too many requests; slow down")
         return Admission(route, params, principal)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadParam, MalformedJson
+from .scopes import FULL, KeyScope
 
 __all__ = ("Principal", "UploadedFile", "ApiRequest", "ApiResponse")
 
@@ -18,6 +19,7 @@ class Principal:
     tenant_id: str
     via: str  # "token" | "api_key"
     subject: str  # client id or key id, for logs
+    scope: KeyScope = FULL
 
 
 @dataclass(slots=True, frozen=True)

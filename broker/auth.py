@@ -30,6 +30,7 @@ class BrokerPrincipal:
     # The operator's own credentials (the server's parts): exempt from per-login quotas and never paused
     # by the memory alarm, since they are what consumes the queues.
     trusted: bool = False
+    credential: str | None = None  # the revocable credential it connected with (an API key's id)
 
     def may_read(self, destination: str) -> bool:
         if any(destination.startswith(p) for p in self.read_prefixes):

@@ -407,6 +407,18 @@ class BrokerCore:
         if session.principal is not None:
             self._per_login[session.principal.name] -= 1
 
+    def close_credentials(self, revoked: set[str]) -> int:
+        """ERROR and close every connection made with one of the ``revoked`` credentials."""
+        closing = [s for s in self.sessions if s.principal is not None and s.principal.credential in revoked]
+        for session in closing:
+            session.fail("access revoked", "the credential this connection was made with has been revoked")
+        return len(closing)
+
+    def credentials(self) -> set[str]:
+        """The revocable credentials open connections were made with."""
+        return {s.principal.credential for s in self.sessions
+                if s.principal is not None and s.principal.credential is not None}
+
     def stats(self) -> dict[str, int]:
         return {
             "connections": len(self.sessions),

@@ -32,6 +32,7 @@ from .config import FacewatchConfig
 from .grouping_setup import follow_watchers
 from .outbox import BusOutbox
 from .repo_setup import RepoParts
+from .revocation import RevocationWatch
 
 __all__ = ("make_app", "CONFIG", "REPO", "BROKER", "BUS")
 
@@ -98,7 +99,12 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
             port = await broker.start()
             log.info("embedded STOMP broker on %s:%d (TCP) and ws://%s:%d%s",
                      cfg.broker.host, port, cfg.api.host, cfg.api.port, cfg.broker.websocket_path)
+            assert broker.core is not None  # started
+            revocations = RevocationWatch(broker.core, parts.auth, parts.store, cfg.auth.revocation_check_s)
+            watch = asyncio.create_task(revocations.run(), name="revocations")
             yield
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             await broker.stop()
 
         app.cleanup_ctx.append(broker_ctx)

@@ -3,8 +3,12 @@
 Internal parts (the API, watcher workers, operators' services) use static
 credentials with full access. Applications connect as a tenant: STOMP CONNECT
 with the tenant's API key as ``passcode`` (any login) or an access token in
-``authorization: Bearer ...`` (or as the passcode). A tenant may SEND API
-requests and read only its own cameras' topics and its own jobs' progress:
+``authorization: Bearer ...`` (or as the passcode). A key of scope
+``subscribe`` may read the topics of the cameras it names and nothing else
+(no SEND at all). Any other tenant credential may SEND API
+requests and read only its own cameras' topics, its own jobs' progress and its
+own topics under /topic/tenant.<tenant id>. (its repo and grouping changes; a
+wildcard there is fine: it cannot reach past the tenant's own prefix). Other
 wildcard subscriptions and /topic/repo.events (which carries every tenant's
 embeddings) are refused.
 """
@@ -17,7 +21,9 @@ from functools import partial
 from api.errors import NotFound
 from api.stomp import API_QUEUE
 from broker.auth import BrokerPrincipal, Credentials, StaticAuthenticator
-from repo.auth import RepoAuth
+from api.scopes import FULL
+from repo.auth import KeyGrant, RepoAuth
+from repo.events import TENANT_TOPIC_PREFIX
 from repo.store import RepoStore
 from watcher.cameras import CAMERA_ID
 from watcher.registry import CameraRegistry
@@ -37,25 +43,38 @@ class TenantBusAuthenticator:
         self.cameras = cameras
 
     def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None:
-        tenant = self._tenant(credentials)
-        if tenant is None:
+        grant = self._grant(credentials)
+        if grant is None:
             return self.static.authenticate(credentials)
+        tenant, scope = grant.tenant_id, grant.scope
+        if not scope.may_call_api:  # subscribe: its cameras' topics, nothing else, no SEND
+            return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(), tenant=tenant,
+                                   read_check=partial(self.may_read_camera, tenant, frozenset(scope.cameras)),
+                                   credential=grant.key_id or None)
         # Exactly the API queue: a prefix would let a tenant make queues of any name that starts like it.
         return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(), tenant=tenant,
-                               read_check=partial(self.may_read, tenant), write_exact=frozenset({API_QUEUE}))
+                               read_check=partial(self.may_read, tenant), write_exact=frozenset({API_QUEUE}),
+                               credential=grant.key_id or None)
 
-    def _tenant(self, credentials: Credentials) -> str | None:
+    def _grant(self, credentials: Credentials) -> KeyGrant | None:
         secret = credentials.passcode or ""
         scheme, _, token = (credentials.authorization or "").partition(" ")
         if scheme.lower() == "bearer" and token.startswith("fwt."):
             secret = token
         if secret.startswith("fwk_"):
-            return self.auth.tenant_of_key(secret)
+            return self.auth.key_grant(secret)
         if secret.startswith("fwt."):
-            return self.auth.tenant_of_token(secret)
+            tenant = self.auth.tenant_of_token(secret)
+            return KeyGrant(tenant, "", FULL) if tenant else None  # tokens expire; they are not revoked
         return None
 
+    def may_read_camera(self, tenant: str, cameras: frozenset[str], destination: str) -> bool:
+        camera = _CAMERA_TOPIC.match(destination)
+        return camera is not None and camera.group(1) in cameras and self.cameras.owner(camera.group(1)) == tenant
+
     def may_read(self, tenant: str, destination: str) -> bool:
+        if destination.startswith(f"{TENANT_TOPIC_PREFIX}{tenant}."):
+            return True  # the session parsed it: a valid name or pattern, with the tenant's id as its 2nd word
         camera = _CAMERA_TOPIC.match(destination)
         if camera is not None:
             return self.cameras.owner(camera.group(1)) == tenant

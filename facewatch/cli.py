@@ -48,6 +48,8 @@ def _load(args: argparse.Namespace) -> FacewatchConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from grouping.service import GROUPING_EVENTS
+    from repo.events import REPO_EVENTS, TenantCopies
     from watcher.registry import CameraRegistry
 
     from .analyzer_setup import build_analyzer
@@ -62,7 +64,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args)
     analyzer = build_analyzer(cfg)
     publisher = BusOutbox()
-    parts = build_repo(cfg, analyzer, publisher)
+    # Each tenant reads its own repo and grouping changes on its own topics (repo/events.py).
+    changes = TenantCopies(publisher, {REPO_EVENTS: "repo", GROUPING_EVENTS: "grouping"})
+    parts = build_repo(cfg, analyzer, changes)
     cameras = CameraRegistry(parts.store)
     broker = None
     if cfg.broker.url == "embedded":
@@ -73,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         watcher = build_watcher(cfg, cameras, parts.repo, parts.router,
                                 lambda: internal_address(cfg, broker.port if broker else None), publisher.publish)
         declare_cameras(cfg, watcher, parts.store)
-    grouping = build_grouping(cfg, parts.repo, publisher, parts.router, parts.jobs) if cfg.grouping.enabled else None
+    grouping = build_grouping(cfg, parts.repo, changes, parts.router, parts.jobs) if cfg.grouping.enabled else None
     web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping), host=cfg.api.host, port=cfg.api.port,
                 print=None)
     return 0
@@ -125,9 +129,42 @@ def cmd_tenants_create(args: argparse.Namespace) -> int:
         made = RepoAuth(store).bootstrap(args.name)
     finally:
         store.close()
-    print(json.dumps({"tenant": made.tenant, "client_id": made.client_id, "client_secret": made.client_secret,
-                      "api_key": made.api_key}, indent=2))
+    print(json.dumps({"tenant": made.tenant, "tenant_id": made.tenant_id, "client_id": made.client_id,
+                      "client_secret": made.client_secret, "api_key": made.api_key}, indent=2))
     print("store these now: the secret and the key are not shown again", file=sys.stderr)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """keys list|create|rotate|revoke TENANT ...: the same operations as /api/v1/keys, on the database."""
+    from api.errors import NotFound
+    from api.scopes import KeyScope
+    from repo.auth import RepoAuth
+    from repo.store import open_store
+
+    cfg = _load(args)
+    store = open_store(cfg.storage_url())
+    try:
+        tenant_id = store.tenant_by_name(args.tenant)
+        if tenant_id is None:
+            raise NotFound(f"no tenant {args.tenant!r}")
+        auth = RepoAuth(store)
+        out: object
+        if args.keys_command == "list":
+            out = {"keys": auth.list_keys(tenant_id)}
+        elif args.keys_command == "create":
+            scope = KeyScope.parse({"kind": args.scope, "cameras": args.camera or []})
+            out = auth.create_key(tenant_id, args.name, scope).as_json()
+        elif args.keys_command == "rotate":
+            out = auth.rotate_key(tenant_id, args.key_id).as_json()
+        else:
+            auth.revoke_key(tenant_id, args.key_id)
+            out = {"revoked": args.key_id}
+    finally:
+        store.close()
+    print(json.dumps(out, indent=2))
+    if args.keys_command in ("create", "rotate"):
+        print("store the key now: it is not shown again", file=sys.stderr)
     return 0
 
 
@@ -182,6 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(tcreate)
     tcreate.add_argument("name", help="tenant name (unique)")
     tcreate.set_defaults(func=cmd_tenants_create)
+
+    keys = sub.add_parser("keys", help="a tenant's API keys: list, create (with a scope), rotate, revoke",
+                          description="API keys of a tenant. Scopes: full; read (nothing that changes data); "
+                          "subscribe (only the STOMP topics of the cameras named with --camera: a key for a "
+                          "browser). A revoked key's STOMP connections are closed within auth.revocation_check_s.")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    klist = keys_sub.add_parser("list", help="list the tenant's keys (no secrets)", description="List API keys.")
+    kcreate = keys_sub.add_parser("create", help="create a key (prints it once)", description="Create an API key.")
+    kcreate.add_argument("--name", default="key", help="a label for people")
+    kcreate.add_argument("--scope", choices=("full", "read", "subscribe"), default="full")
+    kcreate.add_argument("--camera", action="append", help="a camera a subscribe key may read (repeat)")
+    krotate = keys_sub.add_parser("rotate", help="replace a key by a new one with its name and scope",
+                                  description="Rotate an API key: a new key is printed, the old one revoked.")
+    krevoke = keys_sub.add_parser("revoke", help="revoke a key", description="Revoke an API key.")
+    for action in (klist, kcreate, krotate, krevoke):
+        _config_arg(action)
+        action.add_argument("tenant", help="tenant name")
+        action.set_defaults(func=cmd_keys)
+    for action in (krotate, krevoke):
+        action.add_argument("key_id", help="the key's id (the part after fwk_, as `keys list` shows it)")
 
     config = sub.add_parser("config", help="validate the configuration", description="Configuration tools.")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

@@ -247,6 +247,8 @@ class AuthConfig(Section):
     refresh_token_ttl_s: int = Field(30 * 86400, gt=0)
     rate_per_s: float = Field(50.0, ge=0, description="requests per second per tenant (0 = unlimited)")
     rate_burst: int = Field(100, gt=0)
+    revocation_check_s: float = Field(5.0, gt=0, description="how often open STOMP connections' API keys are "
+                                                             "checked against revocations made elsewhere")
 
 
 class SearchConfig(Section):

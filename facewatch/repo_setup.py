@@ -18,6 +18,7 @@ from repo.decision import Policy
 from repo.auth import RepoAuth
 from repo.events import EventPublisher
 from repo import handlers as repo_handlers
+from repo import key_handlers
 from repo.images import ImageStore
 from repo.jobs import JobRunner, enrol_kind
 from repo.reembed import Reembedder, repo_faces
@@ -156,7 +157,9 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     jobs.register(enrol_kind(repo))
     reembedder = Reembedder(analyzer, repo_faces(repo))
     router = Router()
-    router.add_table(repo_handlers.ROUTES, repo_handlers.RepoContext(repo, auth, jobs))
+    repo_context = repo_handlers.RepoContext(repo, auth, jobs)
+    router.add_table(repo_handlers.ROUTES, repo_context)
+    router.add_table(key_handlers.ROUTES, repo_context)
     router.add_table(_INSTANCE_ROUTES, _Instance(analyzer.embedder.model_id, reembedder, router))
     api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst))
     return RepoParts(store, repo, auth, router, api, jobs, reembedder)

@@ -7,13 +7,20 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from api.errors import AuthFailed
+from collections.abc import Callable
+
+from api.errors import AuthFailed, Forbidden, NotFound
 from api.request import Principal
+from api.scopes import FULL, KeyScope
 
 from .security import TokenSigner, hash_secret, new_api_key, sha256_hex, split_api_key, verify_secret
 from .store import RepoStore
 
-__all__ = ("RepoAuth", "Tokens", "Bootstrap")
+__all__ = ("RepoAuth", "Tokens", "Bootstrap", "KeyGrant", "NewKey")
+
+# How long a checked API key is trusted without asking the database again: a revocation made elsewhere
+# (the CLI, another node) applies within this; one made through this process applies at once.
+KEY_CACHE_S = 5.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -30,9 +37,32 @@ class Tokens:
 @dataclass(slots=True, frozen=True)
 class Bootstrap:
     tenant: str
+    tenant_id: str
     client_id: str
     client_secret: str
     api_key: str
+
+
+@dataclass(slots=True, frozen=True)
+class KeyGrant:
+    """What a valid API key gives: its tenant, its id and its scope."""
+
+    tenant_id: str
+    key_id: str
+    scope: KeyScope
+
+
+@dataclass(slots=True, frozen=True)
+class NewKey:
+    """A key just made: the full key is shown this once and never stored."""
+
+    id: str
+    name: str
+    scope: KeyScope
+    key: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "name": self.name, "scope": self.scope.as_json(), "key": self.key}
 
 
 class RepoAuth:
@@ -46,7 +76,9 @@ class RepoAuth:
         self.signer = TokenSigner(bytes.fromhex(key))
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
-        self._key_cache: dict[str, tuple[str, float]] = {}  # full key hash -> (tenant, checked at)
+        self._key_cache: dict[str, tuple[KeyGrant, float]] = {}  # full key hash -> (grant, checked at)
+        # Called with a key id when this process revokes it (the broker closes its connections).
+        self.revocation_listeners: list[Callable[[str], None]] = []
 
     async def authenticate(self, headers: dict[str, str]) -> Principal | None:
         api_key = headers.get("x-api-key")
@@ -61,26 +93,56 @@ class RepoAuth:
         return None
 
     async def _by_api_key(self, key: str) -> Principal | None:
-        key_id = split_api_key(key)
-        if key_id is None:
+        if split_api_key(key) is None:
             return None
-        tenant = await asyncio.to_thread(self.tenant_of_key, key)
-        return Principal(tenant, "api_key", key_id) if tenant else None
+        grant = await asyncio.to_thread(self.key_grant, key)
+        return Principal(grant.tenant_id, "api_key", grant.key_id, grant.scope) if grant else None
 
-    def tenant_of_key(self, key: str) -> str | None:
-        """The tenant an API key belongs to, or None (unknown, revoked, wrong secret)."""
+    def key_grant(self, key: str) -> KeyGrant | None:
+        """What an API key may do, or None (unknown, revoked, wrong secret)."""
         key_id = split_api_key(key)
         if key_id is None:
             return None
         digest = sha256_hex(key)
         cached = self._key_cache.get(digest)
-        if cached and time.monotonic() - cached[1] < 30:  # revocation shows within 30 s
+        if cached and time.monotonic() - cached[1] < KEY_CACHE_S:
             return cached[0]
         row = self.store.api_key(key_id)
-        if row is None or row[2] or not secrets.compare_digest(row[1], digest):
+        if row is None or row.revoked or not secrets.compare_digest(row.secret_hash, digest):
+            self._key_cache.pop(digest, None)
             return None
-        self._key_cache[digest] = (row[0], time.monotonic())
-        return row[0]
+        grant = KeyGrant(row.tenant_id, key_id, KeyScope.loads(row.scope))
+        if len(self._key_cache) > 10_000:
+            self._key_cache.clear()
+        self._key_cache[digest] = (grant, time.monotonic())
+        return grant
+
+    # -- managing keys ------------------------------------------------------------
+    def create_key(self, tenant_id: str, name: str, scope: KeyScope) -> NewKey:
+        key_id, full_key, key_hash = new_api_key()
+        self.store.create_api_key(tenant_id, key_id, key_hash, name, None if scope == FULL else scope.dumps())
+        return NewKey(key_id, name, scope, full_key)
+
+    def list_keys(self, tenant_id: str) -> list[dict[str, object]]:
+        return [{"id": k.id, "name": k.name, "scope": KeyScope.loads(k.scope).as_json(), "revoked": k.revoked,
+                 "created_at": k.created_at} for k in self.store.api_keys(tenant_id)]
+
+    def revoke_key(self, tenant_id: str, key_id: str) -> None:
+        self.store.revoke_api_key(tenant_id, key_id)  # NotFound for another tenant's key
+        self._key_cache = {d: g for d, g in self._key_cache.items() if g[0].key_id != key_id}
+        for listener in self.revocation_listeners:
+            listener(key_id)
+
+    def rotate_key(self, tenant_id: str, key_id: str) -> NewKey:
+        """A new key with the old one's name and scope; the old one revoked."""
+        old = self.store.api_key(key_id)
+        if old is None or old.tenant_id != tenant_id:
+            raise NotFound(f"no API key {key_id!r}")
+        if old.revoked:
+            raise Forbidden(f"API key {key_id!r} is revoked; create a new one")
+        made = self.create_key(tenant_id, old.name, KeyScope.loads(old.scope))
+        self.revoke_key(tenant_id, key_id)
+        return made
 
     def tenant_of_token(self, token: str) -> str | None:
         """The tenant of a valid, unexpired access token, or None."""
@@ -113,11 +175,9 @@ class RepoAuth:
         return self._tokens(taken[2], taken[1])
 
     def bootstrap(self, tenant: str) -> Bootstrap:
-        """A tenant with one client and one API key (the CLI's `tenants create`)."""
+        """A tenant with one client and one full API key (the CLI's `tenants create`)."""
         tenant_id = self.store.create_tenant(tenant)
         client_id = f"{tenant}-{secrets.token_hex(4)}"
         client_secret = secrets.token_urlsafe(24)
         self.store.create_client(tenant_id, client_id, hash_secret(client_secret))
-        key_id, full_key, key_hash = new_api_key()
-        self.store.create_api_key(tenant_id, key_id, key_hash, "default")
-        return Bootstrap(tenant, client_id, client_secret, full_key)
+        return Bootstrap(tenant, tenant_id, client_id, client_secret, self.create_key(tenant_id, "default", FULL).key)

@@ -1,15 +1,26 @@
-"""Change events on /topic/repo.events, so watchers keep their indexes current."""
+"""Change events on /topic/repo.events, so watchers keep their indexes current.
+
+That topic (like grouping's) carries every tenant's changes, embeddings included: it is the server's own.
+Each tenant gets a copy of its own changes, without embeddings, on ``tenant_topic(tenant, kind)``, which
+only that tenant may read (facewatch/bus_auth.py).
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any, Protocol
 
-__all__ = ("EventPublisher", "NullPublisher", "REPO_EVENTS")
+__all__ = ("EventPublisher", "NullPublisher", "REPO_EVENTS", "TENANT_TOPIC_PREFIX", "tenant_topic", "TenantCopies")
 
 log = logging.getLogger(__name__)
 
 REPO_EVENTS = "/topic/repo.events"
+TENANT_TOPIC_PREFIX = "/topic/tenant."
+
+
+def tenant_topic(tenant_id: str, kind: str) -> str:
+    """A tenant's own topic of ``kind`` ("repo", "grouping"); tenant ids are hex, one topic word."""
+    return f"{TENANT_TOPIC_PREFIX}{tenant_id}.{kind}"
 
 
 class EventPublisher(Protocol):
@@ -22,3 +33,21 @@ class NullPublisher:
     def publish(self, destination: str, body: Any) -> None:
         log.debug("event not published (no broker): %s %s", destination,
                   body.get("type") if isinstance(body, dict) else "")
+
+
+class TenantCopies:
+    """An ``EventPublisher`` that also publishes each tenant's change event on the tenant's own topic.
+
+    ``kinds`` maps a server topic to the kind its copies go under (``{REPO_EVENTS: "repo"}``). The copy
+    leaves out the embedding: applications need to know what changed, not the vector.
+    """
+
+    def __init__(self, inner: EventPublisher, kinds: dict[str, str]) -> None:
+        self.inner = inner
+        self.kinds = kinds
+
+    def publish(self, destination: str, body: Any) -> None:
+        self.inner.publish(destination, body)
+        kind = self.kinds.get(destination)
+        if kind is not None and isinstance(body, dict) and isinstance(body.get("tenant"), str):
+            self.inner.publish(tenant_topic(body["tenant"], kind), {k: v for k, v in body.items() if k != "embedding"})

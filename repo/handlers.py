@@ -408,7 +408,7 @@ ROUTES: tuple[RouteDef[RepoContext], ...] = (
     RouteDef("DELETE", "/api/v1/faces/{face_id}", delete_face, "delete a face"),
     RouteDef("GET", "/api/v1/faces/{face_id}/image", face_image, "the original image"),
     RouteDef("GET", "/api/v1/faces/{face_id}/thumbnail", face_thumbnail, "the aligned face, JPEG"),
-    RouteDef("POST", "/api/v1/detect", detect, "faces, boxes, landmarks, quality, face_plugins"),
-    RouteDef("POST", "/api/v1/verify", verify, "1:1: image vs image2, face_id or subject"),
-    RouteDef("POST", "/api/v1/identify", identify, "1:N against galleries"),
+    RouteDef("POST", "/api/v1/detect", detect, "faces, boxes, landmarks, quality, face_plugins", writes=False),
+    RouteDef("POST", "/api/v1/verify", verify, "1:1: image vs image2, face_id or subject", writes=False),
+    RouteDef("POST", "/api/v1/identify", identify, "1:N against galleries", writes=False),
 )

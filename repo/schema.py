@@ -57,6 +57,7 @@ api_keys = Table(
     Column("name", String(200), nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    Column("scope", Text, nullable=True),  # api.scopes.KeyScope as JSON; NULL (keys made before v5): full
 )
 refresh_tokens = Table(
     "refresh_tokens", metadata,
@@ -161,7 +162,12 @@ def _v4_negatives(conn: Connection) -> None:
     negatives.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item), (3, _v3_job_runner), (4, _v4_negatives)]
+def _v5_key_scopes(conn: Connection) -> None:
+    add_column(conn, "api_keys", "scope", "TEXT")
+
+
+MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item), (3, _v3_job_runner), (4, _v4_negatives),
+                               (5, _v5_key_scopes)]
 
 
 def migrate(conn: Connection) -> int:

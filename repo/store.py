@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from api.errors import Conflict, NotFound
 
 from . import schema as s
 
-__all__ = ("NegativeRecord", "Gallery", "Subject", "FaceRecord", "RepoStore", "open_store", "replace_embeddings")
+__all__ = ("NegativeRecord", "Gallery", "Subject", "FaceRecord", "ApiKeyRecord", "RepoStore", "open_store",
+           "replace_embeddings")
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,6 +69,25 @@ class FaceRecord:
     photo_hash: str
     image_key: str | None
     created_at: float
+
+
+@dataclass(slots=True, frozen=True)
+class ApiKeyRecord:
+    id: str  # the public part of the key
+    tenant_id: str
+    secret_hash: str
+    name: str
+    scope: str | None  # api.scopes.KeyScope as JSON; None: full
+    revoked: bool
+    created_at: float
+
+
+_KEY_COLUMNS = (s.api_keys.c.id, s.api_keys.c.tenant_id, s.api_keys.c.secret_hash, s.api_keys.c.name,
+                s.api_keys.c.scope, s.api_keys.c.revoked, s.api_keys.c.created_at)
+
+
+def _key_record(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), float(row[6]))
 
 
 def _now() -> float:
@@ -164,17 +184,39 @@ class RepoStore:
                                .where(s.clients.c.id == client_id)).first()
         return (row[0], row[1]) if row else None
 
-    def create_api_key(self, tenant_id: str, key_id: str, key_hash: str, name: str) -> None:
+    def create_api_key(self, tenant_id: str, key_id: str, key_hash: str, name: str, scope: str | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(s.api_keys).values(id=key_id, tenant_id=tenant_id, secret_hash=key_hash, name=name,
-                                                   revoked=False, created_at=_now()))
+                                                   revoked=False, created_at=_now(), scope=scope))
 
-    def api_key(self, key_id: str) -> tuple[str, str, bool] | None:
-        """(tenant id, hash, revoked)."""
+    def api_key(self, key_id: str) -> ApiKeyRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(s.api_keys.c.tenant_id, s.api_keys.c.secret_hash, s.api_keys.c.revoked)
-                               .where(s.api_keys.c.id == key_id)).first()
-        return (row[0], row[1], bool(row[2])) if row else None
+            row = conn.execute(select(*_KEY_COLUMNS).where(s.api_keys.c.id == key_id)).first()
+        return _key_record(row) if row else None
+
+    def api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        """The tenant's keys, revoked ones included (they say so), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_KEY_COLUMNS).where(s.api_keys.c.tenant_id == tenant_id)
+                                .order_by(s.api_keys.c.created_at, s.api_keys.c.id)).all()
+        return [_key_record(r) for r in rows]
+
+    def revoke_api_key(self, tenant_id: str, key_id: str) -> ApiKeyRecord:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(s.api_keys).where(s.api_keys.c.id == key_id,
+                                                         s.api_keys.c.tenant_id == tenant_id).values(revoked=True))
+        record = self.api_key(key_id)
+        if done.rowcount == 0 or record is None:
+            raise NotFound(f"no API key {key_id!r}")
+        return record
+
+    def live_api_keys(self, key_ids: Collection[str]) -> set[str]:
+        """Which of ``key_ids`` exist and are not revoked."""
+        if not key_ids:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(s.api_keys.c.id).where(s.api_keys.c.id.in_(list(key_ids)),
+                                                                  s.api_keys.c.revoked.is_(False))).scalars())
 
     def store_refresh_token(self, token_id: str, token_hash: str, client_id: str, tenant_id: str,
                             expires_at: float) -> None:

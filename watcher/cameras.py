@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.errors import BadParam
-from api.names import NAME
+from api.names import CAMERA_ID, NAME
 from vision.attribute_names import AttributeName
 
 from .stream import StreamOptions
@@ -24,7 +24,6 @@ __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA
            "topic_for", "msgpack_topic_for", "ALL_CAMERAS_TOPIC")
 
 # Lower case, no dots: the id is one word of a topic routing key.
-CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
 
 

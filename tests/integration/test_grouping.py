@@ -17,6 +17,7 @@ import pytest
 from broker.client import BrokerAddress, BusClient
 from tests.waiting import eventually
 
+from .conftest import RawStomp
 from .repo_server import Http, RepoServer
 from .test_repo_api import PG, _drop_database, _postgres_database
 
@@ -34,9 +35,11 @@ class Grouped:
     """A server with every enrol and probe photo grouped, and which group each photo's faces went to."""
 
     def __init__(self, server: RepoServer, http: Http, other: Http, faces: dict[str, list[dict[str, Any]]],
-                 events: list[dict[str, Any]], bus: BusClient, api_key: str) -> None:
+                 events: list[dict[str, Any]], bus: BusClient, tenant: dict[str, str], other_key: str,
+                 own_events: list[dict[str, Any]]) -> None:
         self.server, self.http, self.other, self.faces, self.events, self.bus = server, http, other, faces, events, bus
-        self.api_key = api_key
+        self.api_key, self.tenant_id, self.other_key = tenant["api_key"], tenant["tenant_id"], other_key
+        self.own_events = own_events  # what the tenant's application reads on its own topics
 
     def current_groups(self) -> dict[str, str]:
         """Face id -> the group it is in now (refinement and operations move faces)."""
@@ -67,6 +70,11 @@ def grouped(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     bus.connect()
     events: list[dict[str, Any]] = []
     bus.subscribe("/topic/grouping.events", lambda m: events.append(json.loads(m.body)), receipt=True)
+    app = BusClient(BrokerAddress("127.0.0.1", server.stomp_port, "app", tenant["api_key"]), client_name="app")
+    app.connect()
+    own_events: list[dict[str, Any]] = []
+    app.subscribe(f"/topic/tenant.{tenant['tenant_id']}.#", lambda m: own_events.append(json.loads(m.body)),
+                  receipt=True)
     http = server.http(api_key=tenant["api_key"])
     faces: dict[str, list[dict[str, Any]]] = {}
     photos = [p for person in PEOPLE for p in sorted((shared_data / "faces" / "enroll" / person).iterdir())]
@@ -76,7 +84,9 @@ def grouped(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         assert reply.status == 200, (photo, reply.body)
         faces[f"{photo.parent.name}/{photo.name}"] = reply.body["faces"]
     assert http.call("POST", "/api/v1/groups/refine").status == 200
-    yield Grouped(server, http, server.http(api_key=other["api_key"]), faces, events, bus, tenant["api_key"])
+    yield Grouped(server, http, server.http(api_key=other["api_key"]), faces, events, bus, tenant, other["api_key"],
+                  own_events)
+    app.close()
     bus.close()
     server.stop()
     if db:
@@ -97,6 +107,33 @@ def test_the_shared_photos_come_out_as_one_group_per_person(grouped: Grouped) ->
     assert obama["best_face"] in {f["id"] for f in obama["faces"]} and obama["status"] == "active"
     kinds = {e["type"] for e in grouped.events}
     assert {"group.created", "group.grown"} <= kinds
+
+
+def test_a_tenant_reads_its_own_grouping_and_repo_changes_and_no_one_elses(grouped: Grouped,
+                                                                          shared_data: Path) -> None:
+    placed = sum(len(faces) for faces in grouped.faces.values())
+    eventually(lambda: sum(e["type"] in ("group.created", "group.grown") for e in grouped.own_events) >= placed,
+               timeout_s=10, what="a grouping event for each face placed")
+    grouping = [e for e in grouped.own_events if e["type"] in ("group.created", "group.grown")]
+    assert len(grouping) == placed and {e["tenant"] for e in grouping} == {grouped.tenant_id}
+    assert {e["face"] for e in grouping} == {f["face"] for faces in grouped.faces.values() for f in faces}
+    assert grouped.http.call("POST", "/api/v1/galleries", {"name": "own-events"}).status == 201
+    assert grouped.http.call("POST", "/api/v1/galleries/own-events/subjects", {"id": "s", "name": "S"}).status == 201
+    photo = shared_data / "faces" / "enroll" / "obama" / "obama.jpg"
+    added = grouped.http.call("POST", "/api/v1/galleries/own-events/subjects/s/faces",
+                              files={"file": ("o.jpg", photo.read_bytes())})
+    assert added.status == 201, added.body
+    face = eventually(lambda: next((e for e in grouped.own_events if e["type"] == "face.added"), None),
+                      timeout_s=10, what="face.added on the tenant's repo topic")
+    assert face["gallery"] == "own-events" and "embedding" not in face  # changes, not vectors
+    for destination in (f"/topic/tenant.{grouped.tenant_id}.grouping", f"/topic/tenant.{grouped.tenant_id}.#",
+                        "/topic/tenant.*.grouping", "/topic/tenant.#", "/topic/grouping.events"):
+        peer = RawStomp(grouped.server.stomp_port)
+        assert peer.connect("app", grouped.other_key).command == "CONNECTED"
+        peer.send_frame("SUBSCRIBE", {"id": "1", "destination": destination, "receipt": "r"})
+        answer = peer.recv()
+        assert answer.command == "ERROR" and answer.headers["message"] == "access refused", destination
+        peer.close()
 
 
 def test_listing_crops_and_isolation(grouped: Grouped) -> None:

@@ -294,6 +294,43 @@ def test_auth_is_required_and_tenants_are_isolated(deployment: Deployment) -> No
     assert still.status == 200  # the other tenant's DELETE touched nothing
 
 
+def test_api_keys_with_scopes_are_listed_rotated_and_revoked(deployment: Deployment) -> None:
+    server, full = deployment.server, deployment.http
+    me = full.call("GET", "/api/v1/me").body
+    assert me["tenant"] == deployment.tenant["tenant_id"] and me["scope"] == {"kind": "full"}
+    assert me["topics"]["grouping"] == f"/topic/tenant.{me['tenant']}.grouping"
+    read = full.call("POST", "/api/v1/keys", {"name": "dashboard", "scope": "read"})
+    assert read.status == 201 and read.body["scope"] == {"kind": "read"} and read.body["key"].startswith("fwk_")
+    reader = server.http(api_key=read.body["key"])
+    assert reader.call("GET", "/api/v1/galleries/people").status == 200
+    assert _identified(deployment, "faces/probe/obama1.jpg", reader) == {"obama"}  # reads, by POST
+    for method, path, body in (("POST", "/api/v1/galleries", {"name": "x"}),
+                               ("DELETE", "/api/v1/galleries/people", None), ("GET", "/api/v1/keys", None),
+                               ("POST", "/api/v1/keys", {"scope": "full"})):
+        refused = reader.call(method, path, body)
+        assert refused.status == 403 and refused.body["code"] == "FORBIDDEN", (method, path)
+    door = full.call("POST", "/api/v1/keys", {"name": "door", "scope": {"kind": "subscribe", "cameras": ["door"]}})
+    assert door.status == 201 and door.body["scope"] == {"kind": "subscribe", "cameras": ["door"]}
+    assert server.http(api_key=door.body["key"]).call("GET", "/api/v1/me").status == 403  # the broker only
+    for bad in ({"scope": "admin"}, {"scope": {"kind": "subscribe"}}, {"scope": {"kind": "read", "cameras": ["a"]}},
+                {"scope": {"kind": "subscribe", "cameras": ["../x"]}}):
+        assert full.call("POST", "/api/v1/keys", bad).body["code"] == "BAD_PARAM", bad
+    listed = full.call("GET", "/api/v1/keys").body["keys"]
+    assert {k["name"] for k in listed} >= {"default", "dashboard", "door"}
+    assert all("key" not in k and "secret_hash" not in k for k in listed)
+    other = server.http(api_key=deployment.other["api_key"])
+    assert other.call("DELETE", f"/api/v1/keys/{read.body['id']}").status == 404  # not theirs
+    assert read.body["id"] not in {k["id"] for k in other.call("GET", "/api/v1/keys").body["keys"]}
+    rotated = full.call("POST", f"/api/v1/keys/{read.body['id']}/rotate")
+    assert rotated.status == 201 and rotated.body["name"] == "dashboard" and rotated.body["scope"] == {"kind": "read"}
+    assert reader.call("GET", "/api/v1/galleries").status == 401  # revoked on this node at once
+    assert server.http(api_key=rotated.body["key"]).call("GET", "/api/v1/galleries").status == 200
+    assert full.call("DELETE", f"/api/v1/keys/{rotated.body['id']}").status == 204
+    assert server.http(api_key=rotated.body["key"]).call("GET", "/api/v1/galleries").status == 401
+    revoked = {k["id"]: k["revoked"] for k in full.call("GET", "/api/v1/keys").body["keys"]}
+    assert revoked[read.body["id"]] and revoked[rotated.body["id"]] and not revoked[door.body["id"]]
+
+
 def test_login_refresh_and_expired_token(deployment: Deployment) -> None:
     server, tenant = deployment.server, deployment.tenant
     bad = server.http().call("POST", "/api/v1/login", {"client_id": tenant["client_id"], "client_secret": "nope"})

@@ -33,6 +33,7 @@ def test_a_version_1_database_gets_the_later_columns(database_url: str) -> None:
         conn.execute(text("ALTER TABLE faces DROP COLUMN job_item"))
         conn.execute(text("ALTER TABLE jobs DROP COLUMN runner"))
         conn.execute(text("DROP TABLE negatives"))
+        conn.execute(text("ALTER TABLE api_keys DROP COLUMN scope"))
         conn.execute(text("DELETE FROM schema_migrations WHERE version > 1"))
     store.close()
 
@@ -42,7 +43,8 @@ def test_a_version_1_database_gets_the_later_columns(database_url: str) -> None:
         assert "ix_faces_job_item" in {i["name"] for i in inspect(conn).get_indexes("faces")}
         assert "runner" in {c["name"] for c in inspect(conn).get_columns("jobs")}
         assert "subject_pk" in {c["name"] for c in inspect(conn).get_columns("negatives")}
-        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == MIGRATIONS[-1][0] == 4
+        assert "scope" in {c["name"] for c in inspect(conn).get_columns("api_keys")}
+        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == MIGRATIONS[-1][0] == 5
     assert store.faces_of_job_item("job/0") == 0
     assert store.unfinished_jobs("me") == []
     assert store.gallery_negatives("no-such-gallery", "m") == []

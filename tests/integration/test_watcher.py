@@ -412,6 +412,51 @@ def test_tenants_connect_with_their_api_key_and_read_only_their_own_cameras(watc
         assert watch.call("DELETE", "/api/v1/cameras/theirs", key=watch.other["api_key"]).status == 204
 
 
+@embedded_only
+def test_a_subscribe_key_reads_its_cameras_only_and_revoking_a_key_closes_its_connections(watch: Watch,
+                                                                                         shared_data: Path) -> None:
+    clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
+    watch.register("lobby", clip, enabled=False)
+    watch.register("office", clip, enabled=False)
+    made = watch.call("POST", "/api/v1/keys", {"name": "wall", "scope": {"kind": "subscribe", "cameras": ["lobby"]}})
+    assert made.status == 201, made.json()
+    wall, port = made.json(), watch.server.stomp_port
+    try:
+        tenant_id = watch.call("GET", "/api/v1/me").json()["tenant"]
+        for destination in ("/topic/watcher.office", f"/topic/tenant.{tenant_id}.#", "/topic/watcher.*"):
+            peer = RawStomp(port)
+            assert peer.connect("wall", wall["key"]).command == "CONNECTED"
+            peer.send_frame("SUBSCRIBE", {"id": "1", "destination": destination, "receipt": "r"})
+            assert peer.recv().headers["message"] == "access refused", destination
+            peer.close()
+        peer = RawStomp(port)
+        assert peer.connect("wall", wall["key"]).command == "CONNECTED"
+        peer.send_frame("SEND", {"destination": API, "receipt": "r"}, b"{}")
+        assert peer.recv().headers["message"] == "access refused"  # no API calls: the broker only
+        peer.close()
+        # Revoked through the API: its open connection is closed at once.
+        viewer = RawStomp(port, timeout_s=20)
+        assert viewer.connect("wall", wall["key"]).command == "CONNECTED"
+        viewer.send_frame("SUBSCRIBE", {"id": "1", "destination": "/topic/watcher.lobby", "receipt": "r"})
+        assert viewer.recv().command == "RECEIPT"
+        assert watch.call("DELETE", f"/api/v1/keys/{wall['id']}").status == 204
+        closed = viewer.recv(timeout_s=20)
+        assert closed.command == "ERROR" and closed.headers["message"] == "access revoked"
+        assert RawStomp(port).connect("wall", wall["key"]).command == "ERROR"
+        # Revoked by the CLI (another process): closed at the next check (auth.revocation_check_s).
+        made = watch.call("POST", "/api/v1/keys", {"name": "tablet", "scope": "read"})
+        tablet = made.json()
+        viewer = RawStomp(port, timeout_s=20)
+        assert viewer.connect("tablet", tablet["key"]).command == "CONNECTED"
+        revoked = watch.server.cli("keys", "revoke", "theatre", tablet["id"])
+        assert revoked.returncode == 0, revoked.stderr
+        closed = viewer.recv(timeout_s=20)
+        assert closed.command == "ERROR" and closed.headers["message"] == "access revoked"
+    finally:
+        watch.remove("lobby")
+        watch.remove("office")
+
+
 def test_cameras_declared_in_config_start_with_serve(tmp_path: Path, models_dir: Path, shared_data: Path) -> None:
     clip = shared_data / "video" / "short_hamilton_clip.mp4"
     declared = json.dumps([{"id": "declared", "tenant": "theatre", "url": f"file://{clip}", "loop": True,
