@@ -27,7 +27,8 @@ async def me(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
         "tenant": tenant, "via": principal.via, "key": principal.subject if principal.via == "api_key" else None,
         "scope": principal.scope.as_json(),
         "topics": {"repo": tenant_topic(tenant, "repo"), "grouping": tenant_topic(tenant, "grouping"),
-                   "all": tenant_topic(tenant, "#"), "camera": "/topic/watcher.<camera id>"},
+                   "cameras": tenant_topic(tenant, "watcher.*"), "camera": tenant_topic(tenant, "watcher.<camera id>"),
+                   "all": tenant_topic(tenant, "#")},
     })
 
 

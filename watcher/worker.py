@@ -31,7 +31,7 @@ from repo.index import SearchOptions
 from repo.store import RepoStore
 from vision.analyzer import FaceAnalyzer
 
-from .cameras import Camera, msgpack_topic_for, topic_for
+from .cameras import Camera, event_topics, msgpack_topic_for
 from .galleries import GalleryFollower
 from .pipeline import CameraPipeline, PipelineOptions
 from .stream import CameraStatus, StreamOptions, StreamReader
@@ -99,7 +99,8 @@ class CameraWorker:
     def _publish(self, event: dict[str, Any]) -> None:
         try:
             # Never wait for a reconnect: live notifications are worth less than live analysis.
-            self.bus.publish(topic_for(self.camera_id), event, timeout_s=0)
+            for topic in event_topics(self.spec.camera):
+                self.bus.publish(topic, event, timeout_s=0)
             if self.spec.camera.settings.msgpack:
                 self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
                                  {"content-type": "application/msgpack"}, timeout_s=0)
