@@ -22,7 +22,7 @@ from vision.attribute_names import AttributeName
 from .stream import StreamOptions
 
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
-           "topic_for", "msgpack_topic_for", "event_topics", "ALL_CAMERAS_TOPIC")
+           "topic_for", "msgpack_topic_for", "event_topics", "ALL_CAMERAS_TOPIC", "UNKNOWN_FACES_QUEUE")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
@@ -33,6 +33,9 @@ def topic_for(camera_id: str) -> str:
 
 
 ALL_CAMERAS_TOPIC = topic_for("*")  # every camera's events (a topic pattern to subscribe to)
+# Every face.unknown once more, as work: nodes that group faces consume it as competing consumers, so each
+# unknown face is placed by exactly one node (a topic would have every node place it).
+UNKNOWN_FACES_QUEUE = "/queue/facewatch.unknown-faces"
 
 
 def event_topics(camera: "Camera") -> tuple[str, str]:
