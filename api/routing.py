@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from .contract import Contract
 from .errors import MethodNotAllowed, NotFound
 from .request import ApiRequest, ApiResponse
 
@@ -35,6 +36,7 @@ class Route:
     public: bool = False  # no credentials needed (login, openapi)
     transports: tuple[str, ...] = ("rest", "stomp")
     summary: str = ""
+    contract: Contract = Contract()
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,6 +50,7 @@ class RouteDef(Generic[Ctx]):
     summary: str = ""
     public: bool = False  # no credentials needed (login, openapi)
     transports: tuple[str, ...] = BOTH
+    contract: Contract = Contract()  # what it takes and answers: checked on every request, and documented
 
 
 def _bind(handler: ContextHandler[Ctx], ctx: Ctx) -> Handler:
@@ -63,27 +66,32 @@ class Router:
         self.routes: list[tuple[re.Pattern[str], Route]] = []
 
     def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False,
-            transports: tuple[str, ...] = BOTH, summary: str = "") -> None:
+            transports: tuple[str, ...] = BOTH, summary: str = "", contract: Contract = Contract()) -> None:
         # _PARAM.split alternates literal text and parameter names.
         parts = _PARAM.split(pattern)
         regex = "^" + "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)) + "$"
-        self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary)))
+        self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary,
+                                                             contract)))
 
     def add_table(self, table: Iterable[RouteDef[Ctx]], ctx: Ctx) -> None:
         """Every route of ``table``, its handler bound to ``ctx``."""
         for route in table:
             self.add(route.method, route.path, _bind(route.handler, ctx), public=route.public,
-                     transports=route.transports, summary=route.summary)
+                     transports=route.transports, summary=route.summary, contract=route.contract)
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:
-        allowed: list[str] = []
+        """The route of ``method`` on ``path``. Where patterns overlap (/groups/refine, /groups/{group}),
+        the one with the fewest parameters owns the path: its methods are the path's methods."""
+        found: list[tuple[int, Route, dict[str, str]]] = []
         for regex, route in self.routes:
-            found = regex.match(path)
-            if found is None or transport not in route.transports:
-                continue
+            matched = regex.match(path)
+            if matched is not None and transport in route.transports:
+                found.append((len(matched.groupdict()), route, matched.groupdict()))
+        if not found:
+            raise NotFound(f"no such route: {path}")
+        fewest = min(params for params, _, _ in found)
+        owners = [(route, params) for count, route, params in found if count == fewest]
+        for route, params in owners:
             if route.method == method.upper():
-                return route, found.groupdict()
-            allowed.append(route.method)
-        if allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
-        raise NotFound(f"no such route: {path}")
+                return route, params
+        raise MethodNotAllowed(f"{method} is not allowed on {path}", [route.method for route, _ in owners])
