@@ -178,12 +178,12 @@ def _verify_body() -> Body:
 
 
 VERIFY = Contract((Reply(200, VERDICT),), body=_verify_body(), errors=(NoFace, Conflict, NotFound))
-_GALLERIES = any_of(array(NAME, min_items=1), string(min_length=1, max_length=10_000,
-                                                     pattern=r"^[A-Za-z0-9_. -]+(,[A-Za-z0-9_. -]+)*$"))
+_GALLERIES = any_of(array(NAME), string(pattern=r"^([A-Za-z0-9_. -]+(,[A-Za-z0-9_. -]+)*)?$",
+                                        description="comma-separated gallery names"))  # none: all of them
 _IDENTIFY_FIELDS = {"galleries": _GALLERIES, "threshold": _THRESHOLD,
                     "prediction_count": integer(1, 100), "limit": _LIMIT, "det_prob_threshold": _DET}
 IDENTIFY = Contract((Reply(200, _faces(IDENTIFIED_FACE)),),
-                    body=_image_body(_IDENTIFY_FIELDS, ("galleries",)), errors=(NoFace, NotFound))
+                    body=_image_body(_IDENTIFY_FIELDS), errors=(NoFace, NotFound))
 BULK_ENROL = Contract(
     (Reply(202, JOB_SCHEMA, description="accepted: progress on the job's topic and at GET /api/v1/jobs/{id}"),),
     body=Body(json=obj({"items": array(obj({"subject": NAME, "image": BASE64}, ["subject", "image"]), min_items=1)},

@@ -336,8 +336,8 @@ async def identify(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     repo = ctx.repo
     params = p.merged(request)
     galleries = p.string_list(params.get("galleries"), "galleries")
-    if not galleries:
-        raise BadParam("galleries is required", "galleries")
+    if not galleries:  # none named: every gallery of the tenant
+        galleries = [g.name for g, _s, _f in await ctx.repo.list_galleries(request.tenant)]
     image = p.image(request, params, "file")  # decoded where it is analysed, off the event loop
     policy = repo.policy(params.get("threshold"))
     repo.threshold_for(policy, 1.0, 1)  # a rate needs a calibration: fail before the work
@@ -434,5 +434,6 @@ ROUTES: tuple[RouteDef[RepoContext], ...] = (
              contract=c.FACE_THUMBNAIL),
     RouteDef("POST", "/api/v1/detect", detect, "faces, boxes, landmarks, quality, face_plugins", contract=c.DETECT),
     RouteDef("POST", "/api/v1/verify", verify, "1:1: image vs image2, face_id or subject", contract=c.VERIFY),
-    RouteDef("POST", "/api/v1/identify", identify, "1:N against galleries", contract=c.IDENTIFY),
+    RouteDef("POST", "/api/v1/identify", identify, "1:N against galleries (none named: all of them)",
+             contract=c.IDENTIFY),
 )
