@@ -157,7 +157,9 @@ def _string_violation(value: str, schema: Schema, where: str) -> str | None:
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         return f"{where} must be at most {schema['maxLength']} characters"
     if "pattern" in schema and not _matches(schema["pattern"], value):
-        return f"{where} must match {schema['pattern']}"
+        # A pattern's description says in words what it matches.
+        return f"{where} must be {schema['description']}" if "description" in schema else \
+            f"{where} must match {schema['pattern']}"
     return None
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from api.contract import BASE64, FILE, Body, Contract, Param, Reply
 from api.errors import Conflict, NoFace
-from api.names import LABEL_PATTERN, NAME_PATTERN
+from api.names import LABEL_PATTERN
 from api.schemas import array, boolean, integer, nullable, number, obj, string
-from repo.contracts import IMAGE_TYPES, JOB_SCHEMA, ZIP_TYPE
+from repo.contracts import IMAGE_TYPES, JOB_SCHEMA, NAME, ZIP_TYPE
 
 __all__ = (
     "LIST_GROUPS", "GROUP_IMAGE", "REFINE", "GROUP_ZIP", "GET_GROUP", "DELETE_GROUP", "MERGE", "MOVE_FACES",
@@ -61,5 +61,7 @@ FACE_CROP = Contract((Reply(200, media_type="image/jpeg", description="the face'
 IGNORE = Contract((Reply(200, GROUP),), body=Body(json=obj({"ignore": boolean()}), required=False),
                   path=_GROUP_PATH)
 PROMOTE = Contract((Reply(200, GROUP),), body=Body(json=obj({
-    "gallery": string(pattern=NAME_PATTERN), "subject": string(pattern=SUBJECT_ID_PATTERN),
-    "name": string(pattern=LABEL_PATTERN)}, ["gallery"])), errors=(Conflict,), path=_GROUP_PATH)
+    "gallery": NAME, "subject": string(pattern=SUBJECT_ID_PATTERN,
+                                       description="1-200 ASCII letters, digits, '.', '_' or '-'"),
+    "name": string(pattern=LABEL_PATTERN, description="1-200 characters without control characters")},
+    ["gallery"])), errors=(Conflict,), path=_GROUP_PATH)

@@ -25,8 +25,8 @@ PRESETS = ("strict", "medium", "low")  # facewatch.config.Preset
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp, image/gif, image/tiff"
 ZIP_TYPE = "application/zip"
 
-NAME = string(pattern=NAME_PATTERN, description="1-200 ASCII letters, digits, spaces, '.', '_' or '-'")
-LABEL = string(pattern=LABEL_PATTERN, description="1-200 characters, no control characters")
+NAME = string(pattern=NAME_PATTERN, description="1-200 ASCII letters, digits, spaces, '.', '_' or '-', not only dots")
+LABEL = string(pattern=LABEL_PATTERN, description="1-200 characters without control characters")
 _ID = string(min_length=1, max_length=200)
 _TIME = number(description="seconds since the epoch")
 _SCORE = number()
@@ -109,7 +109,7 @@ def _image_body(fields: dict[str, Schema], required: tuple[str, ...] = ()) -> Bo
 # The face an image names: face_index (in /detect's order) and/or face_box [x1, y1, x2, y2] (or "x1,y1,x2,y2").
 _FACE_INDEX = integer(0, 1000)
 _FACE_BOX = any_of(array(number(), min_items=4, max_items=4),
-                   string(pattern=f"^{_COORD},{_COORD},{_COORD},{_COORD}$"))
+                   string(pattern=f"^{_COORD},{_COORD},{_COORD},{_COORD}$", description="four numbers x1,y1,x2,y2"))
 _CHOICE = {"face_index": _FACE_INDEX, "face_box": _FACE_BOX}
 _THRESHOLD = any_of(number(-1, 1), string(enum=PRESETS))
 _LIMIT = integer(0, 1000, description="at most this many faces, most prominent first (0: all)")
@@ -156,7 +156,8 @@ ADD_NEGATIVE = Contract((Reply(201, NEGATIVE),),
                         errors=(NoFace, Conflict), path=_SUBJECT_PATH)
 LIST_NEGATIVES = Contract((Reply(200, obj({"negatives": array(NEGATIVE)}, ["negatives"])),), path=_SUBJECT_PATH)
 _PLUGIN_LIST = any_of(array(string(enum=_PLUGINS)),
-                      string(pattern=f"^ *(({'|'.join(_PLUGINS)}) *(, *({'|'.join(_PLUGINS)}) *)*)?$"))
+                      string(pattern=f"^ *(({'|'.join(_PLUGINS)}) *(, *({'|'.join(_PLUGINS)}) *)*)?$",
+                             description=f"a comma-separated list of {', '.join(_PLUGINS)}"))
 _DETECT_FIELDS = {"face_plugins": _PLUGIN_LIST, "limit": _LIMIT, "det_prob_threshold": _DET}
 # Every route that reads an image answers NO_FACE for one too small to hold a face.
 DETECT = Contract((Reply(200, _faces(DETECTED_FACE)),), body=_image_body(_DETECT_FIELDS), errors=(NoFace,))
