@@ -177,8 +177,8 @@ class GroupingService:
     # -- operations -----------------------------------------------------------------------
     async def merge(self, tenant_id: str, into: str, others: Sequence[str]) -> Group:
         others = [g for g in dict.fromkeys(others) if g != into]
-        if not others:
-            raise BadParam("name at least one other group to merge", "groups")
+        if not others:  # a group merged with itself alone is already merged
+            return await asyncio.to_thread(self.store.group, tenant_id, into)
         async with self._place_lock:
             await asyncio.to_thread(self.store.merge, tenant_id, into, others)
             for other in others:

@@ -617,7 +617,8 @@ def test_single_face_operations_take_the_prominent_face_not_the_largest(deployme
                                                                                    b["x_max"], b["y_max"]]})
     assert by_box.status == 200 and by_box.body["verified"] is True
     bad = http.call("POST", "/api/v1/verify", files={"image1": ("p.jpg", photo)}, fields={**verify, "face_index": "7"})
-    assert bad.status == 400 and bad.body["code"] == "BAD_PARAM" and bad.body["param"] == "face_index"
+    # Well formed, but no such face in the image: 422 like every "no face there".
+    assert bad.status == 422 and bad.body["code"] == "NO_FACE" and bad.body["param"] == "face_index"
 
 
 def test_enrolment_of_comparable_faces_asks_which_one(deployment: Deployment) -> None:
