@@ -97,8 +97,11 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
 
         async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
             port = await broker.start()
-            log.info("embedded STOMP broker on %s:%d (TCP) and ws://%s:%d%s",
-                     cfg.broker.host, port, cfg.api.host, cfg.api.port, cfg.broker.websocket_path)
+            plain = f"{broker.plain_host}:{port}" + ("" if cfg.broker.port is not None
+                                                     else " (loopback only: broker.port is null)")
+            tls = f", TLS on {cfg.broker.host}:{broker.tls_port}" if broker.tls_port is not None else ""
+            log.info("embedded STOMP broker: TCP on %s%s, WebSocket at %s://%s:%d%s", plain, tls,
+                     "wss" if cfg.api.tls.enabled else "ws", cfg.api.host, cfg.api.port, cfg.broker.websocket_path)
             assert broker.core is not None  # started
             revocations = RevocationWatch(broker.core, parts.auth, parts.store, cfg.auth.revocation_check_s)
             watch = asyncio.create_task(revocations.run(), name="revocations")
@@ -130,7 +133,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         # What start-up built (models, indexes, metadata) lives as long as the server: out of the
         # collector's way, so that a full collection does not stall the event loop scanning it.
         gc.freeze()
-        log.info("facewatch %s ready on http://%s:%d", __version__, cfg.api.host, cfg.api.port)
+        log.info("facewatch %s ready on %s://%s:%d", __version__, "https" if cfg.api.tls.enabled else "http",
+                 cfg.api.host, cfg.api.port)
         yield
         stomp_api.stop()
         await parts.jobs.stop()
