@@ -38,6 +38,7 @@ __all__ = ("make_app", "CONFIG", "REPO", "BROKER", "BUS")
 
 log = logging.getLogger(__name__)
 
+MAX_LINE_BYTES = 64 * 1024
 CONFIG = web.AppKey("config", FacewatchConfig)
 REPO = web.AppKey("repo", RepoParts)
 BROKER = web.AppKey("broker", EmbeddedBroker)
@@ -87,7 +88,11 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
     """``broker``: the embedded broker to run and serve at websocket_path; None when external.
     ``watcher``: the camera service whose enabled cameras start with the app; None when disabled.
     ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled."""
-    app = web.Application(client_max_size=cfg.api.max_body_bytes)
+    # aiohttp answers a request line or header over its limits (8190 bytes by default) itself, in plain
+    # text; with room up to 64 KiB, such requests reach our router and get a JSON error. (Beyond, aiohttp's
+    # plain 400 remains: no public hook changes its body.)
+    app = web.Application(client_max_size=cfg.api.max_body_bytes,
+                          handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES})
     app[CONFIG] = cfg
     app[REPO] = parts
     app.on_startup.append(_slow_callback_budget)

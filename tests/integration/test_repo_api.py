@@ -709,6 +709,7 @@ def _raw(dep: Deployment, method: str, path: str, body: bytes = b"", content_typ
     ("POST", "/api/v1/galleries", b"[" * 5000 + b"]" * 5000, "application/json", 400, "MALFORMED_JSON"),
     ("GET", "/nowhere", b"", None, 404, "NOT_FOUND"),
     ("GET", "/api/v1/galleries/a%0d%0ab", b"", None, 404, "NOT_FOUND"),
+    ("GET", "/api/v1/galleries/" + "a" * 10_000, b"", None, 404, "NOT_FOUND"),  # over aiohttp's own 8190
     ("DELETE", "/api/v1/galleries", b"", None, 405, "METHOD_NOT_ALLOWED"),
     ("POST", "/stomp", b"", None, 405, "METHOD_NOT_ALLOWED"),
 ])
