@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import ApiError, AuthFailed, InternalError, RateLimited
+from .idempotency import Idempotency
 from .request import ApiRequest, ApiResponse, Principal
 from .routing import Route, Router
 
@@ -67,10 +68,13 @@ class Admission:
 
 
 class Api:
-    def __init__(self, router: Router, authenticator: Authenticator, limiter: RateLimiter) -> None:
+    def __init__(self, router: Router, authenticator: Authenticator, limiter: RateLimiter,
+                 idempotency: Idempotency | None = None) -> None:
+        """``idempotency``: where write requests' keys are claimed (None: keys are ignored)."""
         self.router = router
         self.authenticator = authenticator
         self.limiter = limiter
+        self.idempotency = idempotency
 
     async def admit(self, method: str, path: str, transport: str, headers: dict[str, str],
                     client_key: str = "") -> Admission:
@@ -89,12 +93,24 @@ class Api:
     async def run(self, admission: Admission, request: ApiRequest) -> ApiResponse:
         """The admitted request's handler; every error becomes its response."""
         request.path_params, request.principal = admission.params, admission.principal
+
+        async def answer() -> ApiResponse:
+            try:
+                return await admission.route.handler(request)
+            except ApiError as exc:
+                return error_response(exc)
+            except Exception:  # the boundary: log it, never leak internals
+                log.exception("%s %s failed", request.method, request.path)
+                return ApiResponse(500, InternalError("internal error").body())
+
+        if self.idempotency is None or admission.principal is None or admission.route.safe:
+            return await answer()
         try:
-            return await admission.route.handler(request)
-        except ApiError as exc:
+            return await self.idempotency.run(admission.principal.tenant_id, request, answer)
+        except ApiError as exc:  # the key itself: malformed, reused, or its first request still running
             return error_response(exc)
-        except Exception:  # the boundary: log it, never leak internals
-            log.exception("%s %s failed", request.method, request.path)
+        except Exception:
+            log.exception("%s %s: idempotency key not handled", request.method, request.path)
             return ApiResponse(500, InternalError("internal error").body())
 
     async def dispatch(self, request: ApiRequest, *, client_key: str = "") -> ApiResponse:

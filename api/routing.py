@@ -35,6 +35,7 @@ class Route:
     public: bool = False  # no credentials needed (login, openapi)
     transports: tuple[str, ...] = ("rest", "stomp")
     summary: str = ""
+    safe: bool = False  # changes nothing, whatever its method (identify): a repeat needs no idempotency key
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,6 +49,7 @@ class RouteDef(Generic[Ctx]):
     summary: str = ""
     public: bool = False  # no credentials needed (login, openapi)
     transports: tuple[str, ...] = BOTH
+    safe: bool = False  # a POST that changes nothing (identify, detect): see Route.safe
 
 
 def _bind(handler: ContextHandler[Ctx], ctx: Ctx) -> Handler:
@@ -63,17 +65,18 @@ class Router:
         self.routes: list[tuple[re.Pattern[str], Route]] = []
 
     def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False,
-            transports: tuple[str, ...] = BOTH, summary: str = "") -> None:
+            transports: tuple[str, ...] = BOTH, summary: str = "", safe: bool = False) -> None:
         # _PARAM.split alternates literal text and parameter names.
         parts = _PARAM.split(pattern)
         regex = "^" + "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)) + "$"
-        self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary)))
+        self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary,
+                                                          safe)))
 
     def add_table(self, table: Iterable[RouteDef[Ctx]], ctx: Ctx) -> None:
         """Every route of ``table``, its handler bound to ``ctx``."""
         for route in table:
             self.add(route.method, route.path, _bind(route.handler, ctx), public=route.public,
-                     transports=route.transports, summary=route.summary)
+                     transports=route.transports, summary=route.summary, safe=route.safe)
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
