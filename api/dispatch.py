@@ -9,6 +9,7 @@ from typing import Protocol
 
 from .contract import check_request
 from .errors import ApiError, AuthFailed, Forbidden, InternalError, RateLimited
+from .idempotency import Idempotency
 from .request import ApiRequest, ApiResponse, Principal
 from .routing import Route, Router
 
@@ -68,10 +69,13 @@ class Admission:
 
 
 class Api:
-    def __init__(self, router: Router, authenticator: Authenticator, limiter: RateLimiter) -> None:
+    def __init__(self, router: Router, authenticator: Authenticator, limiter: RateLimiter,
+                 idempotency: Idempotency | None = None) -> None:
+        """``idempotency``: where write requests' keys are claimed (None: keys are ignored)."""
         self.router = router
         self.authenticator = authenticator
         self.limiter = limiter
+        self.idempotency = idempotency
 
     async def admit(self, method: str, path: str, transport: str, headers: dict[str, str],
                     client_key: str = "") -> Admission:
@@ -83,7 +87,7 @@ class Api:
             principal = await self.authenticator.authenticate(headers)
             if principal is None:
                 raise AuthFailed("missing or invalid credentials (x-api-key or Authorization: Bearer)")
-            if not principal.scope.allows_route(route.writes):
+            if not principal.scope.allows_route(writes=not route.safe):
                 raise Forbidden(f"this key's scope is {principal.scope.kind!r}: it may not {route.method} "
                                 f"{route.pattern}")
         if not self.limiter.allow(principal.tenant_id if principal else f"anon:{client_key}"):
@@ -94,13 +98,25 @@ class Api:
         """The admitted request's handler, once the request keeps to the route's contract; every error
         becomes its response."""
         request.path_params, request.principal = admission.params, admission.principal
+
+        async def answer() -> ApiResponse:
+            try:
+                check_request(admission.route.contract, request)
+                return await admission.route.handler(request)
+            except ApiError as exc:
+                return error_response(exc)
+            except Exception:  # the boundary: log it, never leak internals
+                log.exception("%s %s failed", request.method, request.path)
+                return ApiResponse(500, InternalError("internal error").body())
+
+        if self.idempotency is None or admission.principal is None or admission.route.safe:
+            return await answer()
         try:
-            check_request(admission.route.contract, request)
-            return await admission.route.handler(request)
-        except ApiError as exc:
+            return await self.idempotency.run(admission.principal.tenant_id, request, answer)
+        except ApiError as exc:  # the key itself: malformed, reused, or its first request still running
             return error_response(exc)
-        except Exception:  # the boundary: log it, never leak internals
-            log.exception("%s %s failed", request.method, request.path)
+        except Exception:
+            log.exception("%s %s: idempotency key not handled", request.method, request.path)
             return ApiResponse(500, InternalError("internal error").body())
 
     async def dispatch(self, request: ApiRequest, *, client_key: str = "") -> ApiResponse:

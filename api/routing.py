@@ -36,7 +36,9 @@ class Route:
     public: bool = False  # no credentials needed (login, openapi)
     transports: tuple[str, ...] = ("rest", "stomp")
     summary: str = ""
-    writes: bool = True  # changes something (or shows credentials): a read-only key may not call it
+    # Changes nothing (GET; a POST that only reads, as identify): a read-only key may call it, and a
+    # repeat needs no idempotency key.
+    safe: bool = False
     contract: Contract = Contract()
 
 
@@ -51,8 +53,8 @@ class RouteDef(Generic[Ctx]):
     summary: str = ""
     public: bool = False  # no credentials needed (login, openapi)
     transports: tuple[str, ...] = BOTH
-    # None: what the method says (GET reads). True/False for the others: POST /identify only reads.
-    writes: bool | None = None
+    # None: what the method says (GET and HEAD are safe). True for a POST that changes nothing (identify).
+    safe: bool | None = None
     contract: Contract = Contract()  # what it takes and answers: checked on every request, and documented
 
 
@@ -69,20 +71,20 @@ class Router:
         self.routes: list[tuple[re.Pattern[str], Route]] = []
 
     def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False,
-            transports: tuple[str, ...] = BOTH, summary: str = "", writes: bool | None = None,
+            transports: tuple[str, ...] = BOTH, summary: str = "", safe: bool | None = None,
             contract: Contract = Contract()) -> None:
         # _PARAM.split alternates literal text and parameter names.
         parts = _PARAM.split(pattern)
         regex = "^" + "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)) + "$"
-        writes = method.upper() not in ("GET", "HEAD") if writes is None else writes
+        safe = method.upper() in ("GET", "HEAD") if safe is None else safe
         self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary,
-                                                     writes, contract)))
+                                                     safe, contract)))
 
     def add_table(self, table: Iterable[RouteDef[Ctx]], ctx: Ctx) -> None:
         """Every route of ``table``, its handler bound to ``ctx``."""
         for route in table:
             self.add(route.method, route.path, _bind(route.handler, ctx), public=route.public,
-                     transports=route.transports, summary=route.summary, writes=route.writes,
+                     transports=route.transports, summary=route.summary, safe=route.safe,
                      contract=route.contract)
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:

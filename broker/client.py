@@ -71,6 +71,7 @@ class BusMessage:
     body: bytes
     subscription: str
     ack_id: str | None
+    connection: int = 0  # which of the client's connections delivered it: only that one can ACK it
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -125,6 +126,7 @@ class BusClient:
         self.heartbeats_ms = heartbeats_ms
         self.reconnect_initial_s = reconnect_initial_s
         self.reconnect_max_s = reconnect_max_s
+        self._connections = 0
         self._conn = self._new_connection()
         self._subs: dict[str, _Sub] = {}
         self._sub_ids = 0
@@ -135,6 +137,7 @@ class BusClient:
         self._lock = threading.RLock()
         self._closing = False
         self._connected = threading.Event()
+        self._gone = threading.Event()  # the connection closed (set by its receiver thread)
         self._established = False  # reconnect only what once connected
         self.reconnects = 0
         self.last_error: str | None = None
@@ -150,7 +153,8 @@ class BusClient:
             # stomp.py's default is a PROTOCOL_TLS_CLIENT context: certificate and host name verified,
             # TLS 1.2 at least; ca_certs replaces the system's CAs when given.
             conn.set_ssl(for_hosts=[host_and_port], ca_certs=self.address.ca_file)
-        conn.set_listener("facewatch", _Listener(self))
+        self._connections += 1
+        conn.set_listener("facewatch", _Listener(self, self._connections))
         return conn
 
     def connect(self, timeout_s: float = 10.0) -> None:
@@ -168,6 +172,7 @@ class BusClient:
 
     def _connect_once(self) -> None:
         self._connected.clear()
+        self._gone.clear()
         self.last_error = None
         try:
             self._conn.connect(self.address.login, self.address.passcode, wait=True,
@@ -187,6 +192,7 @@ class BusClient:
     def _on_disconnected(self) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._gone.set()
         # A refused first CONNECT also ends in a disconnect: connect() reports
         # that one; only a connection that was up gets the reconnect loop.
         if self._closing or not self._established or not was_connected:
@@ -212,13 +218,19 @@ class BusClient:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 0.0) -> None:
+        """Disconnect. ``wait_s``: wait that long for the broker's receipt of the DISCONNECT, which says
+        it has processed every frame sent before (the ACKs of a consumer among them)."""
         self._closing = True
         try:
             if self._conn.is_connected():
                 self._conn.disconnect(receipt=str(uuid.uuid4()))
+            else:
+                return
         except (StompException, OSError):
-            pass
+            return
+        if wait_s > 0 and not self._gone.wait(wait_s):
+            log.warning("no receipt for DISCONNECT within %.1fs", wait_s)
 
     # -- messaging ----------------------------------------------------------
     def publish(self, destination: str, body: bytes | str | Any, headers: dict[str, str] | None = None,
@@ -296,13 +308,24 @@ class BusClient:
             if self._subs.pop(sub_id, None) is not None and self._connected.is_set():
                 self._conn.unsubscribe(sub_id)
 
-    def ack(self, message: BusMessage) -> None:
-        if message.ack_id:
-            self._conn.ack(message.ack_id, message.subscription)
+    def ack(self, message: BusMessage) -> bool:
+        """Acknowledge on the connection that delivered it; False when that one is gone (the
+        broker gives the message to a consumer again: brokers refuse an ACK from another)."""
+        return self._settle(message, "ack")
 
-    def nack(self, message: BusMessage) -> None:
-        if message.ack_id:
-            self._conn.nack(message.ack_id, message.subscription)
+    def nack(self, message: BusMessage) -> bool:
+        return self._settle(message, "nack")
+
+    def _settle(self, message: BusMessage, how: str) -> bool:
+        with self._lock:
+            if not message.ack_id or message.connection != self._connections or not self._connected.is_set():
+                return False
+            try:
+                getattr(self._conn, how)(message.ack_id, message.subscription)
+            except (StompException, OSError) as exc:
+                log.debug("%s of a message not sent: %r", how.upper(), exc)
+                return False
+        return True
 
     async def messages(self, destination: str, *, max_queued: int = 1000) -> AsyncIterator[BusMessage]:
         """Async iterator over a subscription; drops the oldest beyond ``max_queued``."""
@@ -356,11 +379,11 @@ class BusClient:
         self.publish(reply_to, body, hdrs)
 
     # -- from the listener ----------------------------------------------------
-    def _dispatch(self, frame: Any) -> None:
+    def _dispatch(self, frame: Any, connection: int = 0) -> None:
         headers = dict(frame.headers)
         sub_id = headers.get("subscription", "")
         message = BusMessage(headers.get("destination", ""), headers, frame.body or b"", sub_id,
-                             headers.get("ack") or headers.get("message-id"))
+                             headers.get("ack") or headers.get("message-id"), connection)
         correlation = headers.get("correlation-id")
         if correlation and correlation in self._pending and sub_id == self._reply_queue:
             event, box = self._pending[correlation]
@@ -392,11 +415,12 @@ class BusClient:
 
 
 class _Listener(stomp.ConnectionListener):  # type: ignore[misc]  # stomp.py is untyped
-    def __init__(self, client: BusClient) -> None:
+    def __init__(self, client: BusClient, connection: int) -> None:
         self.client = client
+        self.connection = connection
 
     def on_message(self, frame: Any) -> None:
-        self.client._dispatch(frame)
+        self.client._dispatch(frame, self.connection)
 
     def on_receipt(self, frame: Any) -> None:
         self.client._receipt(frame.headers.get("receipt-id", ""))

@@ -1,8 +1,10 @@
 """The aiohttp application `facewatch serve` runs, and its lifecycle.
 
-Startup, in order: embedded broker (if any) -> bus client -> repo indexes ->
-STOMP API consumer -> grouping (following the watchers) -> camera workers.
-Shutdown is the reverse (aiohttp cleanup_ctx).
+Startup, in order: embedded broker (if any) -> bus client -> repo indexes
+(following every node's changes) -> STOMP API consumer -> grouping (following
+every node's changes and the watchers) -> camera workers. Shutdown is the
+reverse (aiohttp cleanup_ctx), after the STOMP API consumer has stopped taking
+requests and answered those in hand (on_shutdown, before anything closes).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from api.stomp import StompApiServer
 from broker.client import BusClient
 from broker.embedded import EmbeddedBroker
 from grouping.reembed import grouped_faces
-from grouping.service import GroupingService
+from grouping.service import GROUPING_EVENTS, GroupingService
 from repo.events import REPO_EVENTS
 from repo.reembed import Reembedder
 from watcher.cameras import ALL_CAMERAS_TOPIC
@@ -31,10 +33,11 @@ from .broker_setup import internal_address
 from .config import FacewatchConfig
 from .grouping_setup import follow_watchers
 from .outbox import BusOutbox
-from .repo_setup import RepoParts
+from .repo_setup import RepoParts, node_name
 from .revocation import RevocationWatch
+from .sync_setup import follow
 
-__all__ = ("make_app", "CONFIG", "REPO", "BROKER", "BUS")
+__all__ = ("make_app", "CONFIG", "REPO", "BROKER", "BUS", "STOMP_API")
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ CONFIG = web.AppKey("config", FacewatchConfig)
 REPO = web.AppKey("repo", RepoParts)
 BROKER = web.AppKey("broker", EmbeddedBroker)
 BUS = web.AppKey("bus", BusClient)
+STOMP_API = web.AppKey("stomp_api", StompApiServer)
 
 
 def _grouping_ctx(grouping: GroupingService, watcher: WatcherService,
@@ -58,6 +62,19 @@ def _grouping_ctx(grouping: GroupingService, watcher: WatcherService,
     return grouping_ctx
 
 
+def _groups_ctx(grouping: GroupingService, cfg: FacewatchConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The group index follows the grouping changes made through every node (loaded already:
+    a resumed job needed it; reconciled with the database as soon as the subscription is in place)."""
+
+    async def groups_ctx(app: web.Application) -> AsyncIterator[None]:
+        following = follow(grouping.mirror, app[BUS], GROUPING_EVENTS, cfg.sync.options(), "grouping")
+        await anext(following)
+        yield
+        await following.aclose()
+
+    return groups_ctx
+
+
 def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
                     name: str) -> Callable[[web.Application], AsyncIterator[None]]:
     """A task that runs while the app does (cancelled at shutdown)."""
@@ -69,6 +86,19 @@ def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
         await asyncio.gather(task, return_exceptions=True)
 
     return background_ctx
+
+
+NODE_SEEN_INTERVAL_S = 30.0
+
+
+async def _node_seen(watcher: WatcherService) -> None:
+    """The node's last-seen time in the registry, while it runs."""
+    while True:
+        await asyncio.sleep(NODE_SEEN_INTERVAL_S)  # a heartbeat: a timer by nature
+        try:
+            await asyncio.to_thread(watcher.nodes.seen, watcher.node)
+        except Exception:
+            log.exception("node %s: last-seen time not recorded", watcher.node)
 
 
 # What the event loop may spend on one callback. In asyncio's debug mode
@@ -127,11 +157,16 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         await asyncio.to_thread(client.close)
 
     async def repo_ctx(app: web.Application) -> AsyncIterator[None]:
-        faces = await asyncio.to_thread(parts.repo.load_indexes)
-        log.info("repo indexes loaded: %d faces", faces)
+        # Subscribed before the indexes are read: no change of another node falls in between.
+        following = follow(parts.repo.mirror, app[BUS], REPO_EVENTS, cfg.sync.options(), "repo",
+                           load=parts.repo.load_indexes)
+        await anext(following)
         await parts.repo.warm_up(cfg.runtime.analysis_processes)
-        stomp_api = StompApiServer(parts.api, app[BUS], asyncio.get_running_loop(), cfg.api.max_body_bytes)
-        stomp_api.start()
+        requests = BusClient(internal_address(cfg, broker.port if broker else None), client_name="facewatch-requests")
+        stomp_api = StompApiServer(parts.api, requests, asyncio.get_running_loop(), cfg.api.max_body_bytes,
+                                   cfg.api.stomp_prefetch, node_name(cfg))
+        await asyncio.to_thread(stomp_api.start)
+        app[STOMP_API] = stomp_api
         resumed = parts.jobs.resume_all()
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
@@ -141,16 +176,24 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         log.info("facewatch %s ready on %s://%s:%d", __version__, "https" if cfg.api.tls.enabled else "http",
                  cfg.api.host, cfg.api.port)
         yield
-        stomp_api.stop()
+        await stomp_api.stop(0)  # stopped at on_shutdown already, unless start-up failed after it started
         await parts.jobs.stop()
         if parts.repo.pool is not None:
             await asyncio.to_thread(parts.repo.pool.shutdown, True, cancel_futures=True)
+        await following.aclose()
         await asyncio.to_thread(parts.store.close)
 
+    async def stop_taking_requests(app: web.Application) -> None:
+        # At shutdown before any cleanup: the pools the requests in hand need close after them.
+        if STOMP_API in app:
+            await app[STOMP_API].stop(cfg.api.drain_timeout_s)
+
+    app.on_shutdown.append(stop_taking_requests)
     app.cleanup_ctx.extend([bus_ctx, repo_ctx, _background_ctx(parts.reembedder.run, "reembed")])
     if grouping is not None:
         grouped = Reembedder(parts.repo.analyzer, grouped_faces(grouping))
         app.cleanup_ctx.append(_background_ctx(grouped.run, "reembed-grouping"))
+        app.cleanup_ctx.append(_groups_ctx(grouping, cfg))
     if grouping is not None and watcher is not None:
         app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
     if watcher is not None:
@@ -166,7 +209,10 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
             ]
             started = await asyncio.to_thread(watcher.start_enabled)
             log.info("watcher node %s: %d camera(s) started", watcher.node, started)
+            seen = asyncio.create_task(_node_seen(watcher), name="node-seen")
             yield
+            seen.cancel()
+            await asyncio.gather(seen, return_exceptions=True)
             for sub_id in subscriptions:
                 bus.unsubscribe(sub_id)
             await asyncio.to_thread(watcher.close)  # workers stop while the broker can still take their last status

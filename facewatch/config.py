@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from repo.index import SearchOptions
+from repo.sync import SyncOptions
 from vision.attribute_names import AttributeName
 from watcher.cameras import CAMERA_ID, NODE_NAME, CameraSettings
 
@@ -34,6 +35,7 @@ __all__ = (
     "BrokerConfig",
     "StorageConfig",
     "AuthConfig",
+    "SyncConfig",
     "RepoConfig",
     "BrokerUserConfig",
     "WatcherConfig",
@@ -203,6 +205,25 @@ class ApiConfig(Section):
     tls: TlsConfig = Field(TlsConfig(), description="HTTPS for REST and WSS for the broker's websocket_path")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(40_000_000, gt=0)
+    stomp_prefetch: int = Field(8, gt=0, description="STOMP API requests this node holds unanswered at most "
+                                                     "(the rest wait in the queue for any node)")
+    drain_timeout_s: float = Field(30.0, ge=0, description="at shutdown, how long requests in hand may take "
+                                                           "to finish before the pools close")
+    idempotency_ttl_s: float = Field(86400.0, gt=0, description="how long an idempotency key's answer is kept")
+    idempotency_wait_s: float = Field(30.0, ge=0, description="a repeated key waits this long for the first "
+                                                              "request's answer (then 409)")
+
+
+class SyncConfig(Section):
+    """How every node's in-memory indexes follow the changes made through the others (README "Several nodes")."""
+
+    gap_grace_s: float = Field(0.5, gt=0, description="a change event missing this long (lost, or overtaken by a "
+                                                      "later one) gets its gallery or tenant reloaded")
+    reconcile_interval_s: float = Field(5.0, gt=0, description="how often each node compares its versions with "
+                                                               "the database (finds changes whose events were lost)")
+
+    def options(self) -> SyncOptions:
+        return SyncOptions(self.gap_grace_s, self.reconcile_interval_s)
 
 
 class BrokerUserConfig(Section):
@@ -349,6 +370,7 @@ class FacewatchConfig(Section):
     broker: BrokerConfig = BrokerConfig()
     storage: StorageConfig = StorageConfig()
     auth: AuthConfig = AuthConfig()
+    sync: SyncConfig = SyncConfig()
     repo: RepoConfig = RepoConfig()
     watcher: WatcherConfig = WatcherConfig()
     grouping: GroupingConfig = GroupingConfig()

@@ -79,6 +79,8 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
             await service.add_face(tenant, face)
             tenants.add(tenant)
         except ApiError as exc:
+            if exc.status >= 500:
+                raise  # for now (the groups kept changing, say): given back to the queue
             log.warning("face.unknown from camera %r not grouped: %s", event.get("camera"), exc.reason)
 
     async def handle(message: BusMessage) -> None:

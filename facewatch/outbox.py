@@ -4,8 +4,8 @@ A handler that commits a change announces it (repo and grouping events); a
 socket write to the broker on the event loop stalls every request while the
 broker's buffer is full. ``BusOutbox.publish`` only appends to a bounded queue;
 one thread sends in order, waiting out a broker reconnect for up to
-``retry_s`` before it counts the event as lost (watchers rebuild their indexes
-from the database when they start; multi-node gap detection is issue 17's).
+``retry_s`` before it counts the event as lost (every follower finds the lost
+version missing and reloads from the database: repo/sync.py).
 """
 
 from __future__ import annotations

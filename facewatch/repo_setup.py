@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 from api import openapi
 from api.contract import Contract, Reply
 from api.dispatch import Api, RateLimiter
+from api.idempotency import Idempotency, IdempotencyOptions
 from api.request import ApiRequest, ApiResponse
 from api.routing import REST_ONLY, RouteDef, Router
 from api.schemas import obj, string
@@ -34,7 +36,12 @@ from . import __version__
 from .analyzer_setup import build_analyzer
 from .config import FacewatchConfig, RecognitionConfig
 
-__all__ = ("RepoParts", "build_repo", "openapi_document", "instance_id")
+__all__ = ("RepoParts", "build_repo", "openapi_document", "instance_id", "node_name")
+
+
+def node_name(cfg: FacewatchConfig) -> str:
+    """This serve process's node: the watcher node it is (default the host name)."""
+    return cfg.watcher.node or socket.gethostname()
 
 
 def instance_id(data_dir: Path) -> str:
@@ -150,5 +157,8 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     router.add_table(repo_handlers.ROUTES, repo_context)
     router.add_table(key_handlers.ROUTES, repo_context)
     router.add_table(_INSTANCE_ROUTES, _Instance(analyzer.embedder.model_id, reembedder, router))
-    api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst))
+    a = cfg.api
+    idempotency = Idempotency(store, f"{node_name(cfg)}:{os.getpid()}",
+                              IdempotencyOptions(ttl_s=a.idempotency_ttl_s, wait_s=a.idempotency_wait_s))
+    api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst), idempotency)
     return RepoParts(store, repo, auth, router, api, jobs, reembedder)

@@ -22,6 +22,7 @@ from repo.store import RepoStore, open_store
 from watcher.camera_options import pipeline_options
 from watcher.cameras import Camera, CameraSettings, SourcePolicy
 from watcher.handlers import ROUTES as WATCHER_ROUTES
+from watcher.nodes import NodeRegistry
 from watcher.registry import CameraRegistry
 from watcher.service import WatcherOptions, WatcherService
 from watcher.supervisor import Supervisor, SupervisorOptions
@@ -56,7 +57,8 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
         )
         return WorkerSpec(camera, policy.stream_options(settings), pipeline, bus_address(),
                           partial(build_analyzer, cfg), partial(open_store, cfg.storage_url()), os.getpid(),
-                          cfg.log_level, search=cfg.repo.search.options(), feed_grouping=cfg.grouping.enabled)
+                          cfg.log_level, search=cfg.repo.search.options(), sync=cfg.sync.options(),
+                          feed_grouping=cfg.grouping.enabled)
 
     supervisor = Supervisor(make_spec, publish, SupervisorOptions(
         restart_initial_s=w.restart_initial_s, restart_max_s=w.restart_max_s, watchdog_s=w.watchdog_s))
@@ -65,9 +67,12 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
         refused at registration, not in a crash loop at the camera's first face."""
         return repo.threshold_for(repo.policy(value), 1.0, 1)
 
+    node = w.node or socket.gethostname()
+    nodes = NodeRegistry(registry.store)
+    nodes.announce(node, socket.gethostname(), os.getpid())  # from now on cameras can be given to this node
     service = WatcherService(registry, supervisor, policy, check_threshold,
-                             WatcherOptions(node=w.node or socket.gethostname(),
-                                            max_cameras_per_tenant=w.max_cameras_per_tenant), publish)
+                             WatcherOptions(node=node, max_cameras_per_tenant=w.max_cameras_per_tenant), publish,
+                             nodes)
     router.add_table(WATCHER_ROUTES, service)
     return service
 

@@ -4,7 +4,8 @@ A face joins the group with the highest average-linkage similarity when that
 is at least ``threshold``, else it starts a group. ``refine`` merges groups
 whose average linkage has reached ``merge_threshold`` (faces placed early may
 have split a person). The database is the truth; the in-memory index per
-tenant follows each committed change; events go to /topic/grouping.events.
+tenant (a GroupMirror) follows each committed change, this node's and the other
+nodes', in version order; events go to /topic/grouping.events.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from api.errors import BadParam, Conflict
+from api.errors import BadParam, Conflict, ServiceUnavailable
 from repo.events import EventPublisher
 from repo.service import EmbeddedFace, FaceRepository
+from repo.sync import wait_applied
 
 from .clusters import GroupIndex
+from .mirror import GroupMirror, encode_vector
 from .store import AlreadyPlaced, Group, GroupFace, GroupGone, GroupStore, NewFace
 
 __all__ = ("GroupingOptions", "GroupingService", "GROUPING_EVENTS")
+
+log = logging.getLogger(__name__)
 
 GROUPING_EVENTS = "/topic/grouping.events"
 
@@ -37,6 +42,7 @@ class GroupingOptions:
     threshold: float = 0.52
     merge_threshold: float = 0.52
     promote_faces: int = 5  # the best faces a promoted subject is enrolled with
+    own_change_wait_s: float = 5.0  # see RepoOptions.own_change_wait_s
 
 
 class GroupingService:
@@ -48,39 +54,56 @@ class GroupingService:
         self.options = options
         self.dim = repo.analyzer.embedder.dim
         self.model_id = repo.analyzer.embedder.model_id
-        self._indexes: dict[str, GroupIndex] = {}  # tenant -> its groups
+        self.mirror = GroupMirror(store, self.dim, self.model_id)
         # Placement reads the index and then writes: one at a time, so two faces
         # of a new person cannot both start a group.
         self._place_lock = asyncio.Lock()
 
     def _index(self, tenant_id: str) -> GroupIndex:
-        index = self._indexes.get(tenant_id)
-        if index is None:
-            index = self._indexes[tenant_id] = GroupIndex(self.dim)
-        return index
+        return self.mirror.index(tenant_id)
+
+    async def version(self, tenant_id: str) -> int:
+        """The tenant's grouping version in the database."""
+        return await asyncio.to_thread(self.store.version, tenant_id)
+
+    def indexed_version(self, tenant_id: str) -> int:
+        """The tenant's grouping version this node's index holds."""
+        return self.mirror.applied(tenant_id)
+
+    def _change(self, kind: str, tenant_id: str, version: int, **fields: Any) -> None:
+        """Apply a committed change to this node's index and announce it to the others."""
+        event = {"type": kind, "tenant": tenant_id, "time": time.time(), "version": version, **fields}
+        self.mirror.apply(event)
+        self.events.publish(GROUPING_EVENTS, event)
+
+    async def _indexed(self, tenant_id: str, version: int) -> None:
+        """Until this node's index holds ``version`` (it may wait for another node's earlier change),
+        for ``own_change_wait_s`` at most: the next placement must see this one."""
+        if not await wait_applied(self.mirror.when_applied, self.mirror.forget, tenant_id, version,
+                                  self.options.own_change_wait_s):
+            log.warning("grouping of tenant %s: version %d not indexed within %.1fs (a reload is on its way)",
+                        tenant_id, version, self.options.own_change_wait_s)
 
     async def replace_embeddings(self, faces: Sequence[tuple[str, GroupFace]], vectors: Sequence[np.ndarray]) -> int:
         """Grouped faces re-embedded by the current model (grouping/reembed.py): stored, then counted in
         their groups' index entries. They stay in the groups the old model put them in."""
-        by_id = {face.id: (tenant, np.asarray(v, np.float32)) for (tenant, face), v in zip(faces, vectors)}
+        vectors_by_id = {face.id: np.asarray(v, np.float32) for (_, face), v in zip(faces, vectors)}
         # Under the placement lock: a move or removal sees the face either before (another model's,
         # not in the index) or after (in the index, in the group it is in now).
         async with self._place_lock:
-            stored = await asyncio.to_thread(self.store.replace_embeddings, {i: v for i, (_, v) in by_id.items()},
-                                             self.model_id)
-            for face_id, group_id in stored.items():  # the group it is in now, read with the write
-                tenant, vector = by_id[face_id]
-                self._index(tenant).add(group_id, vector[None, :])
+            stored, versions = await asyncio.to_thread(self.store.replace_embeddings, vectors_by_id, self.model_id)
+            for tenant, version in versions.items():  # each face in the group it is in now, read with the write
+                self._change("group.reembedded", tenant, version, faces=[
+                    {"id": face_id, "group": group, "embedding": encode_vector(vectors_by_id[face_id])}
+                    for face_id, (owner, group) in stored.items() if owner == tenant])
         return len(stored)
 
     def load(self) -> int:
-        count = 0
-        for tenant_id, group_id, embedding in self.store.iter_all(self.model_id):
-            self._index(tenant_id).add(group_id, embedding[None, :])
-            count += 1
-        return count
+        """Every tenant's groups from the database; returns the face count."""
+        return self.mirror.load()
 
     def _event(self, kind: str, tenant_id: str, **fields: Any) -> None:
+        """A change the index does not follow (a status, a promotion): announced only."""
         self.events.publish(GROUPING_EVENTS, {"type": kind, "tenant": tenant_id, "time": time.time(), **fields})
 
     # -- placing faces -----------------------------------------------------------------
@@ -89,30 +112,33 @@ class GroupingService:
 
         A face of a watcher event that was placed before (a redelivery; another node first) is not placed
         again: that placement is returned. A group deleted or merged away elsewhere since this node's index
-        saw it is dropped from the index and the face placed again, never lost."""
+        saw it makes this node reload the tenant's groups and place the face again, never lose it."""
         if face.model_id != self.model_id:
             raise BadParam(f"embedding of model {face.model_id!r} cannot be grouped with {self.model_id!r}", "model_id")
         vector = np.asarray(face.embedding, np.float32).reshape(self.dim)
         async with self._place_lock:
-            index = self._index(tenant_id)
-            while True:  # each GroupGone removes a group from the index: this ends
-                placement = index.place(vector, self.options.threshold)
+            for _ in range(3):
+                placement = self._index(tenant_id).place(vector, self.options.threshold)
                 try:
-                    group_id, face_id = await asyncio.to_thread(self.store.add_face, tenant_id, placement.group,
-                                                                face)
+                    group_id, face_id, version = await asyncio.to_thread(self.store.add_face, tenant_id,
+                                                                         placement.group, face)
                     break
                 except GroupGone:
-                    log.warning("grouping: group %s is gone (changed on another node); placing the face again",
-                                placement.group)
-                    assert placement.group is not None  # a new group cannot be gone
-                    index.drop(placement.group)
+                    # Deleted or merged away on another node, and that change not yet applied here: catch up
+                    # from the database (the group leaves the index) and place the face again.
+                    log.warning("grouping: group %s is gone (changed on another node); reloading tenant %s's "
+                                "groups and placing the face again", placement.group, tenant_id)
+                    await asyncio.to_thread(self.mirror.reload, tenant_id)
                 except AlreadyPlaced as placed:
                     return placed.group_id, placed.face_id, False
-            index.add(group_id, vector[None, :])
-        created = placement.group is None
-        self._event("group.created" if created else "group.grown", tenant_id, group=group_id, face=face_id,
-                    camera=face.camera, track=face.track, event=face.event_id,
-                    similarity=round(placement.similarity, 4))
+            else:  # the groups keep changing under us: the caller retries later (a queued face is redelivered)
+                raise ServiceUnavailable(f"tenant {tenant_id}'s groups changed three times while placing a face")
+            created = placement.group is None
+            self._change("group.created" if created else "group.grown", tenant_id, version, group=group_id,
+                         face=face_id, camera=face.camera, track=face.track, event=face.event_id,
+                         similarity=round(placement.similarity, 4), model_id=face.model_id,
+                         embedding=encode_vector(vector))
+            await self._indexed(tenant_id, version)  # the next placement sees this one
         return group_id, face_id, created
 
     async def add_image(self, tenant_id: str, data: bytes, *, source: str = "upload",
@@ -147,10 +173,11 @@ class GroupingService:
             for into, other, similarity in index.close_pairs(self.options.merge_threshold):
                 if into not in index or other not in index:
                     continue  # one of them was merged already in this pass
-                await asyncio.to_thread(self.store.merge, tenant_id, into, [other])
-                index.merge(into, other)
+                version = await asyncio.to_thread(self.store.merge, tenant_id, into, [other])
                 merges += 1
-                self._event("group.merged", tenant_id, group=into, merged=[other], similarity=round(similarity, 4))
+                self._change("group.merged", tenant_id, version, group=into, merged=[other],
+                             similarity=round(similarity, 4))
+                await self._indexed(tenant_id, version)
         return merges
 
     # -- reads ------------------------------------------------------------------------------
@@ -180,36 +207,31 @@ class GroupingService:
         if not others:  # a group merged with itself alone is already merged
             return await asyncio.to_thread(self.store.group, tenant_id, into)
         async with self._place_lock:
-            await asyncio.to_thread(self.store.merge, tenant_id, into, others)
-            for other in others:
-                self._index(tenant_id).merge(into, other)
-        self._event("group.merged", tenant_id, group=into, merged=list(others))
+            version = await asyncio.to_thread(self.store.merge, tenant_id, into, others)
+            self._change("group.merged", tenant_id, version, group=into, merged=list(others))
+            await self._indexed(tenant_id, version)
         return await asyncio.to_thread(self.store.group, tenant_id, into)
 
     async def move_faces(self, tenant_id: str, face_ids: Sequence[str], to_group: str) -> Group:
         async with self._place_lock:
-            faces = [await asyncio.to_thread(self.store.face, tenant_id, f) for f in face_ids]
-            await asyncio.to_thread(self.store.move_faces, tenant_id, list(face_ids), to_group)
-            index = self._index(tenant_id)
-            for face in faces:
-                if face.model_id == self.model_id:  # another model's faces are not in the index
-                    index.remove(face.group_id, face.embedding[None, :])
-                    index.add(to_group, face.embedding[None, :])
-        self._event("group.changed", tenant_id, group=to_group, moved=list(face_ids))
+            moved = await asyncio.to_thread(self.store.move_faces, tenant_id, list(face_ids), to_group)
+            self._change("group.changed", tenant_id, moved.version, group=to_group, moved=list(face_ids),
+                         faces=[_face_json(f) for f in moved.faces])
+            await self._indexed(tenant_id, moved.version)
         return await asyncio.to_thread(self.store.group, tenant_id, to_group)
 
     async def remove_face(self, tenant_id: str, face_id: str) -> None:
         async with self._place_lock:
-            face = await asyncio.to_thread(self.store.remove_face, tenant_id, face_id)
-            if face.model_id == self.model_id:  # another model's faces are not in the index
-                self._index(tenant_id).remove(face.group_id, face.embedding[None, :])
-        self._event("group.changed", tenant_id, group=face.group_id, removed=[face_id])
+            face, version = await asyncio.to_thread(self.store.remove_face, tenant_id, face_id)
+            self._change("group.changed", tenant_id, version, group=face.group_id, removed=[face_id],
+                         faces=[_face_json(face)])
+            await self._indexed(tenant_id, version)
 
     async def delete(self, tenant_id: str, group_id: str) -> None:
         async with self._place_lock:
-            await asyncio.to_thread(self.store.delete_group, tenant_id, group_id)
-            self._index(tenant_id).drop(group_id)
-        self._event("group.deleted", tenant_id, group=group_id)
+            version = await asyncio.to_thread(self.store.delete_group, tenant_id, group_id)
+            self._change("group.deleted", tenant_id, version, group=group_id)
+            await self._indexed(tenant_id, version)
 
     async def ignore(self, tenant_id: str, group_id: str, ignored: bool) -> Group:
         # Ignored groups stay in the index: that person's next faces join it
@@ -237,6 +259,11 @@ class GroupingService:
                                            {"gallery": gallery_name, "subject": subject.id})
         self._event("group.promoted", tenant_id, group=group_id, gallery=gallery_name, subject=subject.id)
         return promoted
+
+
+def _face_json(face: GroupFace) -> dict[str, Any]:
+    """A face an event moves or removes: the index takes its vector out of the group it was in."""
+    return {"id": face.id, "from": face.group_id, "model_id": face.model_id, "embedding": encode_vector(face.embedding)}
 
 
 def _jpeg(image: np.ndarray) -> bytes:

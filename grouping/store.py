@@ -1,7 +1,10 @@
 """Groups and their faces in the repo's database (component "grouping").
 
 Every write is one transaction: a face and its group's counters change
-together, a merge moves faces and deletes the emptied groups at once.
+together, a merge moves faces and deletes the emptied groups at once. Each
+write that changes what the in-memory group index holds also takes the
+tenant's next grouping version (repo/sync.py), returned to the caller, whose
+event carries it.
 """
 
 from __future__ import annotations
@@ -9,23 +12,25 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    Column, Connection, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, case, delete, func,
-    insert, select, text, update,
+    BigInteger, Column, Connection, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, case, delete,
+    func, insert, select, text, update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import NotFound
 from repo import schema as repo_schema
-from repo.store import RepoStore, replace_embeddings
+from repo.store import RepoStore, read_snapshot
 
-__all__ = ("AlreadyPlaced", "Group", "GroupFace", "GroupGone", "GroupStore", "NewFace")
+__all__ = ("AlreadyPlaced", "Group", "GroupFace", "GroupGone", "GroupStore", "NewFace", "Moved")
 
 groups = Table(
     "face_groups", repo_schema.metadata,
@@ -62,6 +67,15 @@ group_faces = Table(
 )
 
 
+# Each tenant's grouping change sequence (its groups are one stream: placement compares a face
+# with all of them).
+grouping_versions = Table(
+    "grouping_versions", repo_schema.metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     groups.create(conn, checkfirst=True)
     group_faces.create(conn, checkfirst=True)
@@ -77,7 +91,11 @@ def _v3_event_id(conn: Connection) -> None:
     conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_group_faces_event ON group_faces (event_id)"))
 
 
-MIGRATIONS: list[repo_schema.Migration] = [(1, _v1), (2, _v2_job_item), (3, _v3_event_id)]
+def _v4_versions(conn: Connection) -> None:
+    grouping_versions.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[repo_schema.Migration] = [(1, _v1), (2, _v2_job_item), (3, _v3_event_id), (4, _v4_versions)]
 
 
 class GroupGone(Exception):
@@ -90,6 +108,16 @@ class AlreadyPlaced(Exception):
     def __init__(self, group_id: str, face_id: str) -> None:
         super().__init__(group_id, face_id)
         self.group_id, self.face_id = group_id, face_id
+
+
+def _bump(conn: Connection, tenant_id: str) -> int:
+    """Take the tenant's next grouping version in the caller's transaction. The row lock holds the
+    tenant's other grouping writers until this transaction ends: versions commit in order."""
+    upsert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(upsert(grouping_versions).values(tenant_id=tenant_id, version=1).on_conflict_do_update(
+        index_elements=[grouping_versions.c.tenant_id], set_={"version": grouping_versions.c.version + 1}))
+    return int(conn.execute(select(grouping_versions.c.version)
+                            .where(grouping_versions.c.tenant_id == tenant_id)).scalar_one())
 
 
 @dataclass(slots=True, frozen=True)
@@ -157,14 +185,24 @@ def _face(row: Any) -> GroupFace:
 _FACE_COLUMNS = [c for c in group_faces.c if c.name != "crop"]
 
 
+@dataclass(slots=True, frozen=True)
+class Moved:
+    """What ``move_faces`` did: the faces as they were before (their groups then), the groups
+    they left, and the version of the change."""
+
+    faces: list[GroupFace]
+    left: list[str]
+    version: int
+
+
 class GroupStore:
     def __init__(self, store: RepoStore) -> None:
         self.engine = store.engine
         store.migrate_component("grouping", MIGRATIONS)
 
     # -- writes ------------------------------------------------------------------------
-    def add_face(self, tenant_id: str, group_id: str | None, face: NewFace) -> tuple[str, str]:
-        """Store ``face`` in ``group_id`` (None: a new group). Returns (group id, face id).
+    def add_face(self, tenant_id: str, group_id: str | None, face: NewFace) -> tuple[str, str, int]:
+        """Store ``face`` in ``group_id`` (None: a new group). Returns (group id, face id, version).
 
         Raises ``GroupGone`` when ``group_id`` no longer exists, ``AlreadyPlaced`` when a face of the same
         event is stored already."""
@@ -176,9 +214,10 @@ class GroupStore:
                 raise
             raise AlreadyPlaced(*placed) from None
 
-    def _add_face(self, tenant_id: str, group_id: str | None, face: NewFace) -> tuple[str, str]:
+    def _add_face(self, tenant_id: str, group_id: str | None, face: NewFace) -> tuple[str, str, int]:
         face_id = uuid.uuid4().hex
         with self.engine.begin() as conn:
+            version = _bump(conn, tenant_id)
             if group_id is not None:
                 # Locked until this transaction ends: a delete or merge elsewhere waits for the face, or wins.
                 found = conn.execute(select(groups.c.id).where(groups.c.id == group_id, groups.c.tenant_id == tenant_id)
@@ -203,7 +242,7 @@ class GroupStore:
                 last_seen=case((g.last_seen < face.seen_at, face.seen_at), else_=g.last_seen)))
             conn.execute(update(groups).where(g.id == group_id, g.best_quality < face.quality)
                          .values(best_face=face_id, best_quality=face.quality))
-        return group_id, face_id
+        return group_id, face_id, version
 
     def face_of_event(self, event_id: str) -> tuple[str, str] | None:
         """(group id, face id) of the face placed from watcher event ``event_id``, if any."""
@@ -236,39 +275,52 @@ class GroupStore:
                 face_count=stats[0], first_seen=stats[1], last_seen=stats[2], best_face=best[0],
                 best_quality=best[1]))
 
-    def move_faces(self, tenant_id: str, face_ids: list[str], to_group: str) -> list[str]:
-        """Move faces into ``to_group``; returns the groups they left."""
+    def move_faces(self, tenant_id: str, face_ids: list[str], to_group: str) -> Moved:
+        """Move faces into ``to_group``."""
         self.group(tenant_id, to_group)
         with self.engine.begin() as conn:
-            rows = conn.execute(select(group_faces.c.id, group_faces.c.group_id)
+            version = _bump(conn, tenant_id)
+            rows = conn.execute(select(*_FACE_COLUMNS)
                                 .where(group_faces.c.tenant_id == tenant_id, group_faces.c.id.in_(face_ids))).all()
             if len(rows) != len(set(face_ids)):
                 raise NotFound("no such face", "faces")
             conn.execute(update(group_faces).where(group_faces.c.id.in_(face_ids)).values(group_id=to_group))
             left = sorted({r.group_id for r in rows} - {to_group})
             self._recount(conn, left + [to_group])
-        return left
+        return Moved([_face(r) for r in rows], left, version)
 
-    def merge(self, tenant_id: str, into: str, others: list[str]) -> None:
+    def merge(self, tenant_id: str, into: str, others: list[str]) -> int:
+        """Returns the version of the change."""
         for group_id in [into, *others]:
             self.group(tenant_id, group_id)
         with self.engine.begin() as conn:
+            version = _bump(conn, tenant_id)
             conn.execute(update(group_faces).where(group_faces.c.group_id.in_(others)).values(group_id=into))
             conn.execute(delete(groups).where(groups.c.id.in_(others)))
             self._recount(conn, [into])
+        return version
 
-    def remove_face(self, tenant_id: str, face_id: str) -> GroupFace:
-        face = self.face(tenant_id, face_id)
+    def remove_face(self, tenant_id: str, face_id: str) -> tuple[GroupFace, int]:
+        """The face as it was (its group then), and the version of the change."""
         with self.engine.begin() as conn:
+            version = _bump(conn, tenant_id)
+            row = conn.execute(select(*_FACE_COLUMNS).where(group_faces.c.id == face_id,
+                                                            group_faces.c.tenant_id == tenant_id)).first()
+            if row is None:
+                raise NotFound(f"no grouped face {face_id!r}", "face")
+            face = _face(row)
             conn.execute(delete(group_faces).where(group_faces.c.id == face_id))
             self._recount(conn, [face.group_id])
-        return face
+        return face, version
 
-    def delete_group(self, tenant_id: str, group_id: str) -> None:
+    def delete_group(self, tenant_id: str, group_id: str) -> int:
+        """Returns the version of the change."""
         self.group(tenant_id, group_id)
         with self.engine.begin() as conn:
+            version = _bump(conn, tenant_id)
             conn.execute(delete(group_faces).where(group_faces.c.group_id == group_id))
             conn.execute(delete(groups).where(groups.c.id == group_id))
+        return version
 
     def set_status(self, tenant_id: str, group_id: str, status: str, subject: dict[str, str] | None = None) -> Group:
         with self.engine.begin() as conn:
@@ -343,14 +395,54 @@ class GroupStore:
                                 .order_by(group_faces.c.id).limit(limit)).all()
         return [(r.tenant_id, _face(r), r.crop) for r in rows]
 
-    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> dict[str, str]:
-        """{face id: its group now} of the faces given new embeddings (see repo.store.replace_embeddings)."""
-        return replace_embeddings(self.engine, group_faces, group_faces.c.group_id, vectors, model_id)
+    def replace_embeddings(self, vectors: dict[str, np.ndarray],
+                           model_id: str) -> tuple[dict[str, tuple[str, str]], dict[str, int]]:
+        """New embeddings of ``model_id`` for faces still of another model, in one transaction:
+        ({face id: (its tenant, its group now)}, {tenant: the version of the change}). A face deleted
+        or re-embedded (by another node) since it was read is left out: the group index adds each
+        face's vector once."""
+        found: dict[str, tuple[str, str]] = {}
+        with self.engine.begin() as conn:
+            # Versions first, as every grouping write takes them: the same lock order everywhere. Each
+            # tenant's version is announced, even where another node re-embedded all its faces first.
+            tenants = conn.execute(select(group_faces.c.tenant_id).distinct()
+                                   .where(group_faces.c.id.in_(list(vectors)))).scalars()
+            versions = {tenant: _bump(conn, tenant) for tenant in sorted(tenants)}
+            for face_id, vector in vectors.items():
+                done = conn.execute(update(group_faces).where(group_faces.c.id == face_id,
+                                                              group_faces.c.model_id != model_id).values(
+                    embedding=np.asarray(vector, np.float32).tobytes(), model_id=model_id))
+                if done.rowcount:
+                    row = conn.execute(select(group_faces.c.tenant_id, group_faces.c.group_id)
+                                       .where(group_faces.c.id == face_id)).one()
+                    found[face_id] = (row[0], row[1])
+        return found, versions
 
-    def iter_all(self, model_id: str) -> Iterator[tuple[str, str, np.ndarray]]:
-        """(tenant, group, embedding) of every face grouped by ``model_id``, to rebuild the indexes at start
-        (another model's embeddings cannot be compared with this one's)."""
+    def version(self, tenant_id: str) -> int:
         with self.engine.connect() as conn:
-            for row in conn.execute(select(group_faces.c.tenant_id, group_faces.c.group_id, group_faces.c.embedding)
-                                    .where(group_faces.c.model_id == model_id)):
-                yield row[0], row[1], np.frombuffer(row[2], np.float32)
+            return int(conn.execute(select(grouping_versions.c.version)
+                                    .where(grouping_versions.c.tenant_id == tenant_id)).scalar() or 0)
+
+    def tenants(self) -> dict[str, int]:
+        """{tenant: its grouping version} of every tenant with grouped faces or a version."""
+        with self.engine.connect() as conn:
+            found = {r[0]: 0 for r in conn.execute(select(group_faces.c.tenant_id).distinct())}
+            found.update({r[0]: int(r[1]) for r in conn.execute(select(grouping_versions.c.tenant_id,
+                                                                       grouping_versions.c.version))})
+        return found
+
+    def read_tenant(self, tenant_id: str, model_id: str, add: Callable[[str, np.ndarray], None],
+                    batch: int = 5000) -> int:
+        """Hands (group, embedding) of every face of the tenant grouped by ``model_id`` to ``add``
+        (another model's embeddings cannot be compared with this one's), and returns the version
+        they are at: all read from one snapshot."""
+        with read_snapshot(self.engine) as conn:
+            version = conn.execute(select(grouping_versions.c.version)
+                                   .where(grouping_versions.c.tenant_id == tenant_id)).scalar()
+            result = conn.execution_options(stream_results=True).execute(
+                select(group_faces.c.group_id, group_faces.c.embedding)
+                .where(group_faces.c.tenant_id == tenant_id, group_faces.c.model_id == model_id))
+            while rows := result.fetchmany(batch):
+                for row in rows:
+                    add(row[0], np.frombuffer(row[1], np.float32))
+        return int(version or 0)

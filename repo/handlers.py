@@ -156,7 +156,11 @@ async def create_gallery(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 
 async def get_gallery(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     gallery = await _gallery_of(request, ctx)
-    return ApiResponse(200, _gallery_json(gallery, None) | {"faces": ctx.repo.face_count(gallery.id)})
+    # "version": the gallery's change sequence in the database; "indexed_version": what this node's
+    # index holds (equal once every change has reached it: see README "Several nodes").
+    return ApiResponse(200, _gallery_json(gallery, None) | {"faces": ctx.repo.face_count(gallery.id),
+                                                            "version": gallery.version,
+                                                            "indexed_version": ctx.repo.indexed_version(gallery.id)})
 
 
 async def rename_gallery(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
@@ -433,9 +437,9 @@ ROUTES: tuple[RouteDef[RepoContext], ...] = (
     RouteDef("GET", "/api/v1/faces/{face_id}/thumbnail", face_thumbnail, "the aligned face, JPEG",
              contract=c.FACE_THUMBNAIL),
     RouteDef("POST", "/api/v1/detect", detect, "faces, boxes, landmarks, quality, face_plugins", contract=c.DETECT,
-             writes=False),
+             safe=True),
     RouteDef("POST", "/api/v1/verify", verify, "1:1: image vs image2, face_id or subject", contract=c.VERIFY,
-             writes=False),
+             safe=True),
     RouteDef("POST", "/api/v1/identify", identify, "1:N against galleries (none named: all of them)",
-             contract=c.IDENTIFY, writes=False),
+             contract=c.IDENTIFY, safe=True),
 )

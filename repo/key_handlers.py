@@ -1,7 +1,7 @@
 """Who am I, and the tenant's API keys: list, create (with a scope), rotate, revoke.
 
-Managing keys needs a full-scope credential (every route here but ``/me`` counts as writing: a key list is
-about credentials). A new key's secret is in the answer to its creation only.
+Managing keys needs a full-scope credential: the writes by their scope rule, the key list by its handler
+(a GET, but about credentials). A new key's secret is in the answer to its creation only.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from api import params
+from api.errors import Forbidden
 from api.request import ApiRequest, ApiResponse
 from api.routing import RouteDef
 from api.scopes import KeyScope
@@ -34,6 +35,8 @@ async def me(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 
 
 async def list_keys(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
+    if request.principal is not None and request.principal.scope.kind != "full":
+        raise Forbidden("listing API keys needs a full-scope credential")  # a GET, but about credentials
     return ApiResponse(200, {"keys": await asyncio.to_thread(ctx.auth.list_keys, request.tenant)})
 
 
@@ -57,8 +60,8 @@ async def revoke_key(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 
 ROUTES: tuple[RouteDef[RepoContext], ...] = (
     RouteDef("GET", "/api/v1/me", me, "the caller: tenant id, credential, scope, and the topics it may read",
-             writes=False, contract=c.ME),
-    RouteDef("GET", "/api/v1/keys", list_keys, "the tenant's API keys (no secrets); full scope only", writes=True,
+             contract=c.ME),
+    RouteDef("GET", "/api/v1/keys", list_keys, "the tenant's API keys (no secrets); full scope only",
              contract=c.LIST_KEYS),
     RouteDef("POST", "/api/v1/keys", create_key,
              "a new API key {name, scope: full | read | {kind: subscribe, cameras: [...]}}; its secret is shown once",

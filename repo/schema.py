@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy import (
-    Boolean, Column, Connection, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, insert, inspect, select, text,
+    BigInteger, Boolean, Column, Connection, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table,
+    Text, UniqueConstraint, insert, inspect, select, text,
 )
 
 __all__ = ("metadata", "tenants", "clients", "api_keys", "refresh_tokens", "settings", "galleries", "subjects",
-           "faces", "negatives", "jobs", "migrate", "migrate_component", "add_column", "Migration", "MIGRATIONS")
+           "faces", "negatives", "jobs", "idempotency_keys", "migrate", "migrate_component", "add_column",
+           "Migration", "MIGRATIONS")
 
 Migration = tuple[int, Callable[[Connection], None]]
 
@@ -74,6 +75,9 @@ galleries = Table(
     Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
+    # The gallery's change sequence: every change its in-memory index follows takes the next
+    # value in the change's own transaction, and its event carries it (repo/sync.py).
+    Column("version", BigInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("tenant_id", "name", name="uq_gallery_name"),
 )
 subjects = Table(
@@ -136,6 +140,25 @@ jobs = Table(
 )
 
 
+# Write requests that carried an idempotency key, and their answers: a request redelivered (or
+# retried) with the same key gets the stored answer instead of being applied again (api/idempotency.py).
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("scope", String(64), primary_key=True),  # the tenant (keys are the caller's: one tenant's never clash)
+    Column("key", String(200), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # of the request: a key reused for another is refused
+    Column("state", String(16), nullable=False),  # running | done
+    Column("owner", String(200), nullable=False),  # the node running it
+    Column("started_at", Float, nullable=False),
+    Column("status", Integer),
+    Column("content_type", String(200)),
+    Column("headers", Text),  # JSON
+    Column("body", LargeBinary),
+    Column("created_at", Float, nullable=False),
+    Index("ix_idempotency_keys_created", "created_at"),
+)
+
+
 def _v1_initial(conn: Connection) -> None:
     for table in (settings, tenants, clients, api_keys, refresh_tokens, galleries, subjects, faces, jobs):
         table.create(conn, checkfirst=True)
@@ -166,8 +189,13 @@ def _v5_key_scopes(conn: Connection) -> None:
     add_column(conn, "api_keys", "scope", "TEXT")
 
 
+def _v6_nodes(conn: Connection) -> None:
+    add_column(conn, "galleries", "version", "BIGINT NOT NULL DEFAULT 0")
+    idempotency_keys.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item), (3, _v3_job_runner), (4, _v4_negatives),
-                               (5, _v5_key_scopes)]
+                               (5, _v5_key_scopes), (6, _v6_nodes)]
 
 
 def migrate(conn: Connection) -> int:

@@ -1,14 +1,16 @@
 """FaceRepository: what the repo does, independent of transport.
 
 Enrol faces into subjects of galleries, detect, verify, identify. The database
-is the truth; the in-memory indexes follow every committed change, and every
-change is published on /topic/repo.events.
+is the truth; the in-memory indexes (a GalleryMirror) follow every committed
+change, this node's and every other node's, in each gallery's version order
+(repo/sync.py); every change is published on /topic/repo.events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -30,9 +32,13 @@ from .decision import CANDIDATES, Candidate, Decision, Policy, decide
 from .events import REPO_EVENTS, EventPublisher
 from .images import ImageStore, photo_hash, thumbnail_jpeg
 from .index import GalleryIndex, Match, NegativeIndex, SearchOptions
+from .mirror import GalleryMirror
 from .store import FaceRecord, Gallery, NegativeRecord, RepoStore, Subject
+from .sync import wait_applied
 
 __all__ = ("RepoOptions", "FaceRepository", "Identification", "EmbeddedFace")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,6 +54,9 @@ class RepoOptions:
     max_image_pixels: int = 40_000_000
     save_images: bool = True
     search: SearchOptions = SearchOptions()
+    # A change is answered once this node's index holds it, so a caller reads its own writes; the
+    # index may first wait for another node's earlier change (its event, or a reload): this long at most.
+    own_change_wait_s: float = 5.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -80,23 +89,12 @@ class FaceRepository:
         self.images = images
         self.options = options
         self.events = events
-        self.indexes: dict[str, GalleryIndex] = {}
-        self.negatives: dict[str, NegativeIndex] = {}  # by gallery id
+        self.mirror = GalleryMirror(store, analyzer.embedder.dim, analyzer.embedder.model_id, options.search)
 
     # -- lifecycle ---------------------------------------------------------------
     def load_indexes(self) -> int:
         """Build every gallery's index from the database; returns the face count."""
-        total = 0
-        for gallery in self.store.all_galleries():
-            index = self._index(gallery.id)
-            model_id = self.analyzer.embedder.model_id
-            for face_ids, subject_pks, vectors in self.store.iter_gallery_embeddings(gallery.id, model_id):
-                index.add(face_ids, subject_pks, vectors)
-                total += len(face_ids)
-            negatives = self._negatives(gallery.id)
-            for negative in self.store.gallery_negatives(gallery.id, model_id):
-                negatives.add(negative.id, negative.subject_pk, negative.embedding)
-        return total
+        return self.mirror.load()
 
     async def warm_up(self, workers: int) -> None:
         """Start the analysis processes now (each loads its models), not on the first request."""
@@ -107,18 +105,32 @@ class FaceRepository:
     def face_count(self, gallery_id: str) -> int:
         return len(self._index(gallery_id))
 
+    def indexed_version(self, gallery_id: str) -> int:
+        """The gallery version this node's index holds."""
+        return self.mirror.applied(gallery_id)
+
     def _index(self, gallery_id: str) -> GalleryIndex:
-        index = self.indexes.get(gallery_id)
-        if index is None:
-            index = self.indexes[gallery_id] = GalleryIndex(self.analyzer.embedder.dim, options=self.options.search)
-        return index
+        return self.mirror.index(gallery_id)
 
     def _negatives(self, gallery_id: str) -> NegativeIndex:
-        return self.negatives.setdefault(gallery_id, NegativeIndex())
+        return self.mirror.negatives(gallery_id)
 
-    def _event(self, kind: str, gallery: Gallery, **fields: Any) -> None:
-        self.events.publish(REPO_EVENTS, {"type": kind, "tenant": gallery.tenant_id, "gallery": gallery.name,
-                                          "gallery_id": gallery.id, "time": time.time(), **fields})
+    def _event(self, kind: str, gallery: Gallery, version: int | None = None, **fields: Any) -> None:
+        """Apply a committed change to this node's index and announce it to the others."""
+        event = {"type": kind, "tenant": gallery.tenant_id, "gallery": gallery.name, "gallery_id": gallery.id,
+                 "time": time.time(), **fields}
+        if version is not None:
+            event["version"] = version
+        self.mirror.apply(event)
+        self.events.publish(REPO_EVENTS, event)
+
+    async def _indexed(self, gallery_id: str, version: int) -> None:
+        """Until this node's index holds ``version`` of the gallery (it may wait for an earlier
+        change of another node), for ``own_change_wait_s`` at most."""
+        if not await wait_applied(self.mirror.when_applied, self.mirror.forget, gallery_id, version,
+                                  self.options.own_change_wait_s):
+            log.warning("gallery %s: version %d not indexed within %.1fs (a reload is on its way)", gallery_id,
+                        version, self.options.own_change_wait_s)
 
     # -- thresholds and images -----------------------------------------------------
     def policy(self, value: Any) -> Policy:
@@ -240,16 +252,15 @@ class FaceRepository:
                             thumbnails: list[bytes | None], job_item: str | None = None) -> None:
         """Rows in one transaction (image files removed again if it fails), then index and events."""
         try:
-            await asyncio.to_thread(self.store.add_faces, records, thumbnails, job_item)
+            versions = await asyncio.to_thread(self.store.add_faces, records, thumbnails, job_item)
         except BaseException:
             for key in {r.image_key for r in records if r.image_key is not None}:
                 await self._drop_image(key)
             raise
-        self._index(gallery.id).add([r.id for r in records], [subject.pk] * len(records),
-                                    np.stack([r.embedding for r in records]))
-        for record in records:
-            self._event("face.added", gallery, subject=subject.id, subject_pk=subject.pk, face_id=record.id,
+        for record, version in zip(records, versions):
+            self._event("face.added", gallery, version, subject=subject.id, subject_pk=subject.pk, face_id=record.id,
                         embedding=base64.b64encode(record.embedding.tobytes()).decode(), model_id=record.model_id)
+        await self._indexed(gallery.id, versions[-1])
 
     async def replace_embeddings(self, records: Sequence[FaceRecord], vectors: Sequence[np.ndarray]) -> int:
         """Faces re-embedded by the current model (repo/reembed.py): stored in one transaction,
@@ -260,23 +271,24 @@ class FaceRepository:
         if not stored:
             return 0
         galleries = {g.id: g for g in await asyncio.to_thread(self.store.all_galleries)}
-        subjects = await asyncio.to_thread(self.store.subjects_by_pk, list(set(stored.values())))
-        for face_id, subject_pk in stored.items():  # its subject now: a merge may have moved it since it was read
-            record, vector = by_id[face_id]
-            gallery, subject = galleries.get(record.gallery_id), subjects.get(subject_pk)
-            if gallery is None or subject is None:
-                continue  # deleted meanwhile, with its gallery or subject
-            self._index(gallery.id).add([face_id], [subject.pk], vector[None, :])
-            self._event("face.added", gallery, subject=subject.id, subject_pk=subject.pk, face_id=face_id,
-                        embedding=base64.b64encode(vector.tobytes()).decode(), model_id=model_id)
+        subjects = await asyncio.to_thread(self.store.subjects_by_pk, list({pk for pk, _, _ in stored.values()}))
+        # Each face's subject and gallery as the write found them: a merge may have moved it since it was read.
+        for face_id, (subject_pk, gallery_id, version) in stored.items():
+            _, vector = by_id[face_id]
+            gallery = galleries.get(gallery_id) or Gallery(gallery_id, "", "", 0.0)  # deleted since: still announced
+            subject = subjects.get(subject_pk)
+            # Every version is announced, or the other nodes would wait for it in vain.
+            self._event("face.added", gallery, version, subject=subject.id if subject else None, subject_pk=subject_pk,
+                        face_id=face_id, embedding=base64.b64encode(vector.tobytes()).decode(), model_id=model_id)
         return len(stored)
 
     async def delete_face(self, tenant_id: str, face_id: str) -> None:
         record, gallery = await asyncio.to_thread(self.store.face, tenant_id, face_id)
-        await asyncio.to_thread(self.store.delete_face, face_id)
-        self._index(gallery.id).remove([face_id])
+        version = await asyncio.to_thread(self.store.delete_face, face_id)
         await self._drop_image(record.image_key)
-        self._event("face.removed", gallery, face_id=face_id)
+        if version is not None:  # else another request deleted it meanwhile, and announced it
+            self._event("face.removed", gallery, version, face_id=face_id)
+            await self._indexed(gallery.id, version)
 
     async def add_negative(self, gallery: Gallery, subject: Subject, data: bytes, *, source: str,
                            choice: FaceChoice | None = None, force: bool = False) -> tuple[NegativeRecord, float]:
@@ -299,57 +311,57 @@ class FaceRepository:
         closeness = float(np.max(np.stack(vectors) @ embedding)) if vectors else -1.0
         record = NegativeRecord(uuid.uuid4().hex, subject.pk, gallery.id, embedding, model_id, source, time.time())
         thumb = await asyncio.to_thread(thumbnail_jpeg, face.aligned) if face.aligned is not None else None
-        await asyncio.to_thread(self.store.add_negative, record, thumb)
-        self._negatives(gallery.id).add(record.id, subject.pk, embedding)
-        self._event("negative.added", gallery, subject=subject.id, subject_pk=subject.pk, negative_id=record.id,
-                    embedding=base64.b64encode(embedding.astype(np.float32).tobytes()).decode(), model_id=model_id)
+        version = await asyncio.to_thread(self.store.add_negative, record, thumb)
+        self._event("negative.added", gallery, version, subject=subject.id, subject_pk=subject.pk,
+                    negative_id=record.id, model_id=model_id,
+                    embedding=base64.b64encode(embedding.astype(np.float32).tobytes()).decode())
+        await self._indexed(gallery.id, version)
         return record, closeness
 
     async def delete_negative(self, tenant_id: str, negative_id: str) -> None:
         record, gallery = await asyncio.to_thread(self.store.negative, tenant_id, negative_id)
-        await asyncio.to_thread(self.store.delete_negative, record.id)
-        self._negatives(gallery.id).remove([record.id])
-        self._event("negative.removed", gallery, negative_id=record.id, subject_pk=record.subject_pk)
+        version = await asyncio.to_thread(self.store.delete_negative, record.id)
+        if version is not None:
+            self._event("negative.removed", gallery, version, negative_id=record.id, subject_pk=record.subject_pk)
+            await self._indexed(gallery.id, version)
 
     async def _drop_image(self, key: str | None) -> None:
         if key is not None and not await asyncio.to_thread(self.store.image_key_in_use, key):
             await asyncio.to_thread(self.images.delete, key)
 
     async def delete_subject(self, gallery: Gallery, subject: Subject) -> None:
-        gone = await asyncio.to_thread(self.store.delete_subject, subject)
-        self._index(gallery.id).remove([face_id for face_id, _ in gone])
-        self._negatives(gallery.id).remove_subject(subject.pk)
+        gone, version = await asyncio.to_thread(self.store.delete_subject, subject)
+        self._event("subject.removed", gallery, version, subject=subject.id, subject_pk=subject.pk,
+                    face_ids=[f for f, _ in gone])
         for key in {k for _, k in gone}:
             await self._drop_image(key)
-        self._event("subject.removed", gallery, subject=subject.id, subject_pk=subject.pk,
-                    face_ids=[f for f, _ in gone])
+        await self._indexed(gallery.id, version)
 
     async def update_subject(self, gallery: Gallery, subject: Subject, name: str | None,
                              meta: dict[str, Any] | None) -> Subject:
-        before = await asyncio.to_thread(self.store.faces_of_subject, subject.pk) if name else []
-        result, merged_pk = await asyncio.to_thread(self.store.update_subject, subject, name, meta)
-        if merged_pk is not None:
-            self._index(gallery.id).reassign([f.id for f in before], result.pk)
-            self._negatives(gallery.id).reassign(subject.pk, result.pk)
-            self._event("subject.merged", gallery, subject=result.id, merged=subject.id)
+        change = await asyncio.to_thread(self.store.update_subject, subject, name, meta)
+        result = change.subject
+        if change.merged_pk is not None and change.version is not None:
+            self._event("subject.merged", gallery, change.version, subject=result.id, merged=subject.id,
+                        subject_pk=result.pk, merged_pk=change.merged_pk, face_ids=list(change.moved_faces))
+            await self._indexed(gallery.id, change.version)
         else:
-            self._event("subject.updated", gallery, subject=result.id)
+            self._event("subject.updated", gallery, subject=result.id)  # nothing an index follows
         return result
 
     async def rename_gallery(self, gallery: Gallery, name: str) -> Gallery:
         """Cameras name their galleries: the event lets watchers follow the new name."""
+        if name == gallery.name:
+            return gallery
         renamed = await asyncio.to_thread(self.store.rename_gallery, gallery, name)
-        if renamed.name != gallery.name:
-            self._event("gallery.renamed", renamed, old_name=gallery.name)
+        self._event("gallery.renamed", renamed, renamed.version, old_name=gallery.name)
         return renamed
 
     async def delete_gallery(self, gallery: Gallery) -> None:
-        keys = await asyncio.to_thread(self.store.delete_gallery, gallery)
-        self.indexes.pop(gallery.id, None)
-        self.negatives.pop(gallery.id, None)
+        keys, version = await asyncio.to_thread(self.store.delete_gallery, gallery)
+        self._event("gallery.removed", gallery, version)
         for key in set(keys):
             await self._drop_image(key)
-        self._event("gallery.removed", gallery)
 
     # -- search ----------------------------------------------------------------------
     async def identify(self, tenant_id: str, gallery_names: list[str], image: bytes | np.ndarray, *,

@@ -6,21 +6,24 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Engine, Table, create_engine, make_url, delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    Connection, Engine, Table, create_engine, make_url, delete, event, func, insert, select, text, update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import Conflict, NotFound
 
 from . import schema as s
 
-__all__ = ("NegativeRecord", "Gallery", "Subject", "FaceRecord", "ApiKeyRecord", "RepoStore", "open_store",
-           "replace_embeddings")
+__all__ = ("NegativeRecord", "Gallery", "Subject", "FaceRecord", "ApiKeyRecord", "SubjectUpdate", "StoredAnswer",
+           "RepoStore", "open_store", "read_snapshot")
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,6 +32,7 @@ class Gallery:
     tenant_id: str
     name: str
     created_at: float
+    version: int = 0  # its change sequence when read (repo/sync.py)
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,21 +94,64 @@ def _key_record(row: Any) -> ApiKeyRecord:
     return ApiKeyRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]), float(row[6]))
 
 
+@dataclass(slots=True, frozen=True)
+class SubjectUpdate:
+    """What ``update_subject`` did: the subject now, and for a merge the subject merged away,
+    the faces that moved, and the gallery version of the change."""
+
+    subject: Subject
+    merged_pk: str | None = None
+    moved_faces: tuple[str, ...] = ()
+    version: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class StoredAnswer:
+    """An idempotency key's row: its request's fingerprint and, once done, the answer."""
+
+    fingerprint: str
+    state: str  # running | done
+    owner: str
+    started_at: float
+    status: int | None
+    content_type: str | None
+    headers: dict[str, str]
+    body: bytes | None
+
+
 def _now() -> float:
     return time.time()
 
 
-def replace_embeddings(engine: Engine, table: Table, owner: Column[str], vectors: dict[str, np.ndarray],
-                       model_id: str) -> dict[str, str]:
-    """New embeddings of ``model_id`` for rows of ``table`` (the repo's faces, grouping's faces), in one
-    transaction. Returns {face id: its ``owner`` now} for the faces still there: a face may have been
-    deleted, or moved to another subject or group, since it was read."""
-    with engine.begin() as conn:
-        for face_id, vector in vectors.items():
-            conn.execute(update(table).where(table.c.id == face_id).values(
-                embedding=np.asarray(vector, np.float32).tobytes(), model_id=model_id))
-        rows = conn.execute(select(table.c.id, owner).where(table.c.id.in_(list(vectors)))).all()
-    return {r[0]: r[1] for r in rows}
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose reads all see the same committed state, whatever commits meanwhile:
+    what a reload reads must be exactly the state at the version it reads with it."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+            yield conn
+        return
+    # SQLite (WAL): one explicit read transaction; the driver's own transaction handling would
+    # start none for plain SELECTs, and each statement would then see its own state.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.exec_driver_sql("COMMIT")
+
+
+def _bump(conn: Connection, gallery_id: str, n: int = 1) -> int:
+    """Take the gallery's next ``n`` versions in the caller's transaction; returns the last.
+
+    The row lock the update takes holds every other writer of the gallery
+    until this transaction ends, so versions commit in the order they are taken.
+    """
+    done = conn.execute(update(s.galleries).where(s.galleries.c.id == gallery_id)
+                        .values(version=s.galleries.c.version + n))
+    if done.rowcount == 0:
+        raise NotFound("gallery not found", "gallery")
+    return int(conn.execute(select(s.galleries.c.version).where(s.galleries.c.id == gallery_id)).scalar_one())
 
 
 def open_store(url: str) -> "RepoStore":
@@ -285,7 +332,7 @@ class RepoStore:
     # -- galleries -------------------------------------------------------------
     @staticmethod
     def _gallery(row: Any) -> Gallery:
-        return Gallery(row.id, row.tenant_id, row.name, row.created_at)
+        return Gallery(row.id, row.tenant_id, row.name, row.created_at, int(row.version))
 
     def list_galleries(self, tenant_id: str) -> list[tuple[Gallery, int, int]]:
         """Each gallery with its subject and face counts."""
@@ -316,23 +363,59 @@ class RepoStore:
             raise NotFound(f"gallery {name!r} not found", "gallery")
         return self._gallery(row)
 
-    def all_galleries(self) -> list[Gallery]:
+    def all_galleries(self, tenant_id: str | None = None) -> list[Gallery]:
+        """Every gallery (of one tenant), with its version."""
+        query = select(s.galleries) if tenant_id is None else select(s.galleries).where(
+            s.galleries.c.tenant_id == tenant_id)
         with self.engine.connect() as conn:
-            return [self._gallery(r) for r in conn.execute(select(s.galleries)).all()]
+            return [self._gallery(r) for r in conn.execute(query).all()]
+
+    def gallery_by_id(self, gallery_id: str) -> Gallery | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.galleries).where(s.galleries.c.id == gallery_id)).first()
+        return None if row is None else self._gallery(row)
 
     def rename_gallery(self, gallery: Gallery, new_name: str) -> Gallery:
-        self._write_unique(update(s.galleries).where(s.galleries.c.id == gallery.id).values(name=new_name),
-                           Conflict(f"gallery {new_name!r} exists", "name"))
-        return Gallery(gallery.id, gallery.tenant_id, new_name, gallery.created_at)
+        """The gallery renamed, with the version of the change (followers keep names too)."""
+        try:
+            with self.engine.begin() as conn:
+                version = _bump(conn, gallery.id)
+                conn.execute(update(s.galleries).where(s.galleries.c.id == gallery.id).values(name=new_name))
+        except IntegrityError:
+            raise Conflict(f"gallery {new_name!r} exists", "name") from None
+        return Gallery(gallery.id, gallery.tenant_id, new_name, gallery.created_at, version)
 
-    def delete_gallery(self, gallery: Gallery) -> list[str | None]:
-        """Deletes the gallery with its subjects and faces; returns their image keys."""
+    def delete_gallery(self, gallery: Gallery) -> tuple[list[str | None], int]:
+        """Deletes the gallery with its subjects and faces; returns their image keys and the
+        version of the deletion (the gallery's last)."""
         with self.engine.begin() as conn:
+            version = _bump(conn, gallery.id)
             keys = list(conn.execute(select(s.faces.c.image_key).where(s.faces.c.gallery_id == gallery.id)).scalars())
             conn.execute(delete(s.faces).where(s.faces.c.gallery_id == gallery.id))
+            conn.execute(delete(s.negatives).where(s.negatives.c.gallery_id == gallery.id))
             conn.execute(delete(s.subjects).where(s.subjects.c.gallery_id == gallery.id))
             conn.execute(delete(s.galleries).where(s.galleries.c.id == gallery.id))
-        return keys
+        return keys, version
+
+    def read_gallery(self, gallery_id: str, model_id: str,
+                     add: Callable[[list[str], list[str], np.ndarray], None],
+                     batch: int = 5000) -> tuple[Gallery, list[NegativeRecord]] | None:
+        """The gallery (its version included), its faces of ``model_id`` (handed to ``add`` in
+        batches of face ids, subject pks, embeddings) and its negatives, all from one snapshot;
+        None if the gallery does not exist."""
+        with read_snapshot(self.engine) as conn:
+            row = conn.execute(select(s.galleries).where(s.galleries.c.id == gallery_id)).first()
+            if row is None:
+                return None
+            result = conn.execution_options(stream_results=True).execute(
+                select(s.faces.c.id, s.faces.c.subject_pk, s.faces.c.embedding)
+                .where(s.faces.c.gallery_id == gallery_id, s.faces.c.model_id == model_id))
+            while rows := result.fetchmany(batch):
+                add([r[0] for r in rows], [r[1] for r in rows], np.stack([np.frombuffer(r[2], np.float32)
+                                                                          for r in rows]))
+            negatives = conn.execute(select(s.negatives).where(s.negatives.c.gallery_id == gallery_id,
+                                                               s.negatives.c.model_id == model_id)).all()
+        return self._gallery(row), [self._negative(r) for r in negatives]
 
     # -- subjects --------------------------------------------------------------
     @staticmethod
@@ -375,15 +458,17 @@ class RepoStore:
             rows = conn.execute(select(s.subjects).where(s.subjects.c.pk.in_(pks))).all()
         return {r.pk: self._subject(r) for r in rows}
 
-    def update_subject(self, subject: Subject, name: str | None,
-                       meta: dict[str, Any] | None) -> tuple[Subject, str | None]:
+    def update_subject(self, subject: Subject, name: str | None, meta: dict[str, Any] | None) -> SubjectUpdate:
         """Rename and/or set meta. Renaming onto another subject's name merges
-        this one into it; returns (resulting subject, pk of the one merged away)."""
+        this one into it (a change of the gallery's index: it takes a version)."""
         with self.engine.begin() as conn:
             if name is not None and name != subject.name:
                 target = conn.execute(select(s.subjects).where(s.subjects.c.gallery_id == subject.gallery_id,
                                                                s.subjects.c.name == name)).first()
                 if target is not None:
+                    version = _bump(conn, subject.gallery_id)
+                    moved = tuple(conn.execute(select(s.faces.c.id)
+                                               .where(s.faces.c.subject_pk == subject.pk)).scalars())
                     conn.execute(update(s.faces).where(s.faces.c.subject_pk == subject.pk).values(subject_pk=target.pk))
                     conn.execute(update(s.negatives).where(s.negatives.c.subject_pk == subject.pk)
                                  .values(subject_pk=target.pk))
@@ -391,25 +476,26 @@ class RepoStore:
                         conn.execute(update(s.subjects).where(s.subjects.c.pk == target.pk)
                                      .values(meta=json.dumps(meta)))
                     conn.execute(delete(s.subjects).where(s.subjects.c.pk == subject.pk))
-                    return self._subject_in(conn, target.pk), subject.pk
+                    return SubjectUpdate(self._subject_in(conn, target.pk), subject.pk, moved, version)
                 conn.execute(update(s.subjects).where(s.subjects.c.pk == subject.pk).values(name=name))
             if meta is not None:
                 conn.execute(update(s.subjects).where(s.subjects.c.pk == subject.pk).values(meta=json.dumps(meta)))
-            return self._subject_in(conn, subject.pk), None
+            return SubjectUpdate(self._subject_in(conn, subject.pk))
 
     def _subject_in(self, conn: Any, pk: str) -> Subject:
         row = conn.execute(select(s.subjects).where(s.subjects.c.pk == pk)).one()
         n = conn.execute(select(func.count()).select_from(s.faces).where(s.faces.c.subject_pk == pk)).scalar_one()
         return self._subject(row, int(n))
 
-    def delete_subject(self, subject: Subject) -> list[tuple[str, str | None]]:
-        """Deletes the subject and its faces; returns (face id, image key) of each."""
+    def delete_subject(self, subject: Subject) -> tuple[list[tuple[str, str | None]], int]:
+        """Deletes the subject and its faces; returns (face id, image key) of each, and the version."""
         with self.engine.begin() as conn:
+            version = _bump(conn, subject.gallery_id)
             gone = [(r.id, r.image_key) for r in conn.execute(select(s.faces.c.id, s.faces.c.image_key)
                                                               .where(s.faces.c.subject_pk == subject.pk)).all()]
             conn.execute(delete(s.faces).where(s.faces.c.subject_pk == subject.pk))
             conn.execute(delete(s.subjects).where(s.subjects.c.pk == subject.pk))
-        return gone
+        return gone, version
 
     # -- faces -----------------------------------------------------------------
     @staticmethod
@@ -418,8 +504,15 @@ class RepoStore:
                           row.det_score, row.quality, np.frombuffer(row.embedding, np.float32), row.model_id,
                           row.photo_hash, row.image_key, row.created_at)
 
-    def add_faces(self, records: list[FaceRecord], thumbnails: list[bytes | None], job_item: str | None = None) -> None:
+    def add_faces(self, records: list[FaceRecord], thumbnails: list[bytes | None],
+                  job_item: str | None = None) -> list[int]:
+        """Stores the faces in one transaction; returns each one's gallery version."""
         with self.engine.begin() as conn:
+            versions: dict[str, int] = {}
+            for gallery_id in dict.fromkeys(r.gallery_id for r in records):
+                mine = [r.id for r in records if r.gallery_id == gallery_id]
+                last = _bump(conn, gallery_id, len(mine))
+                versions.update(zip(mine, range(last - len(mine) + 1, last + 1)))
             for record, thumb in zip(records, thumbnails):
                 conn.execute(insert(s.faces).values(
                     id=record.id, subject_pk=record.subject_pk, gallery_id=record.gallery_id,
@@ -427,6 +520,7 @@ class RepoStore:
                     quality=record.quality, embedding=record.embedding.astype(np.float32).tobytes(),
                     model_id=record.model_id, photo_hash=record.photo_hash, image_key=record.image_key,
                     thumbnail=thumb, created_at=record.created_at, job_item=job_item))
+        return [versions[r.id] for r in records]
 
     def faces_of_job_item(self, job_item: str) -> int:
         """How many faces a bulk job's item added (the item was done if any)."""
@@ -458,28 +552,20 @@ class RepoStore:
         with self.engine.connect() as conn:
             return conn.execute(select(s.faces.c.thumbnail).where(s.faces.c.id == face_id)).scalar()
 
-    def delete_face(self, face_id: str) -> None:
+    def delete_face(self, face_id: str) -> int | None:
+        """The gallery version of the deletion; None if the face was gone already."""
         with self.engine.begin() as conn:
+            gallery_id = conn.execute(select(s.faces.c.gallery_id).where(s.faces.c.id == face_id)).scalar()
+            if gallery_id is None:
+                return None
+            version = _bump(conn, gallery_id)
             conn.execute(delete(s.faces).where(s.faces.c.id == face_id))
+        return version
 
     def image_key_in_use(self, key: str) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(s.faces)
                                 .where(s.faces.c.image_key == key)).scalar_one() > 0
-
-    def iter_gallery_embeddings(self, gallery_id: str, model_id: str,
-                                batch: int = 5000) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
-        """(face ids, subject pks, embeddings) of ``model_id`` in batches, for building the index.
-
-        Faces embedded by another model are left out: their vectors cannot be
-        compared with this model's (repo/reembed.py brings them over)."""
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True).execute(
-                select(s.faces.c.id, s.faces.c.subject_pk, s.faces.c.embedding)
-                .where(s.faces.c.gallery_id == gallery_id, s.faces.c.model_id == model_id))
-            while rows := result.fetchmany(batch):
-                yield ([r[0] for r in rows], [r[1] for r in rows],
-                       np.stack([np.frombuffer(r[2], np.float32) for r in rows]))
 
     # -- negatives (feedback: "this is not X") ------------------------------------------
     @staticmethod
@@ -487,12 +573,15 @@ class RepoStore:
         return NegativeRecord(row.id, row.subject_pk, row.gallery_id, np.frombuffer(row.embedding, np.float32),
                               row.model_id, row.source, row.created_at)
 
-    def add_negative(self, record: NegativeRecord, thumbnail: bytes | None) -> None:
+    def add_negative(self, record: NegativeRecord, thumbnail: bytes | None) -> int:
+        """Returns the gallery version of the change."""
         with self.engine.begin() as conn:
+            version = _bump(conn, record.gallery_id)
             conn.execute(insert(s.negatives).values(
                 id=record.id, subject_pk=record.subject_pk, gallery_id=record.gallery_id,
                 embedding=record.embedding.astype(np.float32).tobytes(), model_id=record.model_id,
                 source=record.source, thumbnail=thumbnail, created_at=record.created_at))
+        return version
 
     def negatives_of_subject(self, subject_pk: str) -> list[NegativeRecord]:
         with self.engine.connect() as conn:
@@ -504,9 +593,15 @@ class RepoStore:
         row, gallery = self._tenant_row(s.negatives, negative_id, tenant_id, "negative")
         return self._negative(row), gallery
 
-    def delete_negative(self, negative_id: str) -> None:
+    def delete_negative(self, negative_id: str) -> int | None:
+        """The gallery version of the deletion; None if the negative was gone already."""
         with self.engine.begin() as conn:
+            gallery_id = conn.execute(select(s.negatives.c.gallery_id).where(s.negatives.c.id == negative_id)).scalar()
+            if gallery_id is None:
+                return None
+            version = _bump(conn, gallery_id)
             conn.execute(delete(s.negatives).where(s.negatives.c.id == negative_id))
+        return version
 
     def gallery_negatives(self, gallery_id: str, model_id: str) -> list[NegativeRecord]:
         """Every negative of ``model_id`` in the gallery (few: one per correction)."""
@@ -527,6 +622,70 @@ class RepoStore:
                                 .order_by(s.faces.c.id).limit(limit)).all()
         return [(self._face(r), r.thumbnail) for r in rows]
 
-    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> dict[str, str]:
-        """{face id: its subject pk now} of the faces given new embeddings (see ``replace_embeddings``)."""
-        return replace_embeddings(self.engine, s.faces, s.faces.c.subject_pk, vectors, model_id)
+    def replace_embeddings(self, vectors: dict[str, np.ndarray], model_id: str) -> dict[str, tuple[str, str, int]]:
+        """{face id: (its subject pk now, its gallery, the gallery version of the change)} of the faces
+        given new embeddings, in one transaction (see ``replace_embeddings``)."""
+        with self.engine.begin() as conn:
+            found: dict[str, tuple[str, str, int]] = {}
+            for face_id, vector in vectors.items():
+                row = conn.execute(select(s.faces.c.subject_pk, s.faces.c.gallery_id)
+                                   .where(s.faces.c.id == face_id)).first()
+                if row is None:
+                    continue  # deleted since it was read
+                version = _bump(conn, row.gallery_id)
+                conn.execute(update(s.faces).where(s.faces.c.id == face_id).values(
+                    embedding=np.asarray(vector, np.float32).tobytes(), model_id=model_id))
+                found[face_id] = (row.subject_pk, row.gallery_id, version)
+        return found
+
+    # -- idempotency keys (api/idempotency.py) -----------------------------------------
+    def claim_key(self, scope: str, key: str, fingerprint: str, owner: str, now: float) -> StoredAnswer | None:
+        """Claim ``key`` for a request; None when claimed now, else the row as it is."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(s.idempotency_keys).values(
+                    scope=scope, key=key, fingerprint=fingerprint, state="running", owner=owner, started_at=now,
+                    created_at=now))
+            return None
+        except IntegrityError:
+            pass
+        answer = self.stored_answer(scope, key)
+        if answer is None:  # forgotten between the two statements: claim again
+            return self.claim_key(scope, key, fingerprint, owner, now)
+        return answer
+
+    def stored_answer(self, scope: str, key: str) -> StoredAnswer | None:
+        k = s.idempotency_keys.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.idempotency_keys).where(k.scope == scope, k.key == key)).first()
+        if row is None:
+            return None
+        return StoredAnswer(row.fingerprint, row.state, row.owner, row.started_at, row.status, row.content_type,
+                            json.loads(row.headers or "{}"), row.body)
+
+    def take_over_key(self, scope: str, key: str, started_at: float, owner: str, now: float) -> bool:
+        """Claim a key whose claim (from ``started_at``) went stale; False if another took it first."""
+        k = s.idempotency_keys.c
+        with self.engine.begin() as conn:
+            done = conn.execute(update(s.idempotency_keys).where(
+                k.scope == scope, k.key == key, k.state == "running", k.started_at == started_at)
+                .values(owner=owner, started_at=now))
+        return bool(done.rowcount)
+
+    def store_answer(self, scope: str, key: str, status: int, content_type: str, headers: dict[str, str],
+                     body: bytes) -> None:
+        k = s.idempotency_keys.c
+        with self.engine.begin() as conn:
+            conn.execute(update(s.idempotency_keys).where(k.scope == scope, k.key == key).values(
+                state="done", status=status, content_type=content_type, headers=json.dumps(headers), body=body))
+
+    def release_key(self, scope: str, key: str) -> None:
+        """Forget a claim whose request failed: a retry runs it again."""
+        k = s.idempotency_keys.c
+        with self.engine.begin() as conn:
+            conn.execute(delete(s.idempotency_keys).where(k.scope == scope, k.key == key, k.state == "running"))
+
+    def forget_keys(self, before: float) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(s.idempotency_keys)
+                                    .where(s.idempotency_keys.c.created_at < before)).rowcount)

@@ -2,6 +2,7 @@
 
 cameras.py     what a camera is (settings, record, allowed sources)
 registry.py    cameras in the database
+nodes.py       the watcher nodes there are (recorded at start, last seen)
 service.py     register / update / start / stop / remove, transport-free
 handlers.py    those operations as STOMP-only API routes
 supervisor.py  one spawned worker process per running camera, restarts
@@ -9,5 +10,5 @@ worker.py      inside a worker: stream -> pipeline -> bus
 stream.py      PyAV reading with timeouts, reconnect, newest frame only
 pipeline.py    the data path: detect -> track -> best shot -> embed -> match -> events
 tracker.py     IoU tracks with stable ids and best shots
-galleries.py   the camera's galleries, following /topic/repo.events
+galleries.py   the camera's galleries, following /topic/repo.events (a repo GalleryMirror)
 """

@@ -54,6 +54,10 @@ async def status(request: ApiRequest, service: WatcherService) -> ApiResponse:
 
 
 
+async def list_nodes(request: ApiRequest, service: WatcherService) -> ApiResponse:
+    return ApiResponse(200, {"nodes": [n.to_json() for n in await service.list_nodes()]})
+
+
 ROUTES: tuple[RouteDef[WatcherService], ...] = (
     RouteDef("GET", "/api/v1/cameras", list_cameras, "list cameras with their status", transports=STOMP_ONLY),
     RouteDef("POST", "/api/v1/cameras", register, "register a camera (starts it unless enabled is false)",
@@ -65,4 +69,5 @@ ROUTES: tuple[RouteDef[WatcherService], ...] = (
     RouteDef("POST", "/api/v1/cameras/{camera}/start", start, "start a camera", transports=STOMP_ONLY),
     RouteDef("POST", "/api/v1/cameras/{camera}/stop", stop, "stop a camera", transports=STOMP_ONLY),
     RouteDef("GET", "/api/v1/cameras/{camera}/status", status, "worker state and stats", transports=STOMP_ONLY),
+    RouteDef("GET", "/api/v1/nodes", list_nodes, "the watcher nodes cameras can run on", transports=STOMP_ONLY),
 )

@@ -20,6 +20,7 @@ from repo import schema as repo_schema
 from repo.store import RepoStore
 
 from .cameras import Camera, CameraSettings
+from .nodes import create_nodes_table
 
 __all__ = ("CameraRegistry", "cameras")
 
@@ -48,7 +49,7 @@ def _v2_nodes(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE cameras ADD COLUMN node VARCHAR(200)"))
 
 
-MIGRATIONS: list[repo_schema.Migration] = [(1, _v1_cameras), (2, _v2_nodes)]
+MIGRATIONS: list[repo_schema.Migration] = [(1, _v1_cameras), (2, _v2_nodes), (3, create_nodes_table)]
 
 
 def _camera(row: Any) -> Camera:

@@ -22,6 +22,7 @@ from typing import Any
 from api.errors import BadParam
 
 from .cameras import CAMERA_ID, NODE_NAME, Camera, CameraSettings, SourcePolicy, parse_settings
+from .nodes import NodeInfo, NodeRegistry
 from .registry import CameraRegistry
 from .supervisor import Supervisor
 
@@ -42,10 +43,11 @@ class WatcherOptions:
 class WatcherService:
     def __init__(self, registry: CameraRegistry, supervisor: Supervisor, policy: SourcePolicy,
                  threshold: Callable[[Any], object], options: WatcherOptions,
-                 publish: Callable[[str, Any], None]) -> None:
+                 publish: Callable[[str, Any], None], nodes: NodeRegistry) -> None:
         """``threshold`` checks a camera's threshold (number, preset or None): raises BAD_PARAM if it is not one;
-        ``publish`` sends to the bus (control messages for other nodes)."""
+        ``publish`` sends to the bus (control messages for other nodes); ``nodes``: the watcher nodes there are."""
         self.registry = registry
+        self.nodes = nodes
         self.supervisor = supervisor
         self.policy = policy
         self.threshold = threshold
@@ -65,6 +67,11 @@ class WatcherService:
         node = data.pop("node", None) or self.node
         if not isinstance(node, str) or not NODE_NAME.match(node):
             raise BadParam("node must be 1-200 letters, digits, '.', '_' or '-'", "node")
+        if node != self.node and await asyncio.to_thread(self.nodes.get, node) is None:
+            # A camera given to a node that never ran would be accepted and never run.
+            known = ", ".join(n.name for n in await asyncio.to_thread(self.nodes.all)) or "none"
+            raise BadParam(f"node {node!r} is not a watcher node of this deployment (a node is known once "
+                           f"`facewatch serve` has run with watcher.node: {node}; known: {known})", "node")
         if not isinstance(camera_id, str) or not CAMERA_ID.match(camera_id):
             raise BadParam("id must be 1-64 lower-case letters, digits, '_' or '-', starting with a letter or digit",
                            "id")
@@ -77,6 +84,9 @@ class WatcherService:
         if camera.enabled:
             await self._apply(camera)
         return camera
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return await asyncio.to_thread(self.nodes.all)
 
     async def get(self, tenant_id: str, camera_id: str) -> Camera:
         return await asyncio.to_thread(self.registry.get, tenant_id, camera_id)

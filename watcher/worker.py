@@ -30,6 +30,7 @@ from broker.client import BrokerAddress, BusClient, BusError, BusMessage
 from repo.events import REPO_EVENTS
 from repo.index import SearchOptions
 from repo.store import RepoStore
+from repo.sync import SyncOptions
 from vision.analyzer import FaceAnalyzer
 
 from .cameras import UNKNOWN_FACES_QUEUE, Camera, event_topics, msgpack_topic_for
@@ -55,6 +56,7 @@ class WorkerSpec:
     search: SearchOptions = SearchOptions()
     report_interval_s: float = 1.0
     feed_grouping: bool = False  # also put face.unknown on UNKNOWN_FACES_QUEUE (grouping is enabled)
+    sync: SyncOptions = SyncOptions()
 
 
 def status_event(camera_id: str, status: CameraStatus, **extra: Any) -> dict[str, Any]:
@@ -156,6 +158,22 @@ class CameraWorker:
             follower.apply(event)
             self.gallery_faces = len(follower)
 
+    def _keep_galleries(self, follower: GalleryFollower) -> None:
+        """Reload what a lost event left behind: galleries with a gap, and (now and then, and after
+        a reconnect of the bus, when events may have been missed) those behind the database."""
+        sync = self.spec.sync
+        last_check, reconnects = time.monotonic(), self.bus.reconnects
+        while not self.stop.wait(sync.gap_grace_s):
+            now = time.monotonic()
+            check = now - last_check >= sync.reconcile_interval_s or self.bus.reconnects != reconnects
+            if check:
+                last_check, reconnects = now, self.bus.reconnects
+            try:
+                follower.maintain(sync, reconcile=check)
+            except Exception:  # the database may be away for a moment: the next round tries again
+                log.exception("camera %s: galleries not brought up to date", self.camera_id)
+            self.gallery_faces = len(follower)
+
     def run(self) -> None:
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         self.bus.connect(timeout_s=30.0)
@@ -169,6 +187,7 @@ class CameraWorker:
             # broker's receipt says the subscription is in place before the read starts.
             self.bus.subscribe(REPO_EVENTS, lambda m: self._on_repo_event(m, follower), receipt=True, timeout_s=30.0)
             self.gallery_faces = follower.load()
+            threading.Thread(target=self._keep_galleries, args=(follower,), name="galleries", daemon=True).start()
             log.info("camera %s: matching against %d faces in %s", self.camera_id, self.gallery_faces,
                      camera.settings.galleries)
             self.pipeline = CameraPipeline(analyzer, follower, self.spec.pipeline)

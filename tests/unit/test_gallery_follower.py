@@ -83,11 +83,12 @@ def test_a_gallery_created_later_removals_and_merges_are_followed(store: RepoSto
     follower.apply({"type": "face.removed", "tenant": tenant, "gallery": "late", "gallery_id": late.id,
                     "face_id": first})
     assert [c.subject_pk for c in follower.candidates(vector(1, 0, 0, 0))[0]] == [eve.pk]  # Ada's one face went
-    store.update_subject(eve, "Ada", None)  # renaming Eve onto Ada merges them in the database
+    merge = store.update_subject(eve, "Ada", None)  # renaming Eve onto Ada merges them in the database
     follower.apply({"type": "subject.merged", "tenant": tenant, "gallery": "late", "gallery_id": late.id,
-                    "subject": "ada", "merged": "eve"})
+                    "subject": "ada", "merged": "eve", "subject_pk": ada.pk, "merged_pk": eve.pk,
+                    "face_ids": list(merge.moved_faces)})
     (best,), _ = follower.candidates(vector(0, 0, 0, 1))
-    assert best.subject_pk == ada.pk  # reloaded: Eve's face is Ada's now
+    assert best.subject_pk == ada.pk  # Eve's face is Ada's now
     follower.apply({"type": "gallery.removed", "tenant": tenant, "gallery": "late", "gallery_id": late.id})
     assert len(follower) == 0
 
