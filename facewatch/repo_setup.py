@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from api.dispatch import Api, RateLimiter
+from api.dispatch import Api, Observer, RateLimiter
 from api.request import ApiRequest, ApiResponse
 from api.routing import REST_ONLY, RouteDef, Router
 from repo.analysis import analysis_pool
@@ -137,7 +137,9 @@ def recognition_calibration(recognition: RecognitionConfig, model_id: str) -> Ca
     return calibration
 
 
-def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublisher) -> RepoParts:
+def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublisher,
+               observer: Observer | None = None) -> RepoParts:
+    """``observer``: told of every API request answered (metrics)."""
     store = open_store(cfg.storage_url())
     auth = RepoAuth(store, cfg.auth.access_token_ttl_s, cfg.auth.refresh_token_ttl_s)
     options = RepoOptions(
@@ -161,5 +163,5 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     router.add_table(repo_handlers.ROUTES, repo_context)
     router.add_table(key_handlers.ROUTES, repo_context)
     router.add_table(_INSTANCE_ROUTES, _Instance(analyzer.embedder.model_id, reembedder, router))
-    api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst))
+    api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst), observer)
     return RepoParts(store, repo, auth, router, api, jobs, reembedder)
