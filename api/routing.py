@@ -25,6 +25,13 @@ Ctx = TypeVar("Ctx")
 Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
 ContextHandler = Callable[[ApiRequest, Ctx], Awaitable[ApiResponse]]
 _PARAM = re.compile(r"\{([a-z_]+)\}")
+# Where a route lives when it is not on the transport asked (cameras: STOMP only, as FRaaS does).
+_WHERE = {
+    "stomp": "it is a STOMP request/reply operation: SEND to /queue/facewatch.api with headers method, path, "
+             "reply-to (a /temp-queue/) and your x-api-key; the `facewatch cameras` command and the Python "
+             "client (facewatch.client) do this for you",
+    "rest": "it is served over REST only: /api/v1 on the API port",
+}
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,13 +89,19 @@ class Router:
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []
+        elsewhere: set[str] = set()  # transports that do serve this path
         for regex, route in self.routes:
             found = regex.match(path)
-            if found is None or transport not in route.transports:
+            if found is None:
+                continue
+            if transport not in route.transports:
+                elsewhere.update(route.transports)
                 continue
             if route.method == method.upper():
                 return route, found.groupdict()
             allowed.append(route.method)
         if allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
+        if elsewhere:
+            raise NotFound(f"{path} is not served over {transport.upper()}: {_WHERE[min(elsewhere)]}")
         raise NotFound(f"no such route: {path}")
