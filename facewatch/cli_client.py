@@ -145,9 +145,9 @@ def cmd_cameras(args: argparse.Namespace, load: Loader) -> int:
             else:
                 _print_json(_status_json(fw.camera_status(args.id)))
         except ApiCallError as exc:
-            if exc.param == "url" and "watcher.file_roots" in exc.reason and location.path is not None:
-                raise ApiCallError(exc.status, exc.code, f"{exc.reason} (this machine's config: {location.path})",
-                                   exc.param) from None
+            if exc.param == "url" and "watcher.file_roots" in exc.reason:
+                raise ApiCallError(exc.status, exc.code, f"{exc.reason} (this machine's config: "
+                                   f"{location.describe()})", exc.param) from None
             raise
     return 0
 

@@ -234,7 +234,8 @@ class Facewatch:
         return self.bus.subscribe(destination, deliver, receipt=True)
 
     def camera_events(self, camera_id: str, callback: Callable[[dict[str, Any]], None]) -> str:
-        """A camera's events (face.recognized, face.unknown, camera.status)."""
+        """A camera's events (face.recognized, face.unknown, camera.status). A tenant's credential may read
+        the topic of its own cameras only, so subscribe once the camera is registered."""
         return self.subscribe(f"/topic/watcher.{camera_id}", callback)
 
     def unsubscribe(self, subscription: str) -> None:
