@@ -298,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"facewatch: config error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `facewatch cameras list | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (PackError, VisionError, OSError) as exc:
         print(f"facewatch: error: {exc}", file=sys.stderr)
         return 1
@@ -312,3 +315,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import urllib.error
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from broker.client import BrokerAddress
+from broker.client import BrokerAddress, BusError
 
 from .client import ApiCallError, Camera, CameraStatus, Facewatch, Job
 from .config import FacewatchConfig
@@ -65,7 +66,13 @@ def connect(cfg: FacewatchConfig, api_key: str, *, rest: bool = True, bus: bool 
             broker = BrokerAddress(_local(cfg.broker.host), cfg.broker.port, "facewatch-cli", api_key)
         else:
             broker = BrokerAddress.parse(cfg.broker.url)
-    return Facewatch.connect(api_url=api_url, broker=broker, api_key=api_key, client_name="facewatch-cli")
+    try:
+        return Facewatch.connect(api_url=api_url, broker=broker, api_key=api_key, client_name="facewatch-cli",
+                                 connect_timeout_s=5.0)
+    except BusError as exc:
+        where = f"{broker.host}:{broker.port}" if broker is not None else "the broker"
+        raise ClientUsageError(f"cannot reach the service's broker at {where} ({exc}); is `facewatch serve` "
+                               "running with this config, and is the API key valid?") from None
 
 
 # -- cameras -------------------------------------------------------------------------------------
@@ -202,6 +209,15 @@ def cmd_enrol(args: argparse.Namespace, load: Loader) -> int:
         raise ClientUsageError(f"{source} is neither a folder of <subject>/<image> nor a zip file")
     if total == 0:
         raise ClientUsageError(f"{source} holds no images as <subject>/<image>")
+    try:
+        return _enrol(args, cfg, source, items, total)
+    except urllib.error.URLError as exc:
+        raise ClientUsageError(f"cannot reach the service's API at http://{_local(cfg.api.host)}:{cfg.api.port} "
+                               f"({exc.reason}); is `facewatch serve` running with this config?") from None
+
+
+def _enrol(args: argparse.Namespace, cfg: FacewatchConfig, source: Path, items: Iterator[tuple[str, bytes]],
+           total: int) -> int:
     added, failed, finished = 0, [], 0
     bar = ProgressBar(f"enrolling into {args.gallery}", total)
     with connect(cfg, _api_key(args)) as fw:

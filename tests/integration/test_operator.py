@@ -236,6 +236,12 @@ def test_every_command_finds_the_services_config_from_any_folder(tmp_path: Path,
         # Without any config, a tool that needs the database says it found none instead of making one.
         lost = cli("keys", "list", "second", cwd=elsewhere)
         assert lost.returncode == 1 and "no database" in lost.stderr and not (elsewhere / "data").exists()
+        wrong = cli("cameras", "list", "--api-key", "fwk_not.a-key", cwd=elsewhere,
+                    FACEWATCH_CONFIG=str(site / "facewatch.yaml"))
+        assert wrong.returncode == 1 and "API key" in wrong.stderr and "Traceback" not in wrong.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # The service gone: one line saying what could not be reached.
+    down = cli("cameras", "list", "--api-key", key, cwd=elsewhere, FACEWATCH_CONFIG=str(site / "facewatch.yaml"))
+    assert down.returncode == 1 and f"127.0.0.1:{stomp_port}" in down.stderr and "facewatch serve" in down.stderr
