@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from .contract import check_request
 from .errors import ApiError, AuthFailed, Forbidden, InternalError, RateLimited
 from .request import ApiRequest, ApiResponse, Principal
 from .routing import Route, Router
@@ -122,9 +123,11 @@ class Api:
         return Admission(route, params, principal)
 
     async def run(self, admission: Admission, request: ApiRequest) -> ApiResponse:
-        """The admitted request's handler; every error becomes its response."""
+        """The admitted request's handler, once the request keeps to the route's contract; every error
+        becomes its response."""
         request.path_params, request.principal = admission.params, admission.principal
         try:
+            check_request(admission.route.contract, request)
             return await admission.route.handler(request)
         except ApiError as exc:
             return error_response(exc)

@@ -13,12 +13,12 @@ import zipfile
 from typing import Any
 
 from .errors import BadParam
-from .names import NAME
+from .names import LABEL, NAME
 from .request import ApiRequest
 
 __all__ = (
-    "merged", "name", "boolean", "number", "string_list", "id_list", "query_time", "b64", "image", "optional_image",
-    "uploaded_image", "uploaded_zip", "zip_of_items",
+    "merged", "name", "label", "boolean", "number", "string_list", "id_list", "query_time", "b64", "image",
+    "optional_image", "uploaded_image", "uploaded_zip", "zip_of_items",
 )
 
 
@@ -32,7 +32,14 @@ def merged(request: ApiRequest) -> dict[str, Any]:
 def name(value: Any, param: str) -> str:
     """A gallery, subject or camera-gallery name (api.names.NAME)."""
     if not isinstance(value, str) or not NAME.match(value):
-        raise BadParam(f"{param} must be 1-200 letters, digits, spaces, '.', '_' or '-'", param)
+        raise BadParam(f"{param} must be 1-200 ASCII letters, digits, spaces, '.', '_' or '-'", param)
+    return value
+
+
+def label(value: Any, param: str) -> str:
+    """A display name: 1-200 characters, no control characters (api.names.LABEL)."""
+    if not isinstance(value, str) or not LABEL.match(value):
+        raise BadParam(f"{param} must be 1-200 characters without control characters", param)
     return value
 
 
@@ -147,8 +154,6 @@ def zip_of_items(items: Any) -> bytes:
             where = f"items[{position}]"
             if not isinstance(item, dict):
                 raise BadParam(f"{where} must be an object with subject and image", "items")
-            subject = name(item.get("subject"), f"{where}.subject")
-            if subject.strip(".") == "":
-                raise BadParam(f"{where}.subject may not be only dots", "items")
+            subject = name(item.get("subject"), f"{where}.subject")  # never only dots: a folder of its own
             archive.writestr(f"{subject}/{position:06d}.jpg", b64(item.get("image"), f"{where}.image"))
     return buffer.getvalue()

@@ -20,7 +20,8 @@ PUBLIC_BODY_BYTES = 64 * 1024  # what an unauthenticated request (login, token r
 
 
 async def _read(request: web.Request, max_bytes: int) -> ApiRequest:
-    content_type = request.content_type or ""
+    # aiohttp calls a body without a Content-Type application/octet-stream; here it is read as JSON.
+    content_type = request.content_type if "Content-Type" in request.headers else ""
     api_request = ApiRequest(
         method=request.method, path=request.path, query=dict(request.query),
         headers={k.lower(): v for k, v in request.headers.items()}, content_type=content_type,

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from .contract import Contract
 from .errors import MethodNotAllowed, NotFound
 from .request import ApiRequest, ApiResponse
 
@@ -43,6 +44,7 @@ class Route:
     transports: tuple[str, ...] = ("rest", "stomp")
     summary: str = ""
     writes: bool = True  # changes something (or shows credentials): a read-only key may not call it
+    contract: Contract = Contract()
 
 
 @dataclass(slots=True, frozen=True)
@@ -58,6 +60,7 @@ class RouteDef(Generic[Ctx]):
     transports: tuple[str, ...] = BOTH
     # None: what the method says (GET reads). True/False for the others: POST /identify only reads.
     writes: bool | None = None
+    contract: Contract = Contract()  # what it takes and answers: checked on every request, and documented
 
 
 def _bind(handler: ContextHandler[Ctx], ctx: Ctx) -> Handler:
@@ -73,35 +76,43 @@ class Router:
         self.routes: list[tuple[re.Pattern[str], Route]] = []
 
     def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False,
-            transports: tuple[str, ...] = BOTH, summary: str = "", writes: bool | None = None) -> None:
+            transports: tuple[str, ...] = BOTH, summary: str = "", writes: bool | None = None,
+            contract: Contract = Contract()) -> None:
         # _PARAM.split alternates literal text and parameter names.
         parts = _PARAM.split(pattern)
         regex = "^" + "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)) + "$"
         writes = method.upper() not in ("GET", "HEAD") if writes is None else writes
         self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary,
-                                                     writes)))
+                                                     writes, contract)))
 
     def add_table(self, table: Iterable[RouteDef[Ctx]], ctx: Ctx) -> None:
         """Every route of ``table``, its handler bound to ``ctx``."""
         for route in table:
             self.add(route.method, route.path, _bind(route.handler, ctx), public=route.public,
-                     transports=route.transports, summary=route.summary, writes=route.writes)
+                     transports=route.transports, summary=route.summary, writes=route.writes,
+                     contract=route.contract)
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:
-        allowed: list[str] = []
+        """The route of ``method`` on ``path``. Where patterns overlap (/groups/refine, /groups/{group}),
+        the one with the fewest parameters owns the path: its methods are the path's methods. A path
+        served over another transport only is a 404 that says where it lives."""
+        found: list[tuple[int, Route, dict[str, str]]] = []
         elsewhere: set[str] = set()  # transports that do serve this path
         for regex, route in self.routes:
-            found = regex.match(path)
-            if found is None:
+            matched = regex.match(path)
+            if matched is None:
                 continue
             if transport not in route.transports:
                 elsewhere.update(route.transports)
                 continue
+            found.append((len(matched.groupdict()), route, matched.groupdict()))
+        if not found:
+            if elsewhere:
+                raise NotFound(f"{path} is not served over {transport.upper()}: {_WHERE[min(elsewhere)]}")
+            raise NotFound(f"no such route: {path}")
+        fewest = min(params for params, _, _ in found)
+        owners = [(route, params) for count, route, params in found if count == fewest]
+        for route, params in owners:
             if route.method == method.upper():
-                return route, found.groupdict()
-            allowed.append(route.method)
-        if allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {path}", allowed)
-        if elsewhere:
-            raise NotFound(f"{path} is not served over {transport.upper()}: {_WHERE[min(elsewhere)]}")
-        raise NotFound(f"no such route: {path}")
+                return route, params
+        raise MethodNotAllowed(f"{method} is not allowed on {path}", [route.method for route, _ in owners])

@@ -34,9 +34,10 @@ def request_from_message(message: BusMessage) -> ApiRequest:
         raise BadParam("STOMP API requests need 'method' and 'path' headers", "path")
     parts = urlsplit(target)
     headers = {k: v for k, v in message.headers.items() if k in _PASSED}
+    # A STOMP request's body is JSON whatever its content-type says (clients send text/plain for strings):
+    # this transport has no multipart.
     return ApiRequest(method=method, path=parts.path, query=dict(parse_qsl(parts.query)), headers=headers,
-                      body=message.body, content_type=message.headers.get("content-type", "application/json"),
-                      transport="stomp")
+                      body=message.body, content_type="application/json", transport="stomp")
 
 
 class StompApiServer:

@@ -2,9 +2,10 @@
 
 Built on stomp.py and limited to what RabbitMQ's STOMP plugin also does, so
 the same code talks to the embedded broker or to RabbitMQ
-(``broker.url: stomp://user:pass@rabbit:61613``). Reconnects with exponential
-backoff and restores its subscriptions; requests carry a correlation id and
-wait on a private ``/temp-queue/`` with a timeout.
+(``broker.url: stomp://user:pass@rabbit:61613``, or ``stomps://...:61614`` over
+TLS). Reconnects with exponential backoff and restores its subscriptions;
+requests carry a correlation id and wait on a private ``/temp-queue/`` with a
+timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class BusTimeout(BusError):
     """No reply (or no connection) within the time allowed."""
 
 
+# URL scheme -> (TLS, default port): RabbitMQ's STOMP listeners are 61613 plain and 61614 TLS.
+_SCHEMES = {"stomp": (False, 61613), "stomps": (True, 61614), "stomp+ssl": (True, 61614)}
+
+
 @dataclass(slots=True, frozen=True)
 class BrokerAddress:
     host: str
@@ -43,16 +48,20 @@ class BrokerAddress:
     login: str
     passcode: str
     vhost: str = "/"
+    tls: bool = False
+    ca_file: str | None = None  # PEM bundle that verifies the broker's certificate; None: the system's CAs
 
     @classmethod
-    def parse(cls, url: str) -> "BrokerAddress":
-        """``stomp://login:passcode@host:port[/vhost]``."""
+    def parse(cls, url: str, *, ca_file: str | None = None) -> "BrokerAddress":
+        """``stomp://login:passcode@host:port[/vhost]``; ``stomps://`` (or ``stomp+ssl://``) for TLS."""
         parts = urlsplit(url)
-        if parts.scheme != "stomp" or not parts.hostname:
-            raise ValueError(f"broker url must look like stomp://login:passcode@host:61613, got {url!r}")
+        if parts.scheme not in _SCHEMES or not parts.hostname:
+            raise ValueError(f"broker url must look like stomp://login:passcode@host:61613 "
+                             f"(stomps:// for TLS), got {url!r}")
+        tls, default_port = _SCHEMES[parts.scheme]
         vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
-        return cls(parts.hostname, parts.port or 61613, unquote(parts.username or ""), unquote(parts.password or ""),
-                   vhost)
+        return cls(parts.hostname, parts.port or default_port, unquote(parts.username or ""),
+                   unquote(parts.password or ""), vhost, tls, ca_file if tls else None)
 
 
 @dataclass(slots=True, frozen=True)
@@ -132,10 +141,15 @@ class BusClient:
 
     # -- connection ---------------------------------------------------------
     def _new_connection(self) -> stomp.Connection:
+        host_and_port = (self.address.host, self.address.port)
         conn = stomp.Connection(
-            [(self.address.host, self.address.port)], heartbeats=self.heartbeats_ms, vhost=self.address.vhost,
+            [host_and_port], heartbeats=self.heartbeats_ms, vhost=self.address.vhost,
             auto_decode=False, reconnect_attempts_max=1, heart_beat_receive_scale=2.0,
         )
+        if self.address.tls:
+            # stomp.py's default is a PROTOCOL_TLS_CLIENT context: certificate and host name verified,
+            # TLS 1.2 at least; ca_certs replaces the system's CAs when given.
+            conn.set_ssl(for_hosts=[host_and_port], ca_certs=self.address.ca_file)
         conn.set_listener("facewatch", _Listener(self))
         return conn
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from aiohttp import WSMsgType, web
 from .core import BrokerCore
 from .session import StompSession
 
-__all__ = ("BrokerServer", "websocket_handler", "STOMP_SUBPROTOCOLS")
+__all__ = ("BrokerServer", "Listener", "websocket_handler", "STOMP_SUBPROTOCOLS")
 
 log = logging.getLogger(__name__)
 
@@ -182,35 +183,52 @@ def websocket_handler(core_getter: Callable[[], BrokerCore]) -> Callable[[web.Re
     return handler
 
 
+@dataclass(slots=True, frozen=True)
+class Listener:
+    """One TCP address STOMP is served on: plain, or TLS when ``ssl`` is given."""
+
+    host: str
+    port: int
+    ssl: ssl.SSLContext | None = None
+    setting: str = "broker.port"  # the config key that moves it, for the error when the port is taken
+
+
 @dataclass(slots=True)
 class BrokerServer:
-    """Runs the TCP listener; the WebSocket side is mounted on the aiohttp app."""
+    """Runs the TCP listeners; the WebSocket side is mounted on the aiohttp app."""
 
     core: BrokerCore
-    host: str = "127.0.0.1"
-    port: int = 61623
-    _server: asyncio.AbstractServer | None = None
+    listeners: tuple[Listener, ...] = (Listener("127.0.0.1", 61623),)
+    _servers: list[asyncio.AbstractServer] = field(default_factory=list)
     _live: set[_StompTcpProtocol] = field(default_factory=set)
 
-    async def start(self) -> int:
+    async def start(self) -> list[int]:
+        """Listen on every address; returns the ports bound, in order (useful with port 0)."""
+        return [await self._listen(listener) for listener in self.listeners]
+
+    async def _listen(self, listener: Listener) -> int:
+        env = "FACEWATCH_" + listener.setting.upper().replace(".", "__")
         try:
-            self._server = await self.core.loop.create_server(
-                lambda: _StompTcpProtocol(self.core, self._live), self.host, self.port, reuse_address=True
+            server = await self.core.loop.create_server(
+                lambda: _StompTcpProtocol(self.core, self._live), listener.host, listener.port, reuse_address=True,
+                ssl=listener.ssl,
+                # A client that never finishes its handshake is dropped like one that never sends CONNECT.
+                ssl_handshake_timeout=self.core.limits.connect_timeout_s if listener.ssl else None,
             )
         except OSError as exc:
             raise OSError(
-                exc.errno, f"cannot listen for STOMP on {self.host}:{self.port} ({exc.strerror}); another broker "
-                "(RabbitMQ's STOMP plugin?) may hold it: set broker.port or FACEWATCH_BROKER__PORT"
+                exc.errno, f"cannot listen for STOMP on {listener.host}:{listener.port} ({exc.strerror}); another "
+                f"broker (RabbitMQ's STOMP plugin?) may hold it: set {listener.setting} or {env}"
             ) from exc
-        sock = self._server.sockets[0]
-        self.port = int(sock.getsockname()[1])
-        log.info("STOMP broker listening on %s:%d", self.host, self.port)
-        return self.port
+        self._servers.append(server)
+        port = int(server.sockets[0].getsockname()[1])
+        log.info("STOMP broker listening on %s:%d%s", listener.host, port, " (TLS)" if listener.ssl else "")
+        return port
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop accepting, let pending output (receipts included) drain, close all."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         deadline = self.core.loop.time() + timeout_s
         while any(s.pending_bytes() for s in self.core.sessions) and self.core.loop.time() < deadline:
             await asyncio.sleep(0.05)
@@ -223,5 +241,5 @@ class BrokerServer:
             protocol.transport.abort()
         while self._live:
             await asyncio.sleep(0)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()

@@ -42,6 +42,7 @@ __all__ = ("make_app", "CONFIG", "REPO", "BROKER", "BUS")
 
 log = logging.getLogger(__name__)
 
+MAX_LINE_BYTES = 64 * 1024
 CONFIG = web.AppKey("config", FacewatchConfig)
 REPO = web.AppKey("repo", RepoParts)
 BROKER = web.AppKey("broker", EmbeddedBroker)
@@ -126,7 +127,11 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
     ``watcher``: the camera service whose enabled cameras start with the app; None when disabled.
     ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled.
     ``metrics``: served at metrics.path when metrics are enabled (its ``api`` observes parts.api)."""
-    app = web.Application(client_max_size=cfg.api.max_body_bytes)
+    # aiohttp answers a request line or header over its limits (8190 bytes by default) itself, in plain
+    # text; with room up to 64 KiB, such requests reach our router and get a JSON error. (Beyond, aiohttp's
+    # plain 400 remains: no public hook changes its body.)
+    app = web.Application(client_max_size=cfg.api.max_body_bytes,
+                          handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES})
     app[CONFIG] = cfg
     app[REPO] = parts
     app.cleanup_ctx.append(_lifecycle_ctx)
@@ -138,8 +143,11 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
 
         async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
             port = await broker.start()
-            log.info("embedded STOMP broker on %s:%d (TCP) and ws://%s:%d%s",
-                     cfg.broker.host, port, cfg.api.host, cfg.api.port, cfg.broker.websocket_path)
+            plain = f"{broker.plain_host}:{port}" + ("" if cfg.broker.port is not None
+                                                     else " (loopback only: broker.port is null)")
+            tls = f", TLS on {cfg.broker.host}:{broker.tls_port}" if broker.tls_port is not None else ""
+            log.info("embedded STOMP broker: TCP on %s%s, WebSocket at %s://%s:%d%s", plain, tls,
+                     "wss" if cfg.api.tls.enabled else "ws", cfg.api.host, cfg.api.port, cfg.broker.websocket_path)
             assert broker.core is not None  # started
             revocations = RevocationWatch(broker.core, parts.auth, parts.store, cfg.auth.revocation_check_s)
             watch = asyncio.create_task(revocations.run(), name="revocations")
@@ -171,7 +179,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         # What start-up built (models, indexes, metadata) lives as long as the server: out of the
         # collector's way, so that a full collection does not stall the event loop scanning it.
         gc.freeze()
-        log.info("facewatch %s ready on http://%s:%d", __version__, cfg.api.host, cfg.api.port)
+        log.info("facewatch %s ready on %s://%s:%d", __version__, "https" if cfg.api.tls.enabled else "http",
+                 cfg.api.host, cfg.api.port)
         yield
         stomp_api.stop()
         await parts.jobs.stop()

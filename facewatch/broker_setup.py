@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+import ssl
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from broker.core import BrokerLimits
 from broker.embedded import EmbeddedBroker
 
 from .config import FacewatchConfig
+from .tls import server_context
 
-__all__ = ("broker_limits", "static_users", "static_authenticator", "build_embedded_broker", "internal_address",
-           "CREDENTIALS_FILE")
+__all__ = ("broker_limits", "static_users", "static_authenticator", "broker_ssl_context", "build_embedded_broker",
+           "internal_address", "CREDENTIALS_FILE")
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +60,34 @@ def static_authenticator(cfg: FacewatchConfig) -> StaticAuthenticator:
     return StaticAuthenticator(static_users(cfg))
 
 
-def build_embedded_broker(cfg: FacewatchConfig, authenticator: BrokerAuthenticator | None = None) -> EmbeddedBroker:
-    """``authenticator``: default the static users only (serve adds tenants' API keys)."""
-    return EmbeddedBroker(broker_limits(cfg), authenticator or static_authenticator(cfg), cfg.broker.host,
-                          cfg.broker.port)
+def broker_ssl_context(cfg: FacewatchConfig) -> ssl.SSLContext | None:
+    """The embedded broker's TLS listener context (None without broker.tls_port).
+
+    Raises ConfigError when its certificate or key cannot be loaded."""
+    if cfg.broker.url != "embedded" or cfg.broker.tls_port is None:
+        return None
+    return server_context(cfg.broker.tls, "broker.tls")
+
+
+def build_embedded_broker(cfg: FacewatchConfig, authenticator: BrokerAuthenticator | None = None,
+                          ssl_context: ssl.SSLContext | None = None) -> EmbeddedBroker:
+    """``authenticator``: default the static users only (serve adds tenants' API keys).
+    ``ssl_context``: broker_ssl_context(cfg), which serve builds before the models load; built here if None."""
+    b = cfg.broker
+    return EmbeddedBroker(broker_limits(cfg), authenticator or static_authenticator(cfg), b.host, b.port,
+                          tls_port=b.tls_port, ssl_context=ssl_context or broker_ssl_context(cfg))
 
 
 def internal_address(cfg: FacewatchConfig, embedded_port: int | None = None) -> BrokerAddress:
-    """Where facewatch's own parts connect: the external url, or the embedded broker."""
+    """Where facewatch's own parts connect: the external url, or the embedded broker.
+
+    The embedded broker is reached in plain STOMP on loopback (``embedded_port``: its plain port,
+    loopback-only when broker.port is null), never through its TLS port: on one host TLS would only
+    cost CPU, and the certificate names the public host, not 127.0.0.1."""
     if cfg.broker.url != "embedded":
-        return BrokerAddress.parse(cfg.broker.url)
+        return BrokerAddress.parse(cfg.broker.url, ca_file=cfg.broker.ca_file)
     user = static_users(cfg)[0]
-    return BrokerAddress("127.0.0.1", embedded_port or cfg.broker.port, user.login, user.passcode)
+    port = embedded_port or cfg.broker.port
+    if port is None:
+        raise ValueError("the embedded broker's loopback port is known once it has started")
+    return BrokerAddress("127.0.0.1", port, user.login, user.passcode)

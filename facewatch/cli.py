@@ -66,14 +66,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .app import make_app
     from .metrics import Metrics
     from .outbox import BusOutbox
-    from .broker_setup import build_embedded_broker, internal_address, static_authenticator
+    from .broker_setup import broker_ssl_context, build_embedded_broker, internal_address, static_authenticator
     from .bus_auth import TenantBusAuthenticator
     from .repo_setup import build_repo
     from .grouping_setup import build_grouping
+    from .tls import server_context
     from .watcher_setup import build_watcher, declare_cameras
 
     cfg, location = _load_located(args)
     log.info("facewatch %s starting: %s", __version__, config_summary(cfg, location))
+    # TLS files are checked first: a bad path fails at once, not after the models have loaded.
+    api_tls = server_context(cfg.api.tls, "api.tls") if cfg.api.tls.enabled else None
+    broker_tls = broker_ssl_context(cfg)
     analyzer = build_analyzer(cfg)
     publisher = BusOutbox()
     metrics = Metrics()
@@ -84,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     broker = None
     if cfg.broker.url == "embedded":
         broker = build_embedded_broker(cfg, TenantBusAuthenticator(static_authenticator(cfg), parts.auth, parts.store,
-                                                                   cameras))
+                                                                   cameras), broker_tls)
     watcher = None
     if cfg.watcher.enabled:
         watcher = build_watcher(cfg, cameras, parts.repo, parts.router,
@@ -92,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         declare_cameras(cfg, watcher, parts.store)
     grouping = build_grouping(cfg, parts.repo, changes, parts.router, parts.jobs) if cfg.grouping.enabled else None
     web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping, metrics), host=cfg.api.host,
-                port=cfg.api.port, print=None)
+                port=cfg.api.port, ssl_context=api_tls, print=None)
     return 0
 
 

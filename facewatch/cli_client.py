@@ -55,17 +55,27 @@ def _api_key(args: argparse.Namespace) -> str:
     return str(key)
 
 
+def _broker_address(cfg: FacewatchConfig, api_key: str) -> BrokerAddress:
+    """The service's broker as a tenant reaches it: the embedded one's plain port (else its TLS port),
+    logged in with the tenant's key; an external one with the url's credentials."""
+    b = cfg.broker
+    if b.url != "embedded":
+        return BrokerAddress.parse(b.url, ca_file=b.ca_file)
+    if b.port is not None:
+        return BrokerAddress(_local(b.host), b.port, "facewatch-cli", api_key)
+    if b.tls_port is not None:
+        return BrokerAddress(b.host, b.tls_port, "facewatch-cli", api_key, tls=True, ca_file=b.ca_file)
+    raise ClientUsageError("the embedded broker has no port this command can reach (broker.port and "
+                           "broker.tls_port are null)")
+
+
 def connect(cfg: FacewatchConfig, api_key: str, *, rest: bool = True, bus: bool = True) -> Facewatch:
     """A client of the service ``cfg`` describes: its REST port, and its broker (the embedded one, logged in
     with the tenant's key; an external one with the url's credentials)."""
     logging.getLogger("stomp.py").setLevel(logging.WARNING)  # its connection chatter is not for a person
-    api_url = f"http://{_local(cfg.api.host)}:{cfg.api.port}" if rest else None
-    broker = None
-    if bus:
-        if cfg.broker.url == "embedded":
-            broker = BrokerAddress(_local(cfg.broker.host), cfg.broker.port, "facewatch-cli", api_key)
-        else:
-            broker = BrokerAddress.parse(cfg.broker.url)
+    scheme = "https" if cfg.api.tls.cert_file else "http"
+    api_url = f"{scheme}://{_local(cfg.api.host)}:{cfg.api.port}" if rest else None
+    broker = _broker_address(cfg, api_key) if bus else None
     try:
         return Facewatch.connect(api_url=api_url, broker=broker, api_key=api_key, client_name="facewatch-cli",
                                  connect_timeout_s=5.0)

@@ -29,6 +29,7 @@ __all__ = (
     "ModelsConfig",
     "QualityConfig",
     "RecognitionConfig",
+    "TlsConfig",
     "ApiConfig",
     "BrokerConfig",
     "StorageConfig",
@@ -54,6 +55,8 @@ NOT_CONFIG_ENV = frozenset({"FACEWATCH_CONFIG", "FACEWATCH_API_KEY"})
 # sets it (or that the default belongs to); one set by an environment variable, to the current directory.
 PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("data_dir",), ("models", "dir"), ("watcher", "file_roots"), ("recognition", "calibration"),
+    ("api", "tls", "cert_file"), ("api", "tls", "key_file"), ("broker", "tls", "cert_file"),
+    ("broker", "tls", "key_file"), ("broker", "ca_file"),
 )
 
 
@@ -189,9 +192,28 @@ class RecognitionConfig(Section):
         return self
 
 
+class TlsConfig(Section):
+    """A listener's certificate and key (PEM files); both set = the listener speaks TLS."""
+
+    cert_file: str | None = Field(None, description="PEM certificate, leaf first, then any intermediates")
+    key_file: str | None = Field(None, description="PEM private key of cert_file, not encrypted")
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="oldest TLS version accepted")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> "TlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file, or neither")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
 class ApiConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    tls: TlsConfig = Field(TlsConfig(), description="HTTPS for REST and WSS for the broker's websocket_path")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(40_000_000, gt=0)
 
@@ -206,11 +228,18 @@ class BrokerUserConfig(Section):
 class BrokerConfig(Section):
     url: str = Field(
         "embedded",
-        description="'embedded' runs our broker in `facewatch serve`; or stomp://login:passcode@host:61613[/vhost]",
+        description="'embedded' runs our broker in `facewatch serve`; or stomp://login:passcode@host:61613[/vhost] "
+                    "(stomps:// or stomp+ssl:// for TLS, default port 61614)",
     )
     host: str = "127.0.0.1"
-    port: int = Field(61623, ge=0, le=65535,
-                      description="not 61613, so it can run beside a local RabbitMQ STOMP plugin")
+    port: int | None = Field(61623, ge=0, le=65535,
+                             description="plain TCP STOMP; not 61613, so it can run beside a local RabbitMQ STOMP "
+                                         "plugin; null = none on host (facewatch's own parts get a loopback-only one)")
+    tls_port: int | None = Field(None, ge=0, le=65535, description="TCP STOMP over TLS (RabbitMQ's is 61614), "
+                                                                   "with tls's certificate; null = none")
+    tls: TlsConfig = Field(TlsConfig(), description="certificate and key of tls_port")
+    ca_file: str | None = Field(None, description="PEM CA bundle that verifies a stomps:// url; "
+                                                  "null = the system's CAs")
     websocket_path: str = Field("/stomp", pattern=r"^/[A-Za-z0-9_./-]*$")
     users: list[BrokerUserConfig] = Field(
         default_factory=list,
@@ -242,8 +271,10 @@ class BrokerConfig(Section):
 
     @model_validator(mode="after")
     def _url(self) -> "BrokerConfig":
-        if self.url != "embedded" and not self.url.startswith("stomp://"):
-            raise ValueError("url must be 'embedded' or stomp://login:passcode@host:port[/vhost]")
+        if self.url != "embedded" and not self.url.startswith(("stomp://", "stomps://", "stomp+ssl://")):
+            raise ValueError("url must be 'embedded' or stomp[s]://login:passcode@host:port[/vhost]")
+        if self.tls_port is not None and not self.tls.enabled:
+            raise ValueError("tls_port needs tls.cert_file and tls.key_file")
         return self
 
 

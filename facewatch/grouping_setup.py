@@ -21,7 +21,7 @@ from grouping.store import GroupStore, NewFace
 from repo.events import EventPublisher
 from repo.jobs import JobRunner
 from repo.service import FaceRepository
-from watcher.cameras import ALL_CAMERAS_TOPIC
+from watcher.cameras import UNKNOWN_FACES_QUEUE
 
 from .config import FacewatchConfig
 
@@ -47,19 +47,27 @@ def new_face_from_event(event: dict[str, Any]) -> NewFace | None:
     try:
         embedding = np.frombuffer(base64.b64decode(event["embedding"], validate=True), np.float32)
         crop = base64.b64decode(event["crop"], validate=True) if event.get("crop") else None
+        event_id = event.get("id")
         return NewFace(embedding, str(event["model_id"]), "camera", float(event["frame"]["wall_time"]),
                        float(event.get("quality", 0.0)), camera=str(event["camera"]), track=int(event["track"]),
-                       crop=crop)
+                       crop=crop, event_id=str(event_id)[:64] if event_id else None)
     except (KeyError, TypeError, ValueError, binascii.Error):
         return None
 
 
 async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner: Callable[[str], str | None],
-                          refine_interval_s: float) -> AsyncGenerator[None, None]:
+                          refine_interval_s: float, *, prefetch: int = 16,
+                          retry_s: float = 1.0) -> AsyncGenerator[None, None]:
     """Groups every face.unknown of every camera, and refines the groups now and then
-    (an async context: runs until the app stops)."""
+    (an async context: runs until the app stops).
+
+    The faces come from UNKNOWN_FACES_QUEUE, where every node that groups is a competing consumer: each
+    face is placed by one node. A face is acknowledged once placed (or found unplaceable); a failure (the
+    database, say) is logged and the face given back to the queue, so nothing acknowledged is lost and a
+    redelivery is not placed twice (the event id is stored with the face)."""
     loop = asyncio.get_running_loop()
     tenants: set[str] = set()
+    in_hand: set[asyncio.Task[None]] = set()
 
     async def place(event: dict[str, Any]) -> None:
         face = new_face_from_event(event)
@@ -73,13 +81,27 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
         except ApiError as exc:
             log.warning("face.unknown from camera %r not grouped: %s", event.get("camera"), exc.reason)
 
-    def on_message(message: BusMessage) -> None:
+    async def handle(message: BusMessage) -> None:
         try:
             event = json.loads(message.body)
+            if isinstance(event, dict) and event.get("type") == "face.unknown":
+                await place(event)
         except ValueError:
+            log.warning("not JSON on %s: dropped", UNKNOWN_FACES_QUEUE)
+        except Exception:
+            log.exception("face.unknown not grouped now; given back to the queue")
+            await asyncio.sleep(retry_s)  # not at once: a database that is down stays down for a while
+            await asyncio.to_thread(bus.nack, message)
             return
-        if isinstance(event, dict) and event.get("type") == "face.unknown":
-            asyncio.run_coroutine_threadsafe(place(event), loop)
+        await asyncio.to_thread(bus.ack, message)
+
+    def start(message: BusMessage) -> None:  # on the loop
+        task = loop.create_task(handle(message))
+        in_hand.add(task)
+        task.add_done_callback(in_hand.discard)
+
+    def on_message(message: BusMessage) -> None:  # on the bus client's receiver thread
+        loop.call_soon_threadsafe(start, message)
 
     async def refine_forever() -> None:
         while True:
@@ -89,10 +111,14 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
                 if merged:
                     log.info("grouping: %d group(s) merged for tenant %s", merged, tenant)
 
-    sub_id = bus.subscribe(ALL_CAMERAS_TOPIC, on_message)
+    sub_id = await asyncio.to_thread(bus.subscribe, UNKNOWN_FACES_QUEUE, on_message, ack="client-individual",
+                                     headers={"prefetch-count": str(prefetch)}, receipt=True)
     refiner = loop.create_task(refine_forever())
     try:
         yield
     finally:
         refiner.cancel()
+        # Faces in hand are finished and acknowledged before the subscription ends (what is not yet in
+        # hand goes back to the queue, to another node).
+        await asyncio.gather(*in_hand, return_exceptions=True)
         bus.unsubscribe(sub_id)

@@ -8,10 +8,14 @@ import uuid
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+from api import openapi
+from api.contract import Contract, Reply
 from api.dispatch import Api, Observer, RateLimiter
 from api.request import ApiRequest, ApiResponse
 from api.routing import REST_ONLY, RouteDef, Router
+from api.schemas import obj, string
 from repo.analysis import analysis_pool
 from repo.calibration import Calibration, load_calibration, shipped_calibration
 from repo.decision import Policy
@@ -65,27 +69,9 @@ class RepoParts:
     reembedder: Reembedder
 
 
-def openapi_document(router: Router) -> dict[str, object]:
-    paths: dict[str, dict[str, object]] = {}
-    for _, route in router.routes:
-        if "rest" not in route.transports:
-            continue
-        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in route.pattern.split("{")[1:] for p in [p.split("}")[0]]]
-        paths.setdefault(route.pattern, {})[route.method.lower()] = {
-            "summary": route.summary, "parameters": params,
-            "security": [] if route.public else [{"apiKey": []}, {"bearer": []}],
-            "responses": {"default": {"description": "JSON; errors are {code, reason, param?}"}},
-        }
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "facewatch", "version": __version__},
-        "components": {"securitySchemes": {
-            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-            "bearer": {"type": "http", "scheme": "bearer"},
-        }},
-        "paths": paths,
-    }
+def openapi_document(router: Router) -> dict[str, Any]:
+    """This server's OpenAPI document (api.openapi), made from the routes' contracts."""
+    return openapi.openapi_document(router, title="facewatch", version=__version__)
 
 
 @dataclass(slots=True, frozen=True)
@@ -107,8 +93,11 @@ async def _openapi(request: ApiRequest, ctx: _Instance) -> ApiResponse:
 
 
 _INSTANCE_ROUTES: tuple[RouteDef[_Instance], ...] = (
-    RouteDef("GET", "/api/v1/health", _health, "liveness", public=True),
-    RouteDef("GET", "/api/v1/openapi.json", _openapi, "this document", public=True, transports=REST_ONLY),
+    RouteDef("GET", "/api/v1/health", _health, "liveness", public=True, contract=Contract((Reply(200, obj(
+        {"status": string(enum=("ok",)), "version": string(), "embedding_model": string(), "reembedding": obj({})},
+        ["status", "version", "embedding_model", "reembedding"])),))),
+    RouteDef("GET", "/api/v1/openapi.json", _openapi, "this document", public=True, transports=REST_ONLY,
+             contract=Contract((Reply(200, obj({"openapi": string(), "paths": obj({})}, ["openapi", "paths"])),))),
 )
 
 

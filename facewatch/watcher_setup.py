@@ -57,7 +57,7 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
         )
         return WorkerSpec(camera, policy.stream_options(settings), pipeline, bus_address(),
                           partial(build_analyzer, cfg), partial(open_store, cfg.storage_url()), os.getpid(),
-                          cfg.log_level, search=cfg.repo.search.options(),
+                          cfg.log_level, search=cfg.repo.search.options(), feed_grouping=cfg.grouping.enabled,
                           log_setup=partial(configure_logging, cfg.log_level, cfg.log_format))
 
     supervisor = Supervisor(make_spec, publish, SupervisorOptions(

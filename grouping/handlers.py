@@ -14,12 +14,12 @@ from api.routing import RouteDef
 
 from repo.jobs import JobItem, JobKind, JobRunner
 
+from . import contracts as c
 from .service import GroupingService
 
 __all__ = ("GroupingContext", "ROUTES", "grouping_job_kind")
 
-_SUBJECT_ID = re.compile(r"^[\w.\-]{1,200}$")
-_STATUSES = ("active", "ignored", "promoted")
+_SUBJECT_ID = re.compile(c.SUBJECT_ID_PATTERN[1:-1] + r"\Z")  # .match, anchored at both ends
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,8 +48,8 @@ def grouping_job_kind(service: GroupingService) -> JobKind:
 
 async def list_groups(request: ApiRequest, ctx: GroupingContext) -> ApiResponse:
     status = request.query.get("status")
-    if status is not None and status not in _STATUSES:
-        raise BadParam(f"status must be one of {', '.join(_STATUSES)}", "status")
+    if status is not None and status not in c.STATUSES:
+        raise BadParam(f"status must be one of {', '.join(c.STATUSES)}", "status")
     groups, total = await ctx.service.list_groups(
         request.tenant, camera=request.query.get("camera"), since=p.query_time(request, "since"),
         until=p.query_time(request, "until"), status=status, offset=request.int_param("offset", 0, lo=0, hi=10**9),
@@ -106,15 +106,12 @@ async def ignore(request: ApiRequest, ctx: GroupingContext) -> ApiResponse:
 
 async def promote(request: ApiRequest, ctx: GroupingContext) -> ApiResponse:
     body = request.json_object()
-    gallery = body.get("gallery")
-    if not isinstance(gallery, str) or not gallery:
-        raise BadParam("gallery is required", "gallery")
-    subject_id = body.get("subject") or f"group-{request.path_params['group'][:12]}"
+    gallery = p.name(body.get("gallery"), "gallery")
+    # The default is made a valid id whatever the path held: an unknown group is a 404, not a bad subject.
+    subject_id = body.get("subject") or "group-" + re.sub(r"[^A-Za-z0-9_.-]", "-", request.path_params["group"][:12])
     if not isinstance(subject_id, str) or not _SUBJECT_ID.match(subject_id):
-        raise BadParam("subject must be 1-200 letters, digits, '.', '_' or '-'", "subject")
-    name = body.get("name") or subject_id
-    if not isinstance(name, str) or len(name) > 300:
-        raise BadParam("name must be a string of at most 300 characters", "name")
+        raise BadParam("subject must be 1-200 ASCII letters, digits, '.', '_' or '-'", "subject")
+    name = p.label(body.get("name") or subject_id, "name")
     group = await ctx.service.promote(request.tenant, request.path_params["group"], gallery, subject_id, name)
     return ApiResponse(200, group.to_json())
 
@@ -136,20 +133,26 @@ async def refine(request: ApiRequest, ctx: GroupingContext) -> ApiResponse:
     return ApiResponse(200, {"merged": await ctx.service.refine(request.tenant)})
 
 
-
 ROUTES: tuple[RouteDef[GroupingContext], ...] = (
-    RouteDef("GET", "/api/v1/groups", list_groups, "groups (camera, since, until, status, offset, limit)"),
-    RouteDef("POST", "/api/v1/groups/images", group_image, "group every face of one image"),
-    RouteDef("POST", "/api/v1/groups/refine", refine, "merge groups that have drifted together"),
+    RouteDef("GET", "/api/v1/groups", list_groups, "groups (camera, since, until, status, offset, limit)",
+             contract=c.LIST_GROUPS),
+    RouteDef("POST", "/api/v1/groups/images", group_image, "group every face of one image", contract=c.GROUP_IMAGE),
+    RouteDef("POST", "/api/v1/groups/refine", refine, "merge groups that have drifted together", contract=c.REFINE),
     RouteDef("POST", "/api/v1/groups/jobs", group_zip,
-             "group every face of a zip of images as a job (202; progress on /topic/jobs.<id>)"),
-    RouteDef("GET", "/api/v1/groups/{group}", get_group, "a group with its faces"),
-    RouteDef("DELETE", "/api/v1/groups/{group}", delete_group, "delete a group and its faces"),
-    RouteDef("POST", "/api/v1/groups/{group}/merge", merge, "merge {groups: [...]} into this group"),
-    RouteDef("POST", "/api/v1/groups/{group}/faces", move_faces, "move {faces: [...]} into this group"),
-    RouteDef("DELETE", "/api/v1/groups/{group}/faces/{face}", remove_face, "remove a face"),
-    RouteDef("GET", "/api/v1/groups/{group}/faces/{face}/crop", face_crop, "a face's JPEG crop"),
-    RouteDef("POST", "/api/v1/groups/{group}/ignore", ignore, "mark {ignore: true|false}"),
+             "group every face of a zip of images as a job (202; progress on /topic/jobs.<id>)",
+             contract=c.GROUP_ZIP),
+    RouteDef("GET", "/api/v1/groups/{group}", get_group, "a group with its faces", contract=c.GET_GROUP),
+    RouteDef("DELETE", "/api/v1/groups/{group}", delete_group, "delete a group and its faces",
+             contract=c.DELETE_GROUP),
+    RouteDef("POST", "/api/v1/groups/{group}/merge", merge, "merge {groups: [...]} into this group",
+             contract=c.MERGE),
+    RouteDef("POST", "/api/v1/groups/{group}/faces", move_faces, "move {faces: [...]} into this group",
+             contract=c.MOVE_FACES),
+    RouteDef("DELETE", "/api/v1/groups/{group}/faces/{face}", remove_face, "remove a face",
+             contract=c.REMOVE_FACE),
+    RouteDef("GET", "/api/v1/groups/{group}/faces/{face}/crop", face_crop, "a face's JPEG crop",
+             contract=c.FACE_CROP),
+    RouteDef("POST", "/api/v1/groups/{group}/ignore", ignore, "mark {ignore: true|false}", contract=c.IGNORE),
     RouteDef("POST", "/api/v1/groups/{group}/promote", promote,
-             "make the group a subject {gallery, subject?, name?} enrolled with its best faces"),
+             "make the group a subject {gallery, subject?, name?} enrolled with its best faces", contract=c.PROMOTE),
 )

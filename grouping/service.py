@@ -10,6 +10,7 @@ tenant follows each committed change; events go to /topic/grouping.events.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from repo.events import EventPublisher
 from repo.service import EmbeddedFace, FaceRepository
 
 from .clusters import GroupIndex
-from .store import Group, GroupFace, GroupStore, NewFace
+from .store import AlreadyPlaced, Group, GroupFace, GroupGone, GroupStore, NewFace
 
 __all__ = ("GroupingOptions", "GroupingService", "GROUPING_EVENTS")
 
 GROUPING_EVENTS = "/topic/grouping.events"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,18 +85,34 @@ class GroupingService:
 
     # -- placing faces -----------------------------------------------------------------
     async def add_face(self, tenant_id: str, face: NewFace) -> tuple[str, str, bool]:
-        """Group one face; returns (group id, face id, whether the group is new)."""
+        """Group one face; returns (group id, face id, whether the group is new).
+
+        A face of a watcher event that was placed before (a redelivery; another node first) is not placed
+        again: that placement is returned. A group deleted or merged away elsewhere since this node's index
+        saw it is dropped from the index and the face placed again, never lost."""
         if face.model_id != self.model_id:
             raise BadParam(f"embedding of model {face.model_id!r} cannot be grouped with {self.model_id!r}", "model_id")
         vector = np.asarray(face.embedding, np.float32).reshape(self.dim)
         async with self._place_lock:
             index = self._index(tenant_id)
-            placement = index.place(vector, self.options.threshold)
-            group_id, face_id = await asyncio.to_thread(self.store.add_face, tenant_id, placement.group, face)
+            while True:  # each GroupGone removes a group from the index: this ends
+                placement = index.place(vector, self.options.threshold)
+                try:
+                    group_id, face_id = await asyncio.to_thread(self.store.add_face, tenant_id, placement.group,
+                                                                face)
+                    break
+                except GroupGone:
+                    log.warning("grouping: group %s is gone (changed on another node); placing the face again",
+                                placement.group)
+                    assert placement.group is not None  # a new group cannot be gone
+                    index.drop(placement.group)
+                except AlreadyPlaced as placed:
+                    return placed.group_id, placed.face_id, False
             index.add(group_id, vector[None, :])
         created = placement.group is None
         self._event("group.created" if created else "group.grown", tenant_id, group=group_id, face=face_id,
-                    camera=face.camera, track=face.track, similarity=round(placement.similarity, 4))
+                    camera=face.camera, track=face.track, event=face.event_id,
+                    similarity=round(placement.similarity, 4))
         return group_id, face_id, created
 
     async def add_image(self, tenant_id: str, data: bytes, *, source: str = "upload",
@@ -158,8 +177,8 @@ class GroupingService:
     # -- operations -----------------------------------------------------------------------
     async def merge(self, tenant_id: str, into: str, others: Sequence[str]) -> Group:
         others = [g for g in dict.fromkeys(others) if g != into]
-        if not others:
-            raise BadParam("name at least one other group to merge", "groups")
+        if not others:  # a group merged with itself alone is already merged
+            return await asyncio.to_thread(self.store.group, tenant_id, into)
         async with self._place_lock:
             await asyncio.to_thread(self.store.merge, tenant_id, into, others)
             for other in others:

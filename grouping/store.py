@@ -19,11 +19,13 @@ from sqlalchemy import (
     insert, select, text, update,
 )
 
+from sqlalchemy.exc import IntegrityError
+
 from api.errors import NotFound
 from repo import schema as repo_schema
 from repo.store import RepoStore, replace_embeddings
 
-__all__ = ("Group", "GroupFace", "GroupStore", "NewFace")
+__all__ = ("AlreadyPlaced", "Group", "GroupFace", "GroupGone", "GroupStore", "NewFace")
 
 groups = Table(
     "face_groups", repo_schema.metadata,
@@ -53,8 +55,10 @@ group_faces = Table(
     Column("model_id", String(200), nullable=False),
     Column("crop", LargeBinary),  # JPEG
     Column("job_item", String(130)),  # "<job>/<item>#<face>" for faces a batch job placed: a resumed job skips them
+    Column("event_id", String(64)),  # the face.unknown it came from: a redelivered event is not placed twice
     Index("ix_group_faces_group", "group_id"),
     Index("ix_group_faces_tenant_camera", "tenant_id", "camera"),
+    Index("ux_group_faces_event", "event_id", unique=True),
 )
 
 
@@ -68,7 +72,24 @@ def _v2_job_item(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_group_faces_job_item ON group_faces (job_item)"))
 
 
-MIGRATIONS: list[repo_schema.Migration] = [(1, _v1), (2, _v2_job_item)]
+def _v3_event_id(conn: Connection) -> None:
+    repo_schema.add_column(conn, "group_faces", "event_id", "VARCHAR(64)")
+    conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_group_faces_event ON group_faces (event_id)"))
+
+
+MIGRATIONS: list[repo_schema.Migration] = [(1, _v1), (2, _v2_job_item), (3, _v3_event_id)]
+
+
+class GroupGone(Exception):
+    """The group a face was placed in was deleted or merged away (by another node) since the index saw it."""
+
+
+class AlreadyPlaced(Exception):
+    """A face of this watcher event is stored already (a redelivery; or another node placed it first)."""
+
+    def __init__(self, group_id: str, face_id: str) -> None:
+        super().__init__(group_id, face_id)
+        self.group_id, self.face_id = group_id, face_id
 
 
 @dataclass(slots=True, frozen=True)
@@ -84,6 +105,7 @@ class NewFace:
     track: int | None = None
     crop: bytes | None = None
     job_item: str | None = None  # set by a batch job: see GroupStore.faces_of_job_item
+    event_id: str | None = None  # the watcher event it came from: see GroupStore.face_of_event
 
 
 @dataclass(slots=True, frozen=True)
@@ -142,9 +164,27 @@ class GroupStore:
 
     # -- writes ------------------------------------------------------------------------
     def add_face(self, tenant_id: str, group_id: str | None, face: NewFace) -> tuple[str, str]:
-        """Store ``face`` in ``group_id`` (None: a new group). Returns (group id, face id)."""
+        """Store ``face`` in ``group_id`` (None: a new group). Returns (group id, face id).
+
+        Raises ``GroupGone`` when ``group_id`` no longer exists, ``AlreadyPlaced`` when a face of the same
+        event is stored already."""
+        try:
+            return self._add_face(tenant_id, group_id, face)
+        except IntegrityError:
+            placed = self.face_of_event(face.event_id) if face.event_id else None
+            if placed is None:
+                raise
+            raise AlreadyPlaced(*placed) from None
+
+    def _add_face(self, tenant_id: str, group_id: str | None, face: NewFace) -> tuple[str, str]:
         face_id = uuid.uuid4().hex
         with self.engine.begin() as conn:
+            if group_id is not None:
+                # Locked until this transaction ends: a delete or merge elsewhere waits for the face, or wins.
+                found = conn.execute(select(groups.c.id).where(groups.c.id == group_id, groups.c.tenant_id == tenant_id)
+                                     .with_for_update()).first()
+                if found is None:
+                    raise GroupGone(group_id)
             if group_id is None:
                 group_id = uuid.uuid4().hex
                 conn.execute(insert(groups).values(
@@ -154,7 +194,7 @@ class GroupStore:
                 id=face_id, group_id=group_id, tenant_id=tenant_id, source=face.source, camera=face.camera,
                 track=face.track, seen_at=face.seen_at, quality=face.quality,
                 embedding=np.asarray(face.embedding, np.float32).tobytes(), model_id=face.model_id, crop=face.crop,
-                job_item=face.job_item))
+                job_item=face.job_item, event_id=face.event_id))
             # Counters move by one face here (no aggregate over the group: this is the hot path).
             g = groups.c
             conn.execute(update(groups).where(g.id == group_id).values(
@@ -164,6 +204,13 @@ class GroupStore:
             conn.execute(update(groups).where(g.id == group_id, g.best_quality < face.quality)
                          .values(best_face=face_id, best_quality=face.quality))
         return group_id, face_id
+
+    def face_of_event(self, event_id: str) -> tuple[str, str] | None:
+        """(group id, face id) of the face placed from watcher event ``event_id``, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(group_faces.c.group_id, group_faces.c.id)
+                               .where(group_faces.c.event_id == event_id)).first()
+        return (row[0], row[1]) if row else None
 
     def faces_of_job_item(self, tenant_id: str, job_item: str) -> dict[str, tuple[str, str]]:
         """{"<job item>#<n>": (group id, face id)} of the faces a batch job's item placed already."""

@@ -4,6 +4,7 @@ that declares them; ``Router.add_table(ROUTES, RepoContext(...))`` serves them o
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from api import params as p
-from api.errors import BadParam, NotFound
+from api.errors import BadParam, NoFace, NotFound
 from api.request import ApiRequest, ApiResponse
 from api.routing import RouteDef
 from vision.attribute_names import ATTRIBUTE_NAMES
-from vision.selection import FaceChoice, FaceChoiceError
+from vision.selection import FaceChoice
 
+from . import contracts as c
 from .auth import RepoAuth
 from .face_json import face_to_json
 from .jobs import JobRunner
@@ -44,29 +46,40 @@ def _absent(value: Any) -> bool:
 
 
 def face_choice(params: dict[str, Any], suffix: str = "") -> FaceChoice | None:
-    """``face_index`` (as /detect lists the faces) or ``face_box`` [x1, y1, x2, y2] (or "x1,y1,x2,y2").
+    """``face_index`` (as /detect lists the faces) and/or ``face_box`` [x1, y1, x2, y2] (or "x1,y1,x2,y2");
+    named both ways, the two must name the same face.
 
     Here, not in api.params: it makes a vision.selection.FaceChoice, and api knows nothing of faces.
     """
     index, box = params.get("face_index" + suffix), params.get("face_box" + suffix)
     if _absent(index) and _absent(box):
         return None
-    param = "face_box" + suffix if _absent(index) else "face_index" + suffix
+    position: int | None = None
+    corners: tuple[float, float, float, float] | None = None
+    if not _absent(index):
+        found = p.number(index, "face_index" + suffix, 0, 0, 1000)
+        if found != int(found):
+            raise BadParam("face_index must be a whole number", "face_index" + suffix)
+        position = int(found)
+    if not _absent(box):
+        corners = _box(box, "face_box" + suffix)
+    return FaceChoice(index=position, box=corners)
+
+
+def _box(box: Any, param: str) -> tuple[float, float, float, float]:
+    values = [v.strip() for v in box.split(",")] if isinstance(box, str) else box
+    if not isinstance(values, list) or len(values) != 4:
+        raise BadParam("face_box must be four numbers x1, y1, x2, y2", param)
     try:
-        if not _absent(index):
-            if not _absent(box):
-                raise FaceChoiceError("name a face by face_index or by face_box, not both")
-            position = p.number(index, param, 0, 0, 1000)
-            if position != int(position):
-                raise FaceChoiceError("face_index must be a whole number")
-            return FaceChoice(index=int(position))
-        values = [v.strip() for v in box.split(",")] if isinstance(box, str) else box
-        if not isinstance(values, list) or len(values) != 4:
-            raise FaceChoiceError("face_box must be four numbers x1, y1, x2, y2")
-        x1, y1, x2, y2 = (float(v) for v in values)
-        return FaceChoice(box=(x1, y1, x2, y2))
-    except (FaceChoiceError, TypeError, ValueError) as exc:
-        raise BadParam(str(exc) if isinstance(exc, FaceChoiceError) else f"{param} must be numbers", param) from None
+        a, b, c, d = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise BadParam(f"{param} must be numbers", param) from None
+    # Two opposite corners name one region, whichever pair they are; a region without area holds
+    # no face, like a box no face overlaps (422).
+    x1, x2, y1, y2 = min(a, c), max(a, c), min(b, d), max(b, d)
+    if x2 == x1 or y2 == y1 or not all(map(math.isfinite, (x1, y1, x2, y2))):
+        raise NoFace("the face_box has no area: no face is in it", param)
+    return x1, y1, x2, y2
 
 
 def _gallery_json(gallery: Gallery, subjects: int | None = None, faces: int | None = None) -> dict[str, Any]:
@@ -170,8 +183,8 @@ async def list_subjects(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 async def create_subject(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     gallery = await _gallery_of(request, ctx)
     body = request.json_object()
-    name = p.name(body.get("name"), "name")
-    subject_id = p.name(body.get("id") or uuid.uuid4().hex, "id")
+    name = p.label(body.get("name"), "name")
+    subject_id = p.name(body["id"], "id") if "id" in body else uuid.uuid4().hex
     meta = body.get("meta", {})
     if not isinstance(meta, dict):
         raise BadParam("meta must be a JSON object", "meta")
@@ -187,7 +200,7 @@ async def get_subject(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 async def update_subject(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     gallery, subject = await _subject_of(request, ctx)
     body = request.json_object()
-    name = p.name(body["name"], "name") if "name" in body else None
+    name = p.label(body["name"], "name") if "name" in body else None
     meta = body.get("meta")
     if meta is not None and not isinstance(meta, dict):
         raise BadParam("meta must be a JSON object", "meta")
@@ -322,9 +335,9 @@ async def verify(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 async def identify(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     repo = ctx.repo
     params = p.merged(request)
-    galleries = p.string_list(params.get("galleries") or params.get("gallery"), "galleries")
-    if not galleries:
-        raise BadParam("galleries is required", "galleries")
+    galleries = p.string_list(params.get("galleries"), "galleries")
+    if not galleries:  # none named: every gallery of the tenant
+        galleries = [g.name for g, _s, _f in await ctx.repo.list_galleries(request.tenant)]
     image = p.image(request, params, "file")  # decoded where it is analysed, off the event loop
     policy = repo.policy(params.get("threshold"))
     repo.threshold_for(policy, 1.0, 1)  # a rate needs a calibration: fail before the work
@@ -381,34 +394,48 @@ _SUBJECT = "/api/v1/galleries/{gallery}/subjects/{subject}"
 
 ROUTES: tuple[RouteDef[RepoContext], ...] = (
     RouteDef("POST", "/api/v1/galleries/{gallery}/enrol", bulk_enrol,
-             "bulk enrolment: a zip of <subject>/<image>, or JSON items [{subject, image}]; 202 with a job"),
-    RouteDef("GET", "/api/v1/jobs/{job}", get_job, "a job's status and progress"),
+             "bulk enrolment: a zip of <subject>/<image>, or JSON items [{subject, image}]; 202 with a job",
+             contract=c.BULK_ENROL),
+    RouteDef("GET", "/api/v1/jobs/{job}", get_job, "a job's status and progress", contract=c.JOB),
     RouteDef("DELETE", "/api/v1/jobs/{job}", cancel_job,
-             "cancel an unfinished job (items done stay done); 409 if it has ended"),
-    RouteDef("POST", "/api/v1/login", login, "client id + secret -> access and refresh tokens", public=True),
-    RouteDef("POST", "/api/v1/token/refresh", refresh, "refresh token -> new tokens (one use)", public=True),
-    RouteDef("GET", "/api/v1/galleries", list_galleries, "list galleries"),
-    RouteDef("POST", "/api/v1/galleries", create_gallery, "create a gallery"),
-    RouteDef("GET", "/api/v1/galleries/{gallery}", get_gallery, "get a gallery"),
-    RouteDef("PATCH", "/api/v1/galleries/{gallery}", rename_gallery, "rename a gallery"),
-    RouteDef("DELETE", "/api/v1/galleries/{gallery}", delete_gallery, "delete a gallery with its subjects"),
-    RouteDef("GET", "/api/v1/galleries/{gallery}/subjects", list_subjects, "list subjects (offset, limit)"),
-    RouteDef("POST", "/api/v1/galleries/{gallery}/subjects", create_subject, "create a subject"),
-    RouteDef("GET", _SUBJECT, get_subject, "get a subject"),
-    RouteDef("PATCH", _SUBJECT, update_subject, "rename (onto an existing name: merge) or set meta"),
-    RouteDef("DELETE", _SUBJECT, delete_subject, "delete with its faces"),
-    RouteDef("POST", _SUBJECT + "/faces", add_faces, "add a face from an image (multipart file or base64 JSON)"),
-    RouteDef("GET", _SUBJECT + "/faces", list_faces, "list a subject's faces"),
+             "cancel an unfinished job (items done stay done); 409 if it has ended", contract=c.CANCEL_JOB),
+    RouteDef("POST", "/api/v1/login", login, "client id + secret -> access and refresh tokens", public=True,
+             contract=c.LOGIN),
+    RouteDef("POST", "/api/v1/token/refresh", refresh, "refresh token -> new tokens (one use)", public=True,
+             contract=c.REFRESH),
+    RouteDef("GET", "/api/v1/galleries", list_galleries, "list galleries", contract=c.LIST_GALLERIES),
+    RouteDef("POST", "/api/v1/galleries", create_gallery, "create a gallery", contract=c.CREATE_GALLERY),
+    RouteDef("GET", "/api/v1/galleries/{gallery}", get_gallery, "get a gallery", contract=c.GET_GALLERY),
+    RouteDef("PATCH", "/api/v1/galleries/{gallery}", rename_gallery, "rename a gallery", contract=c.RENAME_GALLERY),
+    RouteDef("DELETE", "/api/v1/galleries/{gallery}", delete_gallery, "delete a gallery with its subjects",
+             contract=c.DELETE_GALLERY),
+    RouteDef("GET", "/api/v1/galleries/{gallery}/subjects", list_subjects, "list subjects (offset, limit)",
+             contract=c.LIST_SUBJECTS),
+    RouteDef("POST", "/api/v1/galleries/{gallery}/subjects", create_subject, "create a subject",
+             contract=c.CREATE_SUBJECT),
+    RouteDef("GET", _SUBJECT, get_subject, "get a subject", contract=c.GET_SUBJECT),
+    RouteDef("PATCH", _SUBJECT, update_subject, "rename (onto an existing name: merge) or set meta",
+             contract=c.UPDATE_SUBJECT),
+    RouteDef("DELETE", _SUBJECT, delete_subject, "delete with its faces", contract=c.DELETE_SUBJECT),
+    RouteDef("POST", _SUBJECT + "/faces", add_faces, "add a face from an image (multipart file or base64 JSON)",
+             contract=c.ADD_FACES),
+    RouteDef("GET", _SUBJECT + "/faces", list_faces, "list a subject's faces", contract=c.LIST_FACES),
     RouteDef("POST", _SUBJECT + "/negatives", add_negative,
              "feedback 'this face is not the subject' (an image or an event's crop): that face, and faces "
-             "closer to it than to the subject, are not named as the subject again"),
-    RouteDef("GET", _SUBJECT + "/negatives", list_negatives, "a subject's negative examples"),
-    RouteDef("DELETE", "/api/v1/negatives/{negative_id}", delete_negative, "take a correction back"),
-    RouteDef("GET", "/api/v1/faces/{face_id}", get_face, "get a face"),
-    RouteDef("DELETE", "/api/v1/faces/{face_id}", delete_face, "delete a face"),
-    RouteDef("GET", "/api/v1/faces/{face_id}/image", face_image, "the original image"),
-    RouteDef("GET", "/api/v1/faces/{face_id}/thumbnail", face_thumbnail, "the aligned face, JPEG"),
-    RouteDef("POST", "/api/v1/detect", detect, "faces, boxes, landmarks, quality, face_plugins", writes=False),
-    RouteDef("POST", "/api/v1/verify", verify, "1:1: image vs image2, face_id or subject", writes=False),
-    RouteDef("POST", "/api/v1/identify", identify, "1:N against galleries", writes=False),
+             "closer to it than to the subject, are not named as the subject again", contract=c.ADD_NEGATIVE),
+    RouteDef("GET", _SUBJECT + "/negatives", list_negatives, "a subject's negative examples",
+             contract=c.LIST_NEGATIVES),
+    RouteDef("DELETE", "/api/v1/negatives/{negative_id}", delete_negative, "take a correction back",
+             contract=c.DELETE),
+    RouteDef("GET", "/api/v1/faces/{face_id}", get_face, "get a face", contract=c.GET_FACE),
+    RouteDef("DELETE", "/api/v1/faces/{face_id}", delete_face, "delete a face", contract=c.DELETE),
+    RouteDef("GET", "/api/v1/faces/{face_id}/image", face_image, "the original image", contract=c.FACE_IMAGE),
+    RouteDef("GET", "/api/v1/faces/{face_id}/thumbnail", face_thumbnail, "the aligned face, JPEG",
+             contract=c.FACE_THUMBNAIL),
+    RouteDef("POST", "/api/v1/detect", detect, "faces, boxes, landmarks, quality, face_plugins", contract=c.DETECT,
+             writes=False),
+    RouteDef("POST", "/api/v1/verify", verify, "1:1: image vs image2, face_id or subject", contract=c.VERIFY,
+             writes=False),
+    RouteDef("POST", "/api/v1/identify", identify, "1:N against galleries (none named: all of them)",
+             contract=c.IDENTIFY, writes=False),
 )

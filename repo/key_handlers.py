@@ -13,6 +13,7 @@ from api.request import ApiRequest, ApiResponse
 from api.routing import RouteDef
 from api.scopes import KeyScope
 
+from . import contracts as c
 from .events import tenant_topic
 from .handlers import RepoContext
 
@@ -27,7 +28,8 @@ async def me(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
         "tenant": tenant, "via": principal.via, "key": principal.subject if principal.via == "api_key" else None,
         "scope": principal.scope.as_json(),
         "topics": {"repo": tenant_topic(tenant, "repo"), "grouping": tenant_topic(tenant, "grouping"),
-                   "all": tenant_topic(tenant, "#"), "camera": "/topic/watcher.<camera id>"},
+                   "cameras": tenant_topic(tenant, "watcher.*"), "camera": tenant_topic(tenant, "watcher.<camera id>"),
+                   "all": tenant_topic(tenant, "#")},
     })
 
 
@@ -37,7 +39,7 @@ async def list_keys(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 
 async def create_key(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     body = request.json_object()
-    name = params.name(body.get("name", "key"), "name")
+    name = params.label(body.get("name", "key"), "name")
     scope = KeyScope.parse(body.get("scope", "full"))
     made = await asyncio.to_thread(ctx.auth.create_key, request.tenant, name, scope)
     return ApiResponse(201, made.as_json())
@@ -55,11 +57,15 @@ async def revoke_key(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 
 ROUTES: tuple[RouteDef[RepoContext], ...] = (
     RouteDef("GET", "/api/v1/me", me, "the caller: tenant id, credential, scope, and the topics it may read",
-             writes=False),
-    RouteDef("GET", "/api/v1/keys", list_keys, "the tenant's API keys (no secrets); full scope only", writes=True),
+             writes=False, contract=c.ME),
+    RouteDef("GET", "/api/v1/keys", list_keys, "the tenant's API keys (no secrets); full scope only", writes=True,
+             contract=c.LIST_KEYS),
     RouteDef("POST", "/api/v1/keys", create_key,
-             "a new API key {name, scope: full | read | {kind: subscribe, cameras: [...]}}; its secret is shown once"),
+             "a new API key {name, scope: full | read | {kind: subscribe, cameras: [...]}}; its secret is shown once",
+             contract=c.CREATE_KEY),
     RouteDef("POST", "/api/v1/keys/{key}/rotate", rotate_key, "a new key with this one's name and scope; this one "
-                                                                 "revoked (its STOMP connections closed)"),
-    RouteDef("DELETE", "/api/v1/keys/{key}", revoke_key, "revoke a key (its STOMP connections are closed)"),
+                                                                 "revoked (its STOMP connections closed)",
+             contract=c.ROTATE_KEY),
+    RouteDef("DELETE", "/api/v1/keys/{key}", revoke_key, "revoke a key (its STOMP connections are closed)",
+             contract=c.REVOKE_KEY),
 )

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from api.errors import BadParam, Conflict, NoFace, NotFound, PayloadTooLarge, UnsupportedMedia
-from vision.analyzer import FaceAnalyzer
-from vision.errors import ImageDecodeError, ImageTooLargeError
+from vision.analyzer import FaceAnalyzer, UnknownAttributeError
+from vision.errors import ImageDecodeError, ImageTooLargeError, ImageTooSmallError
 from vision.records import Face
 from vision.selection import FaceChoice, FaceChoiceError, ambiguous
 
@@ -149,7 +149,10 @@ class FaceRepository:
         """Faces of an image (its encoded bytes, decoded where the analysis runs, or an array), most
         prominent first; ``choice`` names one face (then only it is returned). ``param`` names the
         image in errors (too large, not an image)."""
-        self.analyzer.check_attribute_names(attributes)
+        try:
+            self.analyzer.check_attribute_names(attributes)
+        except UnknownAttributeError as exc:  # the model pack lacks one
+            raise BadParam(str(exc), "face_plugins") from None
         limits = ImageLimits(self.options.max_body_bytes, self.options.max_image_pixels)
         try:
             if self.pool is not None:
@@ -159,12 +162,15 @@ class FaceRepository:
                                            max_faces, choice)
         except ImageTooLargeError as exc:
             raise PayloadTooLarge(str(exc), param) from None
+        except ImageTooSmallError as exc:  # an image, but no face can be in it
+            raise NoFace(str(exc), param) from None
         except ImageDecodeError as exc:
             raise UnsupportedMedia(str(exc), param) from None
         except FaceChoiceError as exc:
+            # The request was well formed; the image holds no face where it says (422, as NO_FACE is).
             suffix = "2" if param.endswith("2") else ""  # verify's image2 has face_index2 / face_box2
-            raise BadParam(str(exc), ("face_index" if choice and choice.index is not None else "face_box") + suffix
-                           ) from None
+            raise NoFace(str(exc), ("face_index" if choice and choice.index is not None else "face_box") + suffix
+                         ) from None
 
     # -- faces ----------------------------------------------------------------------
     async def add_faces(self, gallery: Gallery, subject: Subject, data: bytes, *, all_faces: bool = False,
@@ -193,8 +199,8 @@ class FaceRepository:
                     raise NoFace(f"face too small ({face.size_px:.0f} px, at least {self.options.min_face_px:.0f}); "
                                  "set force to enrol it anyway")
                 if quality < self.options.min_quality:
-                    raise BadParam(f"face quality {quality:.2f} is under {self.options.min_quality} "
-                                   "(blurred, turned away or small); set force to enrol it anyway", "file")
+                    raise NoFace(f"face quality {quality:.2f} is under {self.options.min_quality} "
+                                 "(blurred, turned away or small); set force to enrol it anyway", "file")
         key = await asyncio.to_thread(self.images.put, data) if self.options.save_images else None
         digest = await asyncio.to_thread(photo_hash, data)  # up to 10 MB: not on the event loop
         now = time.time()
@@ -285,8 +291,8 @@ class FaceRepository:
         quality = face.quality.score if face.quality else 0.0
         gate = self.options.policy.min_quality  # the matching gate: what a probe must pass to be named at all
         if not force and quality < gate:
-            raise BadParam(f"face quality {quality:.2f} is under {gate}: it says little about "
-                           "whom it is not; set force to store it anyway", "file")
+            raise NoFace(f"face quality {quality:.2f} is under {gate}: it says little about "
+                         "whom it is not; set force to store it anyway", "file")
         own = await asyncio.to_thread(self.store.faces_of_subject, subject.pk)
         model_id = self.analyzer.embedder.model_id
         vectors = [f.embedding for f in own if f.model_id == model_id]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ("VisionError", "ModelLoadError", "ImageDecodeError", "ImageTooLargeError")
+__all__ = ("VisionError", "ModelLoadError", "ImageDecodeError", "ImageTooSmallError", "ImageTooLargeError")
 
 
 class VisionError(Exception):
@@ -15,6 +15,10 @@ class ModelLoadError(VisionError):
 
 class ImageDecodeError(VisionError):
     """Bytes that are empty, truncated, corrupt or of an unsupported format."""
+
+
+class ImageTooSmallError(ImageDecodeError):
+    """A well-formed image too small to hold a face (under 2x2 pixels)."""
 
 
 class ImageTooLargeError(VisionError):

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageDecodeError, ImageTooLargeError
+from .errors import ImageDecodeError, ImageTooLargeError, ImageTooSmallError
 
 __all__ = ("ALLOWED_FORMATS", "decode_image")
 
@@ -39,7 +39,7 @@ def decode_image(data: bytes, *, max_bytes: int = 10 * 1024 * 1024, max_pixels: 
                         f"image is {width}x{height} = {width * height} pixels, the limit is {max_pixels}"
                     )
                 if width < 2 or height < 2:
-                    raise ImageDecodeError(f"image is too small ({width}x{height})")
+                    raise ImageTooSmallError(f"image is too small to hold a face ({width}x{height})")
                 img.seek(0)
                 upright = ImageOps.exif_transpose(img)
                 rgb = np.asarray(upright.convert("RGB"))

@@ -35,14 +35,13 @@ class FaceChoiceError(ValueError):
 
 @dataclass(slots=True, frozen=True)
 class FaceChoice:
-    """The face a caller names: ``index`` in prominence order, or a ``box`` (x1, y1, x2, y2)."""
+    """The face a caller names: ``index`` in prominence order, a ``box`` (x1, y1, x2, y2), or both
+    (which must then name the same face)."""
 
     index: int | None = None
     box: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.index is not None and self.box is not None:
-            raise FaceChoiceError("name a face by index or by box, not both")
         if self.index is not None and self.index < 0:
             raise FaceChoiceError("face index must be 0 or more")
         if self.box is not None and not (self.box[2] > self.box[0] and self.box[3] > self.box[1]):
@@ -77,6 +76,8 @@ def choose(boxes: np.ndarray, choice: FaceChoice) -> int:
     if choice.index is not None:
         if choice.index >= len(boxes):
             raise FaceChoiceError(f"face index {choice.index} is out of range: {len(boxes)} face(s) found")
+        if choice.box is not None and choose(boxes, FaceChoice(box=choice.box)) != choice.index:
+            raise FaceChoiceError(f"face index {choice.index} and the face box name different faces")
         return choice.index
     if choice.box is not None:
         if len(boxes) == 0:

@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from api.errors import BadParam
 from api.names import CAMERA_ID, NAME
+from repo.events import tenant_topic
 from vision.attribute_names import AttributeName
 
 from .stream import StreamOptions
 
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
-           "topic_for", "msgpack_topic_for", "ALL_CAMERAS_TOPIC")
+           "topic_for", "msgpack_topic_for", "event_topics", "ALL_CAMERAS_TOPIC", "UNKNOWN_FACES_QUEUE")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
@@ -32,6 +33,16 @@ def topic_for(camera_id: str) -> str:
 
 
 ALL_CAMERAS_TOPIC = topic_for("*")  # every camera's events (a topic pattern to subscribe to)
+# Every face.unknown once more, as work: nodes that group faces consume it as competing consumers, so each
+# unknown face is placed by exactly one node (a topic would have every node place it).
+UNKNOWN_FACES_QUEUE = "/queue/facewatch.unknown-faces"
+
+
+def event_topics(camera: "Camera") -> tuple[str, str]:
+    """Where a camera's JSON events go: its own topic, and the same under its tenant's prefix, so that an
+    application subscribes once (``/topic/tenant.<tenant id>.watcher.*``) to all its cameras, present and
+    future, and may subscribe to a camera before it is registered."""
+    return topic_for(camera.id), tenant_topic(camera.tenant_id, f"watcher.{camera.id}")
 
 
 def msgpack_topic_for(camera_id: str) -> str:
@@ -102,7 +113,8 @@ class Camera:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, **self.settings.model_dump(), "enabled": self.enabled, "node": self.node,
-                "created_at": self.created_at, "updated_at": self.updated_at, "topic": topic_for(self.id)}
+                "created_at": self.created_at, "updated_at": self.updated_at, "topic": topic_for(self.id),
+                "tenant_topic": event_topics(self)[1]}
 
 
 @dataclass(slots=True, frozen=True)

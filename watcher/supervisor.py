@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from .cameras import Camera, topic_for
+from .cameras import Camera, event_topics
 from .worker import WorkerSpec, run_worker
 
 __all__ = ("SupervisorOptions", "Supervisor")
@@ -158,13 +158,17 @@ class Supervisor:
                         self.options.stop_timeout_s)
             process.kill()
             process.join(5)
-            self.publish(topic_for(worker.camera.id), {"type": "camera.status", "camera": worker.camera.id,
-                                                       "state": "stopped", "time": time.time()})
+            self._publish_status(worker, {"type": "camera.status", "camera": worker.camera.id, "state": "stopped",
+                                          "time": time.time()})
         process.close()
         worker.process = None
         if worker.reports is not None:
             worker.reports.close()
             worker.reports = None
+
+    def _publish_status(self, worker: _Worker, status: dict[str, Any]) -> None:
+        for topic in event_topics(worker.camera):
+            self.publish(topic, status)
 
     def _run(self) -> None:
         while not self._closed.wait(self.options.tick_s):
@@ -229,5 +233,5 @@ class Supervisor:
         worker.status = {"type": "camera.status", "camera": worker.camera.id, "state": "restarting",
                          "reason": f"worker {worker.last_exit}", "attempt": worker.crashes_in_a_row,
                          "restart_in_s": delay, "time": time.time()}
-        self.publish(topic_for(worker.camera.id), worker.status)
+        self._publish_status(worker, worker.status)
         return False

@@ -17,6 +17,7 @@ import resource
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -31,7 +32,7 @@ from repo.index import SearchOptions
 from repo.store import RepoStore
 from vision.analyzer import FaceAnalyzer
 
-from .cameras import Camera, msgpack_topic_for, topic_for
+from .cameras import UNKNOWN_FACES_QUEUE, Camera, event_topics, msgpack_topic_for
 from .galleries import GalleryFollower
 from .pipeline import CameraPipeline, PipelineOptions
 from .stream import CameraStatus, StreamOptions, StreamReader
@@ -53,6 +54,7 @@ class WorkerSpec:
     log_level: str = "info"
     search: SearchOptions = SearchOptions()
     report_interval_s: float = 1.0
+    feed_grouping: bool = False  # also put face.unknown on UNKNOWN_FACES_QUEUE (grouping is enabled)
     # Sets up the process's logging, given its name (a module-level callable); None: plain text lines.
     log_setup: Callable[[str], None] | None = None
 
@@ -101,9 +103,13 @@ class CameraWorker:
             log.debug("report dropped", exc_info=True)
 
     def _publish(self, event: dict[str, Any]) -> None:
+        event.setdefault("id", uuid.uuid4().hex)  # what consumers deduplicate a redelivery by
         try:
             # Never wait for a reconnect: live notifications are worth less than live analysis.
-            self.bus.publish(topic_for(self.camera_id), event, timeout_s=0)
+            for topic in event_topics(self.spec.camera):
+                self.bus.publish(topic, event, timeout_s=0)
+            if self.spec.feed_grouping and event.get("type") == "face.unknown":
+                self.bus.publish(UNKNOWN_FACES_QUEUE, event, timeout_s=0)
             if self.spec.camera.settings.msgpack:
                 self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
                                  {"content-type": "application/msgpack"}, timeout_s=0)

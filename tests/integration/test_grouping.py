@@ -285,3 +285,57 @@ def test_groups_survive_a_restart(grouped: Grouped, shared_data: Path) -> None:
     photo = (shared_data / "faces" / "probe" / "obama1.jpg").read_bytes()
     placed = grouped.http.call("POST", "/api/v1/groups/images", files={"file": ("o.jpg", photo)}).body["faces"]
     assert placed[0]["group"] == obama and placed[0]["new_group"] is False
+
+
+def test_two_nodes_place_each_unknown_face_once(tmp_path: Path, models_dir: Path, shared_data: Path,
+                                                rabbitmq: BrokerAddress) -> None:
+    """Both nodes group (PostgreSQL + RabbitMQ); a camera on one of them: each face.unknown is one grouped face."""
+    clip = shared_data / "video" / "short_hamilton_clip.mp4"
+    db = _postgres_database()
+    assert db is not None
+    nodes = [RepoServer(tmp_path / name, models_dir, f"{PG}/{db}", FACEWATCH_WATCHER__NODE=name,
+                        FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(clip.parent)]),
+                        FACEWATCH_BROKER__URL=f"stomp://guest:guest@127.0.0.1:{rabbitmq.port}/")
+             for name in ("alpha", "beta")]
+    tenant = nodes[0].create_tenant("theatre")
+    for node in nodes:
+        node.start()
+    http = nodes[1].http(api_key=tenant["api_key"])
+    bus = BusClient(rabbitmq)
+    bus.connect()
+    unknown: dict[str, int] = {}  # event id -> track
+    ended = threading.Event()
+
+    def on_event(message: Any) -> None:
+        event = json.loads(message.body)
+        if event["type"] == "face.unknown":
+            unknown[event["id"]] = event["track"]
+        elif event["type"] == "camera.status" and event["state"] == "stopped":
+            ended.set()
+
+    try:
+        bus.subscribe("/topic/watcher.hall", on_event, receipt=True)
+        assert http.call("POST", "/api/v1/galleries", {"name": "nobody"}).status == 201
+        registered = bus.request("/queue/facewatch.api", {"id": "hall", "url": f"file://{clip}", "loop": False,
+                                                          "galleries": ["nobody"], "node": "alpha"},
+                                 {"method": "POST", "path": "/api/v1/cameras", "x-api-key": tenant["api_key"]},
+                                 timeout_s=30)
+        assert registered.status == 201, registered.json()
+        assert ended.wait(120), "the clip did not play to its end"
+        assert unknown, "the clip gave no face.unknown"
+
+        def grouped_faces() -> list[dict[str, Any]]:
+            faces = []
+            for group in http.call("GET", "/api/v1/groups?camera=hall&limit=500").body["groups"]:
+                faces += http.call("GET", f"/api/v1/groups/{group['id']}").body["faces"]
+            return faces
+
+        eventually(lambda: len(grouped_faces()) >= len(unknown), timeout_s=60, what="every unknown face grouped")
+        faces = grouped_faces()
+        assert len(faces) == len(unknown)  # placements per unknown face: exactly 1.0, not one per node
+        assert sorted(f["track"] for f in faces) == sorted(unknown.values())  # one per event, each its own
+    finally:
+        bus.close()
+        for node in nodes:
+            node.stop()
+        _drop_database(db)

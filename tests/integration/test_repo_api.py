@@ -617,7 +617,8 @@ def test_single_face_operations_take_the_prominent_face_not_the_largest(deployme
                                                                                    b["x_max"], b["y_max"]]})
     assert by_box.status == 200 and by_box.body["verified"] is True
     bad = http.call("POST", "/api/v1/verify", files={"image1": ("p.jpg", photo)}, fields={**verify, "face_index": "7"})
-    assert bad.status == 400 and bad.body["code"] == "BAD_PARAM" and bad.body["param"] == "face_index"
+    # Well formed, but no such face in the image: 422 like every "no face there".
+    assert bad.status == 422 and bad.body["code"] == "NO_FACE" and bad.body["param"] == "face_index"
 
 
 def test_enrolment_of_comparable_faces_asks_which_one(deployment: Deployment) -> None:
@@ -708,6 +709,7 @@ def _raw(dep: Deployment, method: str, path: str, body: bytes = b"", content_typ
     ("POST", "/api/v1/galleries", b"[" * 5000 + b"]" * 5000, "application/json", 400, "MALFORMED_JSON"),
     ("GET", "/nowhere", b"", None, 404, "NOT_FOUND"),
     ("GET", "/api/v1/galleries/a%0d%0ab", b"", None, 404, "NOT_FOUND"),
+    ("GET", "/api/v1/galleries/" + "a" * 10_000, b"", None, 404, "NOT_FOUND"),  # over aiohttp's own 8190
     ("DELETE", "/api/v1/galleries", b"", None, 405, "METHOD_NOT_ALLOWED"),
     ("POST", "/stomp", b"", None, 405, "METHOD_NOT_ALLOWED"),
 ])

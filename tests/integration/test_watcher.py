@@ -413,6 +413,35 @@ def test_tenants_connect_with_their_api_key_and_read_only_their_own_cameras(watc
 
 
 @embedded_only
+def test_a_tenant_subscribes_once_to_all_its_cameras_present_and_future(watch: Watch, shared_data: Path) -> None:
+    clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"
+    tenant_id = watch.call("GET", "/api/v1/me").json()["tenant"]
+    app = BusClient(BrokerAddress("127.0.0.1", watch.server.stomp_port, "app", watch.tenant["api_key"]),
+                    client_name="app")
+    app.connect()
+    try:
+        every = Events(app, f"/topic/tenant.{tenant_id}.watcher.*")  # before any of these cameras exists
+        one = Events(app, f"/topic/tenant.{tenant_id}.watcher.porch")
+        created = watch.register("porch", clip, loop=True)
+        assert created["tenant_topic"] == f"/topic/tenant.{tenant_id}.watcher.porch"
+        watch.register("garage", clip, loop=True)
+        for camera in ("porch", "garage"):
+            every.wait_for(lambda e: e["type"] == "camera.status" and e["camera"] == camera, 60)
+        one.wait_for(lambda e: e["type"] == "camera.status" and e["camera"] == "porch", 60)
+        theirs = watch.call("POST", "/api/v1/cameras", {"id": "shed", "url": clip, "loop": True},
+                            key=watch.other["api_key"])
+        assert theirs.status == 201
+        fence = watch.register("fence", clip, loop=True)  # registered after theirs: its events come later
+        every.wait_for(lambda e: e["camera"] == fence["id"], 60)
+        assert "shed" not in {e["camera"] for e in every.items}  # another tenant's camera never reaches it
+    finally:
+        app.close()
+        for camera in ("porch", "garage", "fence"):
+            watch.remove(camera)
+        assert watch.call("DELETE", "/api/v1/cameras/shed", key=watch.other["api_key"]).status == 204
+
+
+@embedded_only
 def test_a_subscribe_key_reads_its_cameras_only_and_revoking_a_key_closes_its_connections(watch: Watch,
                                                                                          shared_data: Path) -> None:
     clip = f"file://{shared_data / 'video' / 'short_hamilton_clip.mp4'}"

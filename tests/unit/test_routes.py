@@ -75,7 +75,7 @@ def test_scalars_and_lists() -> None:
     with pytest.raises(BadParam, match="groups must be a non-empty list of ids"):
         params.id_list([], "groups")
     assert params.name("Kit Harington-2.jpg", "name") == "Kit Harington-2.jpg"
-    with pytest.raises(BadParam, match="name must be 1-200 letters"):
+    with pytest.raises(BadParam, match="name must be 1-200 ASCII letters"):
         params.name("a/b", "name")
 
 

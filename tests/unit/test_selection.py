@@ -35,7 +35,9 @@ def test_a_face_named_by_index_or_box() -> None:
         choose(boxes, FaceChoice(index=2))
     with pytest.raises(FaceChoiceError, match="overlaps"):
         choose(boxes, FaceChoice(box=(0, 0, 20, 20)))
-    with pytest.raises(FaceChoiceError):
-        FaceChoice(index=0, box=(0, 0, 1, 1))
+    # Named both ways, the two must agree.
+    assert choose(boxes, FaceChoice(index=1, box=(305, 95, 398, 205))) == 1
+    with pytest.raises(FaceChoiceError, match="different faces"):
+        choose(boxes, FaceChoice(index=0, box=(305, 95, 398, 205)))
     with pytest.raises(FaceChoiceError):
         FaceChoice(box=(10, 10, 5, 20))

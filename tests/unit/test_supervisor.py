@@ -77,9 +77,15 @@ def published() -> Published:
 
 
 def make(target: Callable[..., None], published: Published, **options: float) -> Supervisor:
+    """A supervisor whose status events on the camera's own topic land in ``published`` (the copies under
+    the tenant's prefix are left out: tests/integration/test_watcher.py reads those)."""
     opts = {"restart_initial_s": 0.2, "restart_max_s": 1.0, "tick_s": 0.05, **options}
-    return Supervisor(spec, lambda topic, event: published.append((topic, event)), SupervisorOptions(**opts),
-                      target=target)
+
+    def publish(topic: str, event: dict[str, Any]) -> None:
+        if topic.startswith("/topic/watcher."):
+            published.append((topic, event))
+
+    return Supervisor(spec, publish, SupervisorOptions(**opts), target=target)
 
 
 @pytest.fixture
