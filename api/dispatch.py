@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -13,7 +14,7 @@ from .idempotency import Idempotency
 from .request import ApiRequest, ApiResponse, Principal
 from .routing import Route, Router
 
-__all__ = ("Admission", "Authenticator", "RateLimiter", "Api", "error_response")
+__all__ = ("Admission", "Authenticator", "RateLimiter", "Api", "error_response", "Served", "Observer")
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,44 @@ class Admission:
     principal: Principal | None
 
 
+@dataclass(slots=True, frozen=True)
+class Served:
+    """One request answered, for metrics: the route's pattern (never the raw path) or "unmatched"."""
+
+    transport: str
+    method: str
+    route: str
+    status: int
+    seconds: float
+
+
+Observer = Callable[[Served], None]
+
+
 class Api:
     def __init__(self, router: Router, authenticator: Authenticator, limiter: RateLimiter,
-                 idempotency: Idempotency | None = None) -> None:
-        """``idempotency``: where write requests' keys are claimed (None: keys are ignored)."""
+                 idempotency: Idempotency | None = None, observer: Observer | None = None) -> None:
+        """``idempotency``: where write requests' keys are claimed (None: keys are ignored).
+        ``observer`` is told of every request answered (metrics), on the event loop."""
         self.router = router
         self.authenticator = authenticator
         self.limiter = limiter
         self.idempotency = idempotency
+        self.observer = observer
+
+    def observe(self, transport: str, method: str, path: str, admission: Admission | None, status: int,
+                started: float) -> None:
+        """Tell the observer about an answered request (``started``: its time.perf_counter())."""
+        if self.observer is None:
+            return
+        route = admission.route.pattern if admission is not None else self._route_label(method, path, transport)
+        self.observer(Served(transport, method.upper(), route, status, time.perf_counter() - started))
+
+    def _route_label(self, method: str, path: str, transport: str) -> str:
+        try:
+            return self.router.match(method, path, transport)[0].pattern
+        except ApiError:
+            return "unmatched"
 
     async def admit(self, method: str, path: str, transport: str, headers: dict[str, str],
                     client_key: str = "") -> Admission:
@@ -121,9 +152,14 @@ class Api:
 
     async def dispatch(self, request: ApiRequest, *, client_key: str = "") -> ApiResponse:
         """Admit and run (STOMP: the body came with the frame)."""
+        started = time.perf_counter()
+        admission = None
         try:
             admission = await self.admit(request.method, request.path, request.transport, request.headers,
                                          client_key)
         except ApiError as exc:
-            return error_response(exc)
-        return await self.run(admission, request)
+            response = error_response(exc)
+        else:
+            response = await self.run(admission, request)
+        self.observe(request.transport, request.method, request.path, admission, response.status, started)
+        return response

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.typedefs import Handler
 
-from .dispatch import Api, error_response
+from .dispatch import Admission, Api, error_response
 from .errors import ApiError, BadParam, PayloadTooLarge, UnsupportedMedia
 from .request import ApiRequest, ApiResponse, UploadedFile
 
@@ -102,6 +103,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 def add_rest_routes(app: web.Application, api: Api, max_body_bytes: int, prefix: str = "/api/v1") -> None:
     async def handle(request: web.Request) -> web.Response:
         peer: Any = request.remote or ""
+        started = time.perf_counter()
+        admission: Admission | None = None
         try:
             # Credentials first, from the headers: nobody gets a body read and parsed before a 401.
             admission = await api.admit(request.method, request.path, "rest",
@@ -110,8 +113,11 @@ def add_rest_routes(app: web.Application, api: Api, max_body_bytes: int, prefix:
             limit = max_body_bytes if admission.principal is not None else min(max_body_bytes, PUBLIC_BODY_BYTES)
             api_request = await _read(request, limit)
         except ApiError as exc:
-            return _respond(error_response(exc))
-        return _respond(await api.run(admission, api_request))
+            response = error_response(exc)
+        else:
+            response = await api.run(admission, api_request)
+        api.observe("rest", request.method, request.path, admission, response.status, started)
+        return _respond(response)
 
     app.router.add_route("*", prefix + "/{tail:.*}", handle)
     app.middlewares.append(json_errors)

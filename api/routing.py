@@ -26,6 +26,13 @@ Ctx = TypeVar("Ctx")
 Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
 ContextHandler = Callable[[ApiRequest, Ctx], Awaitable[ApiResponse]]
 _PARAM = re.compile(r"\{([a-z_]+)\}")
+# Where a route lives when it is not on the transport asked (cameras: STOMP only, as FRaaS does).
+_WHERE = {
+    "stomp": "it is a STOMP request/reply operation: SEND to /queue/facewatch.api with headers method, path, "
+             "reply-to (a /temp-queue/) and your x-api-key; the `facewatch cameras` command and the Python "
+             "client (facewatch.client) do this for you",
+    "rest": "it is served over REST only: /api/v1 on the API port",
+}
 
 
 @dataclass(slots=True, frozen=True)
@@ -89,13 +96,21 @@ class Router:
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:
         """The route of ``method`` on ``path``. Where patterns overlap (/groups/refine, /groups/{group}),
-        the one with the fewest parameters owns the path: its methods are the path's methods."""
+        the one with the fewest parameters owns the path: its methods are the path's methods. A path
+        served over another transport only is a 404 that says where it lives."""
         found: list[tuple[int, Route, dict[str, str]]] = []
+        elsewhere: set[str] = set()  # transports that do serve this path
         for regex, route in self.routes:
             matched = regex.match(path)
-            if matched is not None and transport in route.transports:
-                found.append((len(matched.groupdict()), route, matched.groupdict()))
+            if matched is None:
+                continue
+            if transport not in route.transports:
+                elsewhere.update(route.transports)
+                continue
+            found.append((len(matched.groupdict()), route, matched.groupdict()))
         if not found:
+            if elsewhere:
+                raise NotFound(f"{path} is not served over {transport.upper()}: {_WHERE[min(elsewhere)]}")
             raise NotFound(f"no such route: {path}")
         fewest = min(params for params, _, _ in found)
         owners = [(route, params) for count, route, params in found if count == fewest]

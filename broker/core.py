@@ -419,6 +419,10 @@ class BrokerCore:
         return {s.principal.credential for s in self.sessions
                 if s.principal is not None and s.principal.credential is not None}
 
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each named queue (/queue/...), by destination."""
+        return {q.name: len(q.messages) for q in self.router.queues.values()}
+
     def stats(self) -> dict[str, int]:
         return {
             "connections": len(self.sessions),

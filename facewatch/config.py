@@ -40,13 +40,26 @@ __all__ = (
     "BrokerUserConfig",
     "WatcherConfig",
     "GroupingConfig",
+    "MetricsConfig",
     "DeclaredCamera",
     "load_config",
     "parse_config",
     "ENV_PREFIX",
+    "NOT_CONFIG_ENV",
+    "PATH_KEYS",
 )
 
 ENV_PREFIX = "FACEWATCH_"
+# FACEWATCH_ variables that are not config overrides: which config file to read (facewatch/config_file.py)
+# and the API key of the CLI's client commands.
+NOT_CONFIG_ENV = frozenset({"FACEWATCH_CONFIG", "FACEWATCH_API_KEY"})
+# Keys holding file system paths. A relative one is relative to the folder of the config file that
+# sets it (or that the default belongs to); one set by an environment variable, to the current directory.
+PATH_KEYS: tuple[tuple[str, ...], ...] = (
+    ("data_dir",), ("models", "dir"), ("watcher", "file_roots"), ("recognition", "calibration"),
+    ("api", "tls", "cert_file"), ("api", "tls", "key_file"), ("broker", "tls", "cert_file"),
+    ("broker", "tls", "key_file"), ("broker", "ca_file"),
+)
 
 
 class ConfigError(Exception):
@@ -359,9 +372,20 @@ class GroupingConfig(Section):
     promote_faces: int = Field(5, gt=0, description="best faces a promoted group is enrolled with")
 
 
+class MetricsConfig(Section):
+    """GET <path> on the API port, in Prometheus' text format, for a bearer token of its own: not a
+    tenant's credential (the figures span every tenant)."""
+
+    enabled: bool = True
+    path: str = Field("/metrics", pattern=r"^/[A-Za-z0-9_./-]*$")
+    token: str | None = Field(None, min_length=16, description="the bearer token scrapers send; null = a random "
+                                                               "one generated into <data_dir>/metrics-token (0600)")
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a line")
     runtime: RuntimeConfig = RuntimeConfig()
     models: ModelsConfig = ModelsConfig()
     quality: QualityConfig = QualityConfig()
@@ -374,6 +398,7 @@ class FacewatchConfig(Section):
     repo: RepoConfig = RepoConfig()
     watcher: WatcherConfig = WatcherConfig()
     grouping: GroupingConfig = GroupingConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def storage_url(self) -> str:
         return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"
@@ -384,10 +409,29 @@ class FacewatchConfig(Section):
         return Path(self.data_dir) / "models" / pack_name
 
 
+def _absolute(value: Any, base: Path) -> Any:
+    """``value`` (a path, or a list of them) made absolute against ``base``; anything else as it is."""
+    if isinstance(value, str) and value:
+        return os.path.normpath(base / Path(value).expanduser())
+    if isinstance(value, list):
+        return [_absolute(v, base) for v in value]
+    return value
+
+
+def _absolute_paths(data: dict[str, Any], base: Path) -> None:
+    """The PATH_KEYS present in ``data`` (a config mapping), made absolute against ``base`` in place."""
+    for key in PATH_KEYS:
+        node: Any = data
+        for part in key[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key[-1] in node:
+            node[key[-1]] = _absolute(node[key[-1]], base)
+
+
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any]]:
     overrides = []
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX) or name in NOT_CONFIG_ENV:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
         if any(not part for part in path):
@@ -424,20 +468,36 @@ def _format_error(error: ValidationError) -> str:
     return f"{key}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 
 
-def parse_config(data: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None) -> FacewatchConfig:
+def parse_config(data: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None,
+                 base_dir: Path | None = None) -> FacewatchConfig:
+    """Validate ``data`` under the environment's overrides. ``base_dir``: what relative paths (PATH_KEYS)
+    in ``data`` and the defaults are relative to, and they are made absolute (those of the environment
+    against the current directory); None leaves every path as written."""
     merged: dict[str, Any] = dict(data or {})
+    if base_dir is not None:
+        _absolute_paths(merged, base_dir)
     for path, value in _env_overrides(os.environ if environ is None else environ):
-        _apply(merged, path, value, ENV_PREFIX + "__".join(p.upper() for p in path))
+        name = ENV_PREFIX + "__".join(p.upper() for p in path)
+        if base_dir is not None and tuple(path) in PATH_KEYS:
+            value = _absolute(value, Path.cwd())
+        _apply(merged, path, value, name)
     try:
-        return FacewatchConfig.model_validate(merged)
+        cfg = FacewatchConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc)) from None
+    if base_dir is not None and not os.path.isabs(cfg.data_dir):  # the default, ./data
+        cfg = cfg.model_copy(update={"data_dir": _absolute(cfg.data_dir, base_dir)})
+    return cfg
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> FacewatchConfig:
+    """The config of the file at ``path`` (None: the built-in defaults), its relative paths made absolute
+    against the file's folder (without a file, the current directory)."""
     data: Any = {}
+    base_dir = Path.cwd()
     if path is not None:
-        file = Path(path)
+        file = Path(path).absolute()
+        base_dir = file.parent
         try:
             data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
@@ -448,4 +508,4 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"config file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {file} must hold a mapping of sections")
-    return parse_config(data, environ)
+    return parse_config(data, environ, base_dir)

@@ -13,7 +13,7 @@ from typing import Any
 
 from api import openapi
 from api.contract import Contract, Reply
-from api.dispatch import Api, RateLimiter
+from api.dispatch import Api, Observer, RateLimiter
 from api.idempotency import Idempotency, IdempotencyOptions
 from api.request import ApiRequest, ApiResponse
 from api.routing import REST_ONLY, RouteDef, Router
@@ -133,7 +133,9 @@ def recognition_calibration(recognition: RecognitionConfig, model_id: str) -> Ca
     return calibration
 
 
-def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublisher) -> RepoParts:
+def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublisher,
+               observer: Observer | None = None) -> RepoParts:
+    """``observer``: told of every API request answered (metrics)."""
     store = open_store(cfg.storage_url())
     auth = RepoAuth(store, cfg.auth.access_token_ttl_s, cfg.auth.refresh_token_ttl_s)
     options = RepoOptions(
@@ -160,5 +162,5 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     a = cfg.api
     idempotency = Idempotency(store, f"{node_name(cfg)}:{os.getpid()}",
                               IdempotencyOptions(ttl_s=a.idempotency_ttl_s, wait_s=a.idempotency_wait_s))
-    api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst), idempotency)
+    api = Api(router, auth, RateLimiter(cfg.auth.rate_per_s, cfg.auth.rate_burst), idempotency, observer)
     return RepoParts(store, repo, auth, router, api, jobs, reembedder)

@@ -24,12 +24,13 @@ from watcher.cameras import Camera, CameraSettings, SourcePolicy
 from watcher.handlers import ROUTES as WATCHER_ROUTES
 from watcher.nodes import NodeRegistry
 from watcher.registry import CameraRegistry
-from watcher.service import WatcherOptions, WatcherService
+from watcher.service import WatcherOptions, WatcherService, disable_finished
 from watcher.supervisor import Supervisor, SupervisorOptions
 from watcher.worker import WorkerSpec
 
 from .analyzer_setup import build_analyzer
 from .config import ConfigError, FacewatchConfig
+from .logs import configure_logging
 
 __all__ = ("build_watcher", "declare_cameras", "source_policy")
 
@@ -58,10 +59,13 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
         return WorkerSpec(camera, policy.stream_options(settings), pipeline, bus_address(),
                           partial(build_analyzer, cfg), partial(open_store, cfg.storage_url()), os.getpid(),
                           cfg.log_level, search=cfg.repo.search.options(), sync=cfg.sync.options(),
-                          feed_grouping=cfg.grouping.enabled)
+                          feed_grouping=cfg.grouping.enabled,
+                          log_setup=partial(configure_logging, cfg.log_level, cfg.log_format))
 
     supervisor = Supervisor(make_spec, publish, SupervisorOptions(
-        restart_initial_s=w.restart_initial_s, restart_max_s=w.restart_max_s, watchdog_s=w.watchdog_s))
+        restart_initial_s=w.restart_initial_s, restart_max_s=w.restart_max_s, watchdog_s=w.watchdog_s),
+        on_ended=partial(disable_finished, registry))
+
     def check_threshold(value: object) -> float:
         """A camera's threshold must be a decision the repo can make (a rate needs a calibration):
         refused at registration, not in a crash loop at the camera's first face."""

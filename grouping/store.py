@@ -336,10 +336,7 @@ class GroupStore:
             row = conn.execute(select(groups).where(groups.c.id == group_id, groups.c.tenant_id == tenant_id)).first()
             if row is None:
                 raise NotFound(f"no group {group_id!r}", "group")
-            cameras = conn.execute(select(group_faces.c.camera).distinct()
-                                   .where(group_faces.c.group_id == group_id, group_faces.c.camera.is_not(None))
-                                   ).scalars()
-            return _group(row, tuple(sorted(cameras)))
+            return _group(row, self._cameras(conn, [group_id]).get(group_id, ()))
 
     def list_groups(self, tenant_id: str, *, camera: str | None, since: float | None, until: float | None,
                     status: str | None, offset: int, limit: int) -> tuple[list[Group], int]:
@@ -357,7 +354,20 @@ class GroupStore:
             total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             rows = conn.execute(query.order_by(groups.c.last_seen.desc(), groups.c.id)
                                 .offset(offset).limit(limit)).all()
-        return [_group(r) for r in rows], int(total)
+            cameras = self._cameras(conn, [r.id for r in rows])
+        return [_group(r, cameras.get(r.id, ())) for r in rows], int(total)
+
+    @staticmethod
+    def _cameras(conn: Connection, group_ids: list[str]) -> dict[str, tuple[str, ...]]:
+        """The cameras that saw each of ``group_ids``' faces, in one query."""
+        if not group_ids:
+            return {}
+        found: dict[str, list[str]] = {}
+        for group_id, camera in conn.execute(
+                select(group_faces.c.group_id, group_faces.c.camera).distinct()
+                .where(group_faces.c.group_id.in_(group_ids), group_faces.c.camera.is_not(None))):
+            found.setdefault(group_id, []).append(camera)
+        return {group_id: tuple(sorted(cameras)) for group_id, cameras in found.items()}
 
     def faces(self, tenant_id: str, group_id: str) -> list[GroupFace]:
         self.group(tenant_id, group_id)

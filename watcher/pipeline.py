@@ -39,6 +39,7 @@ from vision.embedder import l2_normalise
 
 from .galleries import GalleryCandidate
 from .stream import VideoFrame
+from .latency import LatencyHistogram
 from .tracker import FaceTracker, Track, TrackerOptions
 
 __all__ = ("PipelineOptions", "PipelineStats", "Matcher", "CameraPipeline", "crop_jpeg")
@@ -98,6 +99,7 @@ class PipelineStats:
     unknown: int = 0
     suppressed: int = 0  # recognitions inside a cool-down
     analysis_ms: deque[float] = field(default_factory=lambda: deque(maxlen=500))  # the latest frames only
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # every frame since the worker started
 
 
 def crop_jpeg(image: np.ndarray, box: np.ndarray, max_px: int) -> str:
@@ -152,7 +154,9 @@ class CameraPipeline:
         self.stats.frames += 1
         self.stats.faces += len(faces)
         self.stats.embedded += len(due)
-        self.stats.analysis_ms.append((time.perf_counter() - started) * 1000)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.stats.analysis_ms.append(elapsed_ms)
+        self.stats.latency.observe(elapsed_ms)
         return events
 
     def _tiles(self) -> list[int] | None:

@@ -24,9 +24,10 @@ from api.errors import BadParam
 from .cameras import CAMERA_ID, NODE_NAME, Camera, CameraSettings, SourcePolicy, parse_settings
 from .nodes import NodeInfo, NodeRegistry
 from .registry import CameraRegistry
+from .stream import END_OF_FILE
 from .supervisor import Supervisor
 
-__all__ = ("WatcherOptions", "WatcherService", "CONTROL_TOPIC")
+__all__ = ("WatcherOptions", "WatcherService", "CONTROL_TOPIC", "disable_finished")
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,19 @@ CONTROL_TOPIC = "/topic/facewatch.watcher-control"  # its own first word: no cam
 class WatcherOptions:
     node: str = "local"  # this process's watcher node
     max_cameras_per_tenant: int = 16
+
+
+def disable_finished(registry: CameraRegistry, camera: Camera, status: dict[str, Any]) -> None:
+    """A worker that ended by itself (the supervisor's ``on_ended``): a file played to its end is done,
+    so its camera is disabled and a restart does not play it again. A source that failed for good stays
+    enabled: the next start tries it again. Nothing changes if the camera was changed meanwhile."""
+    if status.get("state") != "stopped" or status.get("reason") != END_OF_FILE:
+        return
+    current = registry.by_id(camera.id)
+    if current is None or not current.enabled or current.updated_at != camera.updated_at:
+        return
+    registry.update(current, enabled=False)
+    log.info("camera %s: %s; disabled (start it to play it again)", camera.id, END_OF_FILE)
 
 
 class WatcherService:

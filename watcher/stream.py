@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-__all__ = ("StreamOptions", "VideoFrame", "CameraStatus", "StreamReader")
+__all__ = ("StreamOptions", "VideoFrame", "CameraStatus", "StreamReader", "END_OF_FILE")
+
+END_OF_FILE = "end of file"  # the reason of the "stopped" status of a file played to its end (loop off)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class StreamReader:
         self._attempt = 0
         self._has_run = False
         self._failed = False
+        self.finished = False  # a file (loop off) played to its end
 
     def _open(self) -> av.container.InputContainer:
         options = {}
@@ -127,6 +130,7 @@ class StreamReader:
                 if not self._live and self.options.loop:
                     continue
                 if not self._live:
+                    self.finished = True
                     break  # a file that ended
                 reason = "stream ended"
             except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -169,4 +173,4 @@ class StreamReader:
             self.stop.set()
             thread.join(timeout=self.options.read_timeout_s + 5)
             if not self._failed:  # "failed" is the last word of a source that never ran
-                self.on_status(CameraStatus("stopped"))
+                self.on_status(CameraStatus("stopped", reason=END_OF_FILE if self.finished else ""))

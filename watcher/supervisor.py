@@ -68,12 +68,15 @@ def _describe_exit(code: int | None) -> str:
 
 class Supervisor:
     def __init__(self, make_spec: Callable[[Camera], WorkerSpec], publish: Callable[[str, dict[str, Any]], None],
-                 options: SupervisorOptions, target: Callable[[WorkerSpec, Any], None] = run_worker) -> None:
+                 options: SupervisorOptions, target: Callable[[WorkerSpec, Any], None] = run_worker,
+                 on_ended: Callable[[Camera, dict[str, Any]], None] | None = None) -> None:
         """``make_spec`` turns a camera into what its worker needs; ``publish`` sends an event to a topic;
-        ``target`` is the worker's body (a module-level function: it is pickled for spawn)."""
+        ``target`` is the worker's body (a module-level function: it is pickled for spawn); ``on_ended`` is
+        told of a worker that ended by itself (exit 0) with its last status, on the monitor thread."""
         self.make_spec = make_spec
         self.target = target
         self.publish = publish
+        self.on_ended = on_ended
         self.options = options
         self._ctx = mp.get_context("spawn")  # fork would copy the server's threads and sockets
         self._workers: dict[str, _Worker] = {}
@@ -169,10 +172,18 @@ class Supervisor:
 
     def _run(self) -> None:
         while not self._closed.wait(self.options.tick_s):
+            ended: list[_Worker] = []
             with self._lock:
                 for worker in list(self._workers.values()):
                     self._drain_reports(worker)
-                    self._check(worker)
+                    if self._check(worker):
+                        ended.append(worker)
+            for worker in ended:  # outside the lock: the callback may write to the database
+                if self.on_ended is not None:
+                    try:
+                        self.on_ended(worker.camera, dict(worker.status))
+                    except Exception:  # the monitor thread must live on
+                        log.exception("camera %s: the end-of-worker callback failed", worker.camera.id)
 
     @staticmethod
     def _drain_reports(worker: _Worker) -> None:
@@ -188,19 +199,20 @@ class Supervisor:
         except (EOFError, OSError):
             pass  # the worker is gone; _check sees how it ended
 
-    def _check(self, worker: _Worker) -> None:
+    def _check(self, worker: _Worker) -> bool:
+        """Restart, kill or reap ``worker`` as its state says; True when it has just ended by itself."""
         now = time.monotonic()
         process = worker.process
         if process is None:
             if worker.restart_at is not None and now >= worker.restart_at:
                 worker.restarts += 1
                 self._spawn(worker)
-            return
+            return False
         if process.is_alive():
             if now - worker.last_report > self.options.watchdog_s:
                 log.error("camera %s: worker silent for %.0fs; killing it", worker.camera.id, now - worker.last_report)
                 process.kill()
-            return
+            return False
         self._drain_reports(worker)  # its last words (a final status) come first
         code = process.exitcode
         process.close()
@@ -211,7 +223,7 @@ class Supervisor:
         worker.last_exit = _describe_exit(code)
         if code == 0:
             log.info("camera %s: worker ended (%s)", worker.camera.id, worker.status.get("state"))
-            return
+            return True
         ran = now - worker.started_at
         worker.crashes_in_a_row = 1 if ran >= self.options.stable_after_s else worker.crashes_in_a_row + 1
         delay = min(self.options.restart_initial_s * 2 ** (worker.crashes_in_a_row - 1), self.options.restart_max_s)
@@ -222,3 +234,4 @@ class Supervisor:
                          "reason": f"worker {worker.last_exit}", "attempt": worker.crashes_in_a_row,
                          "restart_in_s": delay, "time": time.time()}
         self._publish_status(worker, worker.status)
+        return False

@@ -57,6 +57,8 @@ class WorkerSpec:
     report_interval_s: float = 1.0
     feed_grouping: bool = False  # also put face.unknown on UNKNOWN_FACES_QUEUE (grouping is enabled)
     sync: SyncOptions = SyncOptions()
+    # Sets up the process's logging, given its name (a module-level callable); None: plain text lines.
+    log_setup: Callable[[str], None] | None = None
 
 
 def status_event(camera_id: str, status: CameraStatus, **extra: Any) -> dict[str, Any]:
@@ -90,6 +92,8 @@ class CameraWorker:
         self.gallery_faces = 0
         self.published = 0
         self.publish_failures = 0
+        self.events: dict[str, int] = {}  # published events by type (from the decoder and analysis threads)
+        self._events_lock = threading.Lock()
         self._discontinuity = False
 
     # -- reporting -----------------------------------------------------------------
@@ -112,6 +116,9 @@ class CameraWorker:
                 self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
                                  {"content-type": "application/msgpack"}, timeout_s=0)
             self.published += 1
+            kind = str(event.get("type"))
+            with self._events_lock:
+                self.events[kind] = self.events.get(kind, 0) + 1
         except BusError as exc:
             self.publish_failures += 1
             log.warning("camera %s: event %s not published: %s", self.camera_id, event.get("type"), exc)
@@ -125,17 +132,20 @@ class CameraWorker:
 
     def _stats(self) -> dict[str, Any]:
         pipeline = self.pipeline
+        with self._events_lock:
+            events = dict(self.events)
         stats: dict[str, Any] = {"decoded": self.reader.decoded, "dropped": self.reader.dropped,
                                  "published": self.published, "publish_failures": self.publish_failures,
                                  "gallery_faces": self.gallery_faces, "rss_mib": round(_rss_mib(), 1),
-                                 "time": time.time()}
+                                 "events": events, "time": time.time()}
         if pipeline is not None:
             s = pipeline.stats
             ms = sorted(s.analysis_ms)
             stats.update(analysed=s.frames, faces=s.faces, embedded=s.embedded, recognized=s.recognized,
                          unknown=s.unknown, suppressed=s.suppressed,
                          analysis_ms_p50=round(ms[len(ms) // 2], 2) if ms else None,
-                         analysis_ms_p95=round(ms[int(len(ms) * 0.95)], 2) if ms else None)
+                         analysis_ms_p95=round(ms[int(len(ms) * 0.95)], 2) if ms else None,
+                         analysis_ms_histogram=s.latency.as_json())
         return stats
 
     def _heartbeat(self) -> None:
@@ -208,7 +218,10 @@ def run_worker(spec: WorkerSpec, reports: Connection) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops its workers
-    logging.basicConfig(level=spec.log_level.upper(), format=f"%(asctime)s %(levelname)s watcher[{spec.camera.id}] "
-                                                            "%(name)s: %(message)s")
+    if spec.log_setup is not None:
+        spec.log_setup(f"watcher[{spec.camera.id}]")
+    else:
+        logging.basicConfig(level=spec.log_level.upper(),
+                            format=f"%(asctime)s %(levelname)s watcher[{spec.camera.id}] %(name)s: %(message)s")
     cv2.setNumThreads(1)  # one camera per process: parallelism comes from processes
     CameraWorker(spec, reports, stop).run()

@@ -30,6 +30,9 @@ def test_models_fetch_from_the_registry_is_verified_and_idempotent(tmp_path: Pat
     env = _env(FACEWATCH_DATA_DIR=str(tmp_path))
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    # A progress bar (a line per tenth when not on a terminal), not 16 s of silence.
+    progress = [line for line in first.stderr.splitlines() if line.startswith(f"downloading {DEFAULT_PACK.npm_spec}")]
+    assert len(progress) >= 2 and "100%" in progress[-1], first.stderr
     target = tmp_path / "models" / DEFAULT_PACK.name
     assert verify_pack(DEFAULT_PACK, target) == []
     mtimes = {p.name: p.stat().st_mtime_ns for p in target.iterdir()}

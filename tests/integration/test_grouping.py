@@ -227,6 +227,7 @@ def test_watchers_unknown_faces_are_grouped_and_a_promoted_group_is_recognised(
         listed = http.call("GET", "/api/v1/groups?camera=stage").body
         assert listed["total"] >= 1
         group = max(listed["groups"], key=lambda g: g["face_count"])
+        assert group["cameras"] == ["stage"]  # the list names the cameras, as the group does
         detail = http.call("GET", f"/api/v1/groups/{group['id']}").body
         assert detail["cameras"] == ["stage"] and detail["faces"][0]["source"] == "camera"
         assert detail["faces"][0]["track"] is not None

@@ -13,7 +13,48 @@ from tests.conftest import ROOT
 
 def test_repo_config_yaml_is_valid_and_equals_the_defaults() -> None:
     from_file = load_config(ROOT / "config.yaml", environ={})
-    assert from_file == parse_config({}, environ={})
+    assert from_file == parse_config({}, environ={}, base_dir=ROOT)
+    assert from_file.data_dir == str(ROOT / "data")  # relative to the file, not to the current directory
+
+
+def test_paths_in_a_file_are_relative_to_it_and_in_the_environment_to_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    path = etc / "c.yaml"
+    path.write_text("data_dir: var\nmodels: {dir: ../models}\nwatcher: {file_roots: [videos, /abs]}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(path, environ={})
+    assert cfg.data_dir == str(etc / "var")
+    assert cfg.models.dir == str(tmp_path / "models")
+    assert cfg.watcher.file_roots == [str(etc / "videos"), "/abs"]
+    assert cfg.storage_url() == f"sqlite:///{etc / 'var' / 'facewatch.db'}"
+    # The default data_dir belongs to the file too; an environment value to the current directory.
+    path.write_text("api: {port: 9000}\n")
+    assert load_config(path, environ={}).data_dir == str(etc / "data")
+    from_env = load_config(path, environ={"FACEWATCH_DATA_DIR": "here", "FACEWATCH_WATCHER__FILE_ROOTS": "[v]"})
+    assert from_env.data_dir == str(elsewhere / "here")
+    assert from_env.watcher.file_roots == [str(elsewhere / "v")]
+    # No file: the defaults, relative to the current directory.
+    assert load_config(None, environ={}).data_dir == str(elsewhere / "data")
+
+
+def test_config_lookup_order(tmp_path: Path) -> None:
+    from facewatch.config_file import find_config
+
+    assert find_config(None, {}, tmp_path).path is None
+    (tmp_path / "config.yaml").write_text("{}\n")
+    assert find_config(None, {}, tmp_path).path == tmp_path / "config.yaml"
+    assert find_config(None, {"FACEWATCH_CONFIG": "/etc/fw.yaml"}, tmp_path).path == Path("/etc/fw.yaml")
+    found = find_config("mine.yaml", {"FACEWATCH_CONFIG": "/etc/fw.yaml"}, tmp_path)
+    assert (found.path, found.found_by) == (tmp_path / "mine.yaml", "--config")
+
+
+def test_variables_that_are_not_config_keys_are_left_alone() -> None:
+    cfg = parse_config({}, environ={"FACEWATCH_CONFIG": "/x.yaml", "FACEWATCH_API_KEY": "fwk_x"})
+    assert cfg == parse_config({}, environ={})
 
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
@@ -90,7 +131,8 @@ def test_cli_exits_2_with_one_line_on_bad_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["serve"], ["models"], ["models", "fetch"], ["models", "check"], ["analyze"], ["config"], ["config", "check"]],
+    [[], ["serve"], ["models"], ["models", "fetch"], ["models", "check"], ["analyze"], ["config"], ["config", "check"],
+     ["cameras"], ["cameras", "add"], ["cameras", "edit"], ["cameras", "status"], ["enrol"]],
 )
 def test_every_subcommand_has_help(argv: list[str]) -> None:
     proc = _cli(*argv, "--help")

@@ -86,3 +86,19 @@ def test_npm_missing_or_failing(tmp_path: Path) -> None:
         fetch_pack(pack, tmp_path / "models" / "test-pack", npm="definitely-not-npm-xyz")
     with pytest.raises(PackError, match="exit 1.*404"):
         fetch_pack(pack, tmp_path / "models" / "test-pack", npm=str(_fake_npm(tmp_path, None, exit_code=1)))
+
+
+def test_fetch_with_progress_downloads_the_registry_tarball(tmp_path: Path) -> None:
+    tarball = _tarball(FILES)
+    pack = _pack(tarball)
+    blob = tmp_path / "blob.tgz"
+    blob.write_bytes(tarball)
+    npm = tmp_path / "npm"
+    # `npm view SPEC dist.tarball` names the tarball; `npm pack` must not be needed.
+    npm.write_text(f"#!/bin/sh\n[ \"$1\" = view ] && echo 'file://{blob}' && exit 0\nexit 1\n")
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    seen: list[tuple[int, int | None]] = []
+    target = fetch_pack(pack, tmp_path / "models" / "test-pack", npm=str(npm),
+                        progress=lambda done, total: seen.append((done, total)))
+    assert verify_pack(pack, target) == []
+    assert seen[0][0] == 0 and seen[-1][0] == len(tarball)
