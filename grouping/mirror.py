@@ -14,7 +14,6 @@ the event loop, reloads in a worker thread.
 from __future__ import annotations
 
 import base64
-import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from repo.sync import Sequencer
+from repo.sync import Sequencer, VersionWaiters
 
 from .clusters import GroupIndex
 from .store import GroupStore
@@ -46,8 +45,7 @@ class GroupMirror:
         self.model_id = model_id
         self._indexes: dict[str, GroupIndex] = {}  # tenant -> its groups
         self._sequencer: Sequencer[str, dict[str, Any]] = Sequencer(clock)
-        self._waiters: dict[int, tuple[str, int, Callable[[], None]]] = {}
-        self._tokens = itertools.count()
+        self._waiters: VersionWaiters[str] = VersionWaiters()
         self._lock = threading.RLock()
         self._reloading = threading.Lock()  # one reload at a time: a later snapshot is never replaced by an older one
         self.reloads = 0
@@ -104,21 +102,17 @@ class GroupMirror:
         """Call ``callback`` once the index holds ``version`` of the tenant's groups; None if it does
         already (then it is not called), else a token for ``forget``."""
         with self._lock:
-            if self._sequencer.applied(tenant_id) >= version:
-                return None
-            token = next(self._tokens)
-            self._waiters[token] = (tenant_id, version, callback)
-            return token
+            return None if self._holds(tenant_id, version) else self._waiters.add(tenant_id, version, callback)
 
     def forget(self, token: int) -> None:
         with self._lock:
-            self._waiters.pop(token, None)
+            self._waiters.forget(token)
+
+    def _holds(self, tenant_id: str, version: int) -> bool:
+        return self._sequencer.applied(tenant_id) >= version
 
     def _wake(self) -> None:
-        for token, (tenant, version, callback) in list(self._waiters.items()):
-            if self._sequencer.applied(tenant) >= version:
-                del self._waiters[token]
-                callback()
+        self._waiters.wake(self._holds)
 
     # -- reading the database --------------------------------------------------------------
     def load(self) -> int:

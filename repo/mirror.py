@@ -15,7 +15,6 @@ the event loop, reloads in a worker thread.
 from __future__ import annotations
 
 import base64
-import itertools
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ import numpy as np
 
 from .index import GalleryIndex, NegativeIndex, SearchOptions
 from .store import RepoStore
-from .sync import Sequencer
+from .sync import Sequencer, VersionWaiters
 
 __all__ = ("GalleryMirror", "MirroredGallery", "event_vector")
 
@@ -68,8 +67,7 @@ class GalleryMirror:
         self._galleries: dict[str, MirroredGallery] = {}
         self._sequencer: Sequencer[str, dict[str, Any]] = Sequencer(clock)
         self._unversioned: dict[str, list[dict[str, Any]]] = {}  # events without a version, met during a reload
-        self._waiters: dict[int, tuple[str, int, Callable[[], None]]] = {}
-        self._tokens = itertools.count()
+        self._waiters: VersionWaiters[str] = VersionWaiters()
         self._lock = threading.RLock()  # one change at a time: an add and a remove of one face cannot swap
         self._reloading = threading.Lock()  # one reload at a time: a later snapshot is never replaced by an older one
         self.reloads = 0
@@ -161,21 +159,17 @@ class GalleryMirror:
         """Call ``callback`` (from whichever thread applies it) once the mirror holds ``version`` of
         the gallery; None if it does already (then it is not called), else a token for ``forget``."""
         with self._lock:
-            if self._sequencer.applied(gallery_id) >= version or self._sequencer.ended(gallery_id):
-                return None
-            token = next(self._tokens)
-            self._waiters[token] = (gallery_id, version, callback)
-            return token
+            return None if self._holds(gallery_id, version) else self._waiters.add(gallery_id, version, callback)
 
     def forget(self, token: int) -> None:
         with self._lock:
-            self._waiters.pop(token, None)
+            self._waiters.forget(token)
+
+    def _holds(self, gallery_id: str, version: int) -> bool:
+        return self._sequencer.applied(gallery_id) >= version or self._sequencer.ended(gallery_id)
 
     def _wake(self) -> None:
-        for token, (gallery_id, version, callback) in list(self._waiters.items()):
-            if self._sequencer.applied(gallery_id) >= version or self._sequencer.ended(gallery_id):
-                del self._waiters[token]
-                callback()
+        self._waiters.wake(self._holds)
 
     # -- reading the database --------------------------------------------------------------
     def load(self, gallery_ids: list[str] | None = None) -> int:

@@ -18,12 +18,13 @@ calls (one lock around offer-and-apply) and does the reloading.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ("Sequencer", "SyncOptions", "Follower", "wait_applied")
+__all__ = ("Sequencer", "SyncOptions", "Follower", "VersionWaiters", "wait_applied")
 
 E = TypeVar("E")
 K = TypeVar("K", bound=Hashable)
@@ -168,6 +169,30 @@ class Sequencer(Generic[K, E]):
     def keys(self) -> list[K]:
         """Streams known and not ended."""
         return [key for key, s in self._streams.items() if not s.ended]
+
+
+class VersionWaiters(Generic[K]):
+    """Callbacks waiting until a stream holds a version (a follower's ``when_applied``). No locks: the
+    follower calls every method under its own lock."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, tuple[K, int, Callable[[], None]]] = {}
+        self._tokens = itertools.count()
+
+    def add(self, key: K, version: int, callback: Callable[[], None]) -> int:
+        token = next(self._tokens)
+        self._waiting[token] = (key, version, callback)
+        return token
+
+    def forget(self, token: int) -> None:
+        self._waiting.pop(token, None)
+
+    def wake(self, holds: Callable[[K, int], bool]) -> None:
+        """Call (and forget) the callbacks whose stream ``holds`` their version now."""
+        for token, (key, version, callback) in list(self._waiting.items()):
+            if holds(key, version):
+                del self._waiting[token]
+                callback()
 
 
 async def wait_applied(when_applied: Callable[[str, int, Callable[[], None]], int | None],
