@@ -401,7 +401,8 @@ ROUTES: tuple[RouteDef[RepoContext], ...] = (
              "bulk enrolment: a zip of <subject>/<image>, or JSON items [{subject, image}]; 202 with a job",
              contract=c.BULK_ENROL),
     RouteDef("GET", "/api/v1/jobs/{job}", get_job, "a job's status and progress", contract=c.JOB),
-    RouteDef("DELETE", "/api/v1/jobs/{job}", cancel_job,
+    # POST .../cancel, not DELETE: a cancelled job is still there to be read (its items done, its failures).
+    RouteDef("POST", "/api/v1/jobs/{job}/cancel", cancel_job,
              "cancel an unfinished job (items done stay done); 409 if it has ended", contract=c.CANCEL_JOB),
     RouteDef("POST", "/api/v1/login", login, "client id + secret -> access and refresh tokens", public=True,
              contract=c.LOGIN),

@@ -151,7 +151,7 @@ class Facewatch:
         return Job.from_json(self.call("GET", f"/api/v1/jobs/{_seg(job_id)}"))
 
     def cancel_job(self, job_id: str) -> Job:
-        return Job.from_json(self.call("DELETE", f"/api/v1/jobs/{_seg(job_id)}"))
+        return Job.from_json(self.call("POST", f"/api/v1/jobs/{_seg(job_id)}/cancel"))
 
     def wait_job(self, job_id: str, on_progress: Callable[[Job], None] | None = None, *,
                  idle_timeout_s: float = 120.0) -> Job:

@@ -550,15 +550,15 @@ def test_a_running_job_can_be_cancelled(deployment: Deployment) -> None:
     http = deployment.http
     job_id = _lfw_job_under_way(deployment, "cancelled", people=300, done=2)
     other_tenant = deployment.server.http(api_key=deployment.other["api_key"])
-    assert other_tenant.call("DELETE", f"/api/v1/jobs/{job_id}").status == 404
-    cancelled = http.call("DELETE", f"/api/v1/jobs/{job_id}")
+    assert other_tenant.call("POST", f"/api/v1/jobs/{job_id}/cancel").status == 404
+    cancelled = http.call("POST", f"/api/v1/jobs/{job_id}/cancel")
     assert cancelled.status == 200 and cancelled.body["status"] == "cancelled", cancelled.body
     # The runner stops after the items in hand; removing the job's spooled zip is its very last step.
     spooled = deployment.server.data_dir / "jobs" / f"{job_id}.zip"
     eventually(lambda: not spooled.exists(), timeout_s=60, what="the job's runner to end")
     job = http.call("GET", f"/api/v1/jobs/{job_id}").body
     assert job["status"] == "cancelled" and job["done"] < 300  # and with no runner, no further progress
-    again = http.call("DELETE", f"/api/v1/jobs/{job_id}")
+    again = http.call("POST", f"/api/v1/jobs/{job_id}/cancel")
     assert again.status == 409 and again.body["code"] == "CONFLICT"
     enrolled = http.call("GET", "/api/v1/galleries/cancelled/subjects?limit=500").body["total"]
     assert 2 <= enrolled < 300  # what was done stays done
