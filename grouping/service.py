@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from api.errors import BadParam, Conflict
+from api.errors import BadParam, Conflict, NotFound
 from repo.events import EventPublisher
 from repo.service import EmbeddedFace, FaceRepository
 
@@ -210,6 +210,22 @@ class GroupingService:
             await asyncio.to_thread(self.store.delete_group, tenant_id, group_id)
             self._index(tenant_id).drop(group_id)
         self._event("group.deleted", tenant_id, group=group_id)
+
+    async def promoted_groups(self, tenant_id: str, gallery: str, subject_id: str) -> list[str]:
+        """The groups promoted to a subject: what erasing that subject erases of grouping."""
+        return await asyncio.to_thread(self.store.promoted_to, tenant_id, gallery, subject_id)
+
+    async def erase_groups(self, tenant_id: str, group_ids: Sequence[str]) -> int:
+        """Delete groups with their faces (crops and embeddings) and index entries; returns the faces gone.
+        Groups already gone are skipped: an erasure run again finishes what a failed one left."""
+        faces = 0
+        for group_id in group_ids:
+            try:
+                faces += (await self.group(tenant_id, group_id)).face_count
+                await self.delete(tenant_id, group_id)
+            except NotFound:
+                continue
+        return faces
 
     async def ignore(self, tenant_id: str, group_id: str, ignored: bool) -> Group:
         # Ignored groups stay in the index: that person's next faces join it
