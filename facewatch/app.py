@@ -1,7 +1,8 @@
 """The aiohttp application `facewatch serve` runs, and its lifecycle.
 
 Startup, in order: embedded broker (if any) -> bus client -> repo indexes ->
-STOMP API consumer -> grouping (following the watchers) -> camera workers.
+STOMP API consumer -> grouping (following the watchers) -> sightings (index,
+writer, retroactive naming, retention) -> camera workers.
 Shutdown is the reverse (aiohttp cleanup_ctx).
 """
 
@@ -33,6 +34,7 @@ from .grouping_setup import follow_watchers
 from .outbox import BusOutbox
 from .repo_setup import RepoParts
 from .revocation import RevocationWatch
+from .sightings_setup import SightingsParts, follow_bus
 
 __all__ = ("make_app", "CONFIG", "REPO", "BROKER", "BUS")
 
@@ -55,6 +57,18 @@ def _grouping_ctx(grouping: GroupingService, watcher: WatcherService,
         await following.aclose()
 
     return grouping_ctx
+
+
+def _sightings_ctx(sightings: SightingsParts) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Sightings follow the workers' queue (and repo and grouping events) while the app runs."""
+
+    async def sightings_ctx(app: web.Application) -> AsyncIterator[None]:
+        following = follow_bus(sightings, app[BUS])
+        await anext(following)
+        yield
+        await following.aclose()
+
+    return sightings_ctx
 
 
 def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
@@ -83,10 +97,11 @@ async def _slow_callback_budget(app: web.Application) -> None:
 
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
              broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None,
-             grouping: GroupingService | None = None) -> web.Application:
+             grouping: GroupingService | None = None, sightings: SightingsParts | None = None) -> web.Application:
     """``broker``: the embedded broker to run and serve at websocket_path; None when external.
     ``watcher``: the camera service whose enabled cameras start with the app; None when disabled.
-    ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled."""
+    ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled.
+    ``sightings``: what keeps the watchers' face events as sightings; None when disabled."""
     app = web.Application(client_max_size=cfg.api.max_body_bytes)
     app[CONFIG] = cfg
     app[REPO] = parts
@@ -144,6 +159,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         app.cleanup_ctx.append(_background_ctx(grouped.run, "reembed-grouping"))
     if grouping is not None and watcher is not None:
         app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
+    if sightings is not None:  # before the cameras start; stopped after they stop, its last batch written
+        app.cleanup_ctx.append(_sightings_ctx(sightings))
     if watcher is not None:
         async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
             loop = asyncio.get_running_loop()

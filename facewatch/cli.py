@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .bus_auth import TenantBusAuthenticator
     from .repo_setup import build_repo
     from .grouping_setup import build_grouping
+    from .sightings_setup import build_sightings
     from .watcher_setup import build_watcher, declare_cameras
 
     cfg = _load(args)
@@ -78,8 +79,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                 lambda: internal_address(cfg, broker.port if broker else None), publisher.publish)
         declare_cameras(cfg, watcher, parts.store)
     grouping = build_grouping(cfg, parts.repo, changes, parts.router, parts.jobs) if cfg.grouping.enabled else None
-    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping), host=cfg.api.host, port=cfg.api.port,
-                print=None)
+    sightings = build_sightings(cfg, parts.repo, publisher, parts.router, cameras, grouping) \
+        if cfg.sightings.enabled else None
+    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping, sightings), host=cfg.api.host,
+                port=cfg.api.port, print=None)
     return 0
 
 

@@ -56,7 +56,8 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
         )
         return WorkerSpec(camera, policy.stream_options(settings), pipeline, bus_address(),
                           partial(build_analyzer, cfg), partial(open_store, cfg.storage_url()), os.getpid(),
-                          cfg.log_level, search=cfg.repo.search.options(), feed_grouping=cfg.grouping.enabled)
+                          cfg.log_level, search=cfg.repo.search.options(), feed_grouping=cfg.grouping.enabled,
+                          feed_sightings=cfg.sightings.enabled)
 
     supervisor = Supervisor(make_spec, publish, SupervisorOptions(
         restart_initial_s=w.restart_initial_s, restart_max_s=w.restart_max_s, watchdog_s=w.watchdog_s))
