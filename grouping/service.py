@@ -227,6 +227,20 @@ class GroupingService:
                 continue
         return faces
 
+    async def erase_faces_of_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
+        """Remove the faces placed from these watcher events (wherever they are now); returns how many."""
+        removed = 0
+        for event_id in event_ids:
+            placed = await asyncio.to_thread(self.store.face_of_event, event_id)
+            if placed is None:
+                continue
+            try:
+                await self.remove_face(tenant_id, placed[1])
+                removed += 1
+            except NotFound:  # another tenant's event id, or removed meanwhile
+                continue
+        return removed
+
     async def ignore(self, tenant_id: str, group_id: str, ignored: bool) -> Group:
         # Ignored groups stay in the index: that person's next faces join it
         # instead of starting new groups.

@@ -9,7 +9,7 @@ In order:
    numbers clients follow stay whole; sightings naming it as a runner-up stop
    doing so;
 3. its face groups (grouping), with their faces' crops and embeddings and their
-   index entries;
+   index entries, and the faces of its sightings grouping placed in other groups;
 4. the subject itself (repo): its faces, thumbnails, negatives, original images
    on disk no other face shares, and the index entries (cameras drop it on the
    subject.removed event);
@@ -42,6 +42,8 @@ class GroupHistory(Protocol):
 
     async def erase_groups(self, tenant_id: str, group_ids: Sequence[str]) -> int: ...
 
+    async def erase_faces_of_events(self, tenant_id: str, event_ids: Sequence[str]) -> int: ...
+
 
 @dataclass(slots=True, frozen=True)
 class Erased:
@@ -66,7 +68,11 @@ class SubjectEraser:
             group_ids.append(origin)
         erased = await asyncio.to_thread(store.erase, tenant_id, subject.pk, group_ids)
         await asyncio.to_thread(self.service.index.remove, tenant_id, erased.sightings)
-        group_faces = await self.groups.erase_groups(tenant_id, group_ids) if self.groups else 0
+        group_faces = 0
+        if self.groups is not None:
+            group_faces += await self.groups.erase_groups(tenant_id, group_ids)
+            # Faces of his sightings that grouping put elsewhere (named after the fact, from another group).
+            group_faces += await self.groups.erase_faces_of_events(tenant_id, erased.events)
         faces = await repo.faces_of_subject(subject)
         negatives = await repo.negatives_of_subject(subject)
         keys = {f.image_key for f in faces if f.image_key}

@@ -78,6 +78,7 @@ class Relabel:
 @dataclass(slots=True, frozen=True)
 class ErasedCounts:
     sightings: list[str]  # the ids erased (the index drops them)
+    events: list[str]  # their watcher events (grouping drops the faces it placed from them)
     crops: int
     embeddings: int
     mentions: int  # other sightings that named the subject as their runner-up
@@ -395,7 +396,8 @@ class SightingStore:
         with self.engine.begin() as conn:
             whose = (s.subject_pk == subject_pk) | s.group_id.in_(list(group_ids)) if group_ids else \
                 s.subject_pk == subject_pk
-            ids = list(conn.execute(select(s.id).where(s.tenant_id == tenant_id, whose)).scalars())
+            rows = conn.execute(select(s.id, s.event_id).where(s.tenant_id == tenant_id, whose)).all()
+            ids = [r[0] for r in rows]
             crops_gone = embeddings_gone = 0
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
@@ -405,7 +407,7 @@ class SightingStore:
                 conn.execute(update(sightings).where(s.id.in_(chunk)).values(**_ERASED))
             mentions = conn.execute(update(sightings).where(s.tenant_id == tenant_id, s.runner_up_pk == subject_pk)
                                     .values(**_NO_RUNNER_UP)).rowcount
-        return ErasedCounts(ids, crops_gone, int(embeddings_gone), mentions)
+        return ErasedCounts(ids, [r[1] for r in rows], crops_gone, int(embeddings_gone), mentions)
 
     def close_erasure(self, audit_id: str, counts: dict[str, int]) -> None:
         with self.engine.begin() as conn:
