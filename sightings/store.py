@@ -308,11 +308,12 @@ class SightingStore:
         now = time.time()
         with self.engine.begin() as conn:
             self._allocate(conn, tenant_id, 0)  # serialised with erasures: an erased subject names nothing
-            erased = self._erased(conn, tenant_id, {c.subject.pk for c in changes if c.subject.pk})
+            erased = self._erased(conn, tenant_id, {ref.pk for c in changes for ref in (c.subject, c.runner_up)
+                                                    if ref is not None and ref.pk})
             for c in changes:
                 if c.subject.pk in erased:
                     continue
-                r = c.runner_up
+                r = c.runner_up if c.runner_up is None or c.runner_up.pk not in erased else None
                 changed = conn.execute(update(sightings).where(
                     s.id == c.sighting_id, s.tenant_id == tenant_id, s.kind == "unknown").values(
                     kind="recognized", subject_pk=c.subject.pk, subject_id=c.subject.id, subject_name=c.subject.name,

@@ -151,8 +151,11 @@ def test_promoting_the_group_names_its_earlier_unknown_sightings(scene: Scene) -
 
 
 def test_listing_filters_paging_and_cursor(scene: Scene) -> None:
-    everything = eventually(lambda: len(found := scene.sightings()) >= 4 and found, timeout_s=120,
-                            what="four sightings")
+    def four() -> list[dict[str, Any]] | None:
+        found = scene.sightings()
+        return found if len(found) >= 4 else None
+
+    everything = eventually(four, timeout_s=120, what="four sightings")
     upto = everything[0]["seq"]  # the camera goes on: compare what existed then
 
     def listed(query: str) -> list[dict[str, Any]]:
@@ -187,6 +190,11 @@ def test_listing_filters_paging_and_cursor(scene: Scene) -> None:
         bad = scene.http.call("GET", f"/api/v1/sightings?{query}")
         assert bad.status == 400 and bad.body["param"] == param, query
     assert scene.http.call("GET", "/api/v1/sightings?gallery=cast&subject=nobody").status == 404
+    described = Http(scene.server.base).call("GET", "/api/v1/openapi.json").body["paths"]
+    assert {"/api/v1/sightings", "/api/v1/sightings/search", "/api/v1/sightings/retention",
+            "/api/v1/sightings/{sighting}", "/api/v1/sightings/{sighting}/crop", "/api/v1/erasures",
+            "/api/v1/galleries/{gallery}/subjects/{subject}/erase"} <= set(described)
+    assert set(described["/api/v1/sightings/retention"]) == {"get", "put"}
     assert scene.http.call("GET", f"/api/v1/sightings?since={'f' * 32}").status == 404
 
 

@@ -12,7 +12,8 @@ DAY = 86400.0
 
 def unit(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:
     v = rng.standard_normal((n, dim)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    out: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
 
 
 def filled(exact_max: int, n: int = 3000, days: int = 10) -> tuple[SightingIndex, np.ndarray, np.ndarray]:
