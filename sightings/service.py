@@ -167,9 +167,11 @@ class SightingService:
         found = []
         for hit in hits:
             try:
-                found.append(Found(await self.sighting(tenant_id, hit.sighting_id), hit.similarity))
-            except NotFound:  # expired or erased since the index saw it
+                sighting = await self.sighting(tenant_id, hit.sighting_id)
+            except NotFound:  # expired since the index saw it
                 continue
+            if sighting.has_embedding:  # the database is the truth: erased or past retention on another node
+                found.append(Found(sighting, hit.similarity))
         return found
 
     # -- retention ----------------------------------------------------------------------------
