@@ -151,14 +151,14 @@ class Relabeller:
             near.update(h.sighting_id for h in hits)
         candidates = await asyncio.to_thread(self.service.store.candidates, tenant_id, sorted(near),
                                              self.service.model_id)
-        galleries: dict[str, Gallery | None] = {}
-        changes = []
-        for candidate in candidates:
-            view = cameras[candidate.camera]
-            change = await self._decide(tenant_id, subject, gallery, candidate, view, policies[candidate.camera],
-                                        galleries)
-            if change is not None:
-                changes.append(change)
+        galleries: dict[str, Gallery] = {}
+        for name in {name for view in cameras.values() for name in view.galleries}:
+            try:
+                galleries[name] = await repo.gallery(tenant_id, name)
+            except ApiError:
+                continue  # a camera may name a gallery that does not exist (yet)
+        # Off the event loop: a decision searches every gallery of the camera, for each candidate.
+        changes = await asyncio.to_thread(self._decide_all, subject, gallery, candidates, cameras, policies, galleries)
         named = await asyncio.to_thread(self.service.store.relabel, tenant_id, changes) if changes else []
         self.events.publish(tenant_topic(tenant_id, SIGHTINGS_KIND), {
             "type": "sightings.relabelled", "tenant": tenant_id, "time": time.time(), "gallery": gallery.name,
@@ -168,21 +168,27 @@ class Relabeller:
             log.info("retroactive naming: %d sighting(s) of tenant %s named %s", len(named), tenant_id, subject.id)
         return named
 
-    async def _decide(self, tenant_id: str, subject: Subject, gallery: Gallery, candidate: Candidate,
-                      view: CameraView, policy: Any, galleries: dict[str, Gallery | None]) -> Relabel | None:
-        """The camera's decision on the sighting, if it names ``subject``."""
+    def _decide_all(self, subject: Subject, gallery: Gallery, candidates: list[Candidate],
+                    cameras: dict[str, CameraView], policies: dict[str, Any],
+                    galleries: dict[str, Gallery]) -> list[Relabel]:
+        changes = []
+        for candidate in candidates:
+            view = cameras[candidate.camera]
+            change = self._decide(subject, gallery, candidate, [galleries[n] for n in view.galleries if n in galleries],
+                                  policies[candidate.camera])
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _decide(self, subject: Subject, gallery: Gallery, candidate: Candidate, galleries: list[Gallery],
+                policy: Any) -> Relabel | None:
+        """The camera's decision on the sighting, if it names ``subject`` (blocking)."""
         repo = self.service.repo
         weighed: list[tuple[DecisionCandidate, str]] = []
         comparisons = 0
-        for name in view.galleries:
-            if name not in galleries:
-                try:
-                    galleries[name] = await repo.gallery(tenant_id, name)
-                except ApiError:
-                    galleries[name] = None
-            found = galleries[name]
-            index = repo.indexes.get(found.id) if found is not None else None
-            if found is None or index is None:
+        for found in galleries:
+            index = repo.indexes.get(found.id)
+            if index is None:
                 continue
             comparisons += len(index)
             negatives = repo.negatives.get(found.id)
@@ -199,7 +205,7 @@ class Relabeller:
         runner_up = None
         if verdict.runner_up is not None:
             pk = str(verdict.runner_up.key)
-            other = (await asyncio.to_thread(repo.store.subjects_by_pk, [pk])).get(pk)
+            other = repo.store.subjects_by_pk([pk]).get(pk)
             where = next(g for c, g in weighed if c is verdict.runner_up)
             runner_up = SubjectRef(pk, other.id, other.name, where) if other is not None else None
         return Relabel(candidate.id, SubjectRef(subject.pk, subject.id, subject.name, gallery.name),
