@@ -2,9 +2,10 @@
 
 Startup, in order: embedded broker (if any) -> bus client -> repo indexes
 (following every node's changes) -> STOMP API consumer -> grouping (following
-every node's changes and the watchers) -> camera workers. Shutdown is the
-reverse (aiohttp cleanup_ctx), after the STOMP API consumer has stopped taking
-requests and answered those in hand (on_shutdown, before anything closes).
+every node's changes and the watchers) -> sightings (index, writer, retroactive
+naming, retention) -> camera workers. Shutdown is the reverse (aiohttp
+cleanup_ctx), after the STOMP API consumer has stopped taking requests and
+answered those in hand (on_shutdown, before anything closes).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .metrics import BrokerCollector, CameraCollector, Metrics, ReembedCollector
 from .outbox import BusOutbox
 from .repo_setup import RepoParts, node_name
 from .revocation import RevocationWatch
+from .sightings_setup import SightingsParts, follow_bus
 from .sync_setup import follow
 
 __all__ = ("make_app", "CONFIG", "REPO", "BROKER", "BUS", "STOMP_API")
@@ -77,6 +79,18 @@ def _groups_ctx(grouping: GroupingService, cfg: FacewatchConfig) -> Callable[[we
         await following.aclose()
 
     return groups_ctx
+
+
+def _sightings_ctx(sightings: SightingsParts) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Sightings follow the workers' queue (and repo and grouping events) while the app runs."""
+
+    async def sightings_ctx(app: web.Application) -> AsyncIterator[None]:
+        following = follow_bus(sightings, app[BUS])
+        await anext(following)
+        yield
+        await following.aclose()
+
+    return sightings_ctx
 
 
 def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
@@ -152,11 +166,13 @@ def _metrics_ctx(metrics: Metrics, cfg: FacewatchConfig, parts: RepoParts, broke
 
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
              broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None,
-             grouping: GroupingService | None = None, metrics: Metrics | None = None) -> web.Application:
+             grouping: GroupingService | None = None, metrics: Metrics | None = None,
+             sightings: SightingsParts | None = None) -> web.Application:
     """``broker``: the embedded broker to run and serve at websocket_path; None when external.
     ``watcher``: the camera service whose enabled cameras start with the app; None when disabled.
     ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled.
-    ``metrics``: served at metrics.path when metrics are enabled (its ``api`` observes parts.api)."""
+    ``metrics``: served at metrics.path when metrics are enabled (its ``api`` observes parts.api).
+    ``sightings``: what keeps the watchers' face events as sightings; None when disabled."""
     # aiohttp answers a request line or header over its limits (8190 bytes by default) itself, in plain
     # text; with room up to 64 KiB, such requests reach our router and get a JSON error. (Beyond, aiohttp's
     # plain 400 remains: no public hook changes its body.)
@@ -243,6 +259,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         app.cleanup_ctx.append(_metrics_ctx(metrics, cfg, parts, broker, watcher, reembedders, grouping is not None))
     if grouping is not None and watcher is not None:
         app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
+    if sightings is not None:  # before the cameras start; stopped after they stop, its last batch written
+        app.cleanup_ctx.append(_sightings_ctx(sightings))
     if watcher is not None:
         async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
             loop = asyncio.get_running_loop()

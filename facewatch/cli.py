@@ -71,6 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .repo_setup import build_repo
     from .grouping_setup import build_grouping
     from .tls import server_context
+    from .sightings_setup import build_sightings
     from .watcher_setup import build_watcher, declare_cameras
 
     cfg, location = _load_located(args)
@@ -95,7 +96,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                 lambda: internal_address(cfg, broker.port if broker else None), publisher.publish)
         declare_cameras(cfg, watcher, parts.store)
     grouping = build_grouping(cfg, parts.repo, changes, parts.router, parts.jobs) if cfg.grouping.enabled else None
-    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping, metrics), host=cfg.api.host,
+    sightings = build_sightings(cfg, parts.repo, publisher, parts.router, cameras, grouping) \
+        if cfg.sightings.enabled else None
+    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping, metrics, sightings), host=cfg.api.host,
                 port=cfg.api.port, ssl_context=api_tls, print=None)
     return 0
 

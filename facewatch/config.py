@@ -41,6 +41,8 @@ __all__ = (
     "WatcherConfig",
     "GroupingConfig",
     "MetricsConfig",
+    "SightingsConfig",
+    "SightingsRetentionConfig",
     "DeclaredCamera",
     "load_config",
     "parse_config",
@@ -382,6 +384,40 @@ class MetricsConfig(Section):
                                                                "one generated into <data_dir>/metrics-token (0600)")
 
 
+_DAY_S = 86400.0
+
+
+class SightingsRetentionConfig(Section):
+    """What tenants that set none keep, by the time a sighting was seen (seconds; null: for ever)."""
+
+    recognized_s: float | None = Field(365 * _DAY_S, gt=0, description="recognised sightings are deleted after")
+    unknown_s: float | None = Field(90 * _DAY_S, gt=0, description="unknown (and erased) sightings are deleted after")
+    crop_s: float | None = Field(30 * _DAY_S, gt=0, description="crops are dropped after (the sighting stays)")
+    embedding_s: float | None = Field(90 * _DAY_S, gt=0, description="embeddings are dropped after (no longer "
+                                                                     "found by face; the sighting stays)")
+
+
+class SightingsConfig(Section):
+    enabled: bool = Field(True, description="store every face.recognized and face.unknown as a sighting (and serve "
+                                            "the /sightings routes)")
+    batch_size: int = Field(200, gt=0, le=10_000, description="sightings written per transaction at most")
+    batch_wait_s: float = Field(0.2, ge=0, description="a batch waits this long after its first sighting for more")
+    prefetch: int = Field(1000, gt=0, description="queued events in flight to this node, unacknowledged")
+    retention: SightingsRetentionConfig = SightingsRetentionConfig()
+    retention_interval_s: float = Field(3600.0, gt=0, description="how often retention runs")
+    partition_s: float = Field(_DAY_S, gt=0, description="time span of one partition of the search index")
+    search: SearchConfig = SearchConfig()
+    relabel_delay_s: float = Field(2.0, ge=0, description="retroactive naming waits this long after a subject's "
+                                                          "last new face (a burst makes one pass)")
+    relabel_max_candidates: int = Field(10_000, gt=0, description="nearest sightings weighed per face of the subject")
+
+    @model_validator(mode="after")
+    def _prefetch_holds_a_batch(self) -> "SightingsConfig":
+        if self.prefetch < self.batch_size:
+            raise ValueError("prefetch must be at least batch_size")
+        return self
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -399,6 +435,7 @@ class FacewatchConfig(Section):
     watcher: WatcherConfig = WatcherConfig()
     grouping: GroupingConfig = GroupingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    sightings: SightingsConfig = SightingsConfig()
 
     def storage_url(self) -> str:
         return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"

@@ -59,7 +59,7 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
         return WorkerSpec(camera, policy.stream_options(settings), pipeline, bus_address(),
                           partial(build_analyzer, cfg), partial(open_store, cfg.storage_url()), os.getpid(),
                           cfg.log_level, search=cfg.repo.search.options(), sync=cfg.sync.options(),
-                          feed_grouping=cfg.grouping.enabled,
+                          feed_grouping=cfg.grouping.enabled, feed_sightings=cfg.sightings.enabled,
                           log_setup=partial(configure_logging, cfg.log_level, cfg.log_format))
 
     supervisor = Supervisor(make_spec, publish, SupervisorOptions(

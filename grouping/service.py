@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from api.errors import BadParam, Conflict, ServiceUnavailable
+from api.errors import BadParam, Conflict, NotFound, ServiceUnavailable
 from repo.events import EventPublisher
 from repo.service import EmbeddedFace, FaceRepository
 from repo.sync import wait_applied
@@ -232,6 +232,36 @@ class GroupingService:
             version = await asyncio.to_thread(self.store.delete_group, tenant_id, group_id)
             self._change("group.deleted", tenant_id, version, group=group_id)
             await self._indexed(tenant_id, version)
+
+    async def promoted_groups(self, tenant_id: str, gallery: str, subject_id: str) -> list[str]:
+        """The groups promoted to a subject: what erasing that subject erases of grouping."""
+        return await asyncio.to_thread(self.store.promoted_to, tenant_id, gallery, subject_id)
+
+    async def erase_groups(self, tenant_id: str, group_ids: Sequence[str]) -> int:
+        """Delete groups with their faces (crops and embeddings) and index entries; returns the faces gone.
+        Groups already gone are skipped: an erasure run again finishes what a failed one left."""
+        faces = 0
+        for group_id in group_ids:
+            try:
+                faces += (await self.group(tenant_id, group_id)).face_count
+                await self.delete(tenant_id, group_id)
+            except NotFound:
+                continue
+        return faces
+
+    async def erase_faces_of_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
+        """Remove the faces placed from these watcher events (wherever they are now); returns how many."""
+        removed = 0
+        for event_id in event_ids:
+            placed = await asyncio.to_thread(self.store.face_of_event, event_id)
+            if placed is None:
+                continue
+            try:
+                await self.remove_face(tenant_id, placed[1])
+                removed += 1
+            except NotFound:  # another tenant's event id, or removed meanwhile
+                continue
+        return removed
 
     async def ignore(self, tenant_id: str, group_id: str, ignored: bool) -> Group:
         # Ignored groups stay in the index: that person's next faces join it

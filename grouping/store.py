@@ -331,6 +331,14 @@ class GroupStore:
         return self.group(tenant_id, group_id)
 
     # -- reads -------------------------------------------------------------------------
+    def promoted_to(self, tenant_id: str, gallery: str, subject_id: str) -> list[str]:
+        """The groups promoted to subject ``subject_id`` of ``gallery`` (its group history)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(groups.c.id, groups.c.subject).where(
+                groups.c.tenant_id == tenant_id, groups.c.status == "promoted")).all()
+        wanted = {"gallery": gallery, "subject": subject_id}
+        return [r.id for r in rows if r.subject and json.loads(r.subject) == wanted]
+
     def group(self, tenant_id: str, group_id: str) -> Group:
         with self.engine.connect() as conn:
             row = conn.execute(select(groups).where(groups.c.id == group_id, groups.c.tenant_id == tenant_id)).first()

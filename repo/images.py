@@ -56,5 +56,8 @@ class ImageStore:
         path = self._path(key)
         return path.read_bytes() if path.is_file() else None
 
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

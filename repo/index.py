@@ -21,7 +21,7 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ("Match", "GalleryIndex", "NegativeIndex", "SearchOptions")
+__all__ = ("Match", "GalleryIndex", "NegativeIndex", "SearchOptions", "sign_codes", "nearest_codes", "prescan_size")
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,6 +53,18 @@ def _faiss() -> ModuleType:
 def sign_codes(vectors: np.ndarray) -> np.ndarray:
     """(N, D) float -> (N, ceil(D / 8)) uint8: one bit per dimension, set where positive."""
     return np.packbits(np.asarray(vectors) > 0, axis=-1)
+
+
+def prescan_size(options: SearchOptions, n: int) -> int:
+    """How many of ``n`` rows the sign-code prescan keeps for exact scoring."""
+    return min(n, max(options.min_candidates, int(np.ceil(options.candidate_fraction * n))))
+
+
+def nearest_codes(query: np.ndarray, codes: np.ndarray, take: int) -> np.ndarray:
+    """Positions in ``codes`` of the ``take`` codes nearest to ``query``'s sign code by Hamming distance,
+    ascending (in memory order: the gather that follows reads forward)."""
+    _, found = _faiss().knn_hamming(sign_codes(np.asarray(query).reshape(1, -1)), codes, take)
+    return np.sort(found[0])
 
 
 class GalleryIndex:
@@ -133,10 +145,7 @@ class GalleryIndex:
 
     def _nearest_codes(self, q: np.ndarray, n: int) -> np.ndarray:
         """Row numbers of the faces nearest to ``q`` by sign-code Hamming distance, ascending."""
-        o = self.options
-        take = min(n, max(o.min_candidates, int(np.ceil(o.candidate_fraction * n))))
-        _, found = _faiss().knn_hamming(sign_codes(q)[None, :], self._codes[:n], take)
-        return np.sort(found[0])  # in memory order: the gather that follows reads forward
+        return nearest_codes(q, self._codes[:n], prescan_size(self.options, n))
 
     def _best_subjects(self, rows: np.ndarray, scores: np.ndarray, k: int) -> list[Match]:
         n = len(rows)

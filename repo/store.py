@@ -167,6 +167,9 @@ def open_store(url: str) -> "RepoStore":
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss
             cur.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows are overwritten with zeros, not left in free pages: an erased face is gone
+            # from the file too (sightings/erasure.py), not only from the tables.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
     else:
         if url.startswith("postgresql://"):

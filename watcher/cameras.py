@@ -22,7 +22,8 @@ from vision.attribute_names import AttributeName
 from .stream import StreamOptions
 
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
-           "topic_for", "msgpack_topic_for", "event_topics", "ALL_CAMERAS_TOPIC", "UNKNOWN_FACES_QUEUE")
+           "topic_for", "msgpack_topic_for", "event_topics", "ALL_CAMERAS_TOPIC", "UNKNOWN_FACES_QUEUE",
+           "SIGHTINGS_QUEUE", "SIGHTING_EVENT_TYPES")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
@@ -36,6 +37,10 @@ ALL_CAMERAS_TOPIC = topic_for("*")  # every camera's events (a topic pattern to 
 # Every face.unknown once more, as work: nodes that group faces consume it as competing consumers, so each
 # unknown face is placed by exactly one node (a topic would have every node place it).
 UNKNOWN_FACES_QUEUE = "/queue/facewatch.unknown-faces"
+# Every face event once more, as work for the sightings writer (competing consumers, acked once stored):
+# face.recognized and face.unknown become sightings; track.ended closes their time range.
+SIGHTINGS_QUEUE = "/queue/facewatch.sightings"
+SIGHTING_EVENT_TYPES = frozenset({"face.recognized", "face.unknown", "track.ended"})
 
 
 def event_topics(camera: "Camera") -> tuple[str, str]:

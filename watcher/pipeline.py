@@ -255,7 +255,8 @@ class CameraPipeline:
         def named(candidate: Candidate) -> dict[str, Any] | None:
             key: GalleryCandidate = candidate.key
             subject = self.matcher.subject(key.subject_pk)
-            return None if subject is None else {"id": subject.id, "name": subject.name, "gallery": key.gallery}
+            return None if subject is None else {"id": subject.id, "name": subject.name, "gallery": key.gallery,
+                                                 "pk": subject.pk}
         return verdict.as_json(named) | {"policy": self.options.policy.describe()}
 
     def _event(self, kind: str, track: Track, decision: _Decision, frame: VideoFrame) -> dict[str, Any]:
@@ -278,14 +279,15 @@ class CameraPipeline:
         if decision.recognized is not None:
             assert verdict.match is not None
             event["subject"] = {"id": decision.recognized.id, "name": decision.recognized.name,
-                                "gallery": decision.gallery}
+                                "gallery": decision.gallery, "pk": decision.recognized.pk}
             event["similarity"] = round(verdict.match.similarity, 4)
         else:
             event["best_similarity"] = round(decision.best_similarity, 4)
-            # The track's combined shots, as decided on: a steadier face for grouping than any one shot.
-            event["embedding"] = base64.b64encode(np.asarray(decision.template, np.float32).tobytes()).decode()
-            event["model_id"] = self.matcher.model_id
             event["group"] = None  # set by grouping once it has placed this face
+        # The track's combined shots, as decided on: a steadier face for grouping and for searching
+        # sightings by face than any one shot.
+        event["embedding"] = base64.b64encode(np.asarray(decision.template, np.float32).tobytes()).decode()
+        event["model_id"] = self.matcher.model_id
         if self.options.attach_crop:
             event["crop"] = crop_jpeg(shot.image, face.box, self.options.crop_max_px)
         if self.options.attributes:

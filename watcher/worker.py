@@ -33,7 +33,7 @@ from repo.store import RepoStore
 from repo.sync import SyncOptions
 from vision.analyzer import FaceAnalyzer
 
-from .cameras import UNKNOWN_FACES_QUEUE, Camera, event_topics, msgpack_topic_for
+from .cameras import SIGHTING_EVENT_TYPES, SIGHTINGS_QUEUE, UNKNOWN_FACES_QUEUE, Camera, event_topics, msgpack_topic_for
 from .galleries import GalleryFollower
 from .pipeline import CameraPipeline, PipelineOptions
 from .stream import CameraStatus, StreamOptions, StreamReader
@@ -59,6 +59,7 @@ class WorkerSpec:
     sync: SyncOptions = SyncOptions()
     # Sets up the process's logging, given its name (a module-level callable); None: plain text lines.
     log_setup: Callable[[str], None] | None = None
+    feed_sightings: bool = False  # also put face events on SIGHTINGS_QUEUE (sightings are enabled)
 
 
 def status_event(camera_id: str, status: CameraStatus, **extra: Any) -> dict[str, Any]:
@@ -68,6 +69,14 @@ def status_event(camera_id: str, status: CameraStatus, **extra: Any) -> dict[str
     if status.reason:
         event["reason"] = status.reason
     return {**event, **extra}
+
+
+def _is_sighting_event(event: dict[str, Any]) -> bool:
+    """face.recognized and face.unknown; track.ended only of a track that had one (it closes its time range)."""
+    kind = event.get("type")
+    if kind == "track.ended":
+        return bool(event.get("announced") or event.get("unknown_sent"))
+    return kind in SIGHTING_EVENT_TYPES
 
 
 def _rss_mib() -> float:
@@ -112,6 +121,9 @@ class CameraWorker:
                 self.bus.publish(topic, event, timeout_s=0)
             if self.spec.feed_grouping and event.get("type") == "face.unknown":
                 self.bus.publish(UNKNOWN_FACES_QUEUE, event, timeout_s=0)
+            if self.spec.feed_sightings and _is_sighting_event(event):
+                # persistent: a broker that keeps queues on disk (RabbitMQ) keeps it across its restart.
+                self.bus.publish(SIGHTINGS_QUEUE, event, {"persistent": "true"}, timeout_s=0)
             if self.spec.camera.settings.msgpack:
                 self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
                                  {"content-type": "application/msgpack"}, timeout_s=0)

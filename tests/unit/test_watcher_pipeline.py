@@ -95,9 +95,12 @@ def test_a_known_face_is_announced_once_per_track_and_no_longer_embedded() -> No
     events, analyzer = run([[face(100 + i, 1, quality=0.5 + i / 20)] for i in range(8)], cooldown_s=0)
     assert [e["type"] for e in events] == ["face.recognized"]
     event = events[0]
-    assert event["subject"] == {"id": "ada", "name": "Ada", "gallery": "staff"}
+    assert event["subject"] == {"id": "ada", "name": "Ada", "gallery": "staff", "pk": "pk-ada"}
     assert event["similarity"] == 0.9 and event["threshold"] == 0.5 and event["camera"] == "door"
-    assert event["runner_up"] == {"subject": {"id": "bob", "name": "Bob", "gallery": "staff"}, "similarity": 0.2}
+    assert event["runner_up"] == {"subject": {"id": "bob", "name": "Bob", "gallery": "staff", "pk": "pk-bob"},
+                                  "similarity": 0.2}
+    # The combined shots it was named on, for the sightings' search by face.
+    assert event["embedding"] and event["model_id"] == "test-model"
     assert event["margin"] == 0.7 and event["decision"]["reason"] == "matched"
     assert analyzer.embedded == [1]  # decided on the first good shot; nothing more to embed
     assert analyzer.described == 1  # nor to describe: a decided track costs only its detection
