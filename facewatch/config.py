@@ -382,6 +382,12 @@ class MetricsConfig(Section):
                                                                "one generated into <data_dir>/metrics-token (0600)")
 
 
+class ConsoleConfig(Section):
+    """The web console at / on the API port: a client of the public REST and STOMP APIs."""
+
+    enabled: bool = Field(True, description="serve the console's pages at / and its files under /assets/")
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -399,6 +405,7 @@ class FacewatchConfig(Section):
     watcher: WatcherConfig = WatcherConfig()
     grouping: GroupingConfig = GroupingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     def storage_url(self) -> str:
         return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"
