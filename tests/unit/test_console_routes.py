@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -94,3 +97,12 @@ def test_the_pages_load_only_files_of_the_console() -> None:
 
 def test_missing_vendor_files_are_named(tmp_path: Path) -> None:
     assert missing_vendor_files(tmp_path) == list(VENDOR_FILES)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+@pytest.mark.parametrize("module", sorted(str(p.relative_to(STATIC_DIR)) for p in (STATIC_DIR / "js").rglob("*.js")))
+def test_every_module_parses(module: str) -> None:
+    """A syntax error would only show in a browser, on the page that imports the module."""
+    checked = subprocess.run(["node", "--check", "--input-type=module"], input=(STATIC_DIR / module).read_text(),
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr

@@ -56,7 +56,7 @@ async function render() {
     cleanup = await page.render(main, { navigate, params: new URLSearchParams(location.search) });
   } catch (err) {
     if (ticket !== rendering) return;
-    console.warn(err);
+    console.error(err); // a page that fails is an error of the console: the browser tests look for these
     clear(main, h('h1', {}, title), h('p.error', { role: 'alert' }, `This page could not be shown: ${err.message}`));
   }
   if (ticket === rendering && window.__focusMain) main.focus();

@@ -37,7 +37,7 @@ export function render(main) {
         row(code('POST /api/v1/cameras/{camera}/start'), 'run it (remembered across restarts); …/stop stops it'),
         row(code('GET /api/v1/cameras/{camera}/status'), 'state, reason, worker, stats (analysed, decoded, dropped, faces…)'),
         row(code('DELETE /api/v1/cameras/{camera}'), 'stop and remove'),
-        row('every REST route', h('span', {}, 'the same paths as the ', h('a', { href: '/reference', 'data-link': true }, 'REST reference'))))),
+        row('every REST route', h('span', {}, 'the same paths as the ', h('a', { href: '/reference', 'data-link': true }, 'REST reference')))))),
 
     h('h2', {}, 'Topics you may subscribe to'),
     h('div.table-wrap', {}, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'topic'), h('th', {}, 'what'))),
