@@ -126,16 +126,19 @@ const scenarios = {
     await dlg.waitFor({ state: 'detached' });
     const card = page.locator(`section.card[data-camera="${opts.cameraId}"]`);
     await card.waitFor();
-    await card.getByText('running').waitFor({ timeout: 30000 });
+    await card.locator('.badge.running').waitFor({ timeout: 30000 });
+    const frame = card.locator('img[alt^="recent frame of"]');
+    await frame.waitFor({ timeout: 30000 });
+    const frameSize = await frame.evaluate(async (img) => { await img.decode(); return [img.naturalWidth, img.naturalHeight]; });
     await shot(page, 'cameras');
     await card.getByRole('button', { name: 'Stop' }).click();
     await card.getByRole('button', { name: 'Start' }).waitFor();
-    await card.getByText('stopped').waitFor({ timeout: 30000 });
+    await card.locator('.badge.stopped').waitFor({ timeout: 30000 });
     const stopped = await card.textContent();
     await card.getByRole('button', { name: 'Delete' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
     await card.waitFor({ state: 'detached' });
-    return { idError, fpsError, stopped };
+    return { idError, fpsError, stopped, frameSize };
   },
 
   // A gallery and a subject made, several photos uploaded at once, their thumbnails shown.

@@ -114,6 +114,7 @@ def test_cameras_are_registered_stopped_and_deleted_over_the_ui(console: Console
     assert "lower-case letters" in found["idError"]  # checked as the API checks it, before it is sent
     assert found["fpsError"].startswith("max_fps")
     assert "stopped" in found["stopped"]
+    assert found["frameSize"] == [640, 360]  # a recent frame of the running camera (the clip is 640x360)
     listed = console.cli("cameras", "list")
     assert listed.returncode == 0 and "door" not in listed.stdout  # deleted for real, over the STOMP API
 

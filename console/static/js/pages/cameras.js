@@ -1,5 +1,5 @@
 // Cameras: register (every setting, checked as the API checks it), edit, start, stop, delete; the latest
-// face each camera sent. All of it over the STOMP API (/queue/facewatch.api).
+// frame of each and the latest face each one sent. All of it over the STOMP API (/queue/facewatch.api).
 import { api } from '../api.js';
 import { request, subscribe } from '../bus.js';
 import { cameraPath, cameraTopic, latestFaces, listCameras, noteFace, statusLines } from '../cameras.js';
@@ -12,6 +12,8 @@ const ATTRIBUTES = ['age', 'gender', 'pose', 'liveness', 'expression', 'eyes'];
 const DEFAULTS = { name: '', url: '', rtsp_transport: 'tcp', loop: false, galleries: [], max_fps: 5, min_face_px: 32,
                    min_quality: null, threshold: null, cooldown_s: 30, unknown_after_frames: 5, attach_crop: true,
                    attributes: [], msgpack: false };
+
+const frames = new Map(); // camera id -> {image (base64 JPEG), time, index}
 
 export async function render(main, { navigate }) {
   const list = h('div.cards', { 'aria-label': 'Cameras' });
@@ -27,6 +29,10 @@ export async function render(main, { navigate }) {
   const reload = async () => {
     try {
       cameras = await listCameras();
+      // A recent frame of each running camera (GET …/frame over STOMP: the node that runs it keeps one).
+      await Promise.all(cameras.filter((c) => c.enabled && c.status?.state === 'running').map((c) =>
+        request('GET', `${cameraPath(c.id)}/frame`).then((f) => frames.set(c.id, f), () => {})));
+      for (const id of frames.keys()) if (!cameras.some((c) => c.id === id && c.enabled)) frames.delete(id);
       draw();
     } catch (err) {
       note.textContent = `Cameras could not be read: ${err.message}`;
@@ -60,13 +66,17 @@ function cameraCard(cam, { reload, navigate }) {
     reload();
   } }, label);
   const face = latestFaces.get(cam.id);
+  const frame = frames.get(cam.id);
   return h('section.card', { 'aria-label': `camera ${cam.id}`, dataset: { camera: cam.id } },
     h('h3', {}, cam.name ? `${cam.name} (${cam.id})` : cam.id),
     h('p.small.muted', {}, cam.url, cam.galleries.length ? ` · galleries: ${cam.galleries.join(', ')}` : ' · no galleries'),
     statusLines(cam),
-    face ? h('figure', {}, h('img.recent', { src: `data:image/jpeg;base64,${face.crop}`, alt: `latest face from ${cam.id}` }),
+    frame ? h('figure', {}, h('img.recent', { src: `data:image/jpeg;base64,${frame.image}`, alt: `recent frame of ${cam.id}` }),
+              h('figcaption.small.muted', {}, `frame ${frame.index}, ${fmtAgo(frame.time)}`))
+      : h('p.small.muted', {}, cam.enabled ? 'No recent frame yet.' : 'Stopped: no recent frame.'),
+    face ? h('figure.row', {}, h('img.mini', { src: `data:image/jpeg;base64,${face.crop}`, alt: `latest face from ${cam.id}` }),
              h('figcaption.small.muted', {}, `latest face: ${face.label}, ${fmtAgo(face.time)}`))
-      : h('p.small.muted', {}, 'No face seen since this page opened.'),
+      : null,
     h('div.actions', {},
       cam.enabled ? act('Stop', () => request('POST', `${cameraPath(cam.id)}/stop`))
         : act('Start', () => request('POST', `${cameraPath(cam.id)}/start`), '.primary'),

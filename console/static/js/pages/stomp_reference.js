@@ -36,6 +36,8 @@ export function render(main) {
         row(code('PATCH /api/v1/cameras/{camera}'), 'change settings (its worker restarts with them)'),
         row(code('POST /api/v1/cameras/{camera}/start'), 'run it (remembered across restarts); …/stop stops it'),
         row(code('GET /api/v1/cameras/{camera}/status'), 'state, reason, worker, stats (analysed, decoded, dropped, faces…)'),
+        row(code('GET /api/v1/cameras/{camera}/frame'), 'a recent analysed frame {camera, time, index, image: base64 JPEG} '
+          + '(from the node that runs the camera)'),
         row(code('DELETE /api/v1/cameras/{camera}'), 'stop and remove'),
         row('every REST route', h('span', {}, 'the same paths as the ', h('a', { href: '/reference', 'data-link': true }, 'REST reference')))))),
 
