@@ -20,6 +20,13 @@ export async function render(main, { navigate, params }) {
   const progress = h('ul.upload-list', { 'aria-label': 'Uploads' }); // kept while the same subject is shown
   let progressOf = '';
 
+  // One bulk-enrolment box per gallery, kept across redraws (a job's progress stays on screen).
+  const bulkBoxes = new Map();
+  const bulkFor = (name) => {
+    if (!bulkBoxes.has(name)) bulkBoxes.set(name, bulkEnrol(name, stops, () => refreshAll()));
+    return bulkBoxes.get(name);
+  };
+
   const remember = () => {
     const q = new URLSearchParams();
     if (state.gallery) q.set('gallery', state.gallery);
@@ -62,7 +69,7 @@ export async function render(main, { navigate, params }) {
       current ? h('div.actions', {},
         h('button', { type: 'button', onclick: () => renameGallery(current) }, 'Rename'),
         h('button.danger', { type: 'button', onclick: () => deleteGallery(current) }, 'Delete')) : null,
-      current ? bulkEnrol(current.name, stops, async () => { await drawSubjects(); await drawDetail(); }) : null);
+      current ? bulkFor(current.name) : null);
   }
 
   async function renameGallery(g) {
