@@ -3,7 +3,7 @@
 // and what the scenario needs (apiKey, clientId, clientSecret, files...). Prints one JSON line:
 // {"ok": true, ...what the scenario found, "consoleErrors": [...]} or {"ok": false, "error": "..."}.
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const [scenario, raw] = process.argv.slice(2);
@@ -100,7 +100,11 @@ const scenarios = {
     await page.locator('.cards .card').first().waitFor();
     const card = await page.locator('.cards .card').first().textContent();
     await shot(page, 'live', false);
-    return { text, cropIsJpeg: crop.startsWith('data:image/jpeg;base64,'), card };
+    // Feedback on the event: "not X" stores the crop as a negative of X.
+    await event.getByRole('button', { name: /^Not / }).click();
+    await page.getByRole('dialog').getByRole('button', { name: /^Not / }).click();
+    const noted = await page.locator('.toast').filter({ hasText: 'Noted' }).textContent();
+    return { text, cropIsJpeg: crop.startsWith('data:image/jpeg;base64,'), card, noted };
   },
 
   // Register a camera over the UI (a bad id refused first, as the API would), stop it, delete it.
@@ -162,6 +166,67 @@ const scenarios = {
     return { thumbnails: loaded.length, loaded, progress };
   },
 
+  // Bulk enrolment from a zip, its progress live from the job's topic.
+  async 'enrol-zip'() {
+    const page = await newPage();
+    await signInWithKey(page);
+    await page.goto(`${opts.base}/faces?gallery=${encodeURIComponent(opts.gallery)}`);
+    await page.getByText('Bulk enrolment from a zip').click();
+    await page.locator('#enrol-zip').setInputFiles(opts.zip);
+    await page.getByRole('button', { name: 'Enrol the zip' }).click();
+    const line = page.locator('details p[aria-live]');
+    await line.filter({ hasText: /: done,/ }).waitFor({ timeout: 60000 });
+    const bar = await page.locator('details progress').evaluate((b) => [b.value, b.max]);
+    await shot(page, 'enrol-zip', false);
+    return { line: await line.textContent(), bar };
+  },
+
+  // History against the sightings API's shape (routes stubbed in the browser: a server with that API
+  // answers them); sightings by camera, then a search by a face taken from the test page.
+  async history() {
+    const page = await newPage();
+    await signInWithKey(page);
+    const jpeg = readFileSync(opts.crop);
+    const sighting = (id, name, seenAt) => ({
+      id, seq: seenAt, event_id: `e${id}`, camera: 'stage', track: 1, first_seen: seenAt, last_seen: seenAt,
+      seen_at: seenAt, decision: name ? 'recognized' : 'unknown', subject: name ? { id: 'lin', name, gallery: 'hamilton' } : null,
+      group: name ? null : 'g1', similarity: name ? 0.61 : 0.12, runner_up: null, threshold: 0.34, margin: 0.2,
+      reason: 'matched', quality: 0.9, model_id: 'm', crop: `/api/v1/sightings/${id}/crop`, embedding: true });
+    const asked = [];
+    await page.route('**/api/v1/openapi.json', async (route) => {
+      const doc = await (await route.fetch()).json();
+      doc.paths['/api/v1/sightings'] = { get: {} };
+      doc.paths['/api/v1/sightings/search'] = { post: {} };
+      await route.fulfill({ json: doc });
+    });
+    await page.route('**/api/v1/sightings**', async (route) => {
+      const url = new URL(route.request().url());
+      asked.push(`${route.request().method()} ${url.pathname}${url.search}`);
+      if (url.pathname.endsWith('/crop')) return route.fulfill({ body: jpeg, contentType: 'image/jpeg' });
+      if (url.pathname.endsWith('/search')) {
+        return route.fulfill({ json: { sightings: [{ ...sighting('s3', 'Lin-Manuel Miranda', 1795920100), match_similarity: 0.7 }],
+                                       threshold: 0.33 } });
+      }
+      return route.fulfill({ json: { sightings: [sighting('s1', 'Lin-Manuel Miranda', 1795920000), sighting('s2', null, 1795919000)],
+                                     before: null } });
+    });
+    await page.goto(`${opts.base}/history`);
+    await page.locator('#sightings article').first().waitFor();
+    await page.getByLabel('Camera').fill('stage');
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('#sightings img[src^="blob:"]').length === 2);
+    const listed = await page.locator('#sightings h3').allTextContents();
+    await shot(page, 'history');
+    await page.goto(`${opts.base}/test`);
+    await page.locator('#test-file').setInputFiles(opts.photo);
+    await page.getByRole('button', { name: 'Run' }).click();
+    await page.getByRole('button', { name: 'Search history for this face' }).first().click();
+    await page.waitForURL(/\/history\?search=face/);
+    await page.getByText(/sightings of this face/).waitFor();
+    const searched = await page.locator('#sightings h3').allTextContents();
+    return { listed, searched, asked };
+  },
+
   // The test page draws the faces it found on the photo.
   async test() {
     const page = await newPage();
@@ -193,6 +258,14 @@ const scenarios = {
     await first.click();
     await page.locator('figure.face img[src^="blob:"]').first().waitFor();
     await shot(page, 'unknown');
+    // "This is…" on a face of the group: its crop enrolled as a face of a new subject.
+    await page.locator('figure.face').first().getByRole('button', { name: 'This is…' }).click();
+    const who = page.getByRole('dialog');
+    await who.getByLabel('Gallery').selectOption(opts.gallery);
+    await who.getByLabel('…or a new subject named').fill(opts.thisIs);
+    await who.getByRole('button', { name: 'Add the face' }).click();
+    await who.waitFor({ state: 'detached' });
+    const added = await page.locator('.toast').filter({ hasText: 'Added as a face of' }).textContent();
     await page.getByRole('button', { name: 'Promote to a subject' }).click();
     const dlg = page.getByRole('dialog');
     await dlg.getByLabel('Gallery').selectOption(opts.gallery);
@@ -201,7 +274,7 @@ const scenarios = {
     await dlg.waitFor({ state: 'detached' });
     await page.getByText(/Promoted to/).first().waitFor();
     const promoted = await page.locator('#group-h ~ p').first().textContent();
-    return { promoted };
+    return { promoted, added };
   },
 
   // The API reference renders the OpenAPI document; the STOMP page lists the tenant's topics.

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,9 @@ def test_a_live_event_arrives_with_its_crop_and_the_camera_status(console: Conso
     assert "similarity" in found["text"] and "runner-up" in found["text"]
     assert found["cropIsJpeg"]
     assert "state" in found["card"] and "dropped" in found["card"] and "last error" in found["card"]
+    assert found["noted"].startswith("Noted: not lin_manuel_miranda")
+    negatives = console.http.call("GET", "/api/v1/galleries/hamilton/subjects/lin_manuel_miranda/negatives").body
+    assert len(negatives["negatives"]) == 1
 
 
 def test_cameras_are_registered_stopped_and_deleted_over_the_ui(console: Console) -> None:
@@ -141,10 +145,38 @@ def test_an_unknown_group_is_promoted_to_a_subject(console: Console) -> None:
     grouped = console.http.call("POST", "/api/v1/groups/images", files={"file": (photo.name, photo.read_bytes())})
     assert grouped.status == 200, grouped.body
     group = grouped.body["faces"][0]["group"]
-    found = console.browse("unknown", group=group, gallery="hamilton", name="Barack Obama")
+    found = console.browse("unknown", group=group, gallery="hamilton", name="Barack Obama", thisIs="Obama (crop)")
     assert found["promoted"].startswith("promoted")
+    assert found["added"].startswith("Added as a face of Obama (crop)")
     subjects = console.http.call("GET", "/api/v1/galleries/hamilton/subjects").body["subjects"]
-    assert "Barack Obama" in [s["name"] for s in subjects]
+    faces = {s["name"]: s["faces"] for s in subjects}
+    assert faces["Barack Obama"] >= 1 and faces["Obama (crop)"] == 1
+
+
+def test_a_zip_is_enrolled_with_its_progress_from_the_jobs_topic(console: Console, tmp_path: Path) -> None:
+    enroll = console.shared_data / "faces" / "enroll"
+    archive = tmp_path / "people.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for person in ("biden", "alex_lacamoire"):
+            for image in sorted((enroll / person).iterdir()):
+                zf.write(image, f"{person}/{image.name}")
+    assert console.http.call("POST", "/api/v1/galleries", {"name": "zipped"}).status == 201
+    found = console.browse("enrol-zip", gallery="zipped", zip=str(archive))
+    total = sum(len(list((enroll / p).iterdir())) for p in ("biden", "alex_lacamoire"))
+    assert f"done, {total} of {total} images" in found["line"]
+    assert found["bar"] == [total, total]
+    subjects = console.http.call("GET", "/api/v1/galleries/zipped/subjects").body["subjects"]
+    assert sorted(s["id"] for s in subjects) == ["alex_lacamoire", "biden"]
+
+
+def test_history_lists_and_searches_sightings_where_the_server_has_them(console: Console) -> None:
+    """The sightings API is not in this server: the browser answers its routes with that API's shapes."""
+    faces = console.shared_data / "faces" / "probe"
+    found = console.browse("history", crop=str(faces / "obama_small.jpg"), photo=str(faces / "obama1.jpg"))
+    assert [t.split(" ")[0] for t in found["listed"]] == ["Lin-Manuel", "unknown"]
+    assert any(a.startswith("GET /api/v1/sightings?") and "camera=stage" in a for a in found["asked"])
+    assert found["searched"] == ["Lin-Manuel Miranda recognized"]
+    assert "POST /api/v1/sightings/search" in found["asked"]
 
 
 def test_the_api_reference_renders_the_openapi_document_and_the_stomp_topics(console: Console) -> None:
