@@ -86,7 +86,11 @@ const scenarios = {
     await page.locator('#galleries-h ~ ul button.item').first().waitFor();
     const galleries = await page.locator('#galleries-h ~ ul button.item > span:first-child').allTextContents();
     const refreshed = await page.evaluate(() => JSON.parse(sessionStorage.getItem('facewatch.session')).access !== 'fwt.expired');
-    return { who, kind, galleries, refreshed };
+    // The STOMP side with the token: the camera list is a request/reply over the WebSocket.
+    await page.goto(`${opts.base}/cameras`);
+    const cameras = await page.locator('main > p').filter({ hasText: /^No cameras yet\.$|^$/ }).first()
+      .waitFor().then(() => page.locator('main').textContent());
+    return { who, kind, galleries, refreshed, cameras };
   },
 
   // A live event arrives (the server plays the shared clip as a file camera).

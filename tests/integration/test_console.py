@@ -92,6 +92,7 @@ def test_sign_in_with_client_credentials_renews_the_token_and_shows_only_the_ten
     assert found["kind"] == "token" and console.tenant["client_id"] in found["who"]
     assert found["refreshed"]
     assert "hamilton" in found["galleries"] and "neighbours-only" not in found["galleries"]
+    assert "could not be read" not in found["cameras"]  # STOMP with the bearer token too
 
 
 def test_a_live_event_arrives_with_its_crop_and_the_camera_status(console: Console) -> None:
