@@ -24,6 +24,7 @@ from api.rest import add_rest_routes
 from api.stomp import StompApiServer
 from broker.client import BusClient
 from broker.embedded import EmbeddedBroker
+from console import add_console_routes, missing_vendor_files
 from grouping.reembed import grouped_faces
 from grouping.service import GROUPING_EVENTS, GroupingService
 from repo.events import REPO_EVENTS
@@ -284,4 +285,10 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
 
         app.cleanup_ctx.append(watcher_ctx)
     add_rest_routes(app, parts.api, cfg.api.max_body_bytes)
+    if cfg.console.enabled:
+        add_console_routes(app, cfg.broker.websocket_path if broker is not None else None)
+        missing = missing_vendor_files()
+        if missing:
+            log.warning("console: %s missing (scripts/setup.sh copies them from npm): its live pages and API "
+                        "reference will not work", ", ".join(missing))
     return app

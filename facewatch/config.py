@@ -418,6 +418,12 @@ class SightingsConfig(Section):
         return self
 
 
+class ConsoleConfig(Section):
+    """The web console at / on the API port: a client of the public REST and STOMP APIs."""
+
+    enabled: bool = Field(True, description="serve the console's pages at / and its files under /assets/")
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -436,6 +442,7 @@ class FacewatchConfig(Section):
     grouping: GroupingConfig = GroupingConfig()
     metrics: MetricsConfig = MetricsConfig()
     sightings: SightingsConfig = SightingsConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     def storage_url(self) -> str:
         return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up facewatch from scratch, idempotently: a virtualenv in .venv with
-# facewatch and its test extras, and the model pack. A re-run skips what is in
-# place: pip runs only when pyproject.toml (or the Python) changed since the
-# last install, so README's first command starts the service in seconds.
+# facewatch and its test extras, the model pack, and the console's assets
+# (from npm). A re-run skips what is in place: pip runs only when
+# pyproject.toml (or the Python) changed since the last install, npm only when
+# the console's lock file did, so README's first command starts the service in
+# seconds.
 #   --test   also what the test suite talks to: PostgreSQL (started if
 #            stopped), RabbitMQ with its STOMP and Web-STOMP plugins, Debian's
 #            Chromium and the browser test's npm modules (tests/browser), and
@@ -52,6 +54,23 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/facewatch 
     echo "$wanted" > "$stamp"
 fi
 .venv/bin/facewatch models fetch
+
+# The console's third-party files (the STOMP client, Swagger UI): from the npm packages that
+# console/npm/package-lock.json pins (with their integrity hashes), copied where the console serves
+# them; the console never fetches anything at run time. Again only when the lock file changed.
+vendor=console/static/vendor
+vendor_wanted="$(sha256sum console/npm/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat "$vendor/.installed" 2>/dev/null)" != "$vendor_wanted" ]; then
+    echo "copying the console's assets from npm packages into $vendor"
+    (cd console/npm && npm ci --no-audit --no-fund --loglevel=error)
+    mkdir -p "$vendor"
+    modules=console/npm/node_modules
+    cp "$modules/@stomp/stompjs/bundles/stomp.umd.min.js" "$modules/swagger-ui-dist/swagger-ui-bundle.js" \
+       "$modules/swagger-ui-dist/swagger-ui.css" "$vendor/"
+    cp "$modules/@stomp/stompjs/LICENSE" "$vendor/stompjs.LICENSE"
+    cp "$modules/swagger-ui-dist/LICENSE" "$vendor/swagger-ui.LICENSE"
+    echo "$vendor_wanted" > "$vendor/.installed"
+fi
 
 if [ "$want_test" = 1 ]; then
     if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && command -v pg_ctlcluster >/dev/null 2>&1; then

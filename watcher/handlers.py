@@ -6,6 +6,9 @@ Module-level handlers ``async def h(request, service)`` and ``ROUTES``, the tabl
 
 from __future__ import annotations
 
+import base64
+
+from api.errors import NotFound
 from api.request import ApiRequest, ApiResponse
 from api.routing import STOMP_ONLY, RouteDef
 
@@ -54,6 +57,17 @@ async def status(request: ApiRequest, service: WatcherService) -> ApiResponse:
 
 
 
+async def frame(request: ApiRequest, service: WatcherService) -> ApiResponse:
+    camera = await service.get(request.tenant, request.path_params["camera"])
+    snapshot = service.frame(camera)
+    if snapshot is None:
+        where = "" if (camera.node or service.node) == service.node else f" (it runs on node {camera.node})"
+        raise NotFound(f"no recent frame of camera {camera.id}: it is not running here{where} or has not "
+                       "analysed a frame yet", "frame")
+    return ApiResponse(200, {"camera": camera.id, "time": snapshot["time"], "index": snapshot["index"],
+                             "content_type": "image/jpeg", "image": base64.b64encode(snapshot["jpeg"]).decode()})
+
+
 async def list_nodes(request: ApiRequest, service: WatcherService) -> ApiResponse:
     return ApiResponse(200, {"nodes": [n.to_json() for n in await service.list_nodes()]})
 
@@ -69,5 +83,7 @@ ROUTES: tuple[RouteDef[WatcherService], ...] = (
     RouteDef("POST", "/api/v1/cameras/{camera}/start", start, "start a camera", transports=STOMP_ONLY),
     RouteDef("POST", "/api/v1/cameras/{camera}/stop", stop, "stop a camera", transports=STOMP_ONLY),
     RouteDef("GET", "/api/v1/cameras/{camera}/status", status, "worker state and stats", transports=STOMP_ONLY),
+    RouteDef("GET", "/api/v1/cameras/{camera}/frame", frame, "a recent analysed frame (base64 JPEG, longer side "
+             "at most 640 px) of a camera running on the node that answers", transports=STOMP_ONLY),
     RouteDef("GET", "/api/v1/nodes", list_nodes, "the watcher nodes cameras can run on", transports=STOMP_ONLY),
 )

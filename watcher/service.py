@@ -183,6 +183,13 @@ class WatcherService:
                 "state": last.get("state", "unknown"), "reason": last.get("reason"), "attempt": last.get("attempt"),
                 "worker": None, "stats": {}, "as_of": last.get("time")}
 
+    def frame(self, camera: Camera) -> dict[str, Any] | None:
+        """The camera's latest analysed frame ({jpeg, time, index}) when it runs on this node; None otherwise
+        (another node's frames stay there: they are not worth the bus's bandwidth)."""
+        if (camera.node or self.node) != self.node:
+            return None
+        return self.supervisor.frame(camera.id)
+
     def start_enabled(self) -> int:
         """Start every enabled camera (at server start); returns how many."""
         started = 0

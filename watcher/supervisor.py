@@ -52,6 +52,7 @@ class _Worker:
     restart_at: float | None = None
     status: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    frame: dict[str, Any] | None = None  # its latest snapshot: {jpeg, time, index}
     last_exit: str = ""
 
 
@@ -122,6 +123,12 @@ class Supervisor:
                            "last_exit": worker.last_exit or None, "restart_at": worker.restart_at},
                 "stats": dict(worker.stats),
             }
+
+    def frame(self, camera_id: str) -> dict[str, Any] | None:
+        """The running camera's latest analysed frame ({jpeg, time, index}); None before the first."""
+        with self._lock:
+            worker = self._workers.get(camera_id)
+            return None if worker is None else worker.frame
 
     def close(self) -> None:
         self._closed.set()
@@ -194,6 +201,8 @@ class Supervisor:
                 worker.last_report = time.monotonic()
                 if kind == "status":
                     worker.status = body
+                elif kind == "frame":
+                    worker.frame = body
                 else:
                     worker.stats = body
         except (EOFError, OSError):

@@ -25,6 +25,7 @@ from typing import Any
 
 import cv2
 import msgpack
+import numpy as np
 
 from broker.client import BrokerAddress, BusClient, BusError, BusMessage
 from repo.events import REPO_EVENTS
@@ -36,11 +37,16 @@ from vision.analyzer import FaceAnalyzer
 from .cameras import SIGHTING_EVENT_TYPES, SIGHTINGS_QUEUE, UNKNOWN_FACES_QUEUE, Camera, event_topics, msgpack_topic_for
 from .galleries import GalleryFollower
 from .pipeline import CameraPipeline, PipelineOptions
-from .stream import CameraStatus, StreamOptions, StreamReader
+from .stream import CameraStatus, StreamOptions, StreamReader, VideoFrame
 
-__all__ = ("WorkerSpec", "run_worker", "CameraWorker", "status_event")
+__all__ = ("WorkerSpec", "run_worker", "CameraWorker", "status_event", "snapshot_jpeg")
 
 log = logging.getLogger(__name__)
+
+# A recent analysed frame goes to the supervisor this often, scaled down (GET /api/v1/cameras/{camera}/frame).
+SNAPSHOT_INTERVAL_S = 2.0
+SNAPSHOT_MAX_SIDE = 640
+SNAPSHOT_QUALITY = 70
 
 
 @dataclass(slots=True, frozen=True)
@@ -79,6 +85,19 @@ def _is_sighting_event(event: dict[str, Any]) -> bool:
     return kind in SIGHTING_EVENT_TYPES
 
 
+def snapshot_jpeg(image: np.ndarray, max_side: int = SNAPSHOT_MAX_SIDE) -> bytes:
+    """A BGR frame as a JPEG whose longer side is at most ``max_side`` pixels."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                           interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
+    if not ok:
+        raise ValueError("frame not encodable as JPEG")
+    return encoded.tobytes()
+
+
 def _rss_mib() -> float:
     try:
         with open("/proc/self/statm") as fh:
@@ -104,6 +123,7 @@ class CameraWorker:
         self.events: dict[str, int] = {}  # published events by type (from the decoder and analysis threads)
         self._events_lock = threading.Lock()
         self._discontinuity = False
+        self._snapshot_at = 0.0
 
     # -- reporting -----------------------------------------------------------------
     def _report(self, kind: str, body: dict[str, Any]) -> None:
@@ -134,6 +154,19 @@ class CameraWorker:
         except BusError as exc:
             self.publish_failures += 1
             log.warning("camera %s: event %s not published: %s", self.camera_id, event.get("type"), exc)
+
+    def _snapshot(self, frame: VideoFrame) -> None:
+        """Now and then, the frame just analysed for the supervisor (a camera's recent frame)."""
+        now = time.monotonic()
+        if now - self._snapshot_at < SNAPSHOT_INTERVAL_S:
+            return
+        self._snapshot_at = now
+        try:
+            jpeg = snapshot_jpeg(frame.image)
+        except (ValueError, cv2.error):
+            log.debug("camera %s: no snapshot of frame %d", self.camera_id, frame.index, exc_info=True)
+            return
+        self._report("frame", {"jpeg": jpeg, "time": frame.wall_time, "index": frame.index})
 
     def _on_status(self, status: CameraStatus) -> None:
         if status.state in ("reconnecting", "stopped"):
@@ -219,6 +252,7 @@ class CameraWorker:
                     self._discontinuity = False
                 for event in self.pipeline.process(frame):
                     self._publish(event)
+                self._snapshot(frame)
             store.close()
         finally:
             self.stop.set()

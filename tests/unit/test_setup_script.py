@@ -20,6 +20,8 @@ def test_a_rerun_with_nothing_changed_skips_pip(tmp_path: Path) -> None:
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "console" / "npm").mkdir(parents=True)
+    shutil.copy(ROOT / "console" / "npm" / "package-lock.json", tmp_path / "console" / "npm" / "package-lock.json")
     calls = tmp_path / "calls.log"
     venv_bin = tmp_path / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
@@ -29,7 +31,13 @@ def test_a_rerun_with_nothing_changed_skips_pip(tmp_path: Path) -> None:
     _script(venv_bin / "facewatch", f'echo "facewatch $*" >> {calls}\n')
     tools = tmp_path / "tools"
     tools.mkdir()
-    _script(tools / "npm", "exit 0\n")
+    # npm ci "installs" the files the console's assets are copied from.
+    modules = tmp_path / "console" / "npm" / "node_modules"
+    made = " ".join(str(modules / f) for f in ("@stomp/stompjs/bundles/stomp.umd.min.js", "@stomp/stompjs/LICENSE",
+                                               "swagger-ui-dist/swagger-ui-bundle.js", "swagger-ui-dist/LICENSE",
+                                               "swagger-ui-dist/swagger-ui.css"))
+    _script(tools / "npm", f'echo "npm $*" >> {calls}\n'
+                           f'for f in {made}; do mkdir -p "$(dirname "$f")"; touch "$f"; done\n')
     env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"}
 
     def run() -> list[str]:
@@ -41,8 +49,11 @@ def test_a_rerun_with_nothing_changed_skips_pip(tmp_path: Path) -> None:
 
     first = run()
     assert any("-m pip install" in c and "-e .[test]" in c for c in first)
+    assert any(c.startswith("npm ci") for c in first)
+    assert {p.name for p in (tmp_path / "console" / "static" / "vendor").iterdir()} >= {
+        "stomp.umd.min.js", "swagger-ui-bundle.js", "swagger-ui.css"}
     _script(venv_bin / "facewatch", f'echo "facewatch $*" >> {calls}\n')  # the stand-in pip replaced it
-    assert run() == ["facewatch models fetch"]  # nothing changed: no pip
+    assert run() == ["facewatch models fetch"]  # nothing changed: no pip, no npm
     with (tmp_path / "pyproject.toml").open("a") as fh:
         fh.write("\n# a change\n")
     assert any("-m pip install" in c for c in run())

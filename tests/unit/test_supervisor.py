@@ -20,7 +20,7 @@ from watcher.stream import StreamOptions
 from watcher.supervisor import Supervisor, SupervisorOptions
 from repo.store import RepoStore
 from vision.analyzer import FaceAnalyzer
-from watcher.worker import WorkerSpec
+from watcher.worker import WorkerSpec, snapshot_jpeg
 from tests.waiting import eventually
 
 
@@ -35,6 +35,15 @@ def steady(spec: WorkerSpec, reports: Connection) -> None:
     while not stop.wait(0.1):
         reports.send(("stats", {"beat": time.time()}))
     reports.send(("status", {"state": "stopped"}))
+
+
+def shows_frames(spec: WorkerSpec, reports: Connection) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    reports.send(("status", {"state": "running"}))
+    reports.send(("frame", {"jpeg": b"\xff\xd8 a jpeg", "time": 12.5, "index": 7}))
+    while not stop.wait(0.1):
+        reports.send(("stats", {"beat": time.time()}))
 
 
 def gives_up(spec: WorkerSpec, reports: Connection) -> None:
@@ -105,6 +114,34 @@ def test_start_reports_and_stop(published: Published, supervisors: list[Supervis
     assert status["state"] == "running" and status["worker"]["alive"] and status["worker"]["pid"]
     assert sup.stop("cam") is True and sup.stop("cam") is False
     assert sup.status("cam")["state"] == "stopped" and sup.running() == []
+
+
+def test_a_workers_latest_frame_is_kept_apart_from_its_stats(published: Published,
+                                                             supervisors: list[Supervisor]) -> None:
+    sup = make(shows_frames, published)
+    supervisors.append(sup)
+    assert sup.frame("cam") is None
+    sup.start(camera())
+    wait(lambda: sup.frame("cam") is not None and sup.status("cam")["stats"].get("beat") is not None)
+    assert sup.frame("cam") == {"jpeg": b"\xff\xd8 a jpeg", "time": 12.5, "index": 7}
+    assert "jpeg" not in sup.status("cam")["stats"]
+    sup.stop("cam")
+    assert sup.frame("cam") is None  # a stopped camera has no recent frame
+
+
+def test_snapshots_are_jpegs_no_larger_than_their_limit() -> None:
+    import cv2
+    import numpy as np
+
+    image = np.zeros((720, 1280, 3), np.uint8)
+    image[100:300, 200:600] = (0, 200, 255)
+    def shape(jpeg: bytes) -> tuple[int, ...]:
+        decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert decoded is not None
+        return tuple(decoded.shape)
+
+    assert shape(snapshot_jpeg(image)) == (360, 640, 3)
+    assert shape(snapshot_jpeg(np.zeros((120, 160, 3), np.uint8))) == (120, 160, 3)  # never scaled up
 
 
 def test_a_killed_worker_is_restarted_with_a_new_pid(published: Published, supervisors: list[Supervisor]) -> None:
