@@ -228,7 +228,7 @@ class ApiConfig(Section):
 
 
 class SyncConfig(Section):
-    """How every node's in-memory indexes follow the changes made through the others (README "Several nodes")."""
+    """How every node's in-memory indexes follow the changes made through the others (docs/nodes.md)."""
 
     gap_grace_s: float = Field(0.5, gt=0, description="a change event missing this long (lost, or overtaken by a "
                                                       "later one) gets its gallery or tenant reloaded")
@@ -365,7 +365,7 @@ class WatcherConfig(Section):
 
 class GroupingConfig(Section):
     enabled: bool = Field(True, description="group the watchers' face.unknown faces (and serve the /groups routes)")
-    # Chosen with bench/grouping.py on LFW View 1 (see README).
+    # Chosen with bench/grouping.py on LFW View 1 (see docs/grouping.md).
     threshold: float = Field(0.52, ge=-1, le=1, description="average-linkage similarity for a face to join a group")
     merge_threshold: float = Field(0.52, ge=-1, le=1, description="refinement merges groups at least this similar")
     refine_interval_s: float = Field(60.0, gt=0)

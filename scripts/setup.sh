@@ -35,7 +35,7 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "facewatch needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
     exit 1
 fi
-# The model pack comes from the npm registry (README, "Commands").
+# The model pack comes from the npm registry (docs/operating.md, "Commands").
 command -v npm >/dev/null 2>&1 || as_root_apt npm
 
 if [ ! -x .venv/bin/python ]; then
