@@ -5,7 +5,8 @@
 # last install, so README's first command starts the service in seconds.
 #   --test   also what the test suite talks to: PostgreSQL (started if
 #            stopped), RabbitMQ with its STOMP and Web-STOMP plugins, Debian's
-#            Chromium and the browser test's npm modules (tests/browser), and
+#            Chromium and the browser tests' npm modules (tests/browser,
+#            examples/browser), and
 #            GStreamer's RTSP server with python3-gi (tests/rtsp_server.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,7 @@ if [ "$want_test" = 1 ]; then
         || as_root_apt gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
                        gstreamer1.0-plugins-bad
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    (cd examples/browser && npm ci --no-audit --no-fund --loglevel=error)   # the page's stompjs bundle
     if command -v rabbitmq-plugins >/dev/null 2>&1; then
         if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
             rabbitmq-server -detached
