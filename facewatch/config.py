@@ -41,6 +41,8 @@ __all__ = (
     "WatcherConfig",
     "GroupingConfig",
     "MetricsConfig",
+    "MqttTlsConfig",
+    "MqttConfig",
     "DeclaredCamera",
     "load_config",
     "parse_config",
@@ -59,6 +61,7 @@ PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("data_dir",), ("models", "dir"), ("watcher", "file_roots"), ("recognition", "calibration"),
     ("api", "tls", "cert_file"), ("api", "tls", "key_file"), ("broker", "tls", "cert_file"),
     ("broker", "tls", "key_file"), ("broker", "ca_file"),
+    ("mqtt", "tls", "ca_file"), ("mqtt", "tls", "cert_file"), ("mqtt", "tls", "key_file"),
 )
 
 
@@ -382,6 +385,54 @@ class MetricsConfig(Section):
                                                                "one generated into <data_dir>/metrics-token (0600)")
 
 
+class MqttTlsConfig(Section):
+    enabled: bool = Field(False, description="connect over TLS (brokers listen on 8883 for it)")
+    ca_file: str | None = Field(None, description="PEM CA bundle the broker's certificate is checked against; "
+                                                  "null = the system's CAs")
+    cert_file: str | None = Field(None, description="client certificate (PEM), for brokers that ask for one")
+    key_file: str | None = Field(None, description="its unencrypted private key (PEM)")
+    verify_hostname: bool = Field(True, description="check the certificate names the host")
+
+    @model_validator(mode="after")
+    def _pair(self) -> "MqttTlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(Section):
+    """The MQTT bridge: camera events published to an MQTT broker (Mosquitto, RabbitMQ's MQTT plugin ...)
+    for Home Assistant, Node-RED and the like."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = Field(None, description="with username; FACEWATCH_MQTT__PASSWORD keeps it out of the file")
+    client_id: str | None = Field(None, max_length=128, description="null = facewatch-<watcher node>")
+    tls: MqttTlsConfig = MqttTlsConfig()
+    topic_prefix: str = Field("facewatch", pattern=r"^[^#+/\x00]+(/[^#+/\x00]+)*$",
+                              description="topics are <prefix>/<camera>/<event type>")
+    cameras: list[Annotated[str, Field(pattern=CAMERA_ID.pattern)]] = Field(
+        default_factory=list, description="the cameras whose events are published; empty = every camera")
+    events: list[str] = Field(default_factory=list, description="event types published; empty = every type")
+    strip: list[str] = Field(default_factory=lambda: ["crop", "embedding"],
+                             description="event fields left out of the MQTT payloads")
+    qos: Literal[0, 1, 2] = 0
+    keepalive_s: int = Field(60, ge=5)
+    max_queue: int = Field(1000, gt=0, description="events waiting for the broker; beyond, the oldest is dropped")
+    reconnect_initial_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MqttConfig":
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s is less than reconnect_initial_s")
+        return self
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -399,6 +450,7 @@ class FacewatchConfig(Section):
     watcher: WatcherConfig = WatcherConfig()
     grouping: GroupingConfig = GroupingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    mqtt: MqttConfig = MqttConfig()
 
     def storage_url(self) -> str:
         return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"
