@@ -3,9 +3,9 @@
 Startup, in order: embedded broker (if any) -> bus client -> repo indexes
 (following every node's changes) -> STOMP API consumer -> grouping (following
 every node's changes and the watchers) -> sightings (index, writer, retroactive
-naming, retention) -> camera workers. Shutdown is the reverse (aiohttp
-cleanup_ctx), after the STOMP API consumer has stopped taking requests and
-answered those in hand (on_shutdown, before anything closes).
+naming, retention) -> MQTT bridge (if enabled) -> camera workers. Shutdown is the
+reverse (aiohttp cleanup_ctx), after the STOMP API consumer has stopped taking
+requests and answered those in hand (on_shutdown, before anything closes).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from . import __version__
 from .broker_setup import internal_address
 from .config import FacewatchConfig
 from .grouping_setup import follow_watchers
-from .metrics import BrokerCollector, CameraCollector, Metrics, ReembedCollector, StoreCollector, metrics_handler, \
-    metrics_token
+from .metrics import BrokerCollector, CameraCollector, Metrics, MqttCollector, ReembedCollector, StoreCollector, \
+    metrics_handler, metrics_token
+from .mqtt import BrokerOptions, MqttBridge, Routing, routing as mqtt_routing
 from .outbox import BusOutbox
 from .repo_setup import RepoParts, node_name
 from .revocation import RevocationWatch
@@ -165,15 +166,38 @@ def _metrics_ctx(metrics: Metrics, cfg: FacewatchConfig, parts: RepoParts, broke
     return metrics_ctx
 
 
+def _mqtt_ctx(options: BrokerOptions, routing: Routing, max_queue: int,
+              metrics: Metrics | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The MQTT bridge, fed every camera's events from the bus (the server's own credential) while the app
+    runs. Stopped after the cameras (cleanup runs in reverse), so their last status can still go out."""
+
+    async def mqtt_ctx(app: web.Application) -> AsyncIterator[None]:
+        bridge = MqttBridge(options, routing, max_queue)
+        bridge.start()
+        bus = app[BUS]
+        sub_id = await asyncio.to_thread(bus.subscribe, ALL_CAMERAS_TOPIC, bridge.on_bus_message, receipt=True)
+        collector = MqttCollector(bridge.stats)
+        if metrics is not None:
+            metrics.registry.register(collector)
+        yield
+        if metrics is not None:
+            metrics.registry.unregister(collector)
+        bus.unsubscribe(sub_id)
+        await bridge.stop()
+
+    return mqtt_ctx
+
+
 def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
              broker: EmbeddedBroker | None = None, watcher: WatcherService | None = None,
              grouping: GroupingService | None = None, metrics: Metrics | None = None,
-             sightings: SightingsParts | None = None) -> web.Application:
+             sightings: SightingsParts | None = None, mqtt: BrokerOptions | None = None) -> web.Application:
     """``broker``: the embedded broker to run and serve at websocket_path; None when external.
     ``watcher``: the camera service whose enabled cameras start with the app; None when disabled.
     ``grouping``: the grouping service, fed the watchers' unknown faces; None when disabled.
     ``metrics``: served at metrics.path when metrics are enabled (its ``api`` observes parts.api).
-    ``sightings``: what keeps the watchers' face events as sightings; None when disabled."""
+    ``sightings``: what keeps the watchers' face events as sightings; None when disabled.
+    ``mqtt``: the MQTT broker the bridge publishes camera events to (cfg.mqtt); None when disabled."""
     # aiohttp answers a request line or header over its limits (8190 bytes by default) itself, in plain
     # text; with room up to 64 KiB, such requests reach our router and get a JSON error. (Beyond, aiohttp's
     # plain 400 remains: no public hook changes its body.)
@@ -262,6 +286,9 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
     if sightings is not None:  # before the cameras start; stopped after they stop, its last batch written
         app.cleanup_ctx.append(_sightings_ctx(sightings))
+    if mqtt is not None:
+        app.cleanup_ctx.append(_mqtt_ctx(mqtt, mqtt_routing(cfg.mqtt), cfg.mqtt.max_queue,
+                                         metrics if cfg.metrics.enabled else None))
     if watcher is not None:
         async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
             loop = asyncio.get_running_loop()

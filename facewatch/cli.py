@@ -68,8 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .outbox import BusOutbox
     from .broker_setup import broker_ssl_context, build_embedded_broker, internal_address, static_authenticator
     from .bus_auth import TenantBusAuthenticator
-    from .repo_setup import build_repo
+    from .repo_setup import build_repo, node_name
     from .grouping_setup import build_grouping
+    from .mqtt import broker_options
     from .tls import server_context
     from .sightings_setup import build_sightings
     from .watcher_setup import build_watcher, declare_cameras
@@ -79,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # TLS files are checked first: a bad path fails at once, not after the models have loaded.
     api_tls = server_context(cfg.api.tls, "api.tls") if cfg.api.tls.enabled else None
     broker_tls = broker_ssl_context(cfg)
+    mqtt = broker_options(cfg.mqtt, node_name(cfg)) if cfg.mqtt.enabled else None
     analyzer = build_analyzer(cfg)
     publisher = BusOutbox()
     metrics = Metrics()
@@ -98,7 +100,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     grouping = build_grouping(cfg, parts.repo, changes, parts.router, parts.jobs) if cfg.grouping.enabled else None
     sightings = build_sightings(cfg, parts.repo, publisher, parts.router, cameras, grouping) \
         if cfg.sightings.enabled else None
-    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping, metrics, sightings), host=cfg.api.host,
+    web.run_app(make_app(cfg, parts, publisher, broker, watcher, grouping, metrics, sightings, mqtt),
+                host=cfg.api.host,
                 port=cfg.api.port, ssl_context=api_tls, print=None)
     return 0
 

@@ -43,6 +43,8 @@ __all__ = (
     "MetricsConfig",
     "SightingsConfig",
     "SightingsRetentionConfig",
+    "MqttTlsConfig",
+    "MqttConfig",
     "DeclaredCamera",
     "load_config",
     "parse_config",
@@ -61,6 +63,7 @@ PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("data_dir",), ("models", "dir"), ("watcher", "file_roots"), ("recognition", "calibration"),
     ("api", "tls", "cert_file"), ("api", "tls", "key_file"), ("broker", "tls", "cert_file"),
     ("broker", "tls", "key_file"), ("broker", "ca_file"),
+    ("mqtt", "tls", "ca_file"), ("mqtt", "tls", "cert_file"), ("mqtt", "tls", "key_file"),
 )
 
 
@@ -230,7 +233,7 @@ class ApiConfig(Section):
 
 
 class SyncConfig(Section):
-    """How every node's in-memory indexes follow the changes made through the others (README "Several nodes")."""
+    """How every node's in-memory indexes follow the changes made through the others (docs/nodes.md)."""
 
     gap_grace_s: float = Field(0.5, gt=0, description="a change event missing this long (lost, or overtaken by a "
                                                       "later one) gets its gallery or tenant reloaded")
@@ -367,7 +370,7 @@ class WatcherConfig(Section):
 
 class GroupingConfig(Section):
     enabled: bool = Field(True, description="group the watchers' face.unknown faces (and serve the /groups routes)")
-    # Chosen with bench/grouping.py on LFW View 1 (see README).
+    # Chosen with bench/grouping.py on LFW View 1 (see docs/grouping.md).
     threshold: float = Field(0.52, ge=-1, le=1, description="average-linkage similarity for a face to join a group")
     merge_threshold: float = Field(0.52, ge=-1, le=1, description="refinement merges groups at least this similar")
     refine_interval_s: float = Field(60.0, gt=0)
@@ -424,6 +427,54 @@ class ConsoleConfig(Section):
     enabled: bool = Field(True, description="serve the console's pages at / and its files under /assets/")
 
 
+class MqttTlsConfig(Section):
+    enabled: bool = Field(False, description="connect over TLS (brokers listen on 8883 for it)")
+    ca_file: str | None = Field(None, description="PEM CA bundle the broker's certificate is checked against; "
+                                                  "null = the system's CAs")
+    cert_file: str | None = Field(None, description="client certificate (PEM), for brokers that ask for one")
+    key_file: str | None = Field(None, description="its unencrypted private key (PEM)")
+    verify_hostname: bool = Field(True, description="check the certificate names the host")
+
+    @model_validator(mode="after")
+    def _pair(self) -> "MqttTlsConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(Section):
+    """The MQTT bridge: camera events published to an MQTT broker (Mosquitto, RabbitMQ's MQTT plugin ...)
+    for Home Assistant, Node-RED and the like."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = Field(None, description="with username; FACEWATCH_MQTT__PASSWORD keeps it out of the file")
+    client_id: str | None = Field(None, max_length=128, description="null = facewatch-<watcher node>")
+    tls: MqttTlsConfig = MqttTlsConfig()
+    topic_prefix: str = Field("facewatch", pattern=r"^[^#+/\x00]+(/[^#+/\x00]+)*$",
+                              description="topics are <prefix>/<camera>/<event type>")
+    cameras: list[Annotated[str, Field(pattern=CAMERA_ID.pattern)]] = Field(
+        default_factory=list, description="the cameras whose events are published; empty = every camera")
+    events: list[str] = Field(default_factory=list, description="event types published; empty = every type")
+    strip: list[str] = Field(default_factory=lambda: ["crop", "embedding"],
+                             description="event fields left out of the MQTT payloads")
+    qos: Literal[0, 1, 2] = 0
+    keepalive_s: int = Field(60, ge=5)
+    max_queue: int = Field(1000, gt=0, description="events waiting for the broker; beyond, the oldest is dropped")
+    reconnect_initial_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MqttConfig":
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s is less than reconnect_initial_s")
+        return self
+
+
 class FacewatchConfig(Section):
     data_dir: str = Field("./data", description="SQLite, images and models live here")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -443,6 +494,7 @@ class FacewatchConfig(Section):
     metrics: MetricsConfig = MetricsConfig()
     sightings: SightingsConfig = SightingsConfig()
     console: ConsoleConfig = ConsoleConfig()
+    mqtt: MqttConfig = MqttConfig()
 
     def storage_url(self) -> str:
         return self.storage.url or f"sqlite:///{Path(self.data_dir).resolve() / 'facewatch.db'}"

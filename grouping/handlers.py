@@ -55,7 +55,7 @@ async def list_groups(request: ApiRequest, ctx: GroupingContext) -> ApiResponse:
         until=p.query_time(request, "until"), status=status, offset=request.int_param("offset", 0, lo=0, hi=10**9),
         limit=request.int_param("limit", 50, lo=1, hi=500))
     # "version": the tenant's grouping change sequence in the database; "indexed_version": what this
-    # node's group index holds (README "Several nodes").
+    # node's group index holds (docs/nodes.md).
     return ApiResponse(200, {"groups": [g.to_json() for g in groups], "total": total,
                              "version": await ctx.service.version(request.tenant),
                              "indexed_version": ctx.service.indexed_version(request.tenant)})

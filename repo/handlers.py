@@ -157,7 +157,7 @@ async def create_gallery(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
 async def get_gallery(request: ApiRequest, ctx: RepoContext) -> ApiResponse:
     gallery = await _gallery_of(request, ctx)
     # "version": the gallery's change sequence in the database; "indexed_version": what this node's
-    # index holds (equal once every change has reached it: see README "Several nodes").
+    # index holds (equal once every change has reached it: see docs/nodes.md).
     return ApiResponse(200, _gallery_json(gallery, None) | {"faces": ctx.repo.face_count(gallery.id),
                                                             "version": gallery.version,
                                                             "indexed_version": ctx.repo.indexed_version(gallery.id)})

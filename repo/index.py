@@ -8,7 +8,7 @@ scan reads 2 GB per query at a million faces (65-90 ms on a 2-core machine), so
 each row also keeps a 512-bit sign code (64 bytes): a query first takes the
 rows nearest by Hamming distance over those codes (faiss, about 4 ms for a
 million codes) and only those are scored exactly. The recall of that cut was
-measured on real faces (bench/repo.py, README "Repo benchmark"): keeping the
+measured on real faces (bench/repo.py, docs/benchmarks.md, "Repo benchmark"): keeping the
 nearest 1 % of faces kept every genuine best match of LFW View 1.
 """
 

@@ -7,8 +7,10 @@
 # seconds.
 #   --test   also what the test suite talks to: PostgreSQL (started if
 #            stopped), RabbitMQ with its STOMP and Web-STOMP plugins, Debian's
-#            Chromium and the browser test's npm modules (tests/browser), and
-#            GStreamer's RTSP server with python3-gi (tests/rtsp_server.py).
+#            Chromium and the browser tests' npm modules (tests/browser,
+#            examples/browser), and
+#            GStreamer's RTSP server with python3-gi (tests/rtsp_server.py),
+#            and Mosquitto on 127.0.0.1:1883 (the MQTT bridge's tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +39,7 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "facewatch needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
     exit 1
 fi
-# The model pack comes from the npm registry (README, "Commands").
+# The model pack comes from the npm registry (docs/operating.md, "Commands").
 command -v npm >/dev/null 2>&1 || as_root_apt npm
 
 if [ ! -x .venv/bin/python ]; then
@@ -81,7 +83,15 @@ if [ "$want_test" = 1 ]; then
     /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null \
         || as_root_apt gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
                        gstreamer1.0-plugins-bad
+    # An MQTT broker for the MQTT bridge's tests: loopback only, no accounts.
+    command -v mosquitto >/dev/null 2>&1 || as_root_apt mosquitto
+    if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+        printf 'listener 1883 127.0.0.1\nallow_anonymous true\n' > .venv/mosquitto-test.conf
+        mosquitto -d -c .venv/mosquitto-test.conf
+        for _ in $(seq 30); do (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break; sleep 0.2; done
+    fi
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    (cd examples/browser && npm ci --no-audit --no-fund --loglevel=error)   # the page's stompjs bundle
     if command -v rabbitmq-plugins >/dev/null 2>&1; then
         if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
             rabbitmq-server -detached

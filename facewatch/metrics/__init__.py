@@ -13,10 +13,11 @@ from .api import ApiMetrics
 from .broker import BrokerCollector
 from .cameras import CameraCollector
 from .http import metrics_handler, metrics_token
+from .mqtt import MqttCollector
 from .store import ReembedCollector, StoreCollector
 
-__all__ = ("Metrics", "ApiMetrics", "BrokerCollector", "CameraCollector", "ReembedCollector", "StoreCollector",
-           "metrics_handler", "metrics_token")
+__all__ = ("Metrics", "ApiMetrics", "BrokerCollector", "CameraCollector", "MqttCollector", "ReembedCollector",
+           "StoreCollector", "metrics_handler", "metrics_token")
 
 
 @dataclass(slots=True)

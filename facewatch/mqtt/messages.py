@@ -1,0 +1,64 @@
+"""What the MQTT bridge publishes for a camera event: topic, payload, retain. Pure: no I/O.
+
+Topics, as Home Assistant and Frigate users expect them:
+
+    <prefix>/available                 online | offline (retained; offline is also the will)
+    <prefix>/<camera>/status           the camera's last camera.status event (retained)
+    <prefix>/<camera>/<event type>     face.recognized, face.unknown, track.ended (not retained)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ("MqttMessage", "Routing", "ONLINE", "OFFLINE", "STATUS_EVENT")
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+STATUS_EVENT = "camera.status"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttMessage:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Which events go out and under which topic. Empty ``cameras`` or ``events``: all of them."""
+
+    prefix: str
+    cameras: frozenset[str] = frozenset()
+    events: frozenset[str] = frozenset()
+    strip: frozenset[str] = frozenset({"crop", "embedding"})
+
+    @classmethod
+    def of(cls, prefix: str, cameras: Iterable[str] = (), events: Iterable[str] = (),
+           strip: Iterable[str] = ("crop", "embedding")) -> "Routing":
+        return cls(prefix, frozenset(cameras), frozenset(events), frozenset(strip))
+
+    @property
+    def availability_topic(self) -> str:
+        return f"{self.prefix}/available"
+
+    def status_topic(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/status"
+
+    def message_for(self, event: Mapping[str, Any]) -> MqttMessage | None:
+        """The message for a watcher event (a decoded JSON object), or None when it is not to be published:
+        another camera, another type, or no camera and type to name the topic by."""
+        camera, kind = event.get("camera"), event.get("type")
+        if not isinstance(camera, str) or not isinstance(kind, str) or not camera or not kind \
+                or any(c in camera + kind for c in "/#+\x00"):
+            return None
+        if (self.cameras and camera not in self.cameras) or (self.events and kind not in self.events):
+            return None
+        payload = json.dumps({k: v for k, v in event.items() if k not in self.strip}, separators=(",", ":")).encode()
+        if kind == STATUS_EVENT:
+            return MqttMessage(self.status_topic(camera), payload, retain=True)
+        return MqttMessage(f"{self.prefix}/{camera}/{kind}", payload)
