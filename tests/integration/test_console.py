@@ -7,9 +7,8 @@ Screenshots go to $FWTEST_SHOTS_DIR when it is set (else a temporary folder).
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import os
 import subprocess
 import sys
