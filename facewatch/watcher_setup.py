@@ -8,6 +8,7 @@ broker with the internal credentials.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import os
 import socket
 from collections.abc import Callable
@@ -48,6 +49,9 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
     """``bus_address`` is asked at each worker start (the embedded broker's port is known only once it runs)."""
     policy = source_policy(cfg)
     w = cfg.watcher
+    for root in w.file_roots:
+        if not Path(root).is_dir():  # a typo here shows only when a file camera is refused: say it now
+            log.warning("watcher.file_roots: %s is not a folder; file cameras under it will not open", root)
 
     def make_spec(camera: Camera) -> WorkerSpec:
         settings = camera.settings
