@@ -19,7 +19,7 @@ __all__ = (
     "LIST_SUBJECTS", "CREATE_SUBJECT", "GET_SUBJECT", "UPDATE_SUBJECT", "DELETE_SUBJECT", "ADD_FACES", "LIST_FACES",
     "GET_FACE", "FACE_IMAGE", "FACE_THUMBNAIL", "ADD_NEGATIVE", "LIST_NEGATIVES", "DETECT", "VERIFY", "IDENTIFY",
     "BULK_ENROL", "JOB", "CANCEL_JOB", "IMAGE_TYPES", "ZIP_TYPE", "PRESETS", "JOB_SCHEMA", "DETECTED_FACE", "NAME",
-    "ME", "LIST_KEYS", "CREATE_KEY", "ROTATE_KEY", "REVOKE_KEY",
+    "ME", "LIST_KEYS", "CREATE_KEY", "ROTATE_KEY", "REVOKE_KEY", "THRESHOLD", "present", "as_text",
 )
 
 PRESETS = ("strict", "medium", "low")  # facewatch.config.Preset
@@ -83,12 +83,12 @@ def _faces(item: Schema) -> Schema:
 
 
 # -- request parts -------------------------------------------------------------------------------
-def _present(*names: str) -> Schema:
+def present(*names: str) -> Schema:
     """At least one of ``names`` is given."""
     return {"anyOf": [{"required": [name]} for name in names]}
 
 
-def _as_text(fields: dict[str, Schema]) -> dict[str, Schema]:
+def as_text(fields: dict[str, Schema]) -> dict[str, Schema]:
     """``fields`` as multipart text fields: a list is sent as one comma-separated value, never as
     repeated parts, so the list forms are left out."""
     out = {}
@@ -101,9 +101,9 @@ def _as_text(fields: dict[str, Schema]) -> dict[str, Schema]:
 def _image_body(fields: dict[str, Schema], required: tuple[str, ...] = ()) -> Body:
     """An image as base64 ``image`` (or ``file``) in JSON, or as a multipart file part ``file`` (or
     ``image``), with the other ``fields`` (``required`` of them) in either form."""
-    json_schema = obj({"image": BASE64, "file": BASE64, **fields}, required) | {"allOf": [_present("image", "file")]}
-    form_schema = obj({"file": FILE, "image": FILE, **_as_text(fields)}, required, extra=False)
-    form_schema["allOf"] = [_present("file", "image")]
+    json_schema = obj({"image": BASE64, "file": BASE64, **fields}, required) | {"allOf": [present("image", "file")]}
+    form_schema = obj({"file": FILE, "image": FILE, **as_text(fields)}, required, extra=False)
+    form_schema["allOf"] = [present("file", "image")]
     return Body(json=json_schema, multipart=form_schema, files={"file": IMAGE_TYPES, "image": IMAGE_TYPES})
 
 
@@ -112,7 +112,7 @@ _FACE_INDEX = integer(0, 1000)
 _FACE_BOX = any_of(array(number(), min_items=4, max_items=4),
                    string(pattern=f"^{_COORD},{_COORD},{_COORD},{_COORD}$", description="four numbers x1,y1,x2,y2"))
 _CHOICE = {"face_index": _FACE_INDEX, "face_box": _FACE_BOX}
-_THRESHOLD = any_of(number(-1, 1), string(enum=PRESETS))
+THRESHOLD = any_of(number(-1, 1), string(enum=PRESETS))
 _LIMIT = integer(0, 1000, description="at most this many faces, most prominent first (0: all)")
 _DET = number(0, 1, description="faces detected with less confidence are left out")
 
@@ -163,18 +163,18 @@ _DETECT_FIELDS = {"face_plugins": _PLUGIN_LIST, "limit": _LIMIT, "det_prob_thres
 # Every route that reads an image answers NO_FACE for one too small to hold a face.
 DETECT = Contract((Reply(200, _faces(DETECTED_FACE)),), body=_image_body(_DETECT_FIELDS), errors=(NoFace,))
 _VERIFY_FIELDS = {
-    "threshold": _THRESHOLD, "face_id": _ID, "gallery": NAME, "subject": NAME, **_CHOICE,
+    "threshold": THRESHOLD, "face_id": _ID, "gallery": NAME, "subject": NAME, **_CHOICE,
     "face_index2": _FACE_INDEX, "face_box2": _FACE_BOX,
 }
 
 
 def _verify_body() -> Body:
     """image1 (or file, or image) against image2, a stored face, or a subject's faces."""
-    rules = [_present("image1", "file", "image"),
+    rules = [present("image1", "file", "image"),
              {"anyOf": [{"required": ["image2"]}, {"required": ["face_id"]}, {"required": ["gallery", "subject"]}]}]
     images = ("image1", "file", "image", "image2")
     return Body(json=obj({**{i: BASE64 for i in images}, **_VERIFY_FIELDS}) | {"allOf": rules},
-                multipart=obj({**{i: FILE for i in images}, **_as_text(_VERIFY_FIELDS)}, extra=False)
+                multipart=obj({**{i: FILE for i in images}, **as_text(_VERIFY_FIELDS)}, extra=False)
                 | {"allOf": rules},
                 files={i: IMAGE_TYPES for i in images})
 
@@ -182,7 +182,7 @@ def _verify_body() -> Body:
 VERIFY = Contract((Reply(200, VERDICT),), body=_verify_body(), errors=(NoFace, Conflict, NotFound))
 _GALLERIES = any_of(array(NAME), string(pattern=r"^([A-Za-z0-9_. -]+(,[A-Za-z0-9_. -]+)*)?$",
                                         description="comma-separated gallery names"))  # none: all of them
-_IDENTIFY_FIELDS = {"galleries": _GALLERIES, "threshold": _THRESHOLD,
+_IDENTIFY_FIELDS = {"galleries": _GALLERIES, "threshold": THRESHOLD,
                     "prediction_count": integer(1, 100), "limit": _LIMIT, "det_prob_threshold": _DET}
 IDENTIFY = Contract((Reply(200, _faces(IDENTIFIED_FACE)),),
                     body=_image_body(_IDENTIFY_FIELDS), errors=(NoFace, NotFound))
@@ -191,7 +191,7 @@ BULK_ENROL = Contract(
     body=Body(json=obj({"items": array(obj({"subject": NAME, "image": BASE64}, ["subject", "image"]), min_items=1)},
                        ["items"]),
               multipart=obj({"file": FILE, "zip": FILE}, extra=False, description="a zip of <subject>/<image> files")
-              | _present("file", "zip"),
+              | present("file", "zip"),
               files={"file": ZIP_TYPE, "zip": ZIP_TYPE}),
     errors=(Conflict,), path=_GALLERY_PATH)
 JOB = Contract((Reply(200, JOB_SCHEMA),))

@@ -13,6 +13,7 @@ from api.errors import BadParam, NotFound
 from api.request import ApiRequest, ApiResponse
 from api.routing import RouteDef
 
+from . import contracts as c
 from .erasure import SubjectEraser
 from .records import KINDS, Retention, SightingFilter
 from .service import Probe, SightingService
@@ -34,12 +35,13 @@ def _filter(request: ApiRequest, params: dict[str, Any]) -> tuple[SightingFilter
     kind = params.get("decision")
     if kind is not None and kind not in KINDS:
         raise BadParam(f"decision must be one of {', '.join(KINDS)}", "decision")
-    if (params.get("subject") is None) != (params.get("gallery") is None):
-        raise BadParam("name a subject by gallery and subject together", "subject")
     camera, group = params.get("camera"), params.get("group")
+    gallery, subject = params.get("gallery") or None, params.get("subject") or None
+    both = gallery is not None and subject is not None  # one subject: resolved to its key (renames do not matter)
     return SightingFilter(camera=str(camera) if camera else None, group_id=str(group) if group else None,
-                          kind=kind, start=_time(params, "from"), end=_time(params, "to")), \
-        params.get("subject") is not None
+                          kind=kind, start=_time(params, "from"), end=_time(params, "to"),
+                          gallery=None if both or gallery is None else str(gallery),
+                          subject_id=None if both or subject is None else str(subject)), both
 
 
 def _time(params: dict[str, Any], name: str) -> float | None:
@@ -69,7 +71,7 @@ async def list_sightings(request: ApiRequest, ctx: SightingsContext) -> ApiRespo
     f, by_subject = _filter(request, params)
     if by_subject:
         pk = await ctx.service.subject_pk(request.tenant, str(params["gallery"]), str(params["subject"]))
-        f = SightingFilter(f.camera, pk, f.group_id, f.kind, f.start, f.end)
+        f = SightingFilter(f.camera, pk, f.group_id, f.kind, f.start, f.end)  # gallery and subject_id: in pk
     limit = request.int_param("limit", 100, lo=1, hi=1000)
     since = request.query.get("since")
     if since is not None:  # catch-up: oldest first after the cursor
@@ -171,16 +173,21 @@ async def erasures(request: ApiRequest, ctx: SightingsContext) -> ApiResponse:
 ROUTES: tuple[RouteDef[SightingsContext], ...] = (
     RouteDef("GET", "/api/v1/sightings", list_sightings,
              "sightings, newest first (camera, gallery + subject, group, decision, from, to, before, limit); "
-             "with since (a sequence number or event id): oldest first after it, to catch up"),
+             "with since (a sequence number or event id): oldest first after it, to catch up", contract=c.LIST),
     RouteDef("POST", "/api/v1/sightings/search", search,
              "sightings of a face (image, face_id, sighting, group or gallery + subject), most similar first "
-             "(cameras, from, to, threshold, limit)", safe=True),
-    RouteDef("GET", "/api/v1/sightings/retention", get_retention, "the tenant's retention of sightings"),
+             "(cameras, from, to, threshold, limit)", safe=True, contract=c.SEARCH),
+    RouteDef("GET", "/api/v1/sightings/retention", get_retention, "the tenant's retention of sightings",
+             contract=c.RETENTION),
     RouteDef("PUT", "/api/v1/sightings/retention", set_retention,
-             "set retention in seconds (recognized_s, unknown_s, crop_s, embedding_s; null: for ever)"),
-    RouteDef("GET", "/api/v1/sightings/{sighting}", get_sighting, "a sighting"),
-    RouteDef("GET", "/api/v1/sightings/{sighting}/crop", sighting_crop, "a sighting's best crop, JPEG"),
+             "set retention in seconds (recognized_s, unknown_s, crop_s, embedding_s; null: for ever)",
+             contract=c.SET_RETENTION),
+    RouteDef("GET", "/api/v1/sightings/{sighting}", get_sighting, "a sighting", contract=c.GET),
+    RouteDef("GET", "/api/v1/sightings/{sighting}/crop", sighting_crop, "a sighting's best crop, JPEG",
+             contract=c.CROP),
     RouteDef("POST", "/api/v1/galleries/{gallery}/subjects/{subject}/erase", erase_subject,
-             "erase a subject everywhere: faces, images, sightings' crops and embeddings, face groups (audited)"),
-    RouteDef("GET", "/api/v1/erasures", erasures, "the tenant's erasure audit log (who, when, how much)"),
+             "erase a subject everywhere: faces, images, sightings' crops and embeddings, face groups (audited)",
+             contract=c.ERASE),
+    RouteDef("GET", "/api/v1/erasures", erasures, "the tenant's erasure audit log (who, when, how much)",
+             contract=c.ERASURES),
 )

@@ -136,3 +136,5 @@ class SightingFilter:
     kind: str | None = None
     start: float | None = None  # seen_at >= start
     end: float | None = None  # seen_at <= end
+    gallery: str | None = None  # named in this gallery (alone: any of its subjects)
+    subject_id: str | None = None  # named as a subject of this id (alone: in any gallery)

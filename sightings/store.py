@@ -114,6 +114,10 @@ def _filtered(query: Select[Any], tenant_id: str, f: SightingFilter) -> Select[A
         where.append(s.subject_pk == f.subject_pk)
     if f.group_id is not None:
         where.append(s.group_id == f.group_id)
+    if f.gallery is not None:
+        where.append(s.gallery == f.gallery)
+    if f.subject_id is not None:
+        where.append(s.subject_id == f.subject_id)
     if f.kind is not None:
         where.append(s.kind == f.kind)
     if f.start is not None:
