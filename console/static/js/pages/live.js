@@ -66,10 +66,15 @@ export async function render(main, { navigate, params }) {
         return;
       }
       noteFace(event);
+      // One row added (and the oldest dropped), not the list redrawn: the feed is what the filter shows.
       events.unshift(event);
-      events.length = Math.min(events.length, MAX_EVENTS);
-      drawFeed();
-      if (isShown(event)) performance.mark(SHOWN_MARK, { detail: { id: event.id, time: event.time } });
+      const dropped = events.length > MAX_EVENTS ? events.pop() : null;
+      if (dropped && isShown(dropped)) feed.lastElementChild?.remove();
+      if (isShown(event)) {
+        feed.prepend(eventItem(event, navigate));
+        note.textContent = '';
+        performance.mark(SHOWN_MARK, { detail: { id: event.id, time: event.time } });
+      }
     });
   };
   filter.addEventListener('change', () => {
