@@ -93,13 +93,14 @@ const scenarios = {
     return { who, kind, galleries, refreshed, cameras };
   },
 
-  // A live event arrives (the server plays the shared clip as a file camera).
+  // A live event arrives (the server watches the shared clip over RTSP).
   async live() {
     const page = await newPage();
     await signInWithKey(page);
     const event = page.locator('li.event[data-type="face.recognized"]').first();
     await event.waitFor({ timeout: opts.eventTimeoutMs || 60000 });
     const text = await event.textContent();
+    const eventId = await event.getAttribute('data-event');
     const crop = await event.locator('img').getAttribute('src');
     await page.locator('.cards .card').first().waitFor();
     const card = await page.locator('.cards .card').first().textContent();
@@ -108,7 +109,7 @@ const scenarios = {
     await event.getByRole('button', { name: /^Not / }).click();
     await page.getByRole('dialog').getByRole('button', { name: /^Not / }).click();
     const noted = await page.locator('.toast').filter({ hasText: 'Noted' }).textContent();
-    return { text, cropIsJpeg: crop.startsWith('data:image/jpeg;base64,'), card, noted };
+    return { text, eventId, cropIsJpeg: crop.startsWith('data:image/jpeg;base64,'), card, noted };
   },
 
   // Register a camera over the UI (a bad id refused first, as the API would), stop it, delete it.
@@ -149,6 +150,29 @@ const scenarios = {
     return { idError, fpsError, stopped, frameSize };
   },
 
+  // A camera's settings changed through its Edit form.
+  async 'camera-edit'() {
+    const page = await newPage();
+    await signInWithKey(page);
+    await page.goto(`${opts.base}/cameras`);
+    const card = page.locator(`section.card[data-camera="${opts.cameraId}"]`);
+    await card.getByRole('button', { name: 'Edit' }).click();
+    const dlg = page.getByRole('dialog', { name: `Edit camera ${opts.cameraId}` });
+    const idDisabled = await dlg.getByLabel('Camera id').isDisabled();
+    await dlg.getByLabel('Name', { exact: true }).fill(opts.name);
+    await dlg.getByLabel('Analysed frames per second at most').fill('1.5');
+    await dlg.getByLabel(opts.gallery, { exact: true }).check();
+    await dlg.getByLabel('Threshold').selectOption('strict');
+    await dlg.getByLabel('Cool-down per subject (s)').fill('12');
+    await dlg.getByLabel('age').check();
+    await shot(page, 'camera-edit', false);
+    await dlg.getByRole('button', { name: 'Save' }).click();
+    await dlg.waitFor({ state: 'detached' });
+    await card.locator('h3').filter({ hasText: opts.name }).waitFor();
+    return { idDisabled, heading: await card.locator('h3').textContent(),
+             line: await card.locator('p.small.muted').first().textContent() };
+  },
+
   // A gallery and a subject made, several photos uploaded at once, their thumbnails shown.
   async faces() {
     const page = await newPage();
@@ -168,6 +192,27 @@ const scenarios = {
     const progress = await page.locator('.upload-list progress').evaluateAll((bars) => bars.map((b) => b.value));
     await shot(page, 'faces');
     return { thumbnails: loaded.length, loaded, progress };
+  },
+
+  // A subject renamed (opts.to a new name) or merged (opts.to another subject's name) through its form.
+  async 'subject-rename'() {
+    const page = await newPage();
+    await signInWithKey(page);
+    await page.goto(`${opts.base}/faces?gallery=${encodeURIComponent(opts.gallery)}&subject=${encodeURIComponent(opts.subject)}`);
+    await page.locator('#detail-h ~ h3').waitFor();
+    const before = await page.locator('#detail-h ~ h3').textContent();
+    await page.getByRole('button', { name: 'Rename or merge' }).click();
+    const dlg = page.getByRole('dialog');
+    await dlg.getByLabel('Name', { exact: true }).fill(opts.to);
+    await dlg.getByRole('button', { name: 'Rename' }).click();
+    await dlg.waitFor({ state: 'detached' });
+    const heading = page.locator('#detail-h ~ h3').filter({ hasText: opts.to });
+    await heading.waitFor();
+    const merged = opts.merge ? await page.locator('.toast').filter({ hasText: 'Merged into' }).textContent() : null;
+    await page.locator('figure.face img[src^="blob:"]').first().waitFor();
+    await shot(page, opts.merge ? 'faces-merged' : 'faces-renamed');
+    return { before, after: await heading.textContent(), merged, url: page.url(),
+             faces: await page.locator('figure.face').count() };
   },
 
   // Bulk enrolment from a zip, its progress live from the job's topic.
@@ -253,6 +298,27 @@ const scenarios = {
     return { found, boxesDrawn: drawn !== blank, identified };
   },
 
+  // The test page's verify mode: against a second photo, then against an enrolled subject.
+  async verify() {
+    const page = await newPage();
+    await signInWithKey(page);
+    await page.goto(`${opts.base}/test`);
+    await page.locator('#test-file').setInputFiles(opts.photo);
+    await page.getByText('Ready: choose what to do and run.').waitFor();
+    await page.getByLabel('Verify: the same person as…').check();
+    await page.getByLabel('A second photo').setInputFiles(opts.second);
+    await page.getByRole('button', { name: 'Run' }).click();
+    const verdict = page.locator('section[aria-label="Result"] p.badge');
+    const photos = await verdict.textContent();
+    await shot(page, 'test-verify');
+    await page.getByLabel('A second photo').setInputFiles([]);
+    await page.getByLabel('…or gallery').fill(opts.gallery);
+    await page.getByLabel('and subject id').fill(opts.subject);
+    await page.getByRole('button', { name: 'Run' }).click();
+    const subject = await verdict.textContent();
+    return { photos, subject, drawn: await page.locator('section.card h3').allTextContents() };
+  },
+
   // Unknown people: a group promoted to a subject.
   async unknown() {
     const page = await newPage();
@@ -276,9 +342,42 @@ const scenarios = {
     await dlg.getByLabel('Name of the new subject').fill(opts.name);
     await dlg.getByRole('button', { name: 'Promote' }).click();
     await dlg.waitFor({ state: 'detached' });
-    await page.getByText(/Promoted to/).first().waitFor();
-    const promoted = await page.locator('#group-h ~ p').first().textContent();
+    // The toast says so at once; the group's line once the page has read the group again.
+    const promoted = await page.locator('#group-h ~ p').filter({ hasText: /^promoted / }).textContent();
     return { promoted, added };
+  },
+
+  // Unknown people: two groups merged, a face moved to a third, that one ignored.
+  async groups() {
+    const page = await newPage();
+    await signInWithKey(page);
+    const detail = page.locator('#group-h ~ p').first();
+    await page.goto(`${opts.base}/unknown?group=${opts.into}`);
+    await detail.filter({ hasText: ' 1 faces' }).waitFor();
+    await page.locator(`li[data-group="${opts.other}"] input[type="checkbox"]`).check();
+    await page.getByRole('button', { name: 'Merge ticked groups into this one' }).click();
+    const merged = await page.locator('.toast').filter({ hasText: 'merged' }).textContent();
+    await detail.filter({ hasText: ' 2 faces' }).waitFor();
+    await page.locator(`li[data-group="${opts.other}"]`).waitFor({ state: 'detached' });
+    await page.locator(`figure.face[data-face="${opts.face}"] img[src^="blob:"]`).waitFor();
+    await shot(page, 'unknown-merged');
+    // Move the merged-in face on to a third group.
+    await page.locator(`figure.face[data-face="${opts.face}"] input.pick`).check();
+    await page.getByRole('button', { name: 'Move ticked faces…' }).click();
+    const dlg = page.getByRole('dialog', { name: 'Move 1 face' });
+    await dlg.getByLabel('Move them to').selectOption(opts.target);
+    await dlg.getByRole('button', { name: 'Move' }).click();
+    await dlg.waitFor({ state: 'detached' });
+    await detail.filter({ hasText: ' 1 faces' }).waitFor();
+    await page.locator(`figure.face[data-face="${opts.face}"]`).waitFor({ state: 'detached' });
+    // The third group chosen in the list, then ignored.
+    await page.locator(`li[data-group="${opts.target}"] button.item`).click();
+    await detail.filter({ hasText: ' 2 faces' }).waitFor();
+    await page.getByRole('button', { name: 'Ignore', exact: true }).click();
+    await page.getByRole('button', { name: 'Stop ignoring' }).waitFor();
+    const ignored = await detail.textContent();
+    await page.locator(`li[data-group="${opts.target}"]`).waitFor({ state: 'detached' }); // the list shows active ones
+    return { merged, ignored };
   },
 
   // The API reference renders the OpenAPI document; the STOMP page lists the tenant's topics.
@@ -306,6 +405,7 @@ const scenarios = {
       await page.locator('main h1').first().waitFor();
       await page.waitForLoadState('networkidle');
       seen[path] = await page.locator('main h1').first().textContent();
+      await shot(page, `page${path.replaceAll('/', '-')}`, false);
     }
     await page.goto(`${opts.base}/history`);
     await page.locator('main .notice, main #sightings, main .error').first().waitFor();

@@ -1,8 +1,11 @@
 """The web console in a real browser (Debian's Chromium, driven by playwright-core) against a real
 `facewatch serve`: each page used as a person would, through the public REST and STOMP APIs only.
 
-tests/browser/console.mjs does the clicking (one scenario per test) and says what it saw as JSON.
-Screenshots go to $FWTEST_SHOTS_DIR when it is set (else a temporary folder).
+tests/browser/console.mjs does the clicking and typing (one scenario per test) and says what it saw as
+JSON; each test then checks the effect through the API. The live event comes from a real camera: the
+shared clip served by GStreamer's RTSP server. Screenshots of every page (and of each flow) are kept in
+$FWTEST_SHOTS_DIR when it is set, else in a temporary folder the run names at its end;
+scripts/docs_images.py makes docs/images/ from them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import pytest
 
 from tests.waiting import eventually
 
-from .repo_server import ROOT, Http, RepoServer, enrol
+from .conftest import require_rtsp
+from .repo_server import ROOT, Http, RepoServer, enrol, free_port
+from .rtsp import RtspServer
 from .test_browser_stomp import BROWSER_DIR, _require_browser
 
 CLIP = "short_hamilton_clip.mp4"
@@ -44,6 +49,21 @@ class Console:
                               env={**self.server.env, "FACEWATCH_API_KEY": self.tenant["api_key"]},
                               capture_output=True, text=True, timeout=120, cwd=ROOT)
 
+    def camera(self, camera_id: str) -> dict[str, Any]:
+        """The camera as the API has it (over STOMP, as `facewatch cameras show` asks)."""
+        shown = self.cli("cameras", "show", camera_id)
+        assert shown.returncode == 0, shown.stderr
+        camera: dict[str, Any] = json.loads(shown.stdout)
+        return camera
+
+    def group_image(self, photo: Path) -> dict[str, Any]:
+        """The one face of ``photo`` placed by grouping: {group, face, new_group, ...}."""
+        grouped = self.http.call("POST", "/api/v1/groups/images", files={"file": (photo.name, photo.read_bytes())})
+        assert grouped.status == 200, grouped.body
+        assert len(grouped.body["faces"]) == 1
+        face: dict[str, Any] = grouped.body["faces"][0]
+        return face
+
     def browse(self, scenario: str, *, allowed_errors: tuple[str, ...] = (), **options: Any) -> dict[str, Any]:
         """Runs one scenario of console.mjs; its findings, once it passed with no unexpected console error."""
         opts = {"base": self.server.base, "apiKey": self.tenant["api_key"], "shots": str(self.shots), **options}
@@ -59,7 +79,8 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, shared_data: Path) -> Iterator[Console]:
+def console(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
+            shared_data: Path) -> Iterator[Console]:
     _require_browser()
     if not (ROOT / "console" / "static" / "vendor" / "swagger-ui-bundle.js").is_file():
         pytest.fail("the console's vendored files are missing: run scripts/setup.sh")
@@ -74,8 +95,20 @@ def console(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, shared_d
     # Another tenant's gallery, which the console must never show.
     assert server.http(other["api_key"]).call("POST", "/api/v1/galleries", {"name": "neighbours-only"}).status == 201
     shots = Path(os.environ.get("FWTEST_SHOTS_DIR") or tmp_path_factory.mktemp("shots"))
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None:  # where the screenshots go, said even when output is captured
+        with capture.global_and_fixture_disabled():
+            print(f"\nconsole screenshots: {shots}")
     yield Console(server, tenant, http, shared_data, shots)
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def rtsp(shared_data: Path) -> Iterator[RtspServer]:
+    require_rtsp()
+    server = RtspServer(free_port(), str(shared_data / "video" / CLIP)).start()
+    yield server
+    server.kill()
 
 
 def test_sign_in_with_an_api_key_and_out(console: Console) -> None:
@@ -96,19 +129,27 @@ def test_sign_in_with_client_credentials_renews_the_token_and_shows_only_the_ten
     assert "could not be read" not in found["cameras"]  # STOMP with the bearer token too
 
 
-def test_a_live_event_arrives_with_its_crop_and_the_camera_status(console: Console) -> None:
-    clip = (console.shared_data / "video" / CLIP).as_uri()
-    added = console.cli("cameras", "add", "stage", clip, "--gallery", "hamilton", "--set", "loop=true",
-                        "--set", "cooldown_s=1", "--set", "max_fps=3")
+def test_a_live_event_from_an_rtsp_camera_arrives_with_its_crop_and_the_camera_status(
+        console: Console, rtsp: RtspServer) -> None:
+    added = console.cli("cameras", "add", "stage", rtsp.url, "--gallery", "hamilton", "--set", "cooldown_s=1",
+                        "--set", "max_fps=3")
     assert added.returncode == 0, added.stderr
     try:
         found = console.browse("live", eventTimeoutMs=120000)
+        camera = console.camera("stage")
     finally:
         assert console.cli("cameras", "remove", "stage").returncode == 0
     assert found["text"].startswith("lin_manuel_miranda")  # the name enrol() gave the subject
     assert "similarity" in found["text"] and "runner-up" in found["text"]
     assert found["cropIsJpeg"]
     assert "state" in found["card"] and "dropped" in found["card"] and "last error" in found["card"]
+    assert camera["url"] == rtsp.url and camera["status"]["state"] in found["card"]
+    # The event shown is the one the server kept: its sighting, by the id the page shows it under.
+    def sighting() -> dict[str, Any] | None:
+        listed = console.http.call("GET", "/api/v1/sightings?camera=stage&limit=200").body["sightings"]
+        return next((s for s in listed if s["event_id"] == found["eventId"]), None)
+    kept = eventually(sighting, timeout_s=30, what=f"the sighting of event {found['eventId']}")
+    assert kept["decision"] == "recognized" and kept["subject"]["id"] == "lin_manuel_miranda"
     assert found["noted"].startswith("Noted: not lin_manuel_miranda")
     negatives = console.http.call("GET", "/api/v1/galleries/hamilton/subjects/lin_manuel_miranda/negatives").body
     assert len(negatives["negatives"]) == 1
@@ -125,9 +166,25 @@ def test_cameras_are_registered_stopped_and_deleted_over_the_ui(console: Console
     assert listed.returncode == 0 and "door" not in listed.stdout  # deleted for real, over the STOMP API
 
 
+def test_a_camera_is_edited_through_its_form(console: Console) -> None:
+    clip = (console.shared_data / "video" / CLIP).as_uri()
+    added = console.cli("cameras", "add", "porch", clip, "--disabled", "--set", "max_fps=5")
+    assert added.returncode == 0, added.stderr
+    try:
+        found = console.browse("camera-edit", cameraId="porch", name="Front porch", gallery="hamilton")
+        camera = console.camera("porch")
+    finally:
+        assert console.cli("cameras", "remove", "porch").returncode == 0
+    assert found["idDisabled"]  # an id is for life: it names the camera's topic
+    assert found["heading"] == "Front porch (porch)" and "galleries: hamilton" in found["line"]
+    assert (camera["name"], camera["max_fps"], camera["galleries"], camera["threshold"], camera["cooldown_s"],
+            camera["attributes"]) == ("Front porch", 1.5, ["hamilton"], "strict", 12, ["age"])
+    assert camera["url"] == clip and not camera["enabled"]  # what the form did not touch is as it was
+
+
 def test_faces_uploaded_several_at_once_show_their_thumbnails(console: Console) -> None:
     enroll = console.shared_data / "faces" / "enroll"
-    files = [str(sorted((enroll / person).iterdir())[0]) for person in ("kit_harington", "rose_leslie")]
+    files = [str(photo) for photo in sorted((enroll / "kit_harington").iterdir())]  # two photos of him
     found = console.browse("faces", gallery="got", subject="Kit Harington", files=files)
     assert found["thumbnails"] == 2 and all(found["loaded"])
     assert found["progress"] == [1, 1]
@@ -135,11 +192,65 @@ def test_faces_uploaded_several_at_once_show_their_thumbnails(console: Console) 
     assert [(s["name"], s["faces"]) for s in subjects] == [("Kit Harington", 2)]
 
 
+@pytest.fixture(scope="module")
+def people(console: Console) -> str:
+    """A gallery with Obama twice over: subject "barack" (one photo) and subject "obama" (the other)."""
+    enroll = console.shared_data / "faces" / "enroll" / "obama"
+    assert console.http.call("POST", "/api/v1/galleries", {"name": "people"}).status == 201
+    for subject, name, photo in (("barack", "Barack", "obama.jpg"), ("obama", "Obama", "obama2.jpg")):
+        made = console.http.call("POST", "/api/v1/galleries/people/subjects", {"id": subject, "name": name})
+        assert made.status == 201, made.body
+        added = console.http.call("POST", f"/api/v1/galleries/people/subjects/{subject}/faces",
+                                  files={"file": (photo, (enroll / photo).read_bytes())})
+        assert added.status == 201, added.body
+    return "people"
+
+
+def _subjects(console: Console, gallery: str) -> list[tuple[str, str, int]]:
+    listed = console.http.call("GET", f"/api/v1/galleries/{gallery}/subjects").body["subjects"]
+    return sorted((s["id"], s["name"], s["faces"]) for s in listed)
+
+
+def test_a_subject_is_renamed_through_its_form(console: Console, people: str) -> None:
+    found = console.browse("subject-rename", gallery=people, subject="barack", to="Barack H. Obama")
+    assert found["before"].startswith("Barack ") and found["after"].startswith("Barack H. Obama")
+    assert _subjects(console, people) == [("barack", "Barack H. Obama", 1), ("obama", "Obama", 1)]
+
+
+def test_a_subject_renamed_onto_another_name_is_merged_into_it(console: Console, people: str) -> None:
+    if _subjects(console, people)[0][1] == "Barack":  # run alone: the rename above did not happen
+        assert console.http.call("PATCH", f"/api/v1/galleries/{people}/subjects/barack",
+                                 {"name": "Barack H. Obama"}).status == 200
+    found = console.browse("subject-rename", gallery=people, subject="barack", to="Obama", merge=True)
+    assert found["merged"].startswith("Merged into Obama")
+    assert "subject=obama" in found["url"] and found["faces"] == 2  # the page follows the subject merged into
+    assert _subjects(console, people) == [("obama", "Obama", 2)]
+
+
 def test_the_test_page_draws_the_faces_it_found(console: Console) -> None:
     found = console.browse("test", photo=str(console.shared_data / "faces" / "probe" / "kit_with_rose.jpg"))
     assert found["found"] == "2 faces found."
     assert found["boxesDrawn"]
     assert len(found["identified"]) == 2
+
+
+def test_the_test_page_verifies_against_a_photo_and_a_subject(console: Console) -> None:
+    faces = console.shared_data / "faces"
+    photo, second = faces / "probe" / "obama1.jpg", faces / "enroll" / "obama" / "obama.jpg"
+    found = console.browse("verify", photo=str(photo), second=str(second), gallery="hamilton",
+                           subject="lin_manuel_miranda")
+    image = (photo.name, photo.read_bytes())
+    same = console.http.call("POST", "/api/v1/verify",
+                             files={"file": image, "image2": (second.name, second.read_bytes())})
+    other = console.http.call("POST", "/api/v1/verify", files={"file": image},
+                              fields={"gallery": "hamilton", "subject": "lin_manuel_miranda"})
+    assert same.status == 200 and other.status == 200, (same.body, other.body)
+    assert same.body["verified"] and not other.body["verified"]
+    assert found["photos"] == (f"Verified: similarity {same.body['similarity']:.3f} "
+                               f"against threshold {same.body['threshold']:.3f}")
+    assert found["subject"] == (f"Not verified: similarity {other.body['similarity']:.3f} "
+                                f"against threshold {other.body['threshold']:.3f}")
+    assert found["drawn"] == [f"Face 1: not the same {other.body['similarity']:.2f}"]
 
 
 def test_an_unknown_group_is_promoted_to_a_subject(console: Console) -> None:
@@ -153,6 +264,25 @@ def test_an_unknown_group_is_promoted_to_a_subject(console: Console) -> None:
     subjects = console.http.call("GET", "/api/v1/galleries/hamilton/subjects").body["subjects"]
     faces = {s["name"]: s["faces"] for s in subjects}
     assert faces["Barack Obama"] >= 1 and faces["Obama (crop)"] == 1
+
+
+def test_unknown_groups_are_merged_a_face_moved_and_a_group_ignored(console: Console) -> None:
+    enroll = console.shared_data / "faces" / "enroll"
+    rose, kit, alex = (console.group_image(enroll / person / image) for person, image in
+                       (("rose_leslie", "img1.jpg"), ("kit_harington", "john1.jpeg"), ("alex_lacamoire", "img1.jpg")))
+    assert len({rose["group"], kit["group"], alex["group"]}) == 3
+    found = console.browse("groups", into=kit["group"], other=rose["group"], face=rose["face"], target=alex["group"])
+    assert found["merged"].startswith("1 group merged")
+
+    def group(group_id: str) -> dict[str, Any]:
+        got = console.http.call("GET", f"/api/v1/groups/{group_id}")
+        assert got.status == 200, got.body
+        return dict(got.body)
+    assert console.http.call("GET", f"/api/v1/groups/{rose['group']}").status == 404  # merged away
+    assert [f["id"] for f in group(kit["group"])["faces"]] == [kit["face"]]  # its merged-in face moved on
+    ignored = group(alex["group"])
+    assert ignored["status"] == "ignored" and "ignored" in found["ignored"]
+    assert sorted(f["id"] for f in ignored["faces"]) == sorted([alex["face"], rose["face"]])
 
 
 def test_a_zip_is_enrolled_with_its_progress_from_the_jobs_topic(console: Console, tmp_path: Path) -> None:

@@ -7,6 +7,10 @@ import { faceActions } from '../feedback.js';
 const MAX_EVENTS = 200;
 const REFRESH_MS = 5000;
 const events = []; // kept across page changes while the console is open
+// User Timing marks (DevTools' Performance panel; bench/console.py reads them): the page ready with its
+// cameras and live subscription, and each event as it enters the DOM ({id, time} of the event).
+export const READY_MARK = 'facewatch:live-ready';
+export const SHOWN_MARK = 'facewatch:event-shown';
 
 export async function render(main, { navigate, params }) {
   let only = params.get('camera') || '';
@@ -26,8 +30,9 @@ export async function render(main, { navigate, params }) {
       h('h3', {}, cam.name ? `${cam.name} (${cam.id})` : cam.id), statusLines(cam)))
       : h('p.muted', {}, 'No cameras yet: register one on the ', h('a', { href: '/cameras', 'data-link': true }, 'Cameras'), ' page.'));
   };
+  const isShown = (e) => (!only || e.camera === only) && (showEnded.checked || e.type !== 'track.ended');
   const drawFeed = () => {
-    const shown = events.filter((e) => (!only || e.camera === only) && (showEnded.checked || e.type !== 'track.ended'));
+    const shown = events.filter(isShown);
     clear(feed, shown.map((e) => eventItem(e, navigate)));
     note.textContent = shown.length ? '' : 'No events yet. They appear here as cameras see faces.';
   };
@@ -61,9 +66,15 @@ export async function render(main, { navigate, params }) {
         return;
       }
       noteFace(event);
+      // One row added (and the oldest dropped), not the list redrawn: the feed is what the filter shows.
       events.unshift(event);
-      events.length = Math.min(events.length, MAX_EVENTS);
-      drawFeed();
+      const dropped = events.length > MAX_EVENTS ? events.pop() : null;
+      if (dropped && isShown(dropped)) feed.lastElementChild?.remove();
+      if (isShown(event)) {
+        feed.prepend(eventItem(event, navigate));
+        note.textContent = '';
+        performance.mark(SHOWN_MARK, { detail: { id: event.id, time: event.time } });
+      }
     });
   };
   filter.addEventListener('change', () => {
@@ -84,6 +95,7 @@ export async function render(main, { navigate, params }) {
   }
   drawFeed();
   await refresh();
+  performance.mark(READY_MARK, { detail: { cameras: cameras.length } });
   const timer = setInterval(refresh, REFRESH_MS);
   return () => { clearInterval(timer); unsubscribe(); };
 }
@@ -99,7 +111,7 @@ function eventItem(e, navigate) {
   const similarity = recognized ? `similarity ${fmtNum(e.similarity)} (threshold ${fmtNum(e.threshold)})`
     : typeof e.best_similarity === 'number' ? `best similarity ${fmtNum(e.best_similarity)}` : '';
   const badgeClass = recognized ? 'recognized' : e.type === 'face.unknown' ? 'unknown-face' : '';
-  return h('li.event', { dataset: { type: e.type, camera: e.camera } }, img,
+  return h('li.event', { dataset: { type: e.type, camera: e.camera, event: e.id } }, img,
     h('div', {},
       h('div.who-line', {}, name, ' ', h(`span.badge${badgeClass ? '.' + badgeClass : ''}`, {}, e.type)),
       h('div.meta', {}, [e.camera, new Date((e.time || Date.now() / 1000) * 1000).toLocaleTimeString(),
