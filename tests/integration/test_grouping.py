@@ -17,7 +17,7 @@ import pytest
 from broker.client import BrokerAddress, BusClient
 from tests.waiting import eventually
 
-from .conftest import RawStomp
+from .conftest import RawStomp, drop_rabbit_vhost, rabbit_vhost
 from .repo_server import Http, RepoServer
 from .test_repo_api import PG, _drop_database, _postgres_database
 
@@ -294,9 +294,11 @@ def test_two_nodes_place_each_unknown_face_once(tmp_path: Path, models_dir: Path
     clip = shared_data / "video" / "short_hamilton_clip.mp4"
     db = _postgres_database()
     assert db is not None
+    vhost = rabbit_vhost()  # the two nodes' own: other servers on this RabbitMQ would take their requests
+    rabbitmq = BrokerAddress(rabbitmq.host, rabbitmq.port, rabbitmq.login, rabbitmq.passcode, vhost or "/")
     nodes = [RepoServer(tmp_path / name, models_dir, f"{PG}/{db}", FACEWATCH_WATCHER__NODE=name,
                         FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(clip.parent)]),
-                        FACEWATCH_BROKER__URL=f"stomp://guest:guest@127.0.0.1:{rabbitmq.port}/")
+                        FACEWATCH_BROKER__URL=f"stomp://guest:guest@127.0.0.1:{rabbitmq.port}/{vhost or ''}")
              for name in ("alpha", "beta")]
     tenant = nodes[0].create_tenant("theatre")
     for node in nodes:
@@ -340,3 +342,4 @@ def test_two_nodes_place_each_unknown_face_once(tmp_path: Path, models_dir: Path
         for node in nodes:
             node.stop()
         _drop_database(db)
+        drop_rabbit_vhost(vhost)

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import signal
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from broker.client import BrokerAddress, BusClient, Reply
 from repo.store import FaceRecord, open_store
 from tests.waiting import eventually
 
-from .conftest import RABBIT_STOMP_PORT
+from .conftest import RABBIT_STOMP_PORT, drop_rabbit_vhost, rabbit_vhost
 from .repo_server import Http, RepoServer
 from .test_repo_api import PG, _drop_database, _postgres_database
 
@@ -39,18 +38,6 @@ API = "/queue/facewatch.api"
 # (beta never compares: what it learns of lost events, it learns from the next event).
 GAP_GRACE_S, RECONCILE_S = "0.3", "1.0"
 SYNC_TIMEOUT_S = 30
-
-
-def _rabbit_vhost() -> str | None:
-    """A RabbitMQ virtual host of this test's own (other test runs use the same broker), or None
-    when rabbitmqctl is not usable here (then "/": the API queue may be shared)."""
-    name = f"fwtest_{uuid.uuid4().hex[:8]}"
-    try:
-        for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
-            subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return name
 
 
 @dataclass
@@ -80,7 +67,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     vhost = None
     if request.param == "rabbitmq":
         request.getfixturevalue("rabbitmq")
-        vhost = _rabbit_vhost()
+        vhost = rabbit_vhost()
         common["FACEWATCH_BROKER__URL"] = f"stomp://guest:guest@127.0.0.1:{RABBIT_STOMP_PORT}/{vhost or ''}"
     root = tmp_path_factory.mktemp(f"nodes-{request.param}")
     alpha = RepoServer(root / "alpha", models_dir, url, FACEWATCH_WATCHER__NODE="alpha",
@@ -103,7 +90,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         alpha.stop()
         _drop_database(database)
         if vhost:
-            subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
+            drop_rabbit_vhost(vhost)
 
 
 def _photo(cluster: Cluster, person: str, n: int = 0) -> bytes:

@@ -26,7 +26,7 @@ from broker.client import BrokerAddress, BusClient, Reply
 from tests.conftest import ROOT
 from tests.waiting import eventually
 
-from .conftest import RABBIT_STOMP_PORT, RawStomp, require_rtsp
+from .conftest import RABBIT_STOMP_PORT, RawStomp, drop_rabbit_vhost, rabbit_vhost, require_rtsp
 from .repo_server import RepoServer, enrol, free_port
 from .rtsp import RtspServer
 
@@ -150,9 +150,12 @@ def watch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     env = {"FACEWATCH_WATCHER__FILE_ROOTS": json.dumps([str(shared_data / "video")]),
            "FACEWATCH_WATCHER__MAX_INITIAL_ATTEMPTS": "2", "FACEWATCH_WATCHER__OPEN_TIMEOUT_S": "3",
            "FACEWATCH_WATCHER__READ_TIMEOUT_S": "3", "FACEWATCH_WATCHER__RESTART_INITIAL_S": "0.5"}
+    vhost = None
     if request.param == "rabbitmq":
-        address = request.getfixturevalue("rabbitmq")
-        env["FACEWATCH_BROKER__URL"] = f"stomp://guest:guest@127.0.0.1:{RABBIT_STOMP_PORT}/"
+        rabbit = request.getfixturevalue("rabbitmq")
+        vhost = rabbit_vhost()  # this server's API queue of its own
+        address = BrokerAddress(rabbit.host, rabbit.port, rabbit.login, rabbit.passcode, vhost or "/")
+        env["FACEWATCH_BROKER__URL"] = f"stomp://guest:guest@127.0.0.1:{RABBIT_STOMP_PORT}/{vhost or ''}"
     server = RepoServer(tmp_path_factory.mktemp(f"watch-{request.param}"), models_dir, None, **env)
     tenant, other = server.create_tenant("theatre"), server.create_tenant("elsewhere")
     server.start()
@@ -165,6 +168,7 @@ def watch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     yield watch
     watch.close()
     server.stop()
+    drop_rabbit_vhost(vhost)
 
 
 def test_rtsp_camera_over_stomp_announces_lin_manuel_miranda(watch: Watch, rtsp: RtspServer) -> None:
