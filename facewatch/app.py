@@ -92,17 +92,16 @@ def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
     return background_ctx
 
 
-NODE_SEEN_INTERVAL_S = 30.0
-
-
-async def _node_seen(watcher: WatcherService) -> None:
-    """The node's last-seen time in the registry, while it runs."""
+async def _keep_leases(watcher: WatcherService) -> None:
+    """The node's heartbeat, its cameras' leases, and the cameras of dead nodes (watcher/failover.py),
+    every third of a lease's length, off the event loop."""
+    keeper = watcher.keeper
     while True:
-        await asyncio.sleep(NODE_SEEN_INTERVAL_S)  # a heartbeat: a timer by nature
+        await asyncio.sleep(keeper.options.interval_s)  # a heartbeat: a timer by nature
         try:
-            await asyncio.to_thread(watcher.nodes.seen, watcher.node)
-        except Exception:
-            log.exception("node %s: last-seen time not recorded", watcher.node)
+            await asyncio.to_thread(keeper.tick)
+        except Exception:  # the database may be away: the workers hold back their events at their lease's expiry
+            log.exception("node %s: leases not kept this time", watcher.node)
 
 
 # What the event loop may spend on one callback. In asyncio's debug mode
@@ -256,13 +255,15 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
             ]
             started = await asyncio.to_thread(watcher.start_enabled)
             log.info("watcher node %s: %d camera(s) started", watcher.node, started)
-            seen = asyncio.create_task(_node_seen(watcher), name="node-seen")
+            leases = asyncio.create_task(_keep_leases(watcher), name="camera-leases")
             yield
-            seen.cancel()
-            await asyncio.gather(seen, return_exceptions=True)
+            leases.cancel()
+            await asyncio.gather(leases, return_exceptions=True)
             for sub_id in subscriptions:
                 bus.unsubscribe(sub_id)
-            await asyncio.to_thread(watcher.close)  # workers stop while the broker can still take their last status
+            # Workers stop while the broker can still take their last status; the leases are released
+            # for the other nodes.
+            await asyncio.to_thread(watcher.close)
 
         app.cleanup_ctx.append(watcher_ctx)
     add_rest_routes(app, parts.api, cfg.api.max_body_bytes)

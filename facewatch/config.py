@@ -360,6 +360,8 @@ class WatcherConfig(Section):
     restart_initial_s: float = Field(1.0, gt=0, description="first delay before restarting a crashed worker")
     restart_max_s: float = Field(60.0, gt=0)
     watchdog_s: float = Field(30.0, gt=0, description="a worker silent this long is killed and restarted")
+    lease_ttl_s: float = Field(6.0, ge=1, description="a camera whose node has not renewed its lease for this long "
+                                                      "is taken over by a live node (renewed every third of it)")
     cameras: list[DeclaredCamera] = Field(default_factory=list)
 
 

@@ -15,12 +15,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from .cameras import Camera, event_topics
+from .leases import LeaseGrant
 from .worker import WorkerSpec, run_worker
 
 __all__ = ("SupervisorOptions", "Supervisor")
@@ -41,6 +42,7 @@ class SupervisorOptions:
 @dataclass(slots=True)
 class _Worker:
     camera: Camera
+    lease: LeaseGrant | None = None  # what it runs under (its events carry the epoch)
     process: BaseProcess | None = None
     # Its own pipe per worker, not one shared queue: a worker killed while
     # writing can corrupt only its own channel, never its neighbours'.
@@ -86,27 +88,38 @@ class Supervisor:
         self._monitor.start()
 
     # -- control (any thread) ----------------------------------------------------------
-    def start(self, camera: Camera) -> None:
-        """Run ``camera`` with these settings (restarting its worker if it runs)."""
+    def start(self, camera: Camera, lease: LeaseGrant | None = None) -> None:
+        """Run ``camera`` with these settings (restarting its worker if it runs), under ``lease`` (None:
+        unfenced, for a single process without leases)."""
         with self._lock:
             if camera.id in self._workers:
                 self._stop_worker(self._workers.pop(camera.id))
-            worker = _Worker(camera)
+            worker = _Worker(camera, lease)
             self._workers[camera.id] = worker
             self._spawn(worker)
 
-    def stop(self, camera_id: str) -> bool:
-        """Stop the camera's worker; False when it was not running."""
+    def stop(self, camera_id: str, reason: str | None = None) -> bool:
+        """Stop the camera's worker; False when it was not running. With a ``reason`` (the node stops, the
+        camera moves to another node), a last ``stopped`` status says it, after the worker's own."""
         with self._lock:
             worker = self._workers.pop(camera_id, None)
         if worker is None:
             return False
         self._stop_worker(worker)
+        if reason:
+            self._publish_status(worker, {"type": "camera.status", "camera": camera_id, "state": "stopped",
+                                          "reason": reason, "time": time.time()})
         return True
 
     def running(self) -> list[str]:
         with self._lock:
             return sorted(self._workers)
+
+    def camera(self, camera_id: str) -> Camera | None:
+        """The camera as its worker runs it (its settings), or None."""
+        with self._lock:
+            worker = self._workers.get(camera_id)
+            return None if worker is None else worker.camera
 
     def status(self, camera_id: str) -> dict[str, Any]:
         with self._lock:
@@ -120,10 +133,11 @@ class Supervisor:
                 "worker": {"pid": worker.process.pid if alive and worker.process else None, "alive": alive,
                            "started_at": worker.started_at, "restarts": worker.restarts,
                            "last_exit": worker.last_exit or None, "restart_at": worker.restart_at},
-                "stats": dict(worker.stats),
+                "stats": dict(worker.stats), "lease": worker.lease.epoch if worker.lease else None,
             }
 
-    def close(self) -> None:
+    def close(self, reason: str | None = None) -> list[str]:
+        """Stop every worker (``reason``: as in ``stop``); returns the cameras that were running."""
         self._closed.set()
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
@@ -132,13 +146,20 @@ class Supervisor:
                 worker.process.terminate()  # all at once, then wait for each
         for worker in workers:
             self._stop_worker(worker)
+            if reason:
+                self._publish_status(worker, {"type": "camera.status", "camera": worker.camera.id,
+                                              "state": "stopped", "reason": reason, "time": time.time()})
         self._monitor.join(timeout=5)
+        return [worker.camera.id for worker in workers]
 
     # -- internals -------------------------------------------------------------------
     def _spawn(self, worker: _Worker) -> None:
         receiver, sender = self._ctx.Pipe(duplex=False)
         worker.reports = receiver
-        worker.process = self._ctx.Process(target=self.target, args=(self.make_spec(worker.camera), sender),
+        spec = self.make_spec(worker.camera)
+        if worker.lease is not None:
+            spec = replace(spec, lease=worker.lease)
+        worker.process = self._ctx.Process(target=self.target, args=(spec, sender),
                                            name=f"watcher-{worker.camera.id}", daemon=True)
         worker.process.start()
         sender.close()  # the child holds its end; EOF here once it is gone
@@ -167,6 +188,8 @@ class Supervisor:
             worker.reports = None
 
     def _publish_status(self, worker: _Worker, status: dict[str, Any]) -> None:
+        if worker.lease is not None:  # as the worker's own events: where it ran, under which lease
+            status = {**status, "node": worker.lease.node, "lease": worker.lease.epoch}
         for topic in event_topics(worker.camera):
             self.publish(topic, status)
 
