@@ -229,7 +229,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
             await app[STOMP_API].stop(cfg.api.drain_timeout_s)
 
     app.on_shutdown.append(stop_taking_requests)
-    app.cleanup_ctx.extend([bus_ctx, repo_ctx, _background_ctx(parts.reembedder.run, "reembed")])
+    app.cleanup_ctx.extend([bus_ctx, repo_ctx, _background_ctx(parts.reembedder.run, "reembed"),
+                            _background_ctx(parts.jobs.keep_leases, "job-leases")])
     reembedders: list[tuple[str, Reembedder]] = [("repo", parts.reembedder)]
     if grouping is not None:
         grouped = Reembedder(parts.repo.analyzer, grouped_faces(grouping))

@@ -23,6 +23,7 @@ from watcher.cameras import CAMERA_ID, NODE_NAME, CameraSettings
 __all__ = (
     "ConfigError",
     "FacewatchConfig",
+    "JobsConfig",
     "RuntimeConfig",
     "DetectorConfig",
     "LandmarksConfig",
@@ -365,6 +366,11 @@ class WatcherConfig(Section):
     cameras: list[DeclaredCamera] = Field(default_factory=list)
 
 
+class JobsConfig(Section):
+    lease_ttl_s: float = Field(10.0, ge=1, description="a job whose node has not renewed its lease for this long "
+                                                       "is resumed by another node (renewed every third of it)")
+
+
 class GroupingConfig(Section):
     enabled: bool = Field(True, description="group the watchers' face.unknown faces (and serve the /groups routes)")
     # Chosen with bench/grouping.py on LFW View 1 (see README).
@@ -399,6 +405,7 @@ class FacewatchConfig(Section):
     sync: SyncConfig = SyncConfig()
     repo: RepoConfig = RepoConfig()
     watcher: WatcherConfig = WatcherConfig()
+    jobs: JobsConfig = JobsConfig()
     grouping: GroupingConfig = GroupingConfig()
     metrics: MetricsConfig = MetricsConfig()
 
