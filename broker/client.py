@@ -215,6 +215,18 @@ class BusClient:
                 log.warning("bus reconnect failed (%s); next try in %.1fs", exc, min(delay * 2, self.reconnect_max_s))
                 delay = min(delay * 2, self.reconnect_max_s)
 
+    def reconnect(self) -> None:
+        """Drop the connection: the client connects again and subscribes again, as after a broken one.
+        For a process that was paused (or starved) past the heart-beats: RabbitMQ's STOMP plugin keeps such
+        a connection open but delivers nothing more to its client-ack subscriptions, and the messages it
+        holds unacknowledged there go back to their queue only when the connection closes."""
+        if not self._connected.is_set():
+            return
+        try:
+            self._conn.transport.disconnect_socket()
+        except (StompException, OSError) as exc:
+            log.debug("dropping the connection: %r", exc)
+
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 

@@ -104,6 +104,29 @@ async def _keep_leases(watcher: WatcherService) -> None:
             log.exception("node %s: leases not kept this time", watcher.node)
 
 
+STALL_CHECK_S = 1.0
+# Half the bus clients' heart-beat interval: a node that did not run for longer may have lost its
+# deliveries on a connection the broker still holds open.
+STALL_S = 5.0
+
+
+async def _reconnect_after_stalls(clients: Callable[[], list[BusClient]]) -> None:
+    """A node that did not run for a while (SIGSTOP, a frozen VM, a starved host) reconnects its broker
+    connections: RabbitMQ stops delivering to the client-ack subscriptions of a connection whose
+    heart-beats stopped, without closing it, and the requests (or faces) it held stay unacknowledged
+    until it closes (broker.client.BusClient.reconnect)."""
+    last = time.monotonic()
+    while True:
+        await asyncio.sleep(STALL_CHECK_S)  # a timer by nature: it measures how late it wakes
+        now = time.monotonic()
+        if now - last > STALL_S:
+            log.warning("this node did not run for %.1fs (paused or starved); reconnecting to the broker",
+                        now - last - STALL_CHECK_S)
+            for client in clients():
+                await asyncio.to_thread(client.reconnect)
+        last = now
+
+
 # What the event loop may spend on one callback. In asyncio's debug mode
 # (PYTHONASYNCIODEBUG=1) every callback over it is logged (bench/slow_callbacks.py reads them).
 SLOW_CALLBACK_S = 0.05
@@ -230,7 +253,9 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
 
     app.on_shutdown.append(stop_taking_requests)
     app.cleanup_ctx.extend([bus_ctx, repo_ctx, _background_ctx(parts.reembedder.run, "reembed"),
-                            _background_ctx(parts.jobs.keep_leases, "job-leases")])
+                            _background_ctx(parts.jobs.keep_leases, "job-leases"),
+                            _background_ctx(lambda: _reconnect_after_stalls(lambda: [app[STOMP_API].client, app[BUS]]),
+                                            "stall-watch")])
     reembedders: list[tuple[str, Reembedder]] = [("repo", parts.reembedder)]
     if grouping is not None:
         grouped = Reembedder(parts.repo.analyzer, grouped_faces(grouping))
