@@ -92,16 +92,24 @@ def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
     return background_ctx
 
 
-async def _keep_leases(watcher: WatcherService) -> None:
-    """The node's heartbeat, its cameras' leases, and the cameras of dead nodes (watcher/failover.py),
-    every third of a lease's length, off the event loop."""
-    keeper = watcher.keeper
+async def _every(interval_s: float, step: Callable[[], object], what: str) -> None:
+    """``step`` off the event loop, every ``interval_s``, while the app runs."""
     while True:
-        await asyncio.sleep(keeper.options.interval_s)  # a heartbeat: a timer by nature
+        await asyncio.sleep(interval_s)  # a heartbeat: a timer by nature
         try:
-            await asyncio.to_thread(keeper.tick)
+            await asyncio.to_thread(step)
         except Exception:  # the database may be away: the workers hold back their events at their lease's expiry
-            log.exception("node %s: leases not kept this time", watcher.node)
+            log.exception("%s failed this time", what)
+
+
+async def _keep_leases(watcher: WatcherService) -> None:
+    """The node's heartbeat and its cameras' leases, and the cameras to stop, hand back or take over
+    (watcher/failover.py), every third of a lease's length; apart, so that a slow worker start or stop
+    never delays a renewal."""
+    keeper = watcher.keeper
+    interval = keeper.options.interval_s
+    await asyncio.gather(_every(interval, keeper.heartbeat, f"node {watcher.node}: heartbeat and lease renewal"),
+                         _every(interval, keeper.rebalance, f"node {watcher.node}: camera placement"))
 
 
 STALL_CHECK_S = 1.0

@@ -1,23 +1,25 @@
 """The lease keeper: which cameras this node runs, kept in step with the database and the other nodes.
 
-Every third of a lease's length (``tick``, off the event loop) a node:
+Every third of a lease's length, off the event loop, a node
 
-1. records its heartbeat (``watcher_nodes.last_seen``);
-2. renews the leases of the cameras it runs; a lease it could not renew was
+1. (``heartbeat``) records its heartbeat (``watcher_nodes.last_seen``) and
+   renews the leases of the cameras it runs; a lease it could not renew was
    taken by another node (this one was presumed dead): its worker stops, and
-   says nothing more (the new owner speaks for the camera);
-3. stops the cameras it holds that were disabled or removed, hands back a camera
-   whose preferred node (``cameras.node``) is alive again, and restarts a camera
-   whose settings changed;
-4. claims the enabled cameras no live node holds that the plan gives it
-   (watcher/placement.py: the preferred node when alive, else the least loaded),
-   and starts them. A claim that replaces another node's expired lease
-   announces ``camera.status`` ``node_down`` naming that node, then the worker
-   says ``starting`` and ``running`` from here.
+   says nothing more (the new owner speaks for the camera). This never waits
+   for a worker being started or stopped, so a slow stop cannot let the other
+   leases expire;
+2. (``rebalance``) stops the cameras it holds that were disabled or removed,
+   hands back a camera whose preferred node (``cameras.node``) is alive again,
+   restarts a camera whose settings changed, and claims the enabled cameras no
+   live node holds that the plan gives it (watcher/placement.py: the preferred
+   node when alive, else the least loaded), and starts them. A claim that
+   replaces another node's expired lease announces ``camera.status``
+   ``node_down`` naming that node, then the worker says ``starting`` and
+   ``running`` from here.
 
 A change made through any node (register, start, stop, settings, removal) is
 applied at once by ``reconcile`` on every node (the control topic), not at the
-next tick. A node that stops cleanly leaves the cluster first (so no plan gives
+next pass. A node that stops cleanly leaves the cluster first (so no plan gives
 it anything), stops its workers, and releases their leases for the others to
 claim at once; an operator's stop is ``enabled = false`` and is never taken over.
 """
@@ -95,27 +97,59 @@ class LeaseKeeper:
         self.options = options
         self.clock = clock
         self._held: dict[str, Lease] = {}  # the cameras this node runs, with the lease it holds
+        self._held_lock = threading.Lock()  # held briefly, never across a worker's start or stop
         self._refused: dict[str, float] = {}  # camera -> the settings (updated_at) refused here, logged once
-        self._lock = threading.RLock()  # ticks and control messages come from different threads
+        self._lock = threading.RLock()  # one change at a time: passes and control messages (different threads)
         self._closing = False
 
     def held(self) -> dict[str, Lease]:
-        with self._lock:
+        with self._held_lock:
             return dict(self._held)
 
-    # -- the periodic pass ---------------------------------------------------------
+    # -- the periodic passes (blocking: run them off the event loop) ---------------------
     def tick(self) -> int:
-        """One pass (blocking: run it off the event loop); returns how many cameras it started."""
+        """Both passes, one after the other; returns how many cameras it started."""
+        self.heartbeat()
+        return self.rebalance()
+
+    def heartbeat(self) -> None:
+        """Record this node's heartbeat, renew its leases, stop the workers of those it lost."""
+        if self._closing:
+            return
+        now = self.clock()
+        # The heartbeat first, with the renewals' time: a dead node stops looking alive no later than its
+        # leases expire.
+        self.nodes.seen(self.node, now)
+        held = {c: lease.epoch for c, lease in self.held().items()}
+        if not held:
+            return
+        renewed = self.leases.renew(self.node, held, self.options.ttl_s, now)
+        lost = []
+        with self._held_lock:
+            for camera_id, epoch in held.items():
+                lease = self._held.get(camera_id)
+                if lease is None or lease.epoch != epoch:
+                    continue  # let go (or let go and claimed again) meanwhile
+                if camera_id in renewed:
+                    self._held[camera_id] = Lease(camera_id, self.node, epoch, renewed[camera_id])
+                else:
+                    del self._held[camera_id]
+                    lost.append((camera_id, epoch))
+        for camera_id, epoch in lost:
+            # Another node claimed it: this node was presumed dead (it hung, or lost the database).
+            log.warning("camera %s: lease %d was taken by another node; stopping this node's worker", camera_id,
+                        epoch)
+            self.supervisor.stop(camera_id)
+
+    def rebalance(self) -> int:
+        """Stop, hand back, restart or claim cameras as the database says; returns how many it started."""
         with self._lock:
             if self._closing:
                 return 0
             now = self.clock()
-            # The heartbeat first: a dead node stops looking alive no later than its leases expire.
-            self.nodes.seen(self.node, now)
-            self._renew(now)
             cameras = {c.id: c for c in self.registry.all()}
             live = self._live(now)
-            for camera_id in list(self._held):
+            for camera_id in self.held():
                 self._keep(camera_id, cameras.get(camera_id), live)
             return self._claim(list(cameras.values()), self.leases.all(), live)
 
@@ -127,7 +161,7 @@ class LeaseKeeper:
             camera = self.registry.by_id(camera_id)
             now = self.clock()
             live = self._live(now)
-            if camera_id in self._held:
+            if camera_id in self.held():
                 self._keep(camera_id, camera, live)
             elif camera is not None and camera.enabled:
                 self._claim([camera], self.leases.all(), live)
@@ -143,7 +177,8 @@ class LeaseKeeper:
             except Exception:
                 log.exception("node %s: not marked as gone; its cameras move when their leases expire", self.node)
             self.supervisor.close(reason)
-            held, self._held = self._held, {}
+            with self._held_lock:
+                held, self._held = self._held, {}
             if not held:
                 return
             try:
@@ -164,25 +199,12 @@ class LeaseKeeper:
     def _live(self, now: float) -> set[str]:
         return live_nodes(self.nodes.all(), now, self.options.ttl_s) | {self.node}
 
-    def _renew(self, now: float) -> None:
-        if not self._held:
-            return
-        renewed = self.leases.renew(self.node, {c: lease.epoch for c, lease in self._held.items()},
-                                    self.options.ttl_s, now)
-        for camera_id, lease in list(self._held.items()):
-            if camera_id in renewed:
-                self._held[camera_id] = Lease(camera_id, self.node, lease.epoch, renewed[camera_id])
-                continue
-            # Another node claimed it: this node was presumed dead (it hung, or lost the database).
-            log.warning("camera %s: lease %d was taken by another node; stopping this node's worker", camera_id,
-                        lease.epoch)
-            del self._held[camera_id]
-            self.supervisor.stop(camera_id)
-
     def _keep(self, camera_id: str, camera: Camera | None, live: set[str]) -> None:
         """A camera this node holds: stopped if disabled or removed, handed back to its preferred node if
         that one is alive, restarted if its settings changed."""
-        lease = self._held[camera_id]
+        lease = self.held().get(camera_id)
+        if lease is None:
+            return  # lost meanwhile (the heartbeat stopped it)
         if camera is None or not camera.enabled:
             self.supervisor.stop(camera_id)
             self._let_go(camera_id, lease)
@@ -201,12 +223,14 @@ class LeaseKeeper:
                 self.supervisor.start(camera, self._grant(lease))
 
     def _let_go(self, camera_id: str, lease: Lease) -> None:
-        del self._held[camera_id]
+        with self._held_lock:
+            self._held.pop(camera_id, None)
         self.leases.release(self.node, {camera_id: lease.epoch})
 
     def _claim(self, cameras: list[Camera], leases: Mapping[str, Lease], live: set[str]) -> int:
         now = self.clock()
-        orphans = [c for c in cameras if c.enabled and c.id not in self._held
+        held = self.held()
+        orphans = [c for c in cameras if c.enabled and c.id not in held
                    and not self._held_elsewhere(leases.get(c.id), now)]
         plan = assign(orphans, live, loads(leases.values(), now))
         started = 0
@@ -223,7 +247,8 @@ class LeaseKeeper:
         claim = self.leases.claim(camera.id, self.node, self.options.ttl_s, now)
         if claim is None:
             return False  # another node was quicker
-        self._held[camera.id] = claim.lease
+        with self._held_lock:
+            self._held[camera.id] = claim.lease
         down = claim.taken_from()
         if down is not None:
             log.warning("camera %s: node %s is down (its lease expired); taking it over with lease %d", camera.id,
