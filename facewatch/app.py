@@ -14,6 +14,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,14 +93,20 @@ def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
     return background_ctx
 
 
-async def _every(interval_s: float, step: Callable[[], object], what: str) -> None:
-    """``step`` off the event loop, every ``interval_s``, while the app runs."""
-    while True:
-        await asyncio.sleep(interval_s)  # a heartbeat: a timer by nature
-        try:
-            await asyncio.to_thread(step)
-        except Exception:  # the database may be away: the workers hold back their events at their lease's expiry
-            log.exception("%s failed this time", what)
+async def _every(interval_s: float, step: Callable[[], object], what: str, thread_name: str) -> None:
+    """``step`` every ``interval_s`` while the app runs, on a thread of its own: a heartbeat must not queue
+    behind the requests' work in the default executor."""
+    loop = asyncio.get_running_loop()
+    thread = ThreadPoolExecutor(1, thread_name_prefix=thread_name)
+    try:
+        while True:
+            await asyncio.sleep(interval_s)  # a heartbeat: a timer by nature
+            try:
+                await loop.run_in_executor(thread, step)
+            except Exception:  # the database may be away: workers hold back their events at their lease's expiry
+                log.exception("%s failed this time", what)
+    finally:
+        thread.shutdown(wait=False)  # a step in progress ends on its own; the loop does not wait for it
 
 
 async def _keep_leases(watcher: WatcherService) -> None:
@@ -108,8 +115,9 @@ async def _keep_leases(watcher: WatcherService) -> None:
     never delays a renewal."""
     keeper = watcher.keeper
     interval = keeper.options.interval_s
-    await asyncio.gather(_every(interval, keeper.heartbeat, f"node {watcher.node}: heartbeat and lease renewal"),
-                         _every(interval, keeper.rebalance, f"node {watcher.node}: camera placement"))
+    await asyncio.gather(
+        _every(interval, keeper.heartbeat, f"node {watcher.node}: heartbeat and lease renewal", "camera-leases"),
+        _every(interval, keeper.rebalance, f"node {watcher.node}: camera placement", "camera-placement"))
 
 
 STALL_CHECK_S = 1.0
@@ -291,13 +299,13 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
             log.info("watcher node %s: %d camera(s) started", watcher.node, started)
             leases = asyncio.create_task(_keep_leases(watcher), name="camera-leases")
             yield
-            leases.cancel()
-            await asyncio.gather(leases, return_exceptions=True)
             for sub_id in subscriptions:
                 bus.unsubscribe(sub_id)
-            # Workers stop while the broker can still take their last status; the leases are released
-            # for the other nodes.
+            # Workers stop while the broker can still take their last status, and while their leases are
+            # still renewed; then the leases are released for the other nodes.
             await asyncio.to_thread(watcher.close)
+            leases.cancel()
+            await asyncio.gather(leases, return_exceptions=True)
 
         app.cleanup_ctx.append(watcher_ctx)
     add_rest_routes(app, parts.api, cfg.api.max_body_bytes)

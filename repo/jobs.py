@@ -25,6 +25,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -187,19 +188,25 @@ class JobRunner:
         return len(claimed)
 
     async def keep_leases(self) -> None:
-        """While the server runs: renew our jobs' leases, and resume jobs whose runner died."""
-        while True:
-            await asyncio.sleep(self.lease_ttl_s / 3)  # a heartbeat: a timer by nature
-            try:
-                await self._tick()
-            except Exception:  # the database may be away: our jobs pause at their lease's expiry
-                log.exception("job leases not kept this time")
+        """While the server runs: renew our jobs' leases, and resume jobs whose runner died (on a thread of
+        its own: renewals must not queue behind the requests' work in the default executor)."""
+        thread = ThreadPoolExecutor(1, thread_name_prefix="job-leases")
+        try:
+            while True:
+                await asyncio.sleep(self.lease_ttl_s / 3)  # a heartbeat: a timer by nature
+                try:
+                    await self._tick(thread)
+                except Exception:  # the database may be away: our jobs pause at their lease's expiry
+                    log.exception("job leases not kept this time")
+        finally:
+            thread.shutdown(wait=False)  # a renewal in progress ends on its own; the loop does not wait for it
 
-    async def _tick(self) -> None:
+    async def _tick(self, thread: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
         held = {job_id: h.lease for job_id, h in self._held.items()}
         now = time.time()
         if held:
-            renewed = await asyncio.to_thread(self.store.renew_jobs, held, self.lease_ttl_s, now)
+            renewed = await loop.run_in_executor(thread, self.store.renew_jobs, held, self.lease_ttl_s, now)
             for job_id, lease in held.items():
                 h = self._held.get(job_id)
                 if h is None or h.lease != lease:
@@ -210,8 +217,8 @@ class JobRunner:
                     h.valid_until = 0.0
         if self._stopping:
             return
-        for tenant_id, job_id, lease, claimed_at in await asyncio.to_thread(self._claim, time.time(),
-                                                                              set(self._held)):
+        for tenant_id, job_id, lease, claimed_at in await loop.run_in_executor(thread, self._claim, time.time(),
+                                                                                 set(self._held)):
             self._hold(tenant_id, job_id, lease, claimed_at)
 
     def _claim(self, now: float, held: set[str]) -> list[tuple[str, str, JobLease, float]]:

@@ -100,7 +100,8 @@ class LeaseKeeper:
         self._held_lock = threading.Lock()  # held briefly, never across a worker's start or stop
         self._refused: dict[str, float] = {}  # camera -> the settings (updated_at) refused here, logged once
         self._lock = threading.RLock()  # one change at a time: passes and control messages (different threads)
-        self._closing = False
+        self._closing = False  # leaving: it claims nothing more
+        self._closed = False  # left: its leases are released, nothing to renew
 
     def held(self) -> dict[str, Lease]:
         with self._held_lock:
@@ -113,8 +114,9 @@ class LeaseKeeper:
         return self.rebalance()
 
     def heartbeat(self) -> None:
-        """Record this node's heartbeat, renew its leases, stop the workers of those it lost."""
-        if self._closing:
+        """Record this node's heartbeat, renew its leases, stop the workers of those it lost. It goes on while
+        the node leaves (its workers may take a while to stop), until their leases are released."""
+        if self._closed:
             return
         now = self.clock()
         # The heartbeat first, with the renewals' time: a dead node stops looking alive no later than its
@@ -168,10 +170,10 @@ class LeaseKeeper:
 
     def close(self, reason: str) -> None:
         """Leave the cluster: no plan gives this node anything from now on; stop the workers (their last
-        status says ``reason``); release their leases, and say so on the control topic, so that other
-        nodes claim the cameras at once."""
+        status says ``reason``) while the heartbeat keeps renewing their leases; then release the leases,
+        and say so on the control topic, so that other nodes claim the cameras at once."""
+        self._closing = True
         with self._lock:
-            self._closing = True
             try:
                 self.nodes.leave(self.node)
             except Exception:
@@ -179,6 +181,7 @@ class LeaseKeeper:
             self.supervisor.close(reason)
             with self._held_lock:
                 held, self._held = self._held, {}
+                self._closed = True
             if not held:
                 return
             try:

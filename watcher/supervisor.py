@@ -45,7 +45,8 @@ class _Worker:
     lease: LeaseGrant | None = None  # what it runs under (its events carry the epoch)
     process: BaseProcess | None = None
     # Its own pipe per worker, not one shared queue: a worker killed while
-    # writing can corrupt only its own channel, never its neighbours'.
+    # writing can corrupt only its own channel, never its neighbours'. Reports come up it; the one message
+    # down is why the worker is being stopped (when it is not the operator's stop).
     reports: Connection | None = None
     started_at: float = 0.0
     last_report: float = 0.0
@@ -99,16 +100,13 @@ class Supervisor:
             self._spawn(worker)
 
     def stop(self, camera_id: str, reason: str | None = None) -> bool:
-        """Stop the camera's worker; False when it was not running. With a ``reason`` (the node stops, the
-        camera moves to another node), a last ``stopped`` status says it, after the worker's own."""
+        """Stop the camera's worker; False when it was not running. ``reason`` (the node stops, the camera
+        moves to another node) is the reason of its last ``stopped`` status; none: the operator's stop."""
         with self._lock:
             worker = self._workers.pop(camera_id, None)
         if worker is None:
             return False
-        self._stop_worker(worker)
-        if reason:
-            self._publish_status(worker, {"type": "camera.status", "camera": camera_id, "state": "stopped",
-                                          "reason": reason, "time": time.time()})
+        self._stop_worker(worker, reason)
         return True
 
     def running(self) -> list[str]:
@@ -143,18 +141,16 @@ class Supervisor:
             workers, self._workers = list(self._workers.values()), {}
         for worker in workers:
             if worker.process is not None and worker.process.is_alive():
+                self._tell_why(worker, reason)
                 worker.process.terminate()  # all at once, then wait for each
         for worker in workers:
-            self._stop_worker(worker)
-            if reason:
-                self._publish_status(worker, {"type": "camera.status", "camera": worker.camera.id,
-                                              "state": "stopped", "reason": reason, "time": time.time()})
+            self._stop_worker(worker, reason)
         self._monitor.join(timeout=5)
         return [worker.camera.id for worker in workers]
 
     # -- internals -------------------------------------------------------------------
     def _spawn(self, worker: _Worker) -> None:
-        receiver, sender = self._ctx.Pipe(duplex=False)
+        receiver, sender = self._ctx.Pipe(duplex=True)  # reports up, the reason of a stop down
         worker.reports = receiver
         spec = self.make_spec(worker.camera)
         if worker.lease is not None:
@@ -167,20 +163,32 @@ class Supervisor:
         worker.restart_at = None
         log.info("camera %s: worker pid %s started", worker.camera.id, worker.process.pid)
 
-    def _stop_worker(self, worker: _Worker) -> None:
+    @staticmethod
+    def _tell_why(worker: _Worker, reason: str | None) -> None:
+        if reason and worker.reports is not None:
+            try:
+                worker.reports.send(("stop", reason))
+            except OSError:
+                pass  # gone already
+
+    def _stop_worker(self, worker: _Worker, reason: str | None = None) -> None:
         process = worker.process
         if process is None:
             return
         if process.is_alive():
-            process.terminate()  # SIGTERM: the worker finishes its frame and says "stopped"
+            self._tell_why(worker, reason)
+            process.terminate()  # SIGTERM: the worker finishes its frame and says "stopped" (with the reason)
         process.join(self.options.stop_timeout_s)
         if process.is_alive():
             log.warning("camera %s: worker did not stop in %.0fs; killing it", worker.camera.id,
                         self.options.stop_timeout_s)
             process.kill()
             process.join(5)
-            self._publish_status(worker, {"type": "camera.status", "camera": worker.camera.id, "state": "stopped",
-                                          "time": time.time()})
+            status: dict[str, Any] = {"type": "camera.status", "camera": worker.camera.id, "state": "stopped",
+                                      "time": time.time()}
+            if reason:
+                status["reason"] = reason
+            self._publish_status(worker, status)
         process.close()
         worker.process = None
         if worker.reports is not None:

@@ -89,7 +89,8 @@ def _rss_mib() -> float:
 
 class CameraWorker:
     def __init__(self, spec: WorkerSpec, reports: Connection, stop: threading.Event) -> None:
-        """``reports``: the write end of this worker's pipe to the supervisor; ``stop``: set on SIGTERM."""
+        """``reports``: this worker's end of its pipe to the supervisor (reports up; why it is stopped, when
+        the supervisor says, down); ``stop``: set on SIGTERM."""
         self.spec = spec
         self.camera_id = spec.camera.id
         self.reports = reports
@@ -145,7 +146,21 @@ class CameraWorker:
             self.publish_failures += 1
             log.warning("camera %s: event %s not published: %s", self.camera_id, event.get("type"), exc)
 
+    def _stop_reason(self) -> str:
+        """Why the supervisor stops this worker, when it said (its node stops, the camera moves); "" for the
+        operator's stop."""
+        try:
+            while self.reports.poll():
+                kind, reason = self.reports.recv()
+                if kind == "stop":
+                    return str(reason)
+        except (OSError, EOFError, ValueError):
+            pass
+        return ""
+
     def _on_status(self, status: CameraStatus) -> None:
+        if status.state == "stopped" and not status.reason:
+            status = CameraStatus("stopped", status.attempt, self._stop_reason())
         if status.state in ("reconnecting", "stopped"):
             self._discontinuity = True  # tracks do not survive a gap in the stream
         event = status_event(self.camera_id, status, pid=os.getpid())

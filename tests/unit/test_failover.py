@@ -6,6 +6,7 @@ stop, which nobody takes over."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +105,22 @@ class FakeWorkers:
         return None if grant is None else grant.epoch
 
 
+class SlowToStop(FakeWorkers):
+    """Workers that take a while to stop: ``meanwhile`` runs while they do."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        super().__init__()
+        self.meanwhile = meanwhile
+
+    def close(self, reason: str | None = None) -> list[str]:
+        self.meanwhile()
+        return super().close(reason)
+
+
 class Node:
-    def __init__(self, name: str, store: RepoStore, clock: list[float]) -> None:
+    def __init__(self, name: str, store: RepoStore, clock: list[float], workers: FakeWorkers | None = None) -> None:
         self.name = name
-        self.workers = FakeWorkers()
+        self.workers = workers or FakeWorkers()
         self.published: list[tuple[str, Any]] = []
         self.nodes = NodeRegistry(store)
         self.nodes.announce(name, "host", os.getpid())
@@ -191,3 +204,24 @@ def test_a_camera_this_node_may_not_run_is_left_to_the_others(store: RepoStore) 
     registry.add(tenant, "odd", CameraSettings(url="rtsp://forbidden.local/s"), True, 16, "alpha")
     assert alpha.keeper.tick() == 0 and alpha.workers.running == {}
     assert CameraLeases(store).get("odd") is None  # not even claimed
+
+
+def test_a_leaving_node_keeps_its_leases_until_its_workers_have_stopped(store: RepoStore) -> None:
+    clock = [1000.0]
+    registry = CameraRegistry(store)
+    tenant = store.create_tenant("t")
+    alpha = Node("alpha", store, clock)
+
+    def two_leases_pass() -> None:  # the heartbeat thread and the other node go on meanwhile
+        for _ in range(6):
+            clock[0] += TTL / 3
+            beta.keeper.heartbeat()
+            alpha.keeper.tick()
+
+    beta = Node("beta", store, clock, SlowToStop(two_leases_pass))
+    registry.add(tenant, "door", CameraSettings(url="rtsp://cam.local/door"), True, 16, "beta")
+    beta.keeper.tick()
+    beta.keeper.close("node beta stopping")
+    assert alpha.workers.running == {} and alpha.statuses() == []  # not taken while beta's worker was stopping
+    alpha.keeper.reconcile("door")  # beta's control message, once its leases are released
+    assert alpha.workers.epoch("door") == 2 and alpha.statuses() == []  # no node_down: beta left cleanly
