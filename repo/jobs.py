@@ -179,7 +179,7 @@ class JobRunner:
     def resume_all(self) -> int:
         """At start (on the event loop): take back our unfinished jobs and those no live runner holds; drop
         spooled zips of jobs that ended while we were down (cancelled)."""
-        claimed = self._claim(time.time(), set(self._held))
+        claimed = self._claim(time.time(), set(self._held), restarted=True)
         for tenant_id, job_id, lease, now in claimed:
             self._hold(tenant_id, job_id, lease, now)
         for spooled in self.spool.glob("*.zip") if self.spool.is_dir() else ():
@@ -221,10 +221,12 @@ class JobRunner:
                                                                                  set(self._held)):
             self._hold(tenant_id, job_id, lease, claimed_at)
 
-    def _claim(self, now: float, held: set[str]) -> list[tuple[str, str, JobLease, float]]:
-        """Claim the jobs we may run, other than those ``held`` (blocking)."""
+    def _claim(self, now: float, held: set[str], *,
+               restarted: bool = False) -> list[tuple[str, str, JobLease, float]]:
+        """Claim the jobs we may run, other than those ``held`` (blocking); ``restarted``: at start, our own
+        unfinished jobs too, whatever their lease says (the process that held them is gone)."""
         claimed = []
-        for job in self.store.unheld_jobs(self.runner_id, now):
+        for job in self.store.unheld_jobs(self.runner_id, now, restarted=restarted):
             if job.job_id in held:
                 continue
             if not job.has_input and not (self.spool / f"{job.job_id}.zip").is_file():

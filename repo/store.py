@@ -363,17 +363,16 @@ class RepoStore:
                 "total": row.total, "result": json.loads(row.result), "created_at": row.created_at,
                 "updated_at": row.updated_at}
 
-    def unheld_jobs(self, runner: str, now: float) -> list[UnheldJob]:
-        """Unfinished jobs ``runner`` may claim: its own (it restarted), those of no runner, and those whose
-        lease expired (their runner died) or was released (it stopped)."""
+    def unheld_jobs(self, runner: str, now: float, *, restarted: bool = False) -> list[UnheldJob]:
+        """Unfinished jobs ``runner`` may claim: those of no runner, and those whose lease expired (their
+        runner died) or was released (it stopped); ``restarted``: its own as well (it ran them before)."""
         has_input = s.job_inputs.c.job_id.is_not(None)
+        free = s.jobs.c.runner.is_(None) | s.jobs.c.lease_expires_at.is_(None) | (s.jobs.c.lease_expires_at <= now)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(s.jobs.c.tenant_id, s.jobs.c.id, s.jobs.c.runner, s.jobs.c.lease_epoch, has_input)
                 .select_from(s.jobs.outerjoin(s.job_inputs, s.job_inputs.c.job_id == s.jobs.c.id))
-                .where(s.jobs.c.status.in_(_UNFINISHED),
-                       (s.jobs.c.runner == runner) | s.jobs.c.runner.is_(None) | s.jobs.c.lease_expires_at.is_(None)
-                       | (s.jobs.c.lease_expires_at <= now))
+                .where(s.jobs.c.status.in_(_UNFINISHED), (s.jobs.c.runner == runner) | free if restarted else free)
                 .order_by(s.jobs.c.created_at)).all()
         return [UnheldJob(r[0], r[1], r[2], int(r[3]), bool(r[4])) for r in rows]
 
