@@ -53,9 +53,11 @@ def request_from_message(message: BusMessage) -> ApiRequest:
 class StompApiServer:
     """Consumes the API queue (competing with every other node), on a connection of its own.
 
-    A request is acknowledged after its reply is sent: a node that dies with
-    requests in hand leaves them to the broker, which gives them to another
-    node (a write among them is not applied twice: see api/idempotency.py).
+    A request's reply and its acknowledgement go in one STOMP transaction: a
+    node that dies with requests in hand, even between the two, leaves them
+    to the broker, which gives them to another node, and no request is
+    answered twice (a write among them is not applied twice either: see
+    api/idempotency.py).
     The broker hands this node at most ``prefetch`` unanswered requests. To
     stop, the node takes no more, answers those in hand, and only then closes
     the connection, whereupon the broker gives what it had sent but was not
@@ -145,14 +147,18 @@ class StompApiServer:
         await asyncio.to_thread(self._reply, message, bytes(body), response.status, headers)
 
     def _reply(self, message: BusMessage, body: bytes, status: int, headers: dict[str, str]) -> None:
-        """Reply, then acknowledge: a request is never taken off the queue unanswered."""
+        """Reply and acknowledge together: a request is never taken off the queue unanswered, nor
+        answered again by another node."""
         try:
-            self.client.reply(message, body, status=status, headers=headers)
+            sent = self.client.reply_and_ack(message, body, status=status, headers=headers)
         except BusError as exc:
             # Not acknowledged either: the broker gives the request to a node again.
             log.warning("STOMP API reply not sent (%s); the request goes back to the queue", exc)
             return
-        self.client.ack(message)
+        if not sent:
+            log.warning("STOMP API reply not sent: the connection that delivered the request is gone (the broker "
+                        "gives the request to a node again)")
+            return
         self.answered += 1
 
 

@@ -215,6 +215,18 @@ class BusClient:
                 log.warning("bus reconnect failed (%s); next try in %.1fs", exc, min(delay * 2, self.reconnect_max_s))
                 delay = min(delay * 2, self.reconnect_max_s)
 
+    def reconnect(self) -> None:
+        """Drop the connection: the client connects again and subscribes again, as after a broken one.
+        For a process that was paused (or starved) past the heart-beats: RabbitMQ's STOMP plugin keeps such
+        a connection open but delivers nothing more to its client-ack subscriptions, and the messages it
+        holds unacknowledged there go back to their queue only when the connection closes."""
+        if not self._connected.is_set():
+            return
+        try:
+            self._conn.transport.disconnect_socket()
+        except (StompException, OSError) as exc:
+            log.debug("dropping the connection: %r", exc)
+
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
@@ -377,6 +389,37 @@ class BusClient:
         if "correlation-id" in request.headers:
             hdrs["correlation-id"] = request.headers["correlation-id"]
         self.publish(reply_to, body, hdrs)
+
+    def reply_and_ack(self, request: BusMessage, body: bytes | str | Any, *, status: int = 200,
+                      headers: dict[str, str] | None = None) -> bool:
+        """Answer ``request`` and acknowledge it in one transaction (BEGIN, SEND, ACK, COMMIT): the broker
+        routes the reply and takes the request off its queue together, or (this process dies before the
+        COMMIT reaches it) does neither, and gives the request to another consumer. So a request is never
+        answered twice, nor lost. False, with nothing sent, when the connection that delivered the
+        request is gone: the broker has given it back to the queue already."""
+        reply_to = request.headers.get("reply-to")
+        if not reply_to:
+            raise BusError("request has no reply-to header")
+        data, content_type = _encode_body(body)
+        hdrs = dict(headers or {})
+        if content_type and "content-type" not in hdrs:
+            hdrs["content-type"] = content_type
+        hdrs["status"] = str(status)
+        if "correlation-id" in request.headers:
+            hdrs["correlation-id"] = request.headers["correlation-id"]
+        with self._lock:
+            if not request.ack_id or request.connection != self._connections or not self._connected.is_set():
+                return False
+            tx = uuid.uuid4().hex
+            try:
+                self._conn.begin(tx)
+                self._conn.send(reply_to, data, headers={**hdrs, "transaction": tx})
+                self._conn.ack(request.ack_id, request.subscription, transaction=tx)
+                self._conn.commit(tx)
+            except (StompException, OSError) as exc:
+                # The connection broke: the broker aborts the open transaction and requeues the request.
+                raise BusError(f"reply to {reply_to} failed: {exc!r}") from exc
+        return True
 
     # -- from the listener ----------------------------------------------------
     def _dispatch(self, frame: Any, connection: int = 0) -> None:

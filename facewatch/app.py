@@ -15,6 +15,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -108,17 +109,54 @@ def _background_ctx(run: Callable[[], Coroutine[Any, Any, object]],
     return background_ctx
 
 
-NODE_SEEN_INTERVAL_S = 30.0
+async def _every(interval_s: float, step: Callable[[], object], what: str, thread_name: str) -> None:
+    """``step`` every ``interval_s`` while the app runs, on a thread of its own: a heartbeat must not queue
+    behind the requests' work in the default executor."""
+    loop = asyncio.get_running_loop()
+    thread = ThreadPoolExecutor(1, thread_name_prefix=thread_name)
+    try:
+        while True:
+            await asyncio.sleep(interval_s)  # a heartbeat: a timer by nature
+            try:
+                await loop.run_in_executor(thread, step)
+            except Exception:  # the database may be away: workers hold back their events at their lease's expiry
+                log.exception("%s failed this time", what)
+    finally:
+        thread.shutdown(wait=False)  # a step in progress ends on its own; the loop does not wait for it
 
 
-async def _node_seen(watcher: WatcherService) -> None:
-    """The node's last-seen time in the registry, while it runs."""
+async def _keep_leases(watcher: WatcherService) -> None:
+    """The node's heartbeat and its cameras' leases, and the cameras to stop, hand back or take over
+    (watcher/failover.py), every third of a lease's length; apart, so that a slow worker start or stop
+    never delays a renewal."""
+    keeper = watcher.keeper
+    interval = keeper.options.interval_s
+    await asyncio.gather(
+        _every(interval, keeper.heartbeat, f"node {watcher.node}: heartbeat and lease renewal", "camera-leases"),
+        _every(interval, keeper.rebalance, f"node {watcher.node}: camera placement", "camera-placement"))
+
+
+STALL_CHECK_S = 1.0
+# Half the bus clients' heart-beat interval: a node that did not run for longer may have lost its
+# deliveries on a connection the broker still holds open.
+STALL_S = 5.0
+
+
+async def _reconnect_after_stalls(clients: Callable[[], list[BusClient]]) -> None:
+    """A node that did not run for a while (SIGSTOP, a frozen VM, a starved host) reconnects its broker
+    connections: RabbitMQ stops delivering to the client-ack subscriptions of a connection whose
+    heart-beats stopped, without closing it, and the requests (or faces) it held stay unacknowledged
+    until it closes (broker.client.BusClient.reconnect)."""
+    last = time.monotonic()
     while True:
-        await asyncio.sleep(NODE_SEEN_INTERVAL_S)  # a heartbeat: a timer by nature
-        try:
-            await asyncio.to_thread(watcher.nodes.seen, watcher.node)
-        except Exception:
-            log.exception("node %s: last-seen time not recorded", watcher.node)
+        await asyncio.sleep(STALL_CHECK_S)  # a timer by nature: it measures how late it wakes
+        now = time.monotonic()
+        if now - last > STALL_S:
+            log.warning("this node did not run for %.1fs (paused or starved); reconnecting to the broker",
+                        now - last - STALL_CHECK_S)
+            for client in clients():
+                await asyncio.to_thread(client.reconnect)
+        last = now
 
 
 # What the event loop may spend on one callback. In asyncio's debug mode
@@ -271,7 +309,10 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
             await app[STOMP_API].stop(cfg.api.drain_timeout_s)
 
     app.on_shutdown.append(stop_taking_requests)
-    app.cleanup_ctx.extend([bus_ctx, repo_ctx, _background_ctx(parts.reembedder.run, "reembed")])
+    app.cleanup_ctx.extend([bus_ctx, repo_ctx, _background_ctx(parts.reembedder.run, "reembed"),
+                            _background_ctx(parts.jobs.keep_leases, "job-leases"),
+                            _background_ctx(lambda: _reconnect_after_stalls(lambda: [app[STOMP_API].client, app[BUS]]),
+                                            "stall-watch")])
     reembedders: list[tuple[str, Reembedder]] = [("repo", parts.reembedder)]
     if grouping is not None:
         grouped = Reembedder(parts.repo.analyzer, grouped_faces(grouping))
@@ -302,13 +343,15 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
             ]
             started = await asyncio.to_thread(watcher.start_enabled)
             log.info("watcher node %s: %d camera(s) started", watcher.node, started)
-            seen = asyncio.create_task(_node_seen(watcher), name="node-seen")
+            leases = asyncio.create_task(_keep_leases(watcher), name="camera-leases")
             yield
-            seen.cancel()
-            await asyncio.gather(seen, return_exceptions=True)
             for sub_id in subscriptions:
                 bus.unsubscribe(sub_id)
-            await asyncio.to_thread(watcher.close)  # workers stop while the broker can still take their last status
+            # Workers stop while the broker can still take their last status, and while their leases are
+            # still renewed; then the leases are released for the other nodes.
+            await asyncio.to_thread(watcher.close)
+            leases.cancel()
+            await asyncio.gather(leases, return_exceptions=True)
 
         app.cleanup_ctx.append(watcher_ctx)
     add_rest_routes(app, parts.api, cfg.api.max_body_bytes)

@@ -23,6 +23,7 @@ from watcher.cameras import CAMERA_ID, NODE_NAME, CameraSettings
 __all__ = (
     "ConfigError",
     "FacewatchConfig",
+    "JobsConfig",
     "RuntimeConfig",
     "DetectorConfig",
     "LandmarksConfig",
@@ -365,7 +366,14 @@ class WatcherConfig(Section):
     restart_initial_s: float = Field(1.0, gt=0, description="first delay before restarting a crashed worker")
     restart_max_s: float = Field(60.0, gt=0)
     watchdog_s: float = Field(30.0, gt=0, description="a worker silent this long is killed and restarted")
+    lease_ttl_s: float = Field(6.0, ge=1, description="a camera whose node has not renewed its lease for this long "
+                                                      "is taken over by a live node (renewed every third of it)")
     cameras: list[DeclaredCamera] = Field(default_factory=list)
+
+
+class JobsConfig(Section):
+    lease_ttl_s: float = Field(10.0, ge=1, description="a job whose node has not renewed its lease for this long "
+                                                       "is resumed by another node (renewed every third of it)")
 
 
 class GroupingConfig(Section):
@@ -490,6 +498,7 @@ class FacewatchConfig(Section):
     sync: SyncConfig = SyncConfig()
     repo: RepoConfig = RepoConfig()
     watcher: WatcherConfig = WatcherConfig()
+    jobs: JobsConfig = JobsConfig()
     grouping: GroupingConfig = GroupingConfig()
     metrics: MetricsConfig = MetricsConfig()
     sightings: SightingsConfig = SightingsConfig()

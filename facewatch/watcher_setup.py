@@ -23,6 +23,7 @@ from repo.store import RepoStore, open_store
 from watcher.camera_options import pipeline_options
 from watcher.cameras import Camera, CameraSettings, SourcePolicy
 from watcher.handlers import ROUTES as WATCHER_ROUTES
+from watcher.leases import CameraLeases
 from watcher.nodes import NodeRegistry
 from watcher.registry import CameraRegistry
 from watcher.service import WatcherOptions, WatcherService, disable_finished
@@ -79,8 +80,8 @@ def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepo
     nodes = NodeRegistry(registry.store)
     nodes.announce(node, socket.gethostname(), os.getpid())  # from now on cameras can be given to this node
     service = WatcherService(registry, supervisor, policy, check_threshold,
-                             WatcherOptions(node=node, max_cameras_per_tenant=w.max_cameras_per_tenant), publish,
-                             nodes)
+                             WatcherOptions(node=node, max_cameras_per_tenant=w.max_cameras_per_tenant,
+                                            lease_ttl_s=w.lease_ttl_s), publish, nodes, CameraLeases(registry.store))
     router.add_table(WATCHER_ROUTES, service)
     return service
 

@@ -1,7 +1,19 @@
 """Jobs over the images of a zip (bulk enrolment here; grouping registers its
-own kind): accepted (202) only once the zip is on disk and the job's row
-committed, resumed after a restart from the last item done, with progress on
-/topic/jobs.<id> and in GET /api/v1/jobs/{job}."""
+own kind): accepted (202) only once the job's row and its zip are committed
+(in the database, so any node can read it), resumed from the last batch done,
+with progress on /topic/jobs.<id> and in GET /api/v1/jobs/{job}.
+
+A job runs under a lease (``jobs.runner``, ``lease_epoch``, ``lease_expires_at``)
+that its runner renews every third of ``lease_ttl_s``. A job whose lease expired
+(its node died) or was released (its node stopped) is claimed, with the next
+epoch, by whichever node's runner finds it first, and resumed there. Progress
+writes name the lease, so a runner that lost its job (it was presumed dead)
+writes nothing more, and it starts no batch once the lease it last renewed has
+expired. Items are never applied twice: each item's writes carry its key
+(``JobItem.key``), and an item found done is skipped. Not covered: a runner
+paused (not dead) past its lease in the middle of a batch finishes that batch
+beside the new runner.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +21,11 @@ import asyncio
 import io
 import logging
 import os
+import time
 import zipfile
 import zlib
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +34,7 @@ from api.errors import ApiError, BadParam, Conflict, NotFound, PayloadTooLarge
 
 from .events import EventPublisher
 from .service import FaceRepository
-from .store import RepoStore, Subject
+from .store import JobLease, RepoStore, Subject
 
 __all__ = ("JobItem", "JobKind", "ItemHandler", "JobRunner", "items_from_zip", "enrol_kind")
 
@@ -104,19 +118,33 @@ def enrol_kind(repo: FaceRepository) -> JobKind:
     return JobKind("enrol", enrol, nested=True, counters=("added",))
 
 
+@dataclass(slots=True)
+class _Held:
+    """A job this runner holds."""
+
+    tenant_id: str
+    lease: JobLease
+    valid_until: float  # the lease's expiry as last written: no batch starts after it
+    task: asyncio.Task[None] | None = None
+
+
 class JobRunner:
     def __init__(self, store: RepoStore, events: EventPublisher, spool: Path, concurrency: int = 2,
-                 runner_id: str = "") -> None:
-        """``runner_id`` names this instance's spool: several API instances share one database, each
-        resumes only the jobs it spooled (another host cannot read the zip)."""
+                 runner_id: str = "", lease_ttl_s: float = 10.0, stop_timeout_s: float = 30.0) -> None:
+        """``runner_id`` names this runner in the jobs' leases (the data directory's id: a restarted node
+        takes its own jobs back at once). ``spool``: where jobs from before leases kept their zip."""
         self.store = store
         self.events = events
         self.spool = spool
         self.runner_id = runner_id
+        self.lease_ttl_s = lease_ttl_s
+        self.stop_timeout_s = stop_timeout_s
         # Items analysed at once: the models release the GIL, so 2 fill 2 cores.
         self.concurrency = concurrency
         self.kinds: dict[str, JobKind] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: dict[str, _Held] = {}
+        self._stopping = False
 
     def register(self, kind: JobKind) -> None:
         self.kinds[kind.name] = kind
@@ -124,10 +152,10 @@ class JobRunner:
     async def submit_zip(self, tenant_id: str, kind: str, params: dict[str, Any], data: bytes, *, max_files: int,
                          max_total_bytes: int) -> dict[str, Any]:
         items = items_from_zip(data, max_files, max_total_bytes, nested=self.kinds[kind].nested)
-        job_id = await asyncio.to_thread(self.store.create_job, tenant_id, kind, len(items), params, self.runner_id)
-        path = self.spool / f"{job_id}.zip"
-        await asyncio.to_thread(self._write, path, data)
-        self._start(tenant_id, job_id)
+        now = time.time()
+        job_id = await asyncio.to_thread(self.store.create_job, tenant_id, kind, len(items), params, self.runner_id,
+                                         data=data, lease_ttl_s=self.lease_ttl_s)
+        self._hold(tenant_id, job_id, JobLease(self.runner_id, 1), now)
         return await asyncio.to_thread(self.store.job, tenant_id, job_id)
 
     async def job(self, tenant_id: str, job_id: str) -> dict[str, Any]:
@@ -139,6 +167,7 @@ class JobRunner:
         return await asyncio.to_thread(self.store.cancel_job, tenant_id, job_id)
 
     def _write(self, path: Path, data: bytes) -> None:
+        """A spooled zip, as jobs from before leases kept their input."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as fh:
@@ -148,64 +177,150 @@ class JobRunner:
         tmp.replace(path)
 
     def resume_all(self) -> int:
-        """At start: run our unfinished jobs again, and drop spooled zips of jobs that ended
-        while we were down (cancelled)."""
-        resumed = set()
-        for tenant_id, job_id, ours in self.store.unfinished_jobs(self.runner_id):
-            # A job from before runners were recorded is ours if its zip is in our spool.
-            if ours or (self.spool / f"{job_id}.zip").is_file():
-                self._start(tenant_id, job_id)
-                resumed.add(job_id)
+        """At start (on the event loop): take back our unfinished jobs and those no live runner holds; drop
+        spooled zips of jobs that ended while we were down (cancelled)."""
+        claimed = self._claim(time.time(), set(self._held), restarted=True)
+        for tenant_id, job_id, lease, now in claimed:
+            self._hold(tenant_id, job_id, lease, now)
         for spooled in self.spool.glob("*.zip") if self.spool.is_dir() else ():
-            if spooled.stem not in resumed:
+            if spooled.stem not in self._held:
                 spooled.unlink(missing_ok=True)
-        return len(resumed)
+        return len(claimed)
 
-    def _start(self, tenant_id: str, job_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(tenant_id, job_id))
+    async def keep_leases(self) -> None:
+        """While the server runs: renew our jobs' leases, and resume jobs whose runner died (on a thread of
+        its own: renewals must not queue behind the requests' work in the default executor)."""
+        thread = ThreadPoolExecutor(1, thread_name_prefix="job-leases")
+        try:
+            while True:
+                await asyncio.sleep(self.lease_ttl_s / 3)  # a heartbeat: a timer by nature
+                try:
+                    await self._tick(thread)
+                except Exception:  # the database may be away: our jobs pause at their lease's expiry
+                    log.exception("job leases not kept this time")
+        finally:
+            thread.shutdown(wait=False)  # a renewal in progress ends on its own; the loop does not wait for it
+
+    async def _tick(self, thread: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        held = {job_id: h.lease for job_id, h in self._held.items()}
+        now = time.time()
+        if held:
+            renewed = await loop.run_in_executor(thread, self.store.renew_jobs, held, self.lease_ttl_s, now)
+            for job_id, lease in held.items():
+                h = self._held.get(job_id)
+                if h is None or h.lease != lease:
+                    continue
+                if job_id in renewed:
+                    h.valid_until = now + self.lease_ttl_s
+                else:  # cancelled, or taken by another runner: it stops before its next batch
+                    h.valid_until = 0.0
+        if self._stopping:
+            return
+        for tenant_id, job_id, lease, claimed_at in await loop.run_in_executor(thread, self._claim, time.time(),
+                                                                                 set(self._held)):
+            self._hold(tenant_id, job_id, lease, claimed_at)
+
+    def _claim(self, now: float, held: set[str], *,
+               restarted: bool = False) -> list[tuple[str, str, JobLease, float]]:
+        """Claim the jobs we may run, other than those ``held`` (blocking); ``restarted``: at start, our own
+        unfinished jobs too, whatever their lease says (the process that held them is gone)."""
+        claimed = []
+        for job in self.store.unheld_jobs(self.runner_id, now, restarted=restarted):
+            if job.job_id in held:
+                continue
+            if not job.has_input and not (self.spool / f"{job.job_id}.zip").is_file():
+                continue  # a job from before leases: its zip is in another node's spool
+            lease = self.store.claim_job(job, self.runner_id, self.lease_ttl_s, now)
+            if lease is None:
+                continue  # another runner was quicker
+            if job.runner not in (None, self.runner_id):
+                log.warning("job %s: its runner %s stopped renewing its lease; resuming it here", job.job_id,
+                            job.runner)
+            claimed.append((job.tenant_id, job.job_id, lease, now))
+        return claimed
+
+    def _hold(self, tenant_id: str, job_id: str, lease: JobLease, claimed_at: float) -> None:
+        held = self._held[job_id] = _Held(tenant_id, lease, claimed_at + self.lease_ttl_s)
+        task = asyncio.get_running_loop().create_task(self._run(tenant_id, job_id, held))
+        held.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()  # the job row keeps "running"; it resumes at the next start
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop after the batches in hand (for ``stop_timeout_s`` at most), and release the leases of the jobs
+        that stopped cleanly, so that another node resumes them at once (one cut short waits for its lease's
+        expiry: its last batch may still be being written)."""
+        self._stopping = True
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=self.stop_timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            clean = {job_id: h.lease for job_id, h in self._held.items() if h.task not in pending}
+        else:
+            clean = {job_id: h.lease for job_id, h in self._held.items()}
+        if clean:
+            await asyncio.to_thread(self.store.release_jobs, clean)
 
     def _publish(self, job: dict[str, Any]) -> None:
         self.events.publish(f"/topic/jobs.{job['id']}", {k: job[k] for k in ("id", "kind", "status", "done", "total")}
                             | {"result": {k: v for k, v in job["result"].items() if k != "params"}})
 
-    async def _run(self, tenant_id: str, job_id: str) -> None:
-        store = self.store
+    def _runnable(self, held: _Held) -> bool:
+        return not self._stopping and time.time() < held.valid_until
+
+    async def _run(self, tenant_id: str, job_id: str, held: _Held) -> None:
+        try:
+            if await self._run_held(tenant_id, job_id, held):
+                await asyncio.to_thread((self.spool / f"{job_id}.zip").unlink, True)
+        finally:
+            if self._held.get(job_id) is held and not self._stopping:
+                del self._held[job_id]
+
+    async def _run_held(self, tenant_id: str, job_id: str, held: _Held) -> bool:
+        """Run the job from its last batch; True when it ended (done, failed or cancelled)."""
+        store, lease = self.store, held.lease
         job = await asyncio.to_thread(store.job, tenant_id, job_id)
         result = job["result"]
         result.setdefault("failed", [])
-        path = self.spool / f"{job_id}.zip"
         kind = self.kinds.get(job["kind"])
         for counter in kind.counters if kind else ():
             result.setdefault(counter, 0)
         try:
             if kind is None:
                 raise BadParam(f"no job kind {job['kind']!r} in this server")
-            data = await asyncio.to_thread(path.read_bytes)
+            data = await asyncio.to_thread(store.job_input, job_id)
+            if data is None:  # a job from before leases: its zip is in our spool
+                data = await asyncio.to_thread((self.spool / f"{job_id}.zip").read_bytes)
             items = [replace(item, key=f"{job_id}/{position}")
                      for position, item in enumerate(items_from_zip(data, 1 << 30, 1 << 40, nested=kind.nested))]
         except (OSError, ApiError) as exc:
-            await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result | {"error": str(exc)})
+            await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result | {"error": str(exc)},
+                                    lease)
             self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))
-            return
+            return True
         try:
-            await self._items(tenant_id, job_id, kind, items, zipfile.ZipFile(io.BytesIO(data)), job["done"], result)
+            ended = await self._items(tenant_id, job_id, kind, items, zipfile.ZipFile(io.BytesIO(data)), job["done"],
+                                      result, held)
         except Exception as exc:  # never a job that stays unfinished (and crashes again at every start)
             log.exception("job %s failed", job_id)
             result["error"] = f"unexpected error: {exc!r}"[:500]
-            await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result)
-        self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))  # done, failed or cancelled
-        await asyncio.to_thread(path.unlink, True)
+            ended = await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result, lease)
+            ended = True if ended else await self._cancelled(tenant_id, job_id)
+        if ended:
+            self._publish(await asyncio.to_thread(store.job, tenant_id, job_id))  # done, failed or cancelled
+        return ended
+
+    async def _cancelled(self, tenant_id: str, job_id: str) -> bool:
+        job = await asyncio.to_thread(self.store.job, tenant_id, job_id)
+        return bool(job["status"] == "cancelled")
 
     async def _items(self, tenant_id: str, job_id: str, kind: JobKind, items: list[JobItem],
-                     archive: zipfile.ZipFile, done: int, result: dict[str, Any]) -> None:
-        store = self.store
+                     archive: zipfile.ZipFile, done: int, result: dict[str, Any], held: _Held) -> bool:
+        """The items from ``done`` on; True when the job ended (done, or cancelled), False when this runner
+        lost it or stops (another runner, or this one at its next start, resumes it)."""
+        store, lease = self.store, held.lease
 
         async def one(item: JobItem) -> None:
             try:
@@ -224,14 +339,18 @@ class JobRunner:
 
         # Progress is committed per batch, so a crash redoes at most one batch
         # (handlers skip the items whose writes were committed: JobItem.key).
-        running = True
-        while done < len(items) and running:
+        while done < len(items):
+            if not self._runnable(held):
+                if not self._stopping:
+                    log.warning("job %s: lease %d lost or not renewed in time; leaving the job", job_id, lease.epoch)
+                return False
             batch = items[done : done + self.concurrency]
             await asyncio.gather(*(one(item) for item in batch))
             done += len(batch)
-            running = await asyncio.to_thread(store.update_job, job_id, "running", done, result)
-            if running:
-                self._publish({"id": job_id, "kind": kind.name, "status": "running", "done": done,
-                               "total": len(items), "result": result})
-        if running:
-            await asyncio.to_thread(store.update_job, job_id, "done", done, result)
+            if not await asyncio.to_thread(store.update_job, job_id, "running", done, result, lease):
+                return await self._cancelled(tenant_id, job_id)  # else taken by another runner
+            self._publish({"id": job_id, "kind": kind.name, "status": "running", "done": done,
+                           "total": len(items), "result": result})
+        if await asyncio.to_thread(store.update_job, job_id, "done", done, result, lease):
+            return True
+        return await self._cancelled(tenant_id, job_id)

@@ -12,7 +12,7 @@ from sqlalchemy import (
 )
 
 __all__ = ("metadata", "tenants", "clients", "api_keys", "refresh_tokens", "settings", "galleries", "subjects",
-           "faces", "negatives", "jobs", "idempotency_keys", "migrate", "migrate_component", "add_column",
+           "faces", "negatives", "jobs", "job_inputs", "idempotency_keys", "migrate", "migrate_component", "add_column",
            "Migration", "MIGRATIONS")
 
 Migration = tuple[int, Callable[[Connection], None]]
@@ -135,8 +135,17 @@ jobs = Table(
     Column("result", Text, nullable=False, default="{}"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    # The instance (data directory) that spooled the job's input: only it can resume the job.
+    # The lease on running it (repo/jobs.py): the instance (data directory) that holds it, its fencing number
+    # (one more at each claim) and its expiry (wall clock; NULL: a job from before leases, expired).
     Column("runner", String(64)),
+    Column("lease_epoch", Integer, nullable=False, default=0, server_default="0"),
+    Column("lease_expires_at", Float),
+)
+# A job's input (the zip), until the job ends: in the database, so any node can resume the job.
+job_inputs = Table(
+    "job_inputs", metadata,
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )
 
 
@@ -194,8 +203,14 @@ def _v6_nodes(conn: Connection) -> None:
     idempotency_keys.create(conn, checkfirst=True)
 
 
+def _v7_job_leases(conn: Connection) -> None:
+    add_column(conn, "jobs", "lease_epoch", "INTEGER NOT NULL DEFAULT 0")
+    add_column(conn, "jobs", "lease_expires_at", "FLOAT")
+    job_inputs.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [(1, _v1_initial), (2, _v2_job_item), (3, _v3_job_runner), (4, _v4_negatives),
-                               (5, _v5_key_scopes), (6, _v6_nodes)]
+                               (5, _v5_key_scopes), (6, _v6_nodes), (7, _v7_job_leases)]
 
 
 def migrate(conn: Connection) -> int:

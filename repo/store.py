@@ -23,7 +23,7 @@ from api.errors import Conflict, NotFound
 from . import schema as s
 
 __all__ = ("NegativeRecord", "Gallery", "Subject", "FaceRecord", "ApiKeyRecord", "SubjectUpdate", "StoredAnswer",
-           "RepoStore", "open_store", "read_snapshot")
+           "UnheldJob", "JobLease", "RepoStore", "open_store", "read_snapshot")
 
 
 @dataclass(slots=True, frozen=True)
@@ -103,6 +103,28 @@ class SubjectUpdate:
     merged_pk: str | None = None
     moved_faces: tuple[str, ...] = ()
     version: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class UnheldJob:
+    """An unfinished job whose lease nobody holds (its runner died, stopped, or is us, restarted)."""
+
+    tenant_id: str
+    job_id: str
+    runner: str | None  # who held it last
+    epoch: int
+    has_input: bool  # its input is in the database (else: in its runner's spool, a job from before leases)
+
+
+@dataclass(slots=True, frozen=True)
+class JobLease:
+    """The lease a runner holds on a job: its writes name it, and are refused once another holds the job."""
+
+    runner: str
+    epoch: int
+
+
+_UNFINISHED = ("queued", "running")
 
 
 @dataclass(slots=True, frozen=True)
@@ -287,28 +309,49 @@ class RepoStore:
         return row[0], row[1], row[2], row[3]
 
     # -- jobs -------------------------------------------------------------------
-    def create_job(self, tenant_id: str, kind: str, total: int, params: dict[str, Any],
-                   runner: str | None = None) -> str:
+    def create_job(self, tenant_id: str, kind: str, total: int, params: dict[str, Any], runner: str | None = None,
+                   *, data: bytes | None = None, lease_ttl_s: float | None = None) -> str:
+        """A job, with its input (``data``, kept until the job ends) and, with ``lease_ttl_s``, its
+        runner's first lease (epoch 1), all in one transaction: accepted means resumable by any node."""
         job_id = uuid.uuid4().hex
+        now = _now()
         with self.engine.begin() as conn:
-            conn.execute(insert(s.jobs).values(id=job_id, tenant_id=tenant_id, kind=kind, status="queued", done=0,
-                                               total=total, result=json.dumps({"params": params}),
-                                               created_at=_now(), updated_at=_now(), runner=runner))
+            conn.execute(insert(s.jobs).values(
+                id=job_id, tenant_id=tenant_id, kind=kind, status="queued", done=0, total=total,
+                result=json.dumps({"params": params}), created_at=now, updated_at=now, runner=runner,
+                lease_epoch=1 if lease_ttl_s is not None else 0,
+                lease_expires_at=now + lease_ttl_s if lease_ttl_s is not None else None))
+            if data is not None:
+                conn.execute(insert(s.job_inputs).values(job_id=job_id, data=data))
         return job_id
 
-    def update_job(self, job_id: str, status: str, done: int, result: dict[str, Any]) -> bool:
-        """Progress or the end of a job; False if it was cancelled meanwhile (then nothing is written)."""
+    def job_input(self, job_id: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            data = conn.execute(select(s.job_inputs.c.data).where(s.job_inputs.c.job_id == job_id)).scalar()
+        return None if data is None else bytes(data)
+
+    def update_job(self, job_id: str, status: str, done: int, result: dict[str, Any],
+                   lease: JobLease | None = None) -> bool:
+        """Progress or the end of a job; False if it was cancelled meanwhile, or (``lease``) another runner
+        holds it now: then nothing is written. A job that ends drops its input."""
+        where = [s.jobs.c.id == job_id, s.jobs.c.status != "cancelled"]
+        if lease is not None:
+            where += [s.jobs.c.runner == lease.runner, s.jobs.c.lease_epoch == lease.epoch]
         with self.engine.begin() as conn:
-            changed = conn.execute(update(s.jobs).where(s.jobs.c.id == job_id, s.jobs.c.status != "cancelled").values(
+            changed = conn.execute(update(s.jobs).where(*where).values(
                 status=status, done=done, result=json.dumps(result), updated_at=_now())).rowcount
+            if changed and status not in _UNFINISHED:
+                conn.execute(delete(s.job_inputs).where(s.job_inputs.c.job_id == job_id))
         return bool(changed)
 
     def cancel_job(self, tenant_id: str, job_id: str) -> dict[str, Any]:
         """Mark an unfinished job cancelled (its runner stops after the items in hand)."""
         with self.engine.begin() as conn:
             changed = conn.execute(update(s.jobs).where(
-                s.jobs.c.id == job_id, s.jobs.c.tenant_id == tenant_id, s.jobs.c.status.in_(["queued", "running"]))
+                s.jobs.c.id == job_id, s.jobs.c.tenant_id == tenant_id, s.jobs.c.status.in_(_UNFINISHED))
                 .values(status="cancelled", updated_at=_now())).rowcount
+            if changed:
+                conn.execute(delete(s.job_inputs).where(s.job_inputs.c.job_id == job_id))
         job = self.job(tenant_id, job_id)  # 404 for another tenant's or an unknown job
         if not changed:
             raise Conflict(f"job {job_id!r} is {job['status']}, not running", "job")
@@ -323,14 +366,45 @@ class RepoStore:
                 "total": row.total, "result": json.loads(row.result), "created_at": row.created_at,
                 "updated_at": row.updated_at}
 
-    def unfinished_jobs(self, runner: str) -> list[tuple[str, str, bool]]:
-        """(tenant id, job id, whether ``runner`` spooled it) of the unfinished jobs of ``runner`` and of
-        jobs from before runners were recorded: the ones a crash or restart of this instance interrupted."""
+    def unheld_jobs(self, runner: str, now: float, *, restarted: bool = False) -> list[UnheldJob]:
+        """Unfinished jobs ``runner`` may claim: those of no runner, and those whose lease expired (their
+        runner died) or was released (it stopped); ``restarted``: its own as well (it ran them before)."""
+        has_input = s.job_inputs.c.job_id.is_not(None)
+        free = s.jobs.c.runner.is_(None) | s.jobs.c.lease_expires_at.is_(None) | (s.jobs.c.lease_expires_at <= now)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(s.jobs.c.tenant_id, s.jobs.c.id, s.jobs.c.runner).where(
-                s.jobs.c.status.in_(["queued", "running"]),
-                (s.jobs.c.runner == runner) | s.jobs.c.runner.is_(None))).all()
-        return [(r[0], r[1], r[2] is not None) for r in rows]
+            rows = conn.execute(
+                select(s.jobs.c.tenant_id, s.jobs.c.id, s.jobs.c.runner, s.jobs.c.lease_epoch, has_input)
+                .select_from(s.jobs.outerjoin(s.job_inputs, s.job_inputs.c.job_id == s.jobs.c.id))
+                .where(s.jobs.c.status.in_(_UNFINISHED), (s.jobs.c.runner == runner) | free if restarted else free)
+                .order_by(s.jobs.c.created_at)).all()
+        return [UnheldJob(r[0], r[1], r[2], int(r[3]), bool(r[4])) for r in rows]
+
+    def claim_job(self, job: UnheldJob, runner: str, ttl_s: float, now: float) -> JobLease | None:
+        """Take ``job``'s lease for ``runner`` (the next epoch), unless another runner took it since it was read."""
+        with self.engine.begin() as conn:
+            done = conn.execute(update(s.jobs).where(
+                s.jobs.c.id == job.job_id, s.jobs.c.lease_epoch == job.epoch, s.jobs.c.status.in_(_UNFINISHED),
+            ).values(runner=runner, lease_epoch=job.epoch + 1, lease_expires_at=now + ttl_s)).rowcount
+        return JobLease(runner, job.epoch + 1) if done == 1 else None
+
+    def renew_jobs(self, leases: dict[str, JobLease], ttl_s: float, now: float) -> set[str]:
+        """Extend these leases; returns the jobs still held (a missing one ended, was cancelled, or taken)."""
+        renewed = set()
+        with self.engine.begin() as conn:
+            for job_id, lease in leases.items():
+                if conn.execute(update(s.jobs).where(
+                        s.jobs.c.id == job_id, s.jobs.c.runner == lease.runner, s.jobs.c.lease_epoch == lease.epoch,
+                        s.jobs.c.status.in_(_UNFINISHED)).values(lease_expires_at=now + ttl_s)).rowcount == 1:
+                    renewed.add(job_id)
+        return renewed
+
+    def release_jobs(self, leases: dict[str, JobLease]) -> None:
+        """Give these leases up (the runner stops cleanly): any runner may claim the jobs at once."""
+        with self.engine.begin() as conn:
+            for job_id, lease in leases.items():
+                conn.execute(update(s.jobs).where(
+                    s.jobs.c.id == job_id, s.jobs.c.runner == lease.runner, s.jobs.c.lease_epoch == lease.epoch,
+                ).values(lease_expires_at=0.0))
 
     # -- galleries -------------------------------------------------------------
     @staticmethod

@@ -2,7 +2,10 @@
 
 cameras.py     what a camera is (settings, record, allowed sources)
 registry.py    cameras in the database
-nodes.py       the watcher nodes there are (recorded at start, last seen)
+nodes.py       the watcher nodes there are (recorded at start, heartbeat, left)
+leases.py      camera leases: which node runs a camera, until when, under which fencing epoch
+placement.py   which live node should run a camera no node runs (pure)
+failover.py    the lease keeper: heartbeat, renewals, hand-backs, takeovers (node_down)
 service.py     register / update / start / stop / remove, transport-free
 handlers.py    those operations as STOMP-only API routes
 supervisor.py  one spawned worker process per running camera, restarts

@@ -19,7 +19,7 @@ __all__ = ("ROUTES",)
 
 async def list_cameras(request: ApiRequest, service: WatcherService) -> ApiResponse:
     cameras = await service.list(request.tenant)
-    return ApiResponse(200, {"cameras": [{**c.to_json(), "status": service.status(c)} for c in cameras]})
+    return ApiResponse(200, {"cameras": [{**c.to_json(), "status": await service.status(c)} for c in cameras]})
 
 
 async def register(request: ApiRequest, service: WatcherService) -> ApiResponse:
@@ -29,7 +29,7 @@ async def register(request: ApiRequest, service: WatcherService) -> ApiResponse:
 
 async def get(request: ApiRequest, service: WatcherService) -> ApiResponse:
     camera = await service.get(request.tenant, request.path_params["camera"])
-    return ApiResponse(200, {**camera.to_json(), "status": service.status(camera)})
+    return ApiResponse(200, {**camera.to_json(), "status": await service.status(camera)})
 
 
 async def update(request: ApiRequest, service: WatcherService) -> ApiResponse:
@@ -53,7 +53,7 @@ async def stop(request: ApiRequest, service: WatcherService) -> ApiResponse:
 
 
 async def status(request: ApiRequest, service: WatcherService) -> ApiResponse:
-    return ApiResponse(200, service.status(await service.get(request.tenant, request.path_params["camera"])))
+    return ApiResponse(200, await service.status(await service.get(request.tenant, request.path_params["camera"])))
 
 
 

@@ -1,9 +1,10 @@
 """Watcher nodes: the `facewatch serve` processes that run cameras, as the database knows them.
 
-A node records itself when it starts and refreshes its last-seen time while it
-runs, so a camera can only be given to a node that exists (or once existed:
-a node that is down keeps its cameras until it is back; moving them elsewhere
-is the failover's job, not the registry's).
+A node records itself when it starts, refreshes its last-seen time (its
+heartbeat) while it runs, and records when it leaves (a clean stop). A camera
+can only prefer a node that exists (or once existed); which nodes are alive
+(heard from lately, not gone) is what the failover plans with
+(watcher/placement.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import Column, Connection, Float, Integer, String, Table, insert
 from repo import schema as repo_schema
 from repo.store import RepoStore
 
-__all__ = ("NodeInfo", "NodeRegistry", "nodes", "create_nodes_table")
+__all__ = ("NodeInfo", "NodeRegistry", "nodes", "create_nodes_table", "add_left_at")
 
 nodes = Table(
     "watcher_nodes", repo_schema.metadata,
@@ -26,11 +27,16 @@ nodes = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+    Column("left_at", Float),  # when it stopped cleanly (NULL: running, or died)
 )
 
 
 def create_nodes_table(conn: Connection) -> None:
     nodes.create(conn, checkfirst=True)
+
+
+def add_left_at(conn: Connection) -> None:
+    repo_schema.add_column(conn, "watcher_nodes", "left_at", "FLOAT")
 
 
 @dataclass(slots=True, frozen=True)
@@ -40,14 +46,15 @@ class NodeInfo:
     pid: int
     started_at: float
     last_seen: float
+    left_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "host": self.host, "pid": self.pid, "started_at": self.started_at,
-                "last_seen": self.last_seen}
+                "last_seen": self.last_seen, "left_at": self.left_at}
 
 
 def _node(row: Any) -> NodeInfo:
-    return NodeInfo(row.name, row.host, row.pid, row.started_at, row.last_seen)
+    return NodeInfo(row.name, row.host, row.pid, row.started_at, row.last_seen, row.left_at)
 
 
 class NodeRegistry:
@@ -60,14 +67,21 @@ class NodeRegistry:
         now = time.time()
         with self.engine.begin() as conn:
             done = conn.execute(update(nodes).where(nodes.c.name == name).values(
-                host=host, pid=pid, started_at=now, last_seen=now))
+                host=host, pid=pid, started_at=now, last_seen=now, left_at=None))
             if done.rowcount == 0:
                 conn.execute(insert(nodes).values(name=name, host=host, pid=pid, started_at=now, last_seen=now))
         return NodeInfo(name, host, pid, now, now)
 
-    def seen(self, name: str) -> None:
+    def seen(self, name: str, now: float | None = None) -> None:
+        """The node's heartbeat."""
         with self.engine.begin() as conn:
-            conn.execute(update(nodes).where(nodes.c.name == name).values(last_seen=time.time()))
+            conn.execute(update(nodes).where(nodes.c.name == name).values(
+                last_seen=time.time() if now is None else now))
+
+    def leave(self, name: str) -> None:
+        """The node stops cleanly: no longer alive, whatever its last heartbeat."""
+        with self.engine.begin() as conn:
+            conn.execute(update(nodes).where(nodes.c.name == name).values(left_at=time.time()))
 
     def get(self, name: str) -> NodeInfo | None:
         with self.engine.connect() as conn:

@@ -20,7 +20,8 @@ from repo import schema as repo_schema
 from repo.store import RepoStore
 
 from .cameras import Camera, CameraSettings
-from .nodes import create_nodes_table
+from .leases import create_leases_table
+from .nodes import add_left_at, create_nodes_table
 
 __all__ = ("CameraRegistry", "cameras")
 
@@ -30,7 +31,9 @@ cameras = Table(
     Column("tenant_id", String(64), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("settings", Text, nullable=False),  # CameraSettings as JSON
     Column("enabled", Boolean, nullable=False),
-    Column("node", String(200)),  # the watcher node that runs it (NULL: registered before nodes existed)
+    # The watcher node it prefers: it runs there whenever that node is alive (watcher/failover.py).
+    # NULL: registered before nodes existed (any node).
+    Column("node", String(200)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_cameras_tenant", "tenant_id"),
@@ -49,7 +52,8 @@ def _v2_nodes(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE cameras ADD COLUMN node VARCHAR(200)"))
 
 
-MIGRATIONS: list[repo_schema.Migration] = [(1, _v1_cameras), (2, _v2_nodes), (3, create_nodes_table)]
+MIGRATIONS: list[repo_schema.Migration] = [(1, _v1_cameras), (2, _v2_nodes), (3, create_nodes_table),
+                                           (4, create_leases_table), (5, add_left_at)]
 
 
 def _camera(row: Any) -> Camera:

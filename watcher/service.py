@@ -1,19 +1,22 @@
 """WatcherService: camera registration and control, independent of transport.
 
-The registry (database) says what should run and on which watcher node; each
-node's supervisor runs its own cameras. Every change is written first, then
-applied: here when the camera is this node's, else by its node, which hears
-of it on the control topic. So a restart brings back exactly the cameras that
-were acknowledged as enabled, and two nodes sharing a database never run the
-same camera twice. A request may reach any node (API instances compete for
-/queue/facewatch.api); the status of another node's camera is the last
-camera.status it published.
+The registry (database) says which cameras should run, each with the node it
+prefers; leases say which node runs each (watcher/leases.py), and every node's
+lease keeper (watcher/failover.py) runs the cameras whose leases it holds.
+Every change is written first, then applied: here, and on every other node,
+which hears of it on the control topic. So a restart brings back exactly the
+cameras that were acknowledged as enabled, a camera never runs on two nodes at
+once, and a node that dies has its cameras taken over by the live ones. A
+request may reach any node (API instances compete for /queue/facewatch.api);
+the status of a camera another node runs is the last camera.status it
+published, under its current lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ from typing import Any
 from api.errors import BadParam
 
 from .cameras import CAMERA_ID, NODE_NAME, Camera, CameraSettings, SourcePolicy, parse_settings
+from .failover import CONTROL_TOPIC, NODE_DOWN, LeaseKeeper, LeaseOptions
+from .leases import CameraLeases
 from .nodes import NodeInfo, NodeRegistry
 from .registry import CameraRegistry
 from .stream import END_OF_FILE
@@ -32,13 +37,11 @@ __all__ = ("WatcherOptions", "WatcherService", "CONTROL_TOPIC", "disable_finishe
 log = logging.getLogger(__name__)
 
 
-CONTROL_TOPIC = "/topic/facewatch.watcher-control"  # its own first word: no camera topic matches it
-
-
 @dataclass(slots=True, frozen=True)
 class WatcherOptions:
     node: str = "local"  # this process's watcher node
     max_cameras_per_tenant: int = 16
+    lease_ttl_s: float = 6.0  # a camera whose node has not renewed its lease for this long is taken over
 
 
 def disable_finished(registry: CameraRegistry, camera: Camera, status: dict[str, Any]) -> None:
@@ -57,17 +60,21 @@ def disable_finished(registry: CameraRegistry, camera: Camera, status: dict[str,
 class WatcherService:
     def __init__(self, registry: CameraRegistry, supervisor: Supervisor, policy: SourcePolicy,
                  threshold: Callable[[Any], object], options: WatcherOptions,
-                 publish: Callable[[str, Any], None], nodes: NodeRegistry) -> None:
+                 publish: Callable[[str, Any], None], nodes: NodeRegistry, leases: CameraLeases) -> None:
         """``threshold`` checks a camera's threshold (number, preset or None): raises BAD_PARAM if it is not one;
-        ``publish`` sends to the bus (control messages for other nodes); ``nodes``: the watcher nodes there are."""
+        ``publish`` sends to the bus (events, control messages for other nodes); ``nodes``: the watcher nodes
+        there are; ``leases``: which node runs which camera."""
         self.registry = registry
         self.nodes = nodes
+        self.leases = leases
         self.supervisor = supervisor
         self.policy = policy
         self.threshold = threshold
         self.options = options
         self.node = options.node
         self.publish = publish
+        self.keeper = LeaseKeeper(self.node, registry, leases, nodes, supervisor, publish,
+                                  lambda camera: self._check(camera.settings), LeaseOptions(options.lease_ttl_s))
         self._last_status: dict[str, dict[str, Any]] = {}  # camera -> its last camera.status, from any node
 
     def _check(self, settings: CameraSettings) -> None:
@@ -82,7 +89,7 @@ class WatcherService:
         if not isinstance(node, str) or not NODE_NAME.match(node):
             raise BadParam("node must be 1-200 letters, digits, '.', '_' or '-'", "node")
         if node != self.node and await asyncio.to_thread(self.nodes.get, node) is None:
-            # A camera given to a node that never ran would be accepted and never run.
+            # A preference for a node that never ran is a typo more often than a plan.
             known = ", ".join(n.name for n in await asyncio.to_thread(self.nodes.all)) or "none"
             raise BadParam(f"node {node!r} is not a watcher node of this deployment (a node is known once "
                            f"`facewatch serve` has run with watcher.node: {node}; known: {known})", "node")
@@ -96,7 +103,7 @@ class WatcherService:
         camera = await asyncio.to_thread(self.registry.add, tenant_id, camera_id, settings, enabled,
                                          self.options.max_cameras_per_tenant, node)
         if camera.enabled:
-            await self._apply(camera)
+            await self._apply(camera.id)
         return camera
 
     async def list_nodes(self) -> list[NodeInfo]:
@@ -117,39 +124,33 @@ class WatcherService:
         self._check(settings)
         camera = await asyncio.to_thread(self.registry.update, camera, settings)
         if camera.enabled:
-            await self._apply(camera)  # new settings need a new worker
+            await self._apply(camera.id)  # new settings need a new worker
         return camera
 
     async def set_enabled(self, tenant_id: str, camera_id: str, enabled: bool) -> Camera:
         camera = await asyncio.to_thread(self.registry.update, await self.get(tenant_id, camera_id), None, enabled)
-        await self._apply(camera)
+        await self._apply(camera.id)
         return camera
 
     async def remove(self, tenant_id: str, camera_id: str) -> None:
         camera = await self.get(tenant_id, camera_id)
         await asyncio.to_thread(self.registry.remove, camera)
-        await self._apply(camera, removed=True)
+        lease = await asyncio.to_thread(self.leases.get, camera.id)
+        if lease is not None and not lease.held(time.time()):
+            await asyncio.to_thread(self.leases.forget, camera.id)  # else its holder releases it as it stops
+        await self._apply(camera.id)
 
-    async def _apply(self, camera: Camera, *, removed: bool = False) -> None:
-        """Make the camera's node run (or stop) it as the registry now says."""
-        if (camera.node or self.node) != self.node:
-            self.publish(CONTROL_TOPIC, {"camera": camera.id, "node": camera.node})
-            return
-        if removed or not camera.enabled:
-            await asyncio.to_thread(self.supervisor.stop, camera.id)
-        else:
-            await asyncio.to_thread(self.supervisor.start, camera)
+    async def _apply(self, camera_id: str) -> None:
+        """Every node (this one included) runs, stops or leaves the camera as the registry now says."""
+        self.publish(CONTROL_TOPIC, {"camera": camera_id, "from": self.node})
+        await asyncio.to_thread(self.keeper.reconcile, camera_id)
 
     async def on_control(self, message: Any) -> None:
-        """A control message: if the camera is this node's, run it as the registry says."""
-        if (not isinstance(message, dict) or message.get("node") != self.node
+        """A control message from another node: a camera changed."""
+        if (not isinstance(message, dict) or message.get("from") == self.node
                 or not isinstance(message.get("camera"), str)):
             return
-        camera = await asyncio.to_thread(self.registry.by_id, message["camera"])
-        if camera is None:
-            await asyncio.to_thread(self.supervisor.stop, message["camera"])
-        else:
-            await self._apply(camera)
+        await asyncio.to_thread(self.keeper.reconcile, message["camera"])
 
     async def on_repo_event(self, event: Any) -> None:
         """A renamed gallery: the cameras naming it follow the new name. Every node does this for
@@ -168,20 +169,39 @@ class WatcherService:
                                              parse_settings({"galleries": galleries}, camera.settings))
             log.info("camera %s follows gallery %r, renamed from %r", camera.id, new, old)
             if camera.enabled:
-                await self._apply(camera)
+                await self._apply(camera.id)
 
     def on_camera_event(self, event: Any) -> None:
-        """Every camera.status on the bus, so any node can answer for any camera."""
-        if isinstance(event, dict) and event.get("type") == "camera.status" and isinstance(event.get("camera"), str):
-            self._last_status[event["camera"]] = event
+        """Every camera.status on the bus, so any node can answer for any camera. A status under an older
+        lease than one already seen (a stale node's) does not replace it."""
+        if not (isinstance(event, dict) and event.get("type") == "camera.status"
+                and isinstance(event.get("camera"), str)):
+            return
+        last = self._last_status.get(event["camera"])
+        if last is not None and _epoch(event) < _epoch(last):
+            return
+        self._last_status[event["camera"]] = event
 
-    def status(self, camera: Camera) -> dict[str, Any]:
-        if (camera.node or self.node) == self.node:
-            return {"id": camera.id, "enabled": camera.enabled, "node": self.node, **self.supervisor.status(camera.id)}
+    async def status(self, camera: Camera) -> dict[str, Any]:
+        if camera.id in self.supervisor.running():
+            return {"id": camera.id, "enabled": camera.enabled, "node": self.node, "preferred_node": camera.node,
+                    **self.supervisor.status(camera.id)}
+        lease = await asyncio.to_thread(self.leases.get, camera.id)
+        base = {"id": camera.id, "enabled": camera.enabled, "preferred_node": camera.node, "worker": None,
+                "stats": {}, "lease": None if lease is None else lease.epoch}
+        if not camera.enabled:  # the database says it all
+            return {**base, "node": camera.node, "state": "stopped", "reason": None, "attempt": None}
         last = self._last_status.get(camera.id, {})
-        return {"id": camera.id, "enabled": camera.enabled, "node": camera.node,
+        if lease is not None and lease.owner is not None and lease.owner != self.node:
+            if not lease.held(time.time()):  # not renewed, not yet taken over (by no live node, or not yet)
+                return {**base, "node": lease.owner, "state": NODE_DOWN, "attempt": None, "as_of": lease.expires_at,
+                        "reason": f"node {lease.owner} stopped renewing its lease; waiting for a live node to "
+                                  "take the camera over"}
+            if _epoch(last) != lease.epoch:
+                last = {}  # a status of an earlier lease: not this one's
+        return {**base, "node": lease.owner if lease is not None and lease.owner else camera.node,
                 "state": last.get("state", "unknown"), "reason": last.get("reason"), "attempt": last.get("attempt"),
-                "worker": None, "stats": {}, "as_of": last.get("time")}
+                "as_of": last.get("time")}
 
     def frame(self, camera: Camera) -> dict[str, Any] | None:
         """The camera's latest analysed frame ({jpeg, time, index}) when it runs on this node; None otherwise
@@ -191,21 +211,12 @@ class WatcherService:
         return self.supervisor.frame(camera.id)
 
     def start_enabled(self) -> int:
-        """Start every enabled camera (at server start); returns how many."""
-        started = 0
+        """At server start: this node's first pass (its own cameras, and those no live node runs);
+        returns how many it started."""
         for camera in self.registry.all():
-            if camera.node is None:  # registered before nodes existed: this node adopts it
-                camera = self.registry.update(camera, node=self.node)
-            if not camera.enabled or camera.node != self.node:
-                continue
-            try:
-                self._check(camera.settings)
-            except BadParam as exc:  # e.g. file_roots changed since it was registered
-                log.error("camera %s not started: %s", camera.id, exc.reason)
-                continue
-            self.supervisor.start(camera)
-            started += 1
-        return started
+            if camera.node is None:  # registered before nodes existed: this node is its preference
+                self.registry.update(camera, node=self.node)
+        return self.keeper.tick()
 
     def declare(self, tenant_id: str, camera_id: str, settings: CameraSettings, enabled: bool) -> Camera:
         """A camera from config.yaml: created, or updated to match the file."""
@@ -217,4 +228,10 @@ class WatcherService:
                                  self.node)
 
     def close(self) -> None:
-        self.supervisor.close()
+        """The node stops: its cameras are released for the other nodes (watcher/failover.py)."""
+        self.keeper.close(f"node {self.node} stopping")
+
+
+def _epoch(event: dict[str, Any]) -> int:
+    lease = event.get("lease")
+    return lease if isinstance(lease, int) else 0

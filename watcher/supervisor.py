@@ -15,12 +15,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from .cameras import Camera, event_topics
+from .leases import LeaseGrant
 from .worker import WorkerSpec, run_worker
 
 __all__ = ("SupervisorOptions", "Supervisor")
@@ -41,9 +42,11 @@ class SupervisorOptions:
 @dataclass(slots=True)
 class _Worker:
     camera: Camera
+    lease: LeaseGrant | None = None  # what it runs under (its events carry the epoch)
     process: BaseProcess | None = None
     # Its own pipe per worker, not one shared queue: a worker killed while
-    # writing can corrupt only its own channel, never its neighbours'.
+    # writing can corrupt only its own channel, never its neighbours'. Reports come up it; the one message
+    # down is why the worker is being stopped (when it is not the operator's stop).
     reports: Connection | None = None
     started_at: float = 0.0
     last_report: float = 0.0
@@ -87,27 +90,35 @@ class Supervisor:
         self._monitor.start()
 
     # -- control (any thread) ----------------------------------------------------------
-    def start(self, camera: Camera) -> None:
-        """Run ``camera`` with these settings (restarting its worker if it runs)."""
+    def start(self, camera: Camera, lease: LeaseGrant | None = None) -> None:
+        """Run ``camera`` with these settings (restarting its worker if it runs), under ``lease`` (None:
+        unfenced, for a single process without leases)."""
         with self._lock:
             if camera.id in self._workers:
                 self._stop_worker(self._workers.pop(camera.id))
-            worker = _Worker(camera)
+            worker = _Worker(camera, lease)
             self._workers[camera.id] = worker
             self._spawn(worker)
 
-    def stop(self, camera_id: str) -> bool:
-        """Stop the camera's worker; False when it was not running."""
+    def stop(self, camera_id: str, reason: str | None = None) -> bool:
+        """Stop the camera's worker; False when it was not running. ``reason`` (the node stops, the camera
+        moves to another node) is the reason of its last ``stopped`` status; none: the operator's stop."""
         with self._lock:
             worker = self._workers.pop(camera_id, None)
         if worker is None:
             return False
-        self._stop_worker(worker)
+        self._stop_worker(worker, reason)
         return True
 
     def running(self) -> list[str]:
         with self._lock:
             return sorted(self._workers)
+
+    def camera(self, camera_id: str) -> Camera | None:
+        """The camera as its worker runs it (its settings), or None."""
+        with self._lock:
+            worker = self._workers.get(camera_id)
+            return None if worker is None else worker.camera
 
     def status(self, camera_id: str) -> dict[str, Any]:
         with self._lock:
@@ -121,7 +132,7 @@ class Supervisor:
                 "worker": {"pid": worker.process.pid if alive and worker.process else None, "alive": alive,
                            "started_at": worker.started_at, "restarts": worker.restarts,
                            "last_exit": worker.last_exit or None, "restart_at": worker.restart_at},
-                "stats": dict(worker.stats),
+                "stats": dict(worker.stats), "lease": worker.lease.epoch if worker.lease else None,
             }
 
     def frame(self, camera_id: str) -> dict[str, Any] | None:
@@ -130,22 +141,28 @@ class Supervisor:
             worker = self._workers.get(camera_id)
             return None if worker is None else worker.frame
 
-    def close(self) -> None:
+    def close(self, reason: str | None = None) -> list[str]:
+        """Stop every worker (``reason``: as in ``stop``); returns the cameras that were running."""
         self._closed.set()
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
         for worker in workers:
             if worker.process is not None and worker.process.is_alive():
+                self._tell_why(worker, reason)
                 worker.process.terminate()  # all at once, then wait for each
         for worker in workers:
-            self._stop_worker(worker)
+            self._stop_worker(worker, reason)
         self._monitor.join(timeout=5)
+        return [worker.camera.id for worker in workers]
 
     # -- internals -------------------------------------------------------------------
     def _spawn(self, worker: _Worker) -> None:
-        receiver, sender = self._ctx.Pipe(duplex=False)
+        receiver, sender = self._ctx.Pipe(duplex=True)  # reports up, the reason of a stop down
         worker.reports = receiver
-        worker.process = self._ctx.Process(target=self.target, args=(self.make_spec(worker.camera), sender),
+        spec = self.make_spec(worker.camera)
+        if worker.lease is not None:
+            spec = replace(spec, lease=worker.lease)
+        worker.process = self._ctx.Process(target=self.target, args=(spec, sender),
                                            name=f"watcher-{worker.camera.id}", daemon=True)
         worker.process.start()
         sender.close()  # the child holds its end; EOF here once it is gone
@@ -153,20 +170,32 @@ class Supervisor:
         worker.restart_at = None
         log.info("camera %s: worker pid %s started", worker.camera.id, worker.process.pid)
 
-    def _stop_worker(self, worker: _Worker) -> None:
+    @staticmethod
+    def _tell_why(worker: _Worker, reason: str | None) -> None:
+        if reason and worker.reports is not None:
+            try:
+                worker.reports.send(("stop", reason))
+            except OSError:
+                pass  # gone already
+
+    def _stop_worker(self, worker: _Worker, reason: str | None = None) -> None:
         process = worker.process
         if process is None:
             return
         if process.is_alive():
-            process.terminate()  # SIGTERM: the worker finishes its frame and says "stopped"
+            self._tell_why(worker, reason)
+            process.terminate()  # SIGTERM: the worker finishes its frame and says "stopped" (with the reason)
         process.join(self.options.stop_timeout_s)
         if process.is_alive():
             log.warning("camera %s: worker did not stop in %.0fs; killing it", worker.camera.id,
                         self.options.stop_timeout_s)
             process.kill()
             process.join(5)
-            self._publish_status(worker, {"type": "camera.status", "camera": worker.camera.id, "state": "stopped",
-                                          "time": time.time()})
+            status: dict[str, Any] = {"type": "camera.status", "camera": worker.camera.id, "state": "stopped",
+                                      "time": time.time()}
+            if reason:
+                status["reason"] = reason
+            self._publish_status(worker, status)
         process.close()
         worker.process = None
         if worker.reports is not None:
@@ -174,6 +203,8 @@ class Supervisor:
             worker.reports = None
 
     def _publish_status(self, worker: _Worker, status: dict[str, Any]) -> None:
+        if worker.lease is not None:  # as the worker's own events: where it ran, under which lease
+            status = {**status, "node": worker.lease.node, "lease": worker.lease.epoch}
         for topic in event_topics(worker.camera):
             self.publish(topic, status)
 

@@ -6,6 +6,13 @@ inside the process). It reports status and stats to the supervisor on a queue
 once a second; the supervisor restarts it when it dies or goes silent, and
 stops it with SIGTERM (no shared lock or event: a killed process cannot leave
 one held).
+
+Under a lease (``WorkerSpec.lease``, watcher/leases.py) the worker fences
+itself: it reads its camera's lease every third of the lease's length, tags
+every event with its node and epoch, publishes nothing once the lease it last
+read has expired (its node stopped renewing it: another node may run the
+camera from then on), and stops for good when the lease belongs to another
+epoch (another node took the camera).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from vision.analyzer import FaceAnalyzer
 
 from .cameras import SIGHTING_EVENT_TYPES, SIGHTINGS_QUEUE, UNKNOWN_FACES_QUEUE, Camera, event_topics, msgpack_topic_for
 from .galleries import GalleryFollower
+from .leases import CameraLeases, LeaseGrant
 from .pipeline import CameraPipeline, PipelineOptions
 from .stream import CameraStatus, StreamOptions, StreamReader, VideoFrame
 
@@ -66,6 +74,7 @@ class WorkerSpec:
     # Sets up the process's logging, given its name (a module-level callable); None: plain text lines.
     log_setup: Callable[[str], None] | None = None
     feed_sightings: bool = False  # also put face events on SIGHTINGS_QUEUE (sightings are enabled)
+    lease: LeaseGrant | None = None  # the camera's lease it runs under (None: unfenced)
 
 
 def status_event(camera_id: str, status: CameraStatus, **extra: Any) -> dict[str, Any]:
@@ -108,7 +117,8 @@ def _rss_mib() -> float:
 
 class CameraWorker:
     def __init__(self, spec: WorkerSpec, reports: Connection, stop: threading.Event) -> None:
-        """``reports``: the write end of this worker's pipe to the supervisor; ``stop``: set on SIGTERM."""
+        """``reports``: this worker's end of its pipe to the supervisor (reports up; why it is stopped, when
+        the supervisor says, down); ``stop``: set on SIGTERM."""
         self.spec = spec
         self.camera_id = spec.camera.id
         self.reports = reports
@@ -124,6 +134,10 @@ class CameraWorker:
         self._events_lock = threading.Lock()
         self._discontinuity = False
         self._snapshot_at = 0.0
+        lease = spec.lease
+        # Events go out only until this (wall clock): the expiry of the lease as last read.
+        self.valid_until = float("inf") if lease is None else lease.expires_at
+        self.fenced = 0  # events not published: the lease had expired, or was another node's
 
     # -- reporting -----------------------------------------------------------------
     def _report(self, kind: str, body: dict[str, Any]) -> None:
@@ -135,6 +149,15 @@ class CameraWorker:
 
     def _publish(self, event: dict[str, Any]) -> None:
         event.setdefault("id", uuid.uuid4().hex)  # what consumers deduplicate a redelivery by
+        lease = self.spec.lease
+        if lease is not None:
+            event["node"], event["lease"] = lease.node, lease.epoch
+            if time.time() >= self.valid_until:
+                self.fenced += 1
+                if self.fenced == 1 or self.fenced % 100 == 0:
+                    log.warning("camera %s: lease %d not renewed in time; %d event(s) held back", self.camera_id,
+                                lease.epoch, self.fenced)
+                return
         try:
             # Never wait for a reconnect: live notifications are worth less than live analysis.
             for topic in event_topics(self.spec.camera):
@@ -168,7 +191,21 @@ class CameraWorker:
             return
         self._report("frame", {"jpeg": jpeg, "time": frame.wall_time, "index": frame.index})
 
+    def _stop_reason(self) -> str:
+        """Why the supervisor stops this worker, when it said (its node stops, the camera moves); "" for the
+        operator's stop."""
+        try:
+            while self.reports.poll():
+                kind, reason = self.reports.recv()
+                if kind == "stop":
+                    return str(reason)
+        except (OSError, EOFError, ValueError):
+            pass
+        return ""
+
     def _on_status(self, status: CameraStatus) -> None:
+        if status.state == "stopped" and not status.reason:
+            status = CameraStatus("stopped", status.attempt, self._stop_reason())
         if status.state in ("reconnecting", "stopped"):
             self._discontinuity = True  # tracks do not survive a gap in the stream
         event = status_event(self.camera_id, status, pid=os.getpid())
@@ -181,6 +218,7 @@ class CameraWorker:
             events = dict(self.events)
         stats: dict[str, Any] = {"decoded": self.reader.decoded, "dropped": self.reader.dropped,
                                  "published": self.published, "publish_failures": self.publish_failures,
+                                 "fenced": self.fenced,
                                  "gallery_faces": self.gallery_faces, "rss_mib": round(_rss_mib(), 1),
                                  "events": events, "time": time.time()}
         if pipeline is not None:
@@ -201,6 +239,28 @@ class CameraWorker:
                 break
             self._report("stats", self._stats())
         self._report("stats", self._stats())
+
+    # -- the lease -------------------------------------------------------------------
+    def _check_lease(self, leases: CameraLeases, grant: LeaseGrant) -> bool:
+        """Read the camera's lease: False when another epoch holds it (this worker must stop)."""
+        current = leases.get(self.camera_id)
+        if current is None or current.owner != grant.node or current.epoch != grant.epoch:
+            self.valid_until = 0.0
+            holder = "nobody" if current is None else f"{current.owner} (epoch {current.epoch})"
+            log.warning("camera %s: lease %d of node %s is lost to %s; stopping", self.camera_id, grant.epoch,
+                        grant.node, holder)
+            return False
+        self.valid_until = current.expires_at
+        return True
+
+    def _guard_lease(self, leases: CameraLeases, grant: LeaseGrant) -> None:
+        while not self.stop.wait(grant.ttl_s / 3):
+            try:
+                if not self._check_lease(leases, grant):
+                    self.stop.set()
+                    return
+            except Exception:  # the database may be away: events stop at the expiry last read
+                log.exception("camera %s: lease not read", self.camera_id)
 
     # -- the loop --------------------------------------------------------------------
     def _on_repo_event(self, message: BusMessage, follower: GalleryFollower) -> None:
@@ -233,8 +293,15 @@ class CameraWorker:
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         self.bus.connect(timeout_s=30.0)
         try:
-            analyzer = self.spec.analyzer_factory()
             store = self.spec.store_factory()
+            grant = self.spec.lease
+            if grant is not None:
+                leases = CameraLeases(store)
+                if not self._check_lease(leases, grant):  # before anything is published
+                    store.close()
+                    return
+                threading.Thread(target=self._guard_lease, args=(leases, grant), name="lease", daemon=True).start()
+            analyzer = self.spec.analyzer_factory()
             camera = self.spec.camera
             follower = GalleryFollower(store, camera.tenant_id, camera.settings.galleries, analyzer.embedder.dim,
                                        analyzer.embedder.model_id, self.spec.search)

@@ -49,9 +49,11 @@ class CameraCollector(Collector):
         events = CounterMetricFamily("facewatch_camera_events", "events published", labels=["camera", "type"])
         latency = HistogramMetricFamily("facewatch_camera_analysis_seconds", "analysis time per analysed frame",
                                         labels=["camera"])
+        running, node = set(self.watcher.supervisor.running()), self.watcher.node
         for camera in self.watcher.registry.all():
-            if (camera.node or self.watcher.node) != self.watcher.node:
-                continue  # another node's: it reports its own
+            # The cameras it runs, and its stopped ones; another node reports what that node runs.
+            if camera.id not in running and (camera.enabled or (camera.node or node) != node):
+                continue
             status = self.watcher.supervisor.status(camera.id)
             current = status.get("state", "stopped")
             for name in CAMERA_STATES if current in CAMERA_STATES else (*CAMERA_STATES, current):

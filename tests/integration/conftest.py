@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -77,24 +76,6 @@ def rabbitmq() -> BrokerAddress:
             pytest.fail(f"{problem} (FWTEST_REQUIRE_RABBITMQ=1 makes this a failure)")
         pytest.skip(problem)
     return BrokerAddress("127.0.0.1", RABBIT_STOMP_PORT, "guest", "guest", "/")
-
-
-def rabbit_vhost() -> str | None:
-    """A RabbitMQ virtual host of the caller's own, or None when rabbitmqctl is not usable here (then
-    "/"). Each `serve` on RabbitMQ consumes /queue/facewatch.api: servers of other tests (or test runs)
-    on the same broker and vhost would take each other's requests."""
-    name = f"fwtest_{uuid.uuid4().hex[:8]}"
-    try:
-        for args in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
-            subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return name
-
-
-def drop_rabbit_vhost(name: str | None) -> None:
-    if name:
-        subprocess.run(["rabbitmqctl", "delete_vhost", name], capture_output=True, timeout=60)
 
 
 @pytest.fixture(params=["embedded", "rabbitmq"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -142,6 +143,25 @@ class RepoServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the server and its child processes (camera workers, analysis pool) at once: a node
+        that dies, as its host would."""
+        if self.proc is None:
+            return
+        family = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
+            try:
+                family += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=30)
         self.proc = None
 
 

@@ -87,6 +87,20 @@ def test_client_individual_ack_and_nack_redelivery(clients: Callable[[], BusClie
     assert seen[1].headers.get("redelivered") == "true"
 
 
+def test_a_dropped_connection_gives_back_what_it_held_and_subscribes_again(clients: Callable[[], BusClient]) -> None:
+    queue = f"/queue/{unique('dropped')}"
+    consumer, producer = clients(), clients()
+    seen: list[BusMessage] = []
+    consumer.subscribe(queue, seen.append, ack="client-individual", receipt=True)
+    producer.publish(queue, "held")
+    eventually(lambda: len(seen) == 1, what="the delivery (held, not acknowledged)")
+    consumer.reconnect()  # as a node does when it wakes from a pause
+    eventually(lambda: len(seen) == 2, timeout_s=30, what="the redelivery on the new connection")
+    assert seen[1].body == b"held" and seen[1].headers.get("redelivered") == "true" and consumer.reconnects == 1
+    assert not consumer.ack(seen[0])  # its connection is gone
+    assert consumer.ack(seen[1])
+
+
 def test_request_reply_with_correlation_and_timeout(clients: Callable[[], BusClient]) -> None:
     queue = f"/queue/{unique('api')}"
     server, caller = clients(), clients()

@@ -17,7 +17,8 @@ import pytest
 from broker.client import BrokerAddress, BusClient
 from tests.waiting import eventually
 
-from .conftest import RawStomp, drop_rabbit_vhost, rabbit_vhost
+from .cluster import drop_rabbit_vhost, rabbit_vhost
+from .conftest import RawStomp
 from .repo_server import Http, RepoServer
 from .test_repo_api import PG, _drop_database, _postgres_database
 

@@ -18,7 +18,7 @@ from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore
 from repo.events import NullPublisher
 from repo.jobs import JobRunner
-from repo.store import RepoStore
+from repo.store import JobLease, RepoStore
 from vision.analyzer import FaceAnalyzer
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
@@ -101,6 +101,38 @@ def test_each_instance_resumes_only_the_jobs_it_spooled(tmp_path: Path, models_d
 
     asyncio.run(restart_both())
     assert store.job(tenant, a_job)["result"]["added"] == store.job(tenant, legacy_job)["result"]["added"] == 1
+    a.store.close()
+    b.store.close()
+
+
+def test_a_job_whose_runner_died_is_resumed_by_another_from_the_database(tmp_path: Path, models_dir: Path,
+                                                                        analyzer: FaceAnalyzer,
+                                                                        shared_data: Path) -> None:
+    shared_db = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = _instance(tmp_path / "a", models_dir, analyzer, shared_db)
+    b = _instance(tmp_path / "b", models_dir, analyzer, shared_db)
+    store = a.store
+    tenant = store.create_tenant("acme")
+    gallery = store.create_gallery(tenant, "people")
+    photos = {person: sorted((shared_data / "faces" / "enroll" / person).iterdir())[0] for person in ("biden", "obama")}
+    # What a's death leaves: the job and its zip in the database, its first item's face committed, its
+    # progress row not yet past it, and a lease that a stopped renewing (expired now).
+    job_id = store.create_job(tenant, "enrol", 2, {"gallery": "people"}, a.jobs.runner_id, data=_zip_of(photos),
+                              lease_ttl_s=0.0)
+
+    async def die_then_resume() -> dict[str, Any]:
+        biden = store.create_subject(gallery.id, "biden", "biden", {})
+        await a.repo.add_faces(gallery, biden, photos["biden"].read_bytes(), job_item=f"{job_id}/0")
+        assert b.jobs.resume_all() == 1  # b has no spool of it: the zip comes from the database
+        return await _until_done(b.jobs, store, tenant, job_id)
+
+    job = asyncio.run(die_then_resume())
+    subjects, _ = store.list_subjects(gallery.id, 0, 10)
+    assert {s.id: s.face_count for s in subjects} == {"biden": 1, "obama": 1}  # the committed item not again
+    assert job["done"] == 2 and job["result"]["added"] == 2
+    # a wakes up with its old lease: its writes are refused (it was presumed dead), and the input is gone.
+    assert not store.update_job(job_id, "running", 1, {}, JobLease(a.jobs.runner_id, 1))
+    assert store.job(tenant, job_id)["status"] == "done" and store.job_input(job_id) is None
     a.store.close()
     b.store.close()
 

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import signal
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,19 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import stomp
 
 from broker.client import BrokerAddress, BusClient, Reply
 from repo.store import FaceRecord, open_store
 from tests.waiting import eventually
 
-from .conftest import RABBIT_STOMP_PORT, drop_rabbit_vhost, rabbit_vhost
+from .cluster import API, RawRequests, drop_rabbit_vhost, rabbit_vhost
+from .conftest import RABBIT_STOMP_PORT
 from .repo_server import Http, RepoServer
 from .test_repo_api import PG, _drop_database, _postgres_database
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
-API = "/queue/facewatch.api"
 # The nodes answer for changes made through the other within one event's delivery; a lost event is
 # found by the next one after GAP_GRACE_S, or by alpha's comparison with the database every RECONCILE_S
 # (beta never compares: what it learns of lost events, it learns from the next event).
@@ -89,8 +87,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         beta.stop()
         alpha.stop()
         _drop_database(database)
-        if vhost:
-            drop_rabbit_vhost(vhost)
+        drop_rabbit_vhost(vhost)
 
 
 def _photo(cluster: Cluster, person: str, n: int = 0) -> bytes:
@@ -205,38 +202,6 @@ def test_the_group_index_follows_the_groups_made_on_the_other_node(cluster: Clus
     again = beta.call("POST", "/api/v1/groups/images", files={"file": ("b.jpg", _photo(cluster, "obama", 1))})
     assert again.status == 200, again.body
     assert again.body["faces"][0]["group"] == made.body["faces"][0]["group"]  # joined it, not a new group
-
-
-class RawRequests:
-    """STOMP requests with chosen headers, and every reply counted: what a client sees, duplicates included."""
-
-    def __init__(self, address: BrokerAddress) -> None:
-        self.replies: dict[str, list[Any]] = {}
-        self.cond = threading.Condition()
-        self.conn = stomp.Connection([(address.host, address.port)], vhost=address.vhost, auto_decode=False)
-        self.conn.set_listener("replies", self)
-        self.conn.connect(address.login, address.passcode, wait=True)
-        self.reply_to = f"/temp-queue/requests-{uuid.uuid4().hex[:8]}"
-
-    def on_message(self, frame: Any) -> None:
-        with self.cond:
-            self.replies.setdefault(frame.headers.get("correlation-id", ""), []).append(frame)
-            self.cond.notify_all()
-
-    def send(self, correlation: str, method: str, path: str, body: Any, api_key: str, **headers: str) -> None:
-        self.conn.send(API, json.dumps(body).encode(), headers={
-            "method": method, "path": path, "x-api-key": api_key, "content-type": "application/json",
-            "reply-to": self.reply_to, "correlation-id": correlation, **headers})
-
-    def wait(self, correlations: list[str], timeout_s: float = 120) -> dict[str, list[Any]]:
-        with self.cond:
-            if not self.cond.wait_for(lambda: all(c in self.replies for c in correlations), timeout_s):
-                missing = [c for c in correlations if c not in self.replies]
-                raise AssertionError(f"no reply to {len(missing)} of {len(correlations)} requests")
-            return {c: list(self.replies[c]) for c in correlations}
-
-    def close(self) -> None:
-        self.conn.disconnect()
 
 
 def _bus(cluster: Cluster) -> BusClient:

@@ -36,6 +36,9 @@ def test_a_version_1_database_gets_the_later_columns(database_url: str) -> None:
         conn.execute(text("ALTER TABLE api_keys DROP COLUMN scope"))
         conn.execute(text("DROP TABLE idempotency_keys"))
         conn.execute(text("ALTER TABLE galleries DROP COLUMN version"))
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN lease_epoch"))
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN lease_expires_at"))
+        conn.execute(text("DROP TABLE job_inputs"))
         conn.execute(text("DELETE FROM schema_migrations WHERE version > 1"))
     store.close()
 
@@ -48,9 +51,11 @@ def test_a_version_1_database_gets_the_later_columns(database_url: str) -> None:
         assert "scope" in {c["name"] for c in inspect(conn).get_columns("api_keys")}
         assert "version" in {c["name"] for c in inspect(conn).get_columns("galleries")}
         assert "fingerprint" in {c["name"] for c in inspect(conn).get_columns("idempotency_keys")}
-        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == MIGRATIONS[-1][0] == 6
+        assert {"lease_epoch", "lease_expires_at"} <= {c["name"] for c in inspect(conn).get_columns("jobs")}
+        assert "data" in {c["name"] for c in inspect(conn).get_columns("job_inputs")}
+        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one() == MIGRATIONS[-1][0] == 7
     assert store.faces_of_job_item("job/0") == 0
-    assert store.unfinished_jobs("me") == []
+    assert store.unheld_jobs("me", 0.0) == []
     assert store.gallery_negatives("no-such-gallery", "m") == []
     gallery = store.create_gallery(store.create_tenant("acme"), "people")
     assert gallery.version == 0 and store.rename_gallery(gallery, "staff").version == 1  # changes count from 0

@@ -26,7 +26,8 @@ from broker.client import BrokerAddress, BusClient, Reply
 from tests.conftest import ROOT
 from tests.waiting import eventually
 
-from .conftest import RABBIT_STOMP_PORT, RawStomp, drop_rabbit_vhost, rabbit_vhost, require_rtsp
+from .cluster import drop_rabbit_vhost, rabbit_vhost
+from .conftest import RABBIT_STOMP_PORT, RawStomp, require_rtsp
 from .repo_server import RepoServer, enrol, free_port
 from .rtsp import RtspServer
 

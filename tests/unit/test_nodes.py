@@ -12,6 +12,7 @@ import pytest
 from api.errors import BadParam
 from repo.store import open_store
 from watcher.cameras import Camera, SourcePolicy
+from watcher.leases import CameraLeases
 from watcher.nodes import NodeRegistry
 from watcher.registry import CameraRegistry
 from watcher.service import CONTROL_TOPIC, WatcherOptions, WatcherService
@@ -32,7 +33,7 @@ def test_a_camera_for_an_unknown_node_is_refused_and_a_known_one_accepted(tmp_pa
     published: list[tuple[str, Any]] = []
     service = WatcherService(cameras, Supervisor(no_spec, lambda t, e: None, SupervisorOptions()), SourcePolicy(),
                              lambda value: value, WatcherOptions(node="alpha"),
-                             lambda topic, body: published.append((topic, body)), nodes)
+                             lambda topic, body: published.append((topic, body)), nodes, CameraLeases(store))
 
     async def register(**data: Any) -> Camera:
         return await service.register(tenant, {"url": "rtsp://cam.local/s", "enabled": True, **data})
@@ -43,7 +44,8 @@ def test_a_camera_for_an_unknown_node_is_refused_and_a_known_one_accepted(tmp_pa
     assert cameras.of_tenant(tenant) == [] and published == []  # nothing written, nothing sent
     nodes.announce("beta", "host-b", 1234)
     camera = asyncio.run(register(id="door", node="beta"))
-    assert camera.node == "beta" and published == [(CONTROL_TOPIC, {"camera": "door", "node": "beta"})]
+    # beta is alive (it has just announced itself): alpha leaves the camera to it and tells it.
+    assert camera.node == "beta" and published == [(CONTROL_TOPIC, {"camera": "door", "from": "alpha"})]
     assert [n.name for n in asyncio.run(service.list_nodes())] == ["alpha", "beta"]
     before = nodes.get("beta")
     assert before is not None
