@@ -151,7 +151,7 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
         if cfg.runtime.analysis_processes else None
     repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events, pool)
     jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs", concurrency=max(2, cfg.runtime.analysis_processes),
-                     runner_id=instance_id(Path(cfg.data_dir)))
+                     runner_id=instance_id(Path(cfg.data_dir)), max_item_bytes=cfg.api.max_body_bytes)
     jobs.register(enrol_kind(repo))
     reembedder = Reembedder(analyzer, repo_faces(repo))
     router = Router()

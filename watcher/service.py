@@ -68,7 +68,8 @@ class WatcherService:
         self.options = options
         self.node = options.node
         self.publish = publish
-        self._last_status: dict[str, dict[str, Any]] = {}  # camera -> its last camera.status, from any node
+        # camera -> (its tenant, its last camera.status), from any node
+        self._last_status: dict[str, tuple[str | None, dict[str, Any]]] = {}
 
     def _check(self, settings: CameraSettings) -> None:
         self.policy.check(settings.url)
@@ -170,15 +171,19 @@ class WatcherService:
             if camera.enabled:
                 await self._apply(camera)
 
-    def on_camera_event(self, event: Any) -> None:
-        """Every camera.status on the bus, so any node can answer for any camera."""
+    def on_camera_event(self, event: Any, tenant: str | None = None) -> None:
+        """Every camera.status on the bus, so any node can answer for any camera; ``tenant``: the event's
+        (its TENANT_HEADER), so that a camera id registered again by another tenant is not answered with
+        the status of the camera that had it before."""
         if isinstance(event, dict) and event.get("type") == "camera.status" and isinstance(event.get("camera"), str):
-            self._last_status[event["camera"]] = event
+            self._last_status[event["camera"]] = (tenant, event)
 
     def status(self, camera: Camera) -> dict[str, Any]:
         if (camera.node or self.node) == self.node:
             return {"id": camera.id, "enabled": camera.enabled, "node": self.node, **self.supervisor.status(camera.id)}
-        last = self._last_status.get(camera.id, {})
+        tenant, last = self._last_status.get(camera.id, (None, {}))
+        if tenant is not None and tenant != camera.tenant_id:
+            last = {}
         return {"id": camera.id, "enabled": camera.enabled, "node": camera.node,
                 "state": last.get("state", "unknown"), "reason": last.get("reason"), "attempt": last.get("attempt"),
                 "worker": None, "stats": {}, "as_of": last.get("time")}

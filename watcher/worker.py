@@ -33,7 +33,7 @@ from repo.store import RepoStore
 from repo.sync import SyncOptions
 from vision.analyzer import FaceAnalyzer
 
-from .cameras import UNKNOWN_FACES_QUEUE, Camera, event_topics, msgpack_topic_for
+from .cameras import UNKNOWN_FACES_QUEUE, Camera, event_headers, event_topics, msgpack_topic_for
 from .galleries import GalleryFollower
 from .pipeline import CameraPipeline, PipelineOptions
 from .stream import CameraStatus, StreamOptions, StreamReader
@@ -108,13 +108,14 @@ class CameraWorker:
         event.setdefault("id", uuid.uuid4().hex)  # what consumers deduplicate a redelivery by
         try:
             # Never wait for a reconnect: live notifications are worth less than live analysis.
+            headers = event_headers(self.spec.camera)
             for topic in event_topics(self.spec.camera):
-                self.bus.publish(topic, event, timeout_s=0)
+                self.bus.publish(topic, event, headers, timeout_s=0)
             if self.spec.feed_grouping and event.get("type") == "face.unknown":
                 self.bus.publish(UNKNOWN_FACES_QUEUE, event, timeout_s=0)
             if self.spec.camera.settings.msgpack:
                 self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
-                                 {"content-type": "application/msgpack"}, timeout_s=0)
+                                 {"content-type": "application/msgpack", **headers}, timeout_s=0)
             self.published += 1
             kind = str(event.get("type"))
             with self._events_lock:
