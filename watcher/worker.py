@@ -112,7 +112,7 @@ class CameraWorker:
             for topic in event_topics(self.spec.camera):
                 self.bus.publish(topic, event, headers, timeout_s=0)
             if self.spec.feed_grouping and event.get("type") == "face.unknown":
-                self.bus.publish(UNKNOWN_FACES_QUEUE, event, timeout_s=0)
+                self.bus.publish(UNKNOWN_FACES_QUEUE, event, headers, timeout_s=0)
             if self.spec.camera.settings.msgpack:
                 self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
                                  {"content-type": "application/msgpack", **headers}, timeout_s=0)

@@ -24,6 +24,8 @@ from PIL import Image
 
 from broker.client import BrokerAddress, BusClient, Reply
 
+from tests.waiting import eventually
+
 from .conftest import RawStomp
 from .repo_server import RepoServer
 
@@ -268,3 +270,28 @@ def test_a_lone_surrogate_in_a_json_string_is_malformed_json(service: Service) -
     assert login.status == 400 and login.body["code"] == "MALFORMED_JSON", login.body
     paired = http.call("POST", "/api/v1/galleries/surrogates/subjects", raw='{"name": "\\ud83d\\ude00"}'.encode())
     assert paired.status == 201 and paired.body["name"] == "\U0001f600"  # a surrogate pair is a character
+
+
+def test_an_unknown_face_is_grouped_for_the_tenant_whose_camera_saw_it(service: Service) -> None:
+    # Grouping looked the camera's owner up when it took the face off its queue: a camera id removed and
+    # registered by another tenant meanwhile handed the old camera's faces (crops of its people) to the new
+    # owner. Workers mark each face with their camera's tenant; grouping takes that.
+    assert service.call(service.globex, "POST", "/api/v1/cameras",
+                        {"id": "passed-on", "url": "rtsp://127.0.0.1:1/x", "enabled": False}).status == 201
+    model = service.server.http().call("GET", "/api/v1/health").body["embedding_model"]
+    vector = np.random.default_rng(3).standard_normal(512).astype(np.float32)
+    event = {"type": "face.unknown", "id": "e" * 32, "camera": "passed-on", "track": 7, "quality": 0.9,
+             "frame": {"wall_time": 1.0}, "model_id": model,
+             "embedding": base64.b64encode((vector / np.linalg.norm(vector)).tobytes()).decode()}
+    try:
+        service.bus.publish("/queue/facewatch.unknown-faces", event, {"tenant": service.acme["tenant_id"]},
+                            receipt=True)
+
+        def groups(tenant: dict[str, str]) -> int:
+            listed = service.server.http(api_key=tenant["api_key"]).call("GET", "/api/v1/groups?camera=passed-on")
+            return int(listed.body["total"])
+
+        eventually(lambda: groups(service.acme) == 1, timeout_s=30, what="acme's face grouped")
+        assert groups(service.globex) == 0
+    finally:
+        assert service.call(service.globex, "DELETE", "/api/v1/cameras/passed-on").status == 204
