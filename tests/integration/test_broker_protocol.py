@@ -518,3 +518,33 @@ def test_replies_a_tenant_does_not_read_are_bounded_by_its_quota_not_only_per_qu
         assert broker.call(lambda: core.stats()["paused_publishers"]) == 0
     finally:
         broker.stop()
+
+
+def test_messages_a_tenant_takes_and_never_acknowledges_are_bounded_too() -> None:
+    limit = 256 * 1024
+    broker = start_embedded(BrokerLimits(max_held_bytes_per_login=limit))
+    core = broker.broker.core
+    assert core is not None
+    try:
+        tenant = peer(broker, login="app", passcode="app-pass")
+        tenant.send_frame("SUBSCRIBE", {"destination": "/topic/events", "id": "0", "ack": "client", "receipt": "r"})
+        assert tenant.recv().command == "RECEIPT"
+        server = peer(broker)
+        for _ in range(60):
+            server.send_frame("SEND", {"destination": "/topic/events"}, b"e" * (64 * 1024))
+        server.send_frame("SEND", {"destination": "/topic/fence", "receipt": "done"}, b"")
+        assert server.recv().headers["receipt-id"] == "done"
+        delivered = []
+        while True:  # it reads everything it is sent, and acknowledges nothing
+            try:
+                delivered.append(tenant.recv(timeout_s=1.0))
+            except TimeoutError:
+                break
+        held = broker.call(lambda: core.router.held.total)
+        assert len(delivered) < 60 and held <= limit + 64 * 1024 + 1024, (len(delivered), held)
+        tenant.send_frame("ACK", {"id": delivered[-1].headers["ack"]})  # cumulative: all of them
+        tenant.send_frame("DISCONNECT", {"receipt": "bye"})
+        assert tenant.recv().headers["receipt-id"] == "bye"
+        assert broker.call(lambda: (core.router.held.total, dict(core.router.backlog.by_reader))) == (0, {})
+    finally:
+        broker.stop()
