@@ -115,7 +115,11 @@ class Api:
         route, params = self.router.match(method, path, transport)
         principal = None
         if not route.public:
-            principal = await self.authenticator.authenticate(headers)
+            try:
+                principal = await self.authenticator.authenticate(headers)
+            except Exception:  # a bug there must not cost the transport its request (STOMP: never answered)
+                log.exception("%s %s: authentication failed", method, path[:200])
+                raise InternalError("internal error") from None
             if principal is None:
                 raise AuthFailed("missing or invalid credentials (x-api-key or Authorization: Bearer)")
             if not principal.scope.allows_route(writes=not route.safe):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,8 @@ from .errors import BadParam, MalformedJson
 from .scopes import FULL, KeyScope
 
 __all__ = ("Principal", "UploadedFile", "ApiRequest", "ApiResponse")
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # the JSON escape of a UTF-16 surrogate
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,11 +51,20 @@ class ApiRequest:
         if not self.body:
             return {}
         try:
-            return json.loads(self.body)
+            data = json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedJson(f"request body is not valid JSON: {exc}") from None
         except RecursionError:
             raise MalformedJson("request body is nested too deep") from None
+        if _SURROGATE_ESCAPE.search(self.body):
+            # JSON lets "\ud800" stand alone; such a string is no text (it cannot be encoded, stored or
+            # hashed), so every use of it failed with a 500. Checked only when such an escape is there.
+            try:
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise MalformedJson("request body has a lone UTF-16 surrogate (\\ud800-\\udfff) in a string") \
+                    from None
+        return data
 
     def json_object(self) -> dict[str, Any]:
         if self.content_type.startswith("multipart/"):

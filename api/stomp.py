@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from broker.client import BusClient, BusError, BusMessage
 
-from .dispatch import Api
-from .errors import BadParam
+from .dispatch import Api, error_response
+from .errors import BadParam, InternalError, PayloadTooLarge
 from .idempotency import KEY_HEADER, WRITE_METHODS, fingerprint
 from .request import ApiRequest, ApiResponse
 
@@ -65,14 +65,16 @@ class StompApiServer:
     """
 
     def __init__(self, api: Api, client: BusClient, loop: asyncio.AbstractEventLoop, max_body_bytes: int,
-                 prefetch: int = 8, node: str = "") -> None:
-        """``client``: this server's own connection (not connected yet); ``node``: named in each reply."""
+                 prefetch: int = 8, node: str = "", max_reply_bytes: int | None = None) -> None:
+        """``client``: this server's own connection (not connected yet); ``node``: named in each reply;
+        ``max_reply_bytes``: the largest reply body the broker takes in one frame (None: no limit)."""
         self.api = api
         self.client = client
         self.loop = loop
         self.max_body_bytes = max_body_bytes
         self.prefetch = prefetch
         self.node = node
+        self.max_reply_bytes = max_reply_bytes
         self._sub_id: str | None = None
         self._taking = False
         self._in_hand: set[asyncio.Task[None]] = set()
@@ -139,8 +141,21 @@ class StompApiServer:
             if len(request.body) > self.max_body_bytes:
                 response = ApiResponse(413, {"code": "PAYLOAD_TOO_LARGE", "reason": "body over the limit"})
             else:
-                response = await self.api.dispatch(request, client_key="stomp")
+                try:
+                    response = await self.api.dispatch(request, client_key="stomp")
+                except Exception:
+                    # Answered and acknowledged all the same: a request left unacknowledged holds one of the
+                    # node's `prefetch` slots for good, and a few of them stop its STOMP API for everyone.
+                    log.exception("STOMP API %s %s failed", request.method, request.path[:200])
+                    response = error_response(InternalError("internal error"))
         body = response.body if isinstance(response.body, (bytes, bytearray)) else json.dumps(response.body).encode()
+        if self.max_reply_bytes is not None and len(body) > self.max_reply_bytes:
+            # The broker would refuse the frame and drop this connection, and the request, never acknowledged,
+            # would come back to do it again: every node's STOMP API down for everyone.
+            response = error_response(PayloadTooLarge(
+                f"the answer is {len(body)} bytes, more than one STOMP frame carries here ({self.max_reply_bytes}); "
+                f"ask for it over REST"))
+            body = json.dumps(response.body).encode()
         headers = {"content-type": response.content_type, **_reply_headers(response.headers)}
         if self.node:
             headers["node"] = self.node

@@ -31,6 +31,8 @@ class BrokerPrincipal:
     # by the memory alarm, since they are what consumes the queues.
     trusted: bool = False
     credential: str | None = None  # the revocable credential it connected with (an API key's id)
+    # False: no SEND at all, not even to a reply queue (a tenant's subscribe-only key).
+    may_send: bool = True
 
     def may_read(self, destination: str) -> bool:
         if any(destination.startswith(p) for p in self.read_prefixes):

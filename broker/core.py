@@ -23,12 +23,16 @@ from .auth import BrokerAuthenticator, BrokerPrincipal
 from .destinations import topic_matches
 from .frames import ProtocolError, encode_message_head, encode_message_tail
 
-__all__ = ("BrokerLimits", "Message", "HeldBytes", "MessageQueue", "Subscription", "MessageRouter",
-           "OverflowPolicy", "Subscriber", "Connection", "BrokerCore")
+__all__ = ("TENANT_HEADER", "BrokerLimits", "Message", "HeldBytes", "Backlog", "MessageQueue", "Subscription",
+           "MessageRouter", "OverflowPolicy", "Subscriber", "Connection", "BrokerCore")
 
 log = logging.getLogger(__name__)
 
 OverflowPolicy = Literal["drop_oldest", "disconnect"]
+
+# A message published with this header belongs to that tenant: topic subscriptions of other tenants'
+# connections never get it, whatever their pattern matched (a camera id another tenant used before, say).
+TENANT_HEADER = "tenant"
 
 # Headers a SEND may not pass through to subscribers: the broker sets them.
 _RESERVED = frozenset(
@@ -126,6 +130,35 @@ class HeldBytes:
             self.on_release()
 
 
+class Backlog:
+    """Bytes waiting for each untrusted login's connections: queued in their private queues (topic
+    subscriptions, temp queues) or delivered and not yet acknowledged, each copy counted.
+
+    What a login's own SENDs hold is its quota (HeldBytes); this is what others' messages, the API's
+    replies above all, hold for it while it does not read or acknowledge. Past ``limit`` its queues drop
+    their oldest (or, with the disconnect policy, it is disconnected) and its unacknowledged subscriptions
+    get no more: a tenant that stops reading costs the broker ``limit`` at most, however many connections,
+    temp queues and subscriptions it opens, and never trips the memory alarm for everyone else.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.by_reader: Counter[str] = Counter()
+
+    def add(self, reader: str, size: int) -> None:
+        self.by_reader[reader] += size
+
+    def remove(self, reader: str, size: int) -> None:
+        left = self.by_reader[reader] - size
+        if left > 0:
+            self.by_reader[reader] = left
+        else:
+            del self.by_reader[reader]
+
+    def over(self, reader: str) -> bool:
+        return self.by_reader.get(reader, 0) > self.limit
+
+
 def user_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in _RESERVED}
 
@@ -171,7 +204,11 @@ class Subscription:
     def has_capacity(self) -> bool:
         if not self.subscriber.writable:
             return False
-        return self.prefetch <= 0 or self.ack == "auto" or len(self.unacked) < self.prefetch
+        if self.ack == "auto":
+            return True
+        if self.queue.over_backlog():  # its reader holds too much unacknowledged already
+            return False
+        return self.prefetch <= 0 or len(self.unacked) < self.prefetch
 
     def deliver(self, message: Message) -> None:
         """Send ``message``, which its queue held: the hold passes to ``unacked``, or ends here."""
@@ -184,11 +221,11 @@ class Subscription:
                                    redelivered=message.redelivered, ack_id=ack_id)
         self.subscriber.send_raw(head + message.encoded_tail(version))
         if ack_id is None:
-            self.queue.held.release(message)
+            self.queue.settle(message)
 
     def drop_unacked(self) -> None:
         for message in self.unacked.values():
-            self.queue.held.release(message)
+            self.queue.settle(message)
         self.unacked.clear()
 
     def take_acked(self, ack_id: str) -> list[Message] | None:
@@ -210,7 +247,8 @@ class MessageQueue:
     """Messages waiting for consumers, handed out round robin."""
 
     def __init__(self, name: str, held: HeldBytes, max_messages: int, max_bytes: int, policy: OverflowPolicy, *,
-                 exclusive_owner: Subscriber | None = None, creator: str = "") -> None:
+                 exclusive_owner: Subscriber | None = None, creator: str = "",
+                 reader_tenant: str | None = None, reader: str | None = None, backlog: Backlog | None = None) -> None:
         self.name = name
         self.held = held
         self.messages: deque[Message] = deque()
@@ -221,6 +259,10 @@ class MessageQueue:
         self.policy = policy
         self.exclusive_owner = exclusive_owner
         self.creator = creator  # the login whose SEND or SUBSCRIBE made it (named queues)
+        self.reader_tenant = reader_tenant  # the tenant whose subscription it feeds (None: not a tenant's)
+        # The untrusted login it feeds, whose Backlog counts what waits here (None: not counted).
+        self.reader = reader if backlog is not None else None
+        self.backlog = backlog
         self.dropped = 0
         self._next = 0
 
@@ -231,19 +273,43 @@ class MessageQueue:
             self.messages.append(message)
         self.bytes += message.size
         self.held.hold(message)
+        if self.reader is not None and self.backlog is not None:
+            self.backlog.add(self.reader, message.size)
         while len(self.messages) > 1 and (len(self.messages) > self.max_messages or self.bytes > self.max_bytes):
             if self.policy == "disconnect" and self.exclusive_owner is not None:
-                self.clear()
-                self.exclusive_owner.fail("slow consumer", f"more than {self.max_messages} messages or "
-                                                           f"{self.max_bytes} bytes pending on {self.name}")
+                self._disconnect(f"more than {self.max_messages} messages or {self.max_bytes} bytes pending on "
+                                 f"{self.name}")
                 return
             self._release(self.messages.popleft())
             self.dropped += 1
         self.dispatch()
+        if self.messages and self.over_backlog():
+            if self.policy == "disconnect" and self.exclusive_owner is not None:
+                self._disconnect(f"more than {self.backlog.limit if self.backlog else 0} bytes waiting for "
+                                 f"{self.reader}")
+                return
+            while self.messages and self.over_backlog():
+                self._release(self.messages.popleft())
+                self.dropped += 1
+
+    def _disconnect(self, why: str) -> None:
+        assert self.exclusive_owner is not None
+        self.clear()
+        self.exclusive_owner.fail("slow consumer", why)
+
+    def over_backlog(self) -> bool:
+        """Whether the login this queue feeds has more than its Backlog's limit waiting."""
+        return self.reader is not None and self.backlog is not None and self.backlog.over(self.reader)
+
+    def settle(self, message: Message) -> None:
+        """A message taken from here is done with: sent (auto ack), acknowledged, given back or dropped."""
+        self.held.release(message)
+        if self.reader is not None and self.backlog is not None:
+            self.backlog.remove(self.reader, message.size)
 
     def _release(self, message: Message) -> Message:
         self.bytes -= message.size
-        self.held.release(message)
+        self.settle(message)
         return message
 
     def clear(self) -> None:
@@ -278,16 +344,20 @@ class MessageRouter:
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
         self.published = 0
+        self.backlog = Backlog(limits.max_held_bytes_per_login)
 
     def new_message(self, destination: str, headers: dict[str, str], body: bytes, publisher: str = "") -> Message:
         kept = user_headers(headers)
         size = len(body) + sum(len(k) + len(v) for k, v in kept.items())
         return Message(destination, kept, body, f"{self._prefix}-{next(self._ids)}", publisher=publisher, size=size)
 
-    def private_queue(self, name: str, owner: Subscriber) -> MessageQueue:
-        """A queue that feeds one connection only: a topic subscription or a temp queue."""
+    def private_queue(self, name: str, owner: Subscriber, reader_tenant: str | None = None,
+                      reader: str | None = None) -> MessageQueue:
+        """A queue that feeds one connection only: a topic subscription or a temp queue. ``reader``: the
+        connection's login when it is not trusted (its Backlog is bounded)."""
         return MessageQueue(name, self.held, self.limits.max_pending_messages, self.limits.max_pending_bytes,
-                            self.limits.overflow_policy, exclusive_owner=owner)
+                            self.limits.overflow_policy, exclusive_owner=owner, reader_tenant=reader_tenant,
+                            reader=reader, backlog=self.backlog if reader is not None else None)
 
     # topics
     def bind(self, pattern: str, queue: MessageQueue) -> None:
@@ -306,7 +376,10 @@ class MessageRouter:
                 self._route_cache.clear()
             self._route_cache[key] = targets
         self.published += 1
+        owner = message.headers.get(TENANT_HEADER)
         for queue in targets:
+            if owner is not None and queue.reader_tenant is not None and queue.reader_tenant != owner:
+                continue  # another tenant's message: not for this reader, whatever its pattern matched
             queue.put(message)
 
     # named queues
@@ -351,7 +424,7 @@ class MessageRouter:
         """Give unacknowledged messages back to their queue, first in line (and release them as delivered)."""
         for message in reversed(list(messages)):
             subscription.queue.put(message.redelivery(), front=True)
-            subscription.queue.held.release(message)
+            subscription.queue.settle(message)
 
 
 class BrokerCore:

@@ -5,6 +5,7 @@ Nothing here touches a socket; ``parser.py`` is the other direction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 __all__ = (
@@ -17,6 +18,7 @@ __all__ = (
     "encode_message_head",
     "encode_message_tail",
     "HEARTBEAT",
+    "ascii_int",
 )
 
 VERSIONS = ("1.0", "1.1", "1.2")
@@ -27,6 +29,17 @@ _UNESCAPED_COMMANDS = frozenset({"CONNECT", "CONNECTED", "STOMP"})
 _ESCAPE_12 = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", ":": "\\c"}
 _UNESCAPE_12 = {"\\": "\\", "r": "\r", "n": "\n", "c": ":"}
 _UNESCAPE_11 = {"\\": "\\", "n": "\n", "c": ":"}
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def ascii_int(text: str | None) -> int | None:
+    """A header's number: 1-18 ASCII digits, else None. (``str.isdigit`` also takes "²" and "٣", which
+    ``int`` refuses or reads, and any number of digits, which ``int`` refuses past 4300.)"""
+    if text is None or not _ASCII_DIGITS.fullmatch(text):
+        return None
+    return int(text)
 
 
 class ProtocolError(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .frames import Frame, ProtocolError, unescape_header
+from .frames import Frame, ProtocolError, ascii_int, unescape_header
 
 __all__ = ("ParserLimits", "FrameParser", "CLIENT_COMMANDS")
 
@@ -139,9 +139,11 @@ class FrameParser:
         body_start = pos
         length_text = headers.get("content-length")
         if length_text is not None:
-            if not length_text.isdigit():
+            length = ascii_int(length_text)
+            if length is None:
+                if length_text.isascii() and length_text.isdigit():
+                    raise ProtocolError("frame too large", f"limit {self.limits.max_frame_bytes} bytes")
                 raise ProtocolError("bad content-length", f"{length_text[:32]!r}")
-            length = int(length_text)
             self._check_size(body_start + length + 1)
             if len(self._buf) < body_start + length + 1:
                 return None

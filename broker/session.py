@@ -17,7 +17,7 @@ from typing import Protocol
 from .auth import BrokerPrincipal, Credentials
 from .core import BrokerCore, MessageQueue, Subscription
 from .destinations import parse_destination
-from .frames import VERSIONS, Frame, ProtocolError, encode_frame
+from .frames import VERSIONS, Frame, ProtocolError, ascii_int, encode_frame
 from .parser import FrameParser, ParserLimits
 
 __all__ = ("Transport", "StompSession")
@@ -116,6 +116,9 @@ class StompSession:
                     self._handle(frame)
                 except ProtocolError as exc:
                     self.fail(exc.message, exc.detail, frame.get("receipt"))
+                except Exception:  # a bug must cost this connection an ERROR, never leave state half-made
+                    log.exception("stomp %s %s: %s frame failed", self.id, self.transport.peer, frame.command)
+                    self.fail("internal error", "the broker could not handle this frame", frame.get("receipt"))
                 if self.closed:
                     return
             if error is not None:
@@ -216,9 +219,13 @@ class StompSession:
             return
         self.version = common[-1]
         self.parser.version = self.version
-        principal = self.core.authenticator.authenticate(
-            Credentials(frame.get("login"), frame.get("passcode"), frame.get("authorization"))
-        )
+        try:
+            principal = self.core.authenticator.authenticate(
+                Credentials(frame.get("login"), frame.get("passcode"), frame.get("authorization"))
+            )
+        except Exception:  # credentials no authenticator could read are no credentials
+            log.exception("stomp %s %s: authenticating failed", self.id, self.transport.peer)
+            principal = None
         if principal is None:
             raise ProtocolError("access refused", "bad credentials")
         if not self.core.admit(self, principal):
@@ -251,6 +258,8 @@ class StompSession:
     def _send_target(self, frame: Frame) -> tuple[str, str]:
         dest = parse_destination(frame.get("destination"))
         principal = self._connected_principal()
+        if not principal.may_send:
+            raise ProtocolError("access refused", "this credential may not SEND (it may only SUBSCRIBE)")
         if dest.kind == "reply-queue":
             return dest.kind, dest.name  # the token is the permission
         if dest.kind == "temp-queue":
@@ -285,12 +294,17 @@ class StompSession:
                 raise ProtocolError("too many temporary queues",
                                     f"limit {self.limits.max_temp_queues_per_connection} per connection")
             token = secrets.token_urlsafe(18).replace("-", "_")
-            queue = self.core.router.private_queue(f"/temp-queue/{name}", self)
+            queue = self.core.router.private_queue(f"/temp-queue/{name}", self, reader=self._reader())
             # Replies arrive as if the client had subscribed with id /temp-queue/<name>.
             queue.consumers.append(Subscription(self, f"/temp-queue/{name}", f"/temp-queue/{name}", "auto", queue, 0))
             self.core.router.reply_queues[token] = queue
             found = self.temp_queues[name] = (token, queue)
         return found
+
+    def _reader(self) -> str | None:
+        """This connection's login as its private queues' reader: bounded unless trusted (core.Backlog)."""
+        principal = self._connected_principal()
+        return None if principal.trusted else principal.name
 
     def _subscribe(self, frame: Frame) -> None:
         principal = self._connected_principal()
@@ -308,22 +322,27 @@ class StompSession:
         ack = frame.get("ack", "auto")
         if ack not in ("auto", "client", "client-individual"):
             raise ProtocolError("invalid ack mode", ack or "")
-        prefetch_text = frame.get("prefetch-count", "0") or "0"
-        if not prefetch_text.isdigit():
-            raise ProtocolError("invalid prefetch-count", prefetch_text)
+        prefetch = ascii_int(frame.get("prefetch-count", "0") or "0")
+        if prefetch is None:
+            raise ProtocolError("invalid prefetch-count", (frame.get("prefetch-count") or "")[:64])
         router = self.core.router
         if dest.kind in ("temp-queue", "reply-queue"):
             raise ProtocolError("cannot subscribe to a temporary queue", "replies arrive without a SUBSCRIBE")
         if not principal.may_read(dest.text):
             raise ProtocolError("access refused", f"no read permission for {dest.text}")
         if dest.kind == "topic":
-            queue = router.private_queue(f"{dest.text} ({self.id}/{sub_id})", self)
-            router.bind(dest.name, queue)
+            # Delivers only what its reader may see: a tenant's queue skips messages marked as another
+            # tenant's (core.TENANT_HEADER).
+            queue = router.private_queue(f"{dest.text} ({self.id}/{sub_id})", self, reader_tenant=principal.tenant,
+                                         reader=self._reader())
         else:
             queue = router.queue(dest.name, principal)
-        sub = Subscription(self, sub_id, dest.text, ack, queue, int(prefetch_text))
+        sub = Subscription(self, sub_id, dest.text, ack, queue, prefetch)
         self.subscriptions[sub_id] = sub
         queue.consumers.append(sub)
+        if dest.kind == "topic":
+            # Bound last: a binding exists only for a subscription that close() will find and remove.
+            router.bind(dest.name, queue)
         queue.dispatch()
 
     def _remove_subscription(self, sub: Subscription) -> None:
@@ -366,7 +385,7 @@ class StompSession:
     def _ack(self, frame: Frame) -> None:
         sub, ack_id = self._ack_target(frame)
         for message in sub.take_acked(ack_id) or []:
-            sub.queue.held.release(message)
+            sub.queue.settle(message)
         sub.queue.dispatch()  # prefetch room opened
 
     def _nack(self, frame: Frame) -> None:
@@ -429,7 +448,7 @@ class StompSession:
 def _parse_heartbeat(text: str | None) -> tuple[int, int]:
     if not text:
         return 0, 0
-    parts = text.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ProtocolError("invalid heart-beat header", text)
-    return int(parts[0]), int(parts[1])
+    parts = [ascii_int(p.strip()) for p in text.split(",")]
+    if len(parts) != 2 or parts[0] is None or parts[1] is None:
+        raise ProtocolError("invalid heart-beat header", text[:64])
+    return parts[0], parts[1]

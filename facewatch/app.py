@@ -21,9 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from api.rest import add_rest_routes
+from api.rest import add_rest_routes, json_expect
 from api.stomp import StompApiServer
 from broker.client import BusClient
+from broker.core import TENANT_HEADER
 from broker.embedded import EmbeddedBroker
 from console import add_console_routes, missing_vendor_files
 from grouping.reembed import grouped_faces
@@ -123,6 +124,15 @@ async def _every(interval_s: float, step: Callable[[], object], what: str, threa
                 log.exception("%s failed this time", what)
     finally:
         thread.shutdown(wait=False)  # a step in progress ends on its own; the loop does not wait for it
+
+
+NODE_SEEN_INTERVAL_S = 30.0
+REPLY_HEADROOM_BYTES = 64 * 1024  # a STOMP reply's headers (its correlation id is the client's, up to a line)
+
+
+def max_reply_bytes(max_frame_bytes: int) -> int:
+    """The largest STOMP API reply body a frame of ``max_frame_bytes`` carries with its headers."""
+    return max(max_frame_bytes - REPLY_HEADROOM_BYTES, max_frame_bytes // 2)
 
 
 async def _keep_leases(watcher: WatcherService) -> None:
@@ -248,7 +258,7 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
     app.on_shutdown.append(_log_shutdown)
     if broker is not None:
         app[BROKER] = broker
-        app.router.add_get(cfg.broker.websocket_path, broker.websocket_handler())
+        app.router.add_get(cfg.broker.websocket_path, broker.websocket_handler(), expect_handler=json_expect)
 
         async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
             port = await broker.start()
@@ -284,7 +294,7 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         await parts.repo.warm_up(cfg.runtime.analysis_processes)
         requests = BusClient(internal_address(cfg, broker.port if broker else None), client_name="facewatch-requests")
         stomp_api = StompApiServer(parts.api, requests, asyncio.get_running_loop(), cfg.api.max_body_bytes,
-                                   cfg.api.stomp_prefetch, node_name(cfg))
+                                   cfg.api.stomp_prefetch, node_name(cfg), max_reply_bytes(cfg.broker.max_frame_bytes))
         await asyncio.to_thread(stomp_api.start)
         app[STOMP_API] = stomp_api
         resumed = parts.jobs.resume_all()
@@ -321,7 +331,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         app.cleanup_ctx.append(_groups_ctx(grouping, cfg))
     if metrics is not None and cfg.metrics.enabled:
         app.router.add_get(cfg.metrics.path, metrics_handler(metrics.registry,
-                                                             metrics_token(cfg.metrics.token, Path(cfg.data_dir))))
+                                                             metrics_token(cfg.metrics.token, Path(cfg.data_dir))),
+                           expect_handler=json_expect)
         app.cleanup_ctx.append(_metrics_ctx(metrics, cfg, parts, broker, watcher, reembedders, grouping is not None))
     if grouping is not None and watcher is not None:
         app.cleanup_ctx.append(_grouping_ctx(grouping, watcher, cfg.grouping.refine_interval_s))
@@ -337,7 +348,8 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
             subscriptions = [
                 bus.subscribe(CONTROL_TOPIC, lambda m: asyncio.run_coroutine_threadsafe(
                     watcher.on_control(m.json()), loop)),
-                bus.subscribe(ALL_CAMERAS_TOPIC, lambda m: watcher.on_camera_event(m.json())),
+                bus.subscribe(ALL_CAMERAS_TOPIC,
+                              lambda m: watcher.on_camera_event(m.json(), m.headers.get(TENANT_HEADER))),
                 bus.subscribe(REPO_EVENTS, lambda m: asyncio.run_coroutine_threadsafe(
                     watcher.on_repo_event(m.json()), loop)),
             ]

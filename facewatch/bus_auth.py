@@ -50,7 +50,7 @@ class TenantBusAuthenticator:
         if not scope.may_call_api:  # subscribe: its cameras' topics, nothing else, no SEND
             return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(), tenant=tenant,
                                    read_check=partial(self.may_read_camera, tenant, frozenset(scope.cameras)),
-                                   credential=grant.key_id or None)
+                                   credential=grant.key_id or None, may_send=False)
         # Exactly the API queue: a prefix would let a tenant make queues of any name that starts like it.
         return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(), tenant=tenant,
                                read_check=partial(self.may_read, tenant), write_exact=frozenset({API_QUEUE}),

@@ -15,6 +15,7 @@ import numpy as np
 from api.errors import ApiError
 from api.routing import Router
 from broker.client import BusClient, BusMessage
+from broker.core import TENANT_HEADER
 from grouping.handlers import ROUTES as GROUPING_ROUTES, GroupingContext, grouping_job_kind
 from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore, NewFace
@@ -69,9 +70,11 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
     tenants: set[str] = set()
     in_hand: set[asyncio.Task[None]] = set()
 
-    async def place(event: dict[str, Any]) -> None:
+    async def place(event: dict[str, Any], marked: str | None) -> None:
         face = new_face_from_event(event)
-        tenant = await asyncio.to_thread(camera_owner, str(event.get("camera")))
+        # The tenant the worker marked it with (its camera's then): a camera id removed and registered by
+        # another tenant meanwhile must not hand the old camera's faces to the new owner.
+        tenant = marked or await asyncio.to_thread(camera_owner, str(event.get("camera")))
         if face is None or tenant is None:
             log.warning("face.unknown from camera %r not grouped (no embedding or no such camera)", event.get("camera"))
             return
@@ -87,7 +90,7 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
         try:
             event = json.loads(message.body)
             if isinstance(event, dict) and event.get("type") == "face.unknown":
-                await place(event)
+                await place(event, message.headers.get(TENANT_HEADER))
         except ValueError:
             log.warning("not JSON on %s: dropped", UNKNOWN_FACES_QUEUE)
         except Exception:

@@ -30,7 +30,7 @@ class BusOutbox:
         self.lost = 0  # events the broker did not take within retry_s
         self.sent = 0
         self._client: BusClient | None = None
-        self._queue: collections.deque[tuple[str, Any]] = collections.deque()
+        self._queue: collections.deque[tuple[str, Any, dict[str, str] | None]] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -41,8 +41,8 @@ class BusOutbox:
         self._thread = threading.Thread(target=self._drain, name="bus-outbox", daemon=True)
         self._thread.start()
 
-    def publish(self, destination: str, body: Any) -> None:
-        """Never blocks: queues the event for the sender thread."""
+    def publish(self, destination: str, body: Any, headers: dict[str, str] | None = None) -> None:
+        """Never blocks: queues the event (with its STOMP ``headers``) for the sender thread."""
         with self._cond:
             if self._client is None:
                 log.debug("bus not connected; event for %s dropped", destination)
@@ -52,7 +52,7 @@ class BusOutbox:
                 self.dropped += 1
                 if self.dropped % 1000 == 1:
                     log.warning("outbox full (%d events): %d oldest dropped so far", self.max_events, self.dropped)
-            self._queue.append((destination, body))
+            self._queue.append((destination, body, headers))
             self._cond.notify()
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -80,12 +80,12 @@ class BusOutbox:
                     self._cond.wait()
                 if not self._queue:
                     return  # closing, and everything was sent
-                destination, body = self._queue[0]
+                destination, body, headers = self._queue[0]
                 client = self._client
             if client is None:
                 return
             try:
-                client.publish(destination, body, timeout_s=self.retry_s)
+                client.publish(destination, body, headers, timeout_s=self.retry_s)
                 self.sent += 1
             except BusError as exc:
                 self.lost += 1

@@ -152,7 +152,7 @@ def build_repo(cfg: FacewatchConfig, analyzer: FaceAnalyzer, events: EventPublis
     repo = FaceRepository(store, analyzer, ImageStore(Path(cfg.data_dir) / "images"), options, events, pool)
     jobs = JobRunner(store, events, Path(cfg.data_dir) / "jobs", concurrency=max(2, cfg.runtime.analysis_processes),
                      runner_id=instance_id(Path(cfg.data_dir)), lease_ttl_s=cfg.jobs.lease_ttl_s,
-                     stop_timeout_s=cfg.api.drain_timeout_s)
+                     stop_timeout_s=cfg.api.drain_timeout_s, max_item_bytes=cfg.api.max_body_bytes)
     jobs.register(enrol_kind(repo))
     reembedder = Reembedder(analyzer, repo_faces(repo))
     router = Router()

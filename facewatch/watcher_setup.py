@@ -13,7 +13,6 @@ import os
 import socket
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from api.errors import ApiError
 from api.routing import Router
@@ -27,7 +26,7 @@ from watcher.leases import CameraLeases
 from watcher.nodes import NodeRegistry
 from watcher.registry import CameraRegistry
 from watcher.service import WatcherOptions, WatcherService, disable_finished
-from watcher.supervisor import Supervisor, SupervisorOptions
+from watcher.supervisor import EventPublish, Supervisor, SupervisorOptions
 from watcher.worker import WorkerSpec
 
 from .analyzer_setup import build_analyzer
@@ -46,7 +45,7 @@ def source_policy(cfg: FacewatchConfig) -> SourcePolicy:
 
 
 def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepository, router: Router,
-                  bus_address: Callable[[], BrokerAddress], publish: Callable[[str, Any], None]) -> WatcherService:
+                  bus_address: Callable[[], BrokerAddress], publish: EventPublish) -> WatcherService:
     """``bus_address`` is asked at each worker start (the embedded broker's port is known only once it runs)."""
     policy = source_policy(cfg)
     w = cfg.watcher

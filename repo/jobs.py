@@ -65,8 +65,10 @@ class JobKind:
     counters: tuple[str, ...] = ()  # result fields that start at 0
 
 
-def items_from_zip(data: bytes, max_files: int, max_total_bytes: int, *, nested: bool = True) -> list[JobItem]:
-    """The image members of a zip (``<subject>/<image>`` when ``nested``), validated before any work."""
+def items_from_zip(data: bytes, max_files: int, max_total_bytes: int, *, nested: bool = True,
+                   max_item_bytes: int | None = None) -> list[JobItem]:
+    """The image members of a zip (``<subject>/<image>`` when ``nested``), validated before any work.
+    ``max_item_bytes``: the most one image may be (it is read whole into memory to be decoded)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -80,6 +82,11 @@ def items_from_zip(data: bytes, max_files: int, max_total_bytes: int, *, nested:
             raise BadParam(f"zip member {info.filename!r} has an unsafe path", "file")
         if nested and len(parts) != 2:
             raise BadParam(f"zip members must be <subject>/<image>, got {info.filename!r}", "file")
+        if max_item_bytes is not None and info.file_size > max_item_bytes:
+            # A member is decompressed whole before its image is checked: one that expands to gigabytes
+            # (a few KB of zeros, deflated) must not be read at all.
+            raise PayloadTooLarge(f"zip member {info.filename!r} expands to {info.file_size} bytes, more than an "
+                                  f"image may be ({max_item_bytes})", "file")
         total += info.file_size  # the uncompressed size: zip bombs stop here
         if total > max_total_bytes:
             raise PayloadTooLarge(f"zip expands to more than {max_total_bytes} bytes", "file")
@@ -130,15 +137,18 @@ class _Held:
 
 class JobRunner:
     def __init__(self, store: RepoStore, events: EventPublisher, spool: Path, concurrency: int = 2,
-                 runner_id: str = "", lease_ttl_s: float = 10.0, stop_timeout_s: float = 30.0) -> None:
+                 runner_id: str = "", lease_ttl_s: float = 10.0, stop_timeout_s: float = 30.0,
+                 max_item_bytes: int | None = None) -> None:
         """``runner_id`` names this runner in the jobs' leases (the data directory's id: a restarted node
-        takes its own jobs back at once). ``spool``: where jobs from before leases kept their zip."""
+        takes its own jobs back at once). ``spool``: where jobs from before leases kept their zip.
+        ``max_item_bytes``: the most one member may expand to (an image's byte limit)."""
         self.store = store
         self.events = events
         self.spool = spool
         self.runner_id = runner_id
         self.lease_ttl_s = lease_ttl_s
         self.stop_timeout_s = stop_timeout_s
+        self.max_item_bytes = max_item_bytes
         # Items analysed at once: the models release the GIL, so 2 fill 2 cores.
         self.concurrency = concurrency
         self.kinds: dict[str, JobKind] = {}
@@ -151,7 +161,8 @@ class JobRunner:
 
     async def submit_zip(self, tenant_id: str, kind: str, params: dict[str, Any], data: bytes, *, max_files: int,
                          max_total_bytes: int) -> dict[str, Any]:
-        items = items_from_zip(data, max_files, max_total_bytes, nested=self.kinds[kind].nested)
+        items = items_from_zip(data, max_files, max_total_bytes, nested=self.kinds[kind].nested,
+                               max_item_bytes=self.max_item_bytes)
         now = time.time()
         job_id = await asyncio.to_thread(self.store.create_job, tenant_id, kind, len(items), params, self.runner_id,
                                          data=data, lease_ttl_s=self.lease_ttl_s)
@@ -294,7 +305,8 @@ class JobRunner:
             if data is None:  # a job from before leases: its zip is in our spool
                 data = await asyncio.to_thread((self.spool / f"{job_id}.zip").read_bytes)
             items = [replace(item, key=f"{job_id}/{position}")
-                     for position, item in enumerate(items_from_zip(data, 1 << 30, 1 << 40, nested=kind.nested))]
+                     for position, item in enumerate(items_from_zip(data, 1 << 30, 1 << 40, nested=kind.nested,
+                                                                    max_item_bytes=self.max_item_bytes))]
         except (OSError, ApiError) as exc:
             await asyncio.to_thread(store.update_job, job_id, "failed", job["done"], result | {"error": str(exc)},
                                     lease)

@@ -47,6 +47,8 @@ def new_api_key() -> tuple[str, str, str]:
 
 
 def split_api_key(key: str) -> str | None:
+    if not key.isascii():  # keys are ASCII; anything else is no key (and would not hash)
+        return None
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "fwk" or len(parts[1]) != 16:
         return None
@@ -82,6 +84,8 @@ class TokenSigner:
         return f"fwt.{claims}.{signature}", expires
 
     def verify(self, token: str) -> AccessClaims | None:
+        if not token.isascii():  # compare_digest refuses non-ASCII strings: no token is anything but ASCII
+            return None
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != "fwt":
             return None

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.errors import BadParam
+from broker.core import TENANT_HEADER
 from api.names import CAMERA_ID, NAME
 from repo.events import tenant_topic
 from vision.attribute_names import AttributeName
@@ -22,8 +23,8 @@ from vision.attribute_names import AttributeName
 from .stream import StreamOptions
 
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
-           "topic_for", "msgpack_topic_for", "event_topics", "ALL_CAMERAS_TOPIC", "UNKNOWN_FACES_QUEUE",
-           "SIGHTINGS_QUEUE", "SIGHTING_EVENT_TYPES")
+           "topic_for", "msgpack_topic_for", "event_topics", "event_headers", "ALL_CAMERAS_TOPIC",
+           "UNKNOWN_FACES_QUEUE", "SIGHTINGS_QUEUE", "SIGHTING_EVENT_TYPES")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
@@ -48,6 +49,13 @@ def event_topics(camera: "Camera") -> tuple[str, str]:
     application subscribes once (``/topic/tenant.<tenant id>.watcher.*``) to all its cameras, present and
     future, and may subscribe to a camera before it is registered."""
     return topic_for(camera.id), tenant_topic(camera.tenant_id, f"watcher.{camera.id}")
+
+
+def event_headers(camera: "Camera") -> dict[str, str]:
+    """The headers of every event a camera publishes: its tenant's, so that the broker never hands them to
+    another tenant's subscription, such as one a tenant kept on a camera id it removed and someone else
+    registered since (broker.core.TENANT_HEADER)."""
+    return {TENANT_HEADER: camera.tenant_id}
 
 
 def msgpack_topic_for(camera_id: str) -> str:
@@ -144,10 +152,16 @@ class SourcePolicy:
                              max_attempts=self.max_attempts, input_format=input_format)
 
     def _source(self, url: str) -> tuple[str, str | None]:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
+        if not url.isprintable():
+            # FFmpeg takes C strings: a NUL would end the URL early; other control characters mean nothing.
+            raise BadParam("url may not contain control characters", "url")
+        try:
+            parts = urlsplit(url)
+            scheme, host, _port = parts.scheme.lower(), parts.hostname, parts.port  # port: ValueError if bad
+        except ValueError as exc:  # "http://[::1", "http://h:99999/"
+            raise BadParam(f"url is not a valid URL: {exc}", "url") from None
         if scheme in ("rtsp", "rtsps", "http", "https"):
-            if not parts.hostname:
+            if not host:
                 raise BadParam("url has no host", "url")
             return url, None
         if url.startswith("/dev/video") or scheme == "v4l2":

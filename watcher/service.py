@@ -75,7 +75,8 @@ class WatcherService:
         self.publish = publish
         self.keeper = LeaseKeeper(self.node, registry, leases, nodes, supervisor, publish,
                                   lambda camera: self._check(camera.settings), LeaseOptions(options.lease_ttl_s))
-        self._last_status: dict[str, dict[str, Any]] = {}  # camera -> its last camera.status, from any node
+        # camera -> (its tenant, its last camera.status), from any node
+        self._last_status: dict[str, tuple[str | None, dict[str, Any]]] = {}
 
     def _check(self, settings: CameraSettings) -> None:
         self.policy.check(settings.url)
@@ -171,16 +172,18 @@ class WatcherService:
             if camera.enabled:
                 await self._apply(camera.id)
 
-    def on_camera_event(self, event: Any) -> None:
-        """Every camera.status on the bus, so any node can answer for any camera. A status under an older
-        lease than one already seen (a stale node's) does not replace it."""
+    def on_camera_event(self, event: Any, tenant: str | None = None) -> None:
+        """Every camera.status on the bus, so any node can answer for any camera. ``tenant``: the event's
+        (its TENANT_HEADER), so that a camera id registered again by another tenant is not answered with
+        the status of the camera that had it before. A status under an older lease than one already seen
+        (a stale node's) does not replace it."""
         if not (isinstance(event, dict) and event.get("type") == "camera.status"
                 and isinstance(event.get("camera"), str)):
             return
-        last = self._last_status.get(event["camera"])
-        if last is not None and _epoch(event) < _epoch(last):
+        seen = self._last_status.get(event["camera"])
+        if seen is not None and seen[0] == tenant and _epoch(event) < _epoch(seen[1]):
             return
-        self._last_status[event["camera"]] = event
+        self._last_status[event["camera"]] = (tenant, event)
 
     async def status(self, camera: Camera) -> dict[str, Any]:
         if camera.id in self.supervisor.running():
@@ -191,7 +194,9 @@ class WatcherService:
                 "stats": {}, "lease": None if lease is None else lease.epoch}
         if not camera.enabled:  # the database says it all
             return {**base, "node": camera.node, "state": "stopped", "reason": None, "attempt": None}
-        last = self._last_status.get(camera.id, {})
+        tenant, last = self._last_status.get(camera.id, (None, {}))
+        if tenant is not None and tenant != camera.tenant_id:
+            last = {}  # the camera that had this id before, another tenant's
         if lease is not None and lease.owner is not None and lease.owner != self.node:
             if not lease.held(time.time()):  # not renewed, not yet taken over (by no live node, or not yet)
                 return {**base, "node": lease.owner, "state": NODE_DOWN, "attempt": None, "as_of": lease.expires_at,

@@ -18,15 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
-from .cameras import Camera, event_topics
+from .cameras import Camera, event_headers, event_topics
 from .leases import LeaseGrant
 from .worker import WorkerSpec, run_worker
 
-__all__ = ("SupervisorOptions", "Supervisor")
+__all__ = ("SupervisorOptions", "Supervisor", "EventPublish")
 
 log = logging.getLogger(__name__)
+
+
+class EventPublish(Protocol):
+    """Sends an event to a topic, with STOMP headers (the camera's tenant: cameras.event_headers)."""
+
+    def __call__(self, destination: str, body: Any, headers: dict[str, str] | None = None, /) -> None: ...
 
 
 @dataclass(slots=True, frozen=True)
@@ -71,7 +77,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 class Supervisor:
-    def __init__(self, make_spec: Callable[[Camera], WorkerSpec], publish: Callable[[str, dict[str, Any]], None],
+    def __init__(self, make_spec: Callable[[Camera], WorkerSpec], publish: EventPublish,
                  options: SupervisorOptions, target: Callable[[WorkerSpec, Any], None] = run_worker,
                  on_ended: Callable[[Camera, dict[str, Any]], None] | None = None) -> None:
         """``make_spec`` turns a camera into what its worker needs; ``publish`` sends an event to a topic;
@@ -206,7 +212,7 @@ class Supervisor:
         if worker.lease is not None:  # as the worker's own events: where it ran, under which lease
             status = {**status, "node": worker.lease.node, "lease": worker.lease.epoch}
         for topic in event_topics(worker.camera):
-            self.publish(topic, status)
+            self.publish(topic, status, event_headers(worker.camera))
 
     def _run(self) -> None:
         while not self._closed.wait(self.options.tick_s):

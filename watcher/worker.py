@@ -41,7 +41,9 @@ from repo.store import RepoStore
 from repo.sync import SyncOptions
 from vision.analyzer import FaceAnalyzer
 
-from .cameras import SIGHTING_EVENT_TYPES, SIGHTINGS_QUEUE, UNKNOWN_FACES_QUEUE, Camera, event_topics, msgpack_topic_for
+from .cameras import (
+    SIGHTING_EVENT_TYPES, SIGHTINGS_QUEUE, UNKNOWN_FACES_QUEUE, Camera, event_headers, event_topics, msgpack_topic_for,
+)
 from .galleries import GalleryFollower
 from .leases import CameraLeases, LeaseGrant
 from .pipeline import CameraPipeline, PipelineOptions
@@ -160,16 +162,17 @@ class CameraWorker:
                 return
         try:
             # Never wait for a reconnect: live notifications are worth less than live analysis.
+            headers = event_headers(self.spec.camera)
             for topic in event_topics(self.spec.camera):
-                self.bus.publish(topic, event, timeout_s=0)
+                self.bus.publish(topic, event, headers, timeout_s=0)
             if self.spec.feed_grouping and event.get("type") == "face.unknown":
-                self.bus.publish(UNKNOWN_FACES_QUEUE, event, timeout_s=0)
+                self.bus.publish(UNKNOWN_FACES_QUEUE, event, headers, timeout_s=0)
             if self.spec.feed_sightings and _is_sighting_event(event):
                 # persistent: a broker that keeps queues on disk (RabbitMQ) keeps it across its restart.
-                self.bus.publish(SIGHTINGS_QUEUE, event, {"persistent": "true"}, timeout_s=0)
+                self.bus.publish(SIGHTINGS_QUEUE, event, {**headers, "persistent": "true"}, timeout_s=0)
             if self.spec.camera.settings.msgpack:
                 self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
-                                 {"content-type": "application/msgpack"}, timeout_s=0)
+                                 {"content-type": "application/msgpack", **headers}, timeout_s=0)
             self.published += 1
             kind = str(event.get("type"))
             with self._events_lock:

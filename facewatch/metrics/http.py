@@ -44,7 +44,7 @@ def metrics_handler(registry: CollectorRegistry, token: str) -> Handler:
     expected = f"Bearer {token}".encode()
 
     async def metrics(request: web.Request) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")  # as aiohttp read it
         if not hmac.compare_digest(given, expected):
             return web.json_response(
                 {"code": "AUTH_FAILED", "reason": "metrics need the metrics bearer token (Authorization: Bearer "

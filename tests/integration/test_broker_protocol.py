@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import pytest
 
-from broker.core import BrokerLimits
-from broker.embedded import BrokerThread
+from broker.auth import BrokerPrincipal, Credentials
+from broker.core import TENANT_HEADER, BrokerLimits
+from broker.embedded import BrokerThread, EmbeddedBroker
 
 from tests.waiting import eventually
 
@@ -387,5 +391,160 @@ def test_a_publisher_over_its_quota_is_paused_not_refused_and_resumes_as_the_que
         assert [b[:4] for b in bodies[:200]] == [b"%04d" % i for i in range(200)] and bodies[200] == b"last"
         assert app.recv().headers["receipt-id"] == "last"  # read again once the queue drained
         assert broker.call(lambda: core.stats()["paused_publishers"]) == 0
+    finally:
+        broker.stop()
+
+
+# -- hostile input that once cost more than the sender's own connection ------------------------------------------
+
+@pytest.mark.parametrize(("frame", "message"), [
+    # str.isdigit() says yes to these, int() then refuses (or reads) them: the connection died without an
+    # ERROR, and a SUBSCRIBE had bound its queue first, so the binding (and what it received) stayed forever.
+    ({"command": "SUBSCRIBE", "headers": {"destination": "/topic/held", "id": "1", "prefetch-count": "\u00b2"}},
+     "invalid prefetch-count"),
+    ({"command": "SUBSCRIBE", "headers": {"destination": "/topic/held", "id": "1", "prefetch-count": "\u0663"}},
+     "invalid prefetch-count"),
+    ({"command": "SUBSCRIBE", "headers": {"destination": "/topic/held", "id": "1", "prefetch-count": "9" * 5000}},
+     "invalid prefetch-count"),
+    ("SEND\ndestination:/topic/held\ncontent-length:\u00b2\n\n\x00".encode(), "bad content-length"),
+])
+def test_numbers_in_headers_are_ascii_digits_and_a_refused_subscribe_leaves_nothing_bound(
+        frame: dict[str, Any] | bytes, message: str) -> None:
+    broker = start_embedded(BrokerLimits(max_header_line_bytes=16 * 1024))
+    core = broker.broker.core
+    assert core is not None
+    try:
+        bad = peer(broker)
+        if isinstance(frame, bytes):
+            bad.send(frame)
+        else:
+            bad.send_frame(frame["command"], frame["headers"], b"")
+        error = bad.recv()
+        assert error.command == "ERROR" and error.headers["message"] == message
+        assert bad.closed_by_peer()
+        publisher = peer(broker)
+        publisher.send_frame("SEND", {"destination": "/topic/held", "receipt": "r"}, b"x" * 1000)
+        assert publisher.recv().headers["receipt-id"] == "r"
+        assert broker.call(lambda: (len(core.router.bindings), core.router.held.total)) == (0, 0)
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("heartbeat", ["\u00b2,0", "0,\u0663", "9" * 5000 + ",0"])
+def test_a_heart_beat_header_of_other_digits_is_an_error(embedded: BrokerThread, heartbeat: str) -> None:
+    raw = RawStomp(embedded.broker.port)
+    error = raw.connect(**{"heart-beat": heartbeat})
+    assert error.command == "ERROR" and error.headers["message"] == "invalid heart-beat header"
+    assert raw.closed_by_peer()
+    assert peer(embedded)  # and the broker takes the next connection
+
+
+class _Tenants:
+    """Logins "acme" and "globex" are tenants of those names; "server" is the server's own."""
+
+    def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None:
+        if credentials.login == "server":
+            return BrokerPrincipal("server", trusted=True)
+        if credentials.login in ("acme", "globex"):
+            return BrokerPrincipal(f"tenant:{credentials.login}", tenant=credentials.login,
+                                   read_check=lambda destination: destination.startswith("/topic/watcher."),
+                                   write_exact=frozenset({"/queue/requests"}))
+        return None
+
+
+def test_a_message_marked_with_a_tenant_reaches_no_other_tenants_subscription() -> None:
+    # A tenant subscribed to its camera's topic, removed the camera, and another tenant registered the
+    # same id: the old subscription kept receiving the new owner's events.
+    broker = BrokerThread(EmbeddedBroker(BrokerLimits(), _Tenants(), port=0)).start()
+    try:
+        readers = {name: peer(broker, login=name, passcode="x") for name in ("acme", "globex")}
+        for reader in readers.values():
+            reader.send_frame("SUBSCRIBE", {"destination": "/topic/watcher.*", "id": "1", "receipt": "r"})
+            assert reader.recv().command == "RECEIPT"
+        server = peer(broker, login="server", passcode="x")
+        server.send_frame("SEND", {"destination": "/topic/watcher.door", TENANT_HEADER: "globex"}, b"globex's")
+        server.send_frame("SEND", {"destination": "/topic/watcher.door"}, b"anyone's")
+        assert readers["globex"].recv().body == b"globex's"
+        assert readers["globex"].recv().body == b"anyone's"
+        assert readers["acme"].recv().body == b"anyone's"  # never globex's, which was sent first
+        readers["acme"].recv_none()
+    finally:
+        broker.stop()
+
+
+def test_a_principal_that_may_not_send_cannot_even_reach_a_reply_queue() -> None:
+    class SubscribeOnly:
+        def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None:
+            return BrokerPrincipal("wall", read_prefixes=("/topic/",), write_prefixes=(), tenant="acme",
+                                   may_send=False)
+
+    broker = BrokerThread(EmbeddedBroker(BrokerLimits(), SubscribeOnly(), port=0)).start()
+    try:
+        for destination in ("/temp-queue/mine", "/reply-queue/guessed", "/topic/anything"):
+            wall = peer(broker, login="wall", passcode="x")
+            wall.send_frame("SEND", {"destination": destination, "receipt": "r"}, b"x")
+            error = wall.recv()
+            assert error.command == "ERROR" and error.headers["message"] == "access refused", destination
+    finally:
+        broker.stop()
+
+
+def test_replies_a_tenant_does_not_read_are_bounded_by_its_quota_not_only_per_queue() -> None:
+    # The API's replies are published by the server's own (trusted) login, so they were charged to nobody:
+    # a tenant that stopped reading made the broker hold 16 MiB per temp queue, 64 temp queues per
+    # connection, 256 connections, and its backlog tripped the memory alarm that pauses every tenant.
+    limit = 256 * 1024
+    broker = start_embedded(BrokerLimits(max_held_bytes_per_login=limit, session_high_water_bytes=16 * 1024))
+    core = broker.broker.core
+    assert core is not None
+    try:
+        service = peer(broker)
+        service.send_frame("SUBSCRIBE", {"destination": "/queue/requests", "id": "s", "receipt": "s"})
+        service.recv()
+        tenant = peer(broker, login="app", passcode="app-pass")
+        tenant.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
+        for i in range(40):
+            tenant.send_frame("SEND", {"destination": "/queue/requests", "reply-to": f"/temp-queue/q{i % 20}"},
+                              b"give me a lot")
+        reply = b"r" * (64 * 1024)
+        for _ in range(40):
+            request = service.recv()
+            service.send_frame("SEND", {"destination": request.headers["reply-to"]}, reply)
+        service.send_frame("SEND", {"destination": "/topic/fence", "receipt": "done"}, b"")
+        assert service.recv().headers["receipt-id"] == "done"
+        held, waiting = broker.call(lambda: (core.router.held.total, core.router.backlog.by_reader["app"]))
+        assert held <= limit + len(reply), held  # 40 replies of 64 KiB: 2.5 MiB without the bound
+        assert waiting <= limit + len(reply)
+        assert broker.call(lambda: core.stats()["paused_publishers"]) == 0
+    finally:
+        broker.stop()
+
+
+def test_messages_a_tenant_takes_and_never_acknowledges_are_bounded_too() -> None:
+    limit = 256 * 1024
+    broker = start_embedded(BrokerLimits(max_held_bytes_per_login=limit))
+    core = broker.broker.core
+    assert core is not None
+    try:
+        tenant = peer(broker, login="app", passcode="app-pass")
+        tenant.send_frame("SUBSCRIBE", {"destination": "/topic/events", "id": "0", "ack": "client", "receipt": "r"})
+        assert tenant.recv().command == "RECEIPT"
+        server = peer(broker)
+        for _ in range(60):
+            server.send_frame("SEND", {"destination": "/topic/events"}, b"e" * (64 * 1024))
+        server.send_frame("SEND", {"destination": "/topic/fence", "receipt": "done"}, b"")
+        assert server.recv().headers["receipt-id"] == "done"
+        delivered = []
+        while True:  # it reads everything it is sent, and acknowledges nothing
+            try:
+                delivered.append(tenant.recv(timeout_s=1.0))
+            except TimeoutError:
+                break
+        held = broker.call(lambda: core.router.held.total)
+        assert len(delivered) < 60 and held <= limit + 64 * 1024 + 1024, (len(delivered), held)
+        tenant.send_frame("ACK", {"id": delivered[-1].headers["ack"]})  # cumulative: all of them
+        tenant.send_frame("DISCONNECT", {"receipt": "bye"})
+        assert tenant.recv().headers["receipt-id"] == "bye"
+        assert broker.call(lambda: (core.router.held.total, dict(core.router.backlog.by_reader))) == (0, {})
     finally:
         broker.stop()

@@ -56,6 +56,15 @@ def test_network_sources_are_allowed_and_local_ones_are_opt_in(tmp_path: Path) -
         opened.check(f"{tmp_path}/../elsewhere.mp4")
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "http://[zz]/x", "http://h:99999/x", "rtsp://h:-1/x",
+                                 "/videos/clip\x00.mp4", "rtsp://cam\x00.local/x", "rtsp://cam/\x1b[2J"])
+def test_a_url_that_does_not_parse_is_a_bad_param_not_a_crash(tmp_path: Path, url: str) -> None:
+    # urlsplit and Path.resolve raise ValueError on these: the request was a 500.
+    with pytest.raises(BadParam) as refused:
+        SourcePolicy(file_roots=(str(tmp_path),)).check(url)
+    assert refused.value.param == "url"
+
+
 def test_declared_cameras_are_validated_like_the_rest_of_the_config() -> None:
     cfg = parse_config({"watcher": {"cameras": [{"id": "door", "tenant": "acme", "url": "rtsp://c/1",
                                                  "threshold": "strict"}]}}, environ={})

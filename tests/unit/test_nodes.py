@@ -31,8 +31,8 @@ def test_a_camera_for_an_unknown_node_is_refused_and_a_known_one_accepted(tmp_pa
     nodes = NodeRegistry(store)
     nodes.announce("alpha", "host-a", os.getpid())
     published: list[tuple[str, Any]] = []
-    service = WatcherService(cameras, Supervisor(no_spec, lambda t, e: None, SupervisorOptions()), SourcePolicy(),
-                             lambda value: value, WatcherOptions(node="alpha"),
+    supervisor = Supervisor(no_spec, lambda t, e, h=None: None, SupervisorOptions())
+    service = WatcherService(cameras, supervisor, SourcePolicy(), lambda value: value, WatcherOptions(node="alpha"),
                              lambda topic, body: published.append((topic, body)), nodes, CameraLeases(store))
 
     async def register(**data: Any) -> Camera:

@@ -19,7 +19,8 @@ class SlowBus:
         self.release = threading.Event()
         self.fail_next = False
 
-    def publish(self, destination: str, body: Any, timeout_s: float = 10.0) -> None:
+    def publish(self, destination: str, body: Any, headers: dict[str, str] | None = None,
+                timeout_s: float = 10.0) -> None:
         self.entered.set()
         self.release.wait()
         if self.fail_next:

@@ -90,7 +90,7 @@ def make(target: Callable[..., None], published: Published, **options: float) ->
     the tenant's prefix are left out: tests/integration/test_watcher.py reads those)."""
     opts = {"restart_initial_s": 0.2, "restart_max_s": 1.0, "tick_s": 0.05, **options}
 
-    def publish(topic: str, event: dict[str, Any]) -> None:
+    def publish(topic: str, event: Any, headers: dict[str, str] | None = None) -> None:
         if topic.startswith("/topic/watcher."):
             published.append((topic, event))
 
