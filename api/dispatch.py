@@ -144,7 +144,8 @@ class Api:
                 log.exception("%s %s failed", request.method, request.path)
                 return ApiResponse(500, InternalError("internal error").body())
 
-        if self.idempotency is None or admission.principal is None or admission.route.safe:
+        if (self.idempotency is None or admission.principal is None or admission.route.safe
+                or not admission.route.keeps_answer):
             return await answer()
         try:
             return await self.idempotency.run(admission.principal.tenant_id, request, answer)

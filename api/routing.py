@@ -47,6 +47,9 @@ class Route:
     # repeat needs no idempotency key.
     safe: bool = False
     contract: Contract = Contract()
+    # Its answer may be kept for an idempotency key. False where the answer holds a secret shown once
+    # (a new API key): the store keeps only hashes of secrets, so a repeat is applied again instead.
+    keeps_answer: bool = True
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,6 +66,7 @@ class RouteDef(Generic[Ctx]):
     # None: what the method says (GET and HEAD are safe). True for a POST that changes nothing (identify).
     safe: bool | None = None
     contract: Contract = Contract()  # what it takes and answers: checked on every request, and documented
+    keeps_answer: bool = True  # see Route.keeps_answer
 
 
 def _bind(handler: ContextHandler[Ctx], ctx: Ctx) -> Handler:
@@ -79,20 +83,20 @@ class Router:
 
     def add(self, method: str, pattern: str, handler: Handler, *, public: bool = False,
             transports: tuple[str, ...] = BOTH, summary: str = "", safe: bool | None = None,
-            contract: Contract = Contract()) -> None:
+            contract: Contract = Contract(), keeps_answer: bool = True) -> None:
         # _PARAM.split alternates literal text and parameter names.
         parts = _PARAM.split(pattern)
         regex = "^" + "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts)) + "$"
         safe = method.upper() in ("GET", "HEAD") if safe is None else safe
         self.routes.append((re.compile(regex), Route(method.upper(), pattern, handler, public, transports, summary,
-                                                     safe, contract)))
+                                                     safe, contract, keeps_answer)))
 
     def add_table(self, table: Iterable[RouteDef[Ctx]], ctx: Ctx) -> None:
         """Every route of ``table``, its handler bound to ``ctx``."""
         for route in table:
             self.add(route.method, route.path, _bind(route.handler, ctx), public=route.public,
                      transports=route.transports, summary=route.summary, safe=route.safe,
-                     contract=route.contract)
+                     contract=route.contract, keeps_answer=route.keeps_answer)
 
     def match(self, method: str, path: str, transport: str) -> tuple[Route, dict[str, str]]:
         """The route of ``method`` on ``path``. Where patterns overlap (/groups/refine, /groups/{group}),

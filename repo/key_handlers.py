@@ -65,10 +65,10 @@ ROUTES: tuple[RouteDef[RepoContext], ...] = (
              contract=c.LIST_KEYS),
     RouteDef("POST", "/api/v1/keys", create_key,
              "a new API key {name, scope: full | read | {kind: subscribe, cameras: [...]}}; its secret is shown once",
-             contract=c.CREATE_KEY),
+             contract=c.CREATE_KEY, keeps_answer=False),
     RouteDef("POST", "/api/v1/keys/{key}/rotate", rotate_key, "a new key with this one's name and scope; this one "
                                                                  "revoked (its STOMP connections closed)",
-             contract=c.ROTATE_KEY),
+             contract=c.ROTATE_KEY, keeps_answer=False),
     RouteDef("DELETE", "/api/v1/keys/{key}", revoke_key, "revoke a key (its STOMP connections are closed)",
              contract=c.REVOKE_KEY),
 )

@@ -331,6 +331,20 @@ def test_api_keys_with_scopes_are_listed_rotated_and_revoked(deployment: Deploym
     assert revoked[read.body["id"]] and revoked[rotated.body["id"]] and not revoked[door.body["id"]]
 
 
+def test_a_new_keys_secret_is_not_kept_for_an_idempotency_key(deployment: Deployment) -> None:
+    from .test_sightings import _database_holds  # every text and binary value of every table
+
+    made = deployment.http.call("POST", "/api/v1/keys", {"name": "shown once"}, headers={"idempotency-key": "k-1"})
+    assert made.status == 201
+    rotated = deployment.http.call("POST", f"/api/v1/keys/{made.body['id']}/rotate",
+                                   headers={"idempotency-key": "k-2"})
+    assert rotated.status == 201
+    server = deployment.server
+    url = server.env.get("FACEWATCH_STORAGE__URL") or f"sqlite:///{server.data_dir / 'facewatch.db'}"
+    for key in (made.body["key"], rotated.body["key"]):  # the store keeps hashes of secrets, never them
+        assert _database_holds(url, key.encode()) == []
+
+
 def test_login_refresh_and_expired_token(deployment: Deployment) -> None:
     server, tenant = deployment.server, deployment.tenant
     bad = server.http().call("POST", "/api/v1/login", {"client_id": tenant["client_id"], "client_secret": "nope"})
