@@ -19,6 +19,8 @@ from broker.frames import Frame, encode_frame
 from broker.parser import FrameParser, ParserLimits
 from tests.waiting import eventually
 
+from .repo_server import RUNNING
+
 USERS = [
     StaticUser("guest", "guest"),
     # May only read watcher topics and write nothing but replies.
@@ -108,6 +110,13 @@ def ws_target(request: pytest.FixtureRequest) -> Iterator[tuple[str, BrokerAddre
     yield (f"ws://127.0.0.1:{thread.websocket_port}/stomp",
            BrokerAddress("127.0.0.1", thread.broker.port, "guest", "guest"))
     thread.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_outlives_the_tests() -> Iterator[None]:
+    yield
+    for server in list(RUNNING):
+        server.stop()
 
 
 _OPEN_PEERS: list["RawStomp"] = []

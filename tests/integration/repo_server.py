@@ -22,6 +22,9 @@ from typing import Any
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
+# Servers started and not yet stopped: conftest stops them at the end of the session, so a fixture that
+# fails between start() and its yield (its teardown never runs) leaves no `serve` behind.
+RUNNING: set["RepoServer"] = set()
 
 
 def free_port() -> int:
@@ -110,6 +113,7 @@ class RepoServer:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "facewatch", "serve"], env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=ROOT)
+        RUNNING.add(self)
         proc = self.proc
 
         def answers() -> bool:
@@ -144,6 +148,7 @@ class RepoServer:
             self.proc.terminate()
             self.proc.wait(timeout=30)
         self.proc = None
+        RUNNING.discard(self)
 
     def kill(self) -> None:
         """SIGKILL the server and its child processes (camera workers, analysis pool) at once: a node
