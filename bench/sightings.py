@@ -33,7 +33,6 @@ catchup_dup=<>``.
 from __future__ import annotations
 
 import argparse
-import base64
 import copy
 import json
 import os
@@ -53,9 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from bench.common import DATA, ROOT, make_analyzer, make_config, pct
 
 from broker.client import BrokerAddress, BusClient
+from events import FaceUnknown
 from repo.index import SearchOptions
 from sightings.follow import SightingFollower
 from sightings.index import IndexOptions, SightingIndex
+from tests.event_factory import unknown
 from tests.integration.repo_server import RepoServer
 from vision.images import decode_image
 from watcher.cameras import SIGHTINGS_QUEUE
@@ -98,7 +99,7 @@ class Bench:
 
     def _on_event(self, message: Any) -> None:
         event = json.loads(message.body)
-        if event.get("type") == "face.unknown" and not self.unknown:
+        if event.get("type") == FaceUnknown.TYPE and not self.unknown:
             self.unknown.append(event)
 
     def call(self, method: str, path: str, body: Any = b"") -> Any:
@@ -145,12 +146,7 @@ def template_event(bench: Bench, timeout_s: float = 60) -> dict[str, Any]:
     vector = rng.standard_normal(512).astype(np.float32)
     vector /= np.linalg.norm(vector)
     crop = (DATA / "faces" / "probe" / "obama1.jpg").read_bytes()[:9000]
-    return {"type": "face.unknown", "camera": "flood", "track": 1, "box": [0, 0, 100, 100], "quality": 0.7,
-            "frame": {"index": 1, "stream_time": 0.0, "wall_time": time.time()}, "analysed_frame_time": time.time(),
-            "first_seen": time.time(), "time": time.time(), "shots": 3, "best_similarity": 0.1,
-            "decision": {"matched": False, "reason": "no_candidates", "threshold": 0.3, "best": None,
-                         "runner_up": None, "margin": 0.0}, "embedding": base64.b64encode(vector.tobytes()).decode(),
-            "model_id": "synthetic", "group": None, "crop": base64.b64encode(crop).decode()}
+    return unknown("flood", 1, vector, crop).to_json()
 
 
 def flood(bench: Bench, template: dict[str, Any], rate: float, count: int, track0: int = 10_000) -> float:

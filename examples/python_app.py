@@ -19,8 +19,8 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
+from events import CameraStatus, Event, FaceRecognized, FaceUnknown
 from facewatch.client import ApiCallError, BrokerAddress, Facewatch
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -49,20 +49,18 @@ class Printer:
         self.recognitions = 0
         self.done = threading.Event()
 
-    def __call__(self, event: dict[str, Any]) -> None:  # on the client's receiving thread
-        kind, camera = event.get("type"), event.get("camera")
-        if kind == "face.recognized":
-            subject = event.get("subject") or {}
-            print(f"recognised {subject.get('name')} ({subject.get('id')}, gallery {subject.get('gallery')}) "
-                  f"on {camera}, similarity {event.get('similarity')}", flush=True)
-            self.recognitions += 1
-            if self.exit_after is not None and self.recognitions >= self.exit_after:
-                self.done.set()
-        elif kind == "face.unknown":
-            print(f"someone not enrolled on {camera} (track {event.get('track')})", flush=True)
-        elif kind == "camera.status":
-            reason = f": {event['reason']}" if event.get("reason") else ""
-            print(f"camera {camera} {event.get('state')}{reason}", flush=True)
+    def __call__(self, event: Event) -> None:  # on the client's receiving thread
+        match event:
+            case FaceRecognized(subject=subject, camera=camera):
+                print(f"recognised {subject.name} ({subject.id}, gallery {subject.gallery}) "
+                      f"on {camera}, similarity {event.similarity}", flush=True)
+                self.recognitions += 1
+                if self.exit_after is not None and self.recognitions >= self.exit_after:
+                    self.done.set()
+            case FaceUnknown(camera=camera, track=track):
+                print(f"someone not enrolled on {camera} (track {track})", flush=True)
+            case CameraStatus(camera=camera, state=state, reason=reason):
+                print(f"camera {camera} {state}{f': {reason}' if reason else ''}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from api.rest import add_rest_routes, json_expect
 from api.stomp import StompApiServer
-from broker.client import BusClient
+from broker.client import BusClient, BusMessage
 from broker.core import TENANT_HEADER
 from broker.embedded import EmbeddedBroker
 from console import add_console_routes, missing_vendor_files
@@ -36,6 +36,7 @@ from watcher.service import CONTROL_TOPIC, WatcherService
 
 from . import __version__
 from .broker_setup import internal_address
+from .bus_events import event_of
 from .config import FacewatchConfig
 from .grouping_setup import follow_watchers
 from .metrics import BrokerCollector, CameraCollector, Metrics, MqttCollector, ReembedCollector, StoreCollector, \
@@ -345,13 +346,21 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
             loop = asyncio.get_running_loop()
             bus = app[BUS]
+            def on_camera_event(message: BusMessage) -> None:
+                event = event_of(message)
+                if event is not None:
+                    watcher.on_camera_event(event, message.headers.get(TENANT_HEADER))
+
+            def on_repo_event(message: BusMessage) -> None:
+                event = event_of(message)
+                if event is not None:
+                    asyncio.run_coroutine_threadsafe(watcher.on_repo_event(event), loop)
+
             subscriptions = [
                 bus.subscribe(CONTROL_TOPIC, lambda m: asyncio.run_coroutine_threadsafe(
                     watcher.on_control(m.json()), loop)),
-                bus.subscribe(ALL_CAMERAS_TOPIC,
-                              lambda m: watcher.on_camera_event(m.json(), m.headers.get(TENANT_HEADER))),
-                bus.subscribe(REPO_EVENTS, lambda m: asyncio.run_coroutine_threadsafe(
-                    watcher.on_repo_event(m.json()), loop)),
+                bus.subscribe(ALL_CAMERAS_TOPIC, on_camera_event),
+                bus.subscribe(REPO_EVENTS, on_repo_event),
             ]
             started = await asyncio.to_thread(watcher.start_enabled)
             log.info("watcher node %s: %d camera(s) started", watcher.node, started)

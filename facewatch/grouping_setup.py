@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
 
-import numpy as np
 
 from api.errors import ApiError
 from api.routing import Router
 from broker.client import BusClient, BusMessage
 from broker.core import TENANT_HEADER
+from events import EventError, FaceUnknown, decode, decode_vector
 from grouping.handlers import ROUTES as GROUPING_ROUTES, GroupingContext, grouping_job_kind
 from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore, NewFace
@@ -43,17 +41,17 @@ def build_grouping(cfg: FacewatchConfig, repo: FaceRepository, events: EventPubl
     return service
 
 
-def new_face_from_event(event: dict[str, Any]) -> NewFace | None:
+def new_face_from_event(event: FaceUnknown) -> NewFace | None:
     """The face of a watcher's face.unknown event, or None when it carries none."""
-    try:
-        embedding = np.frombuffer(base64.b64decode(event["embedding"], validate=True), np.float32)
-        crop = base64.b64decode(event["crop"], validate=True) if event.get("crop") else None
-        event_id = event.get("id")
-        return NewFace(embedding, str(event["model_id"]), "camera", float(event["frame"]["wall_time"]),
-                       float(event.get("quality", 0.0)), camera=str(event["camera"]), track=int(event["track"]),
-                       crop=crop, event_id=str(event_id)[:64] if event_id else None)
-    except (KeyError, TypeError, ValueError, binascii.Error):
+    embedding = decode_vector(event.embedding)
+    if embedding is None:
         return None
+    try:
+        crop = base64.b64decode(event.crop, validate=True) if event.crop else None
+    except (binascii.Error, ValueError):
+        crop = None
+    return NewFace(embedding, event.model_id, "camera", event.frame.wall_time, event.quality, camera=event.camera,
+                   track=event.track, crop=crop, event_id=event.id[:64])
 
 
 async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner: Callable[[str], str | None],
@@ -70,13 +68,13 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
     tenants: set[str] = set()
     in_hand: set[asyncio.Task[None]] = set()
 
-    async def place(event: dict[str, Any], marked: str | None) -> None:
+    async def place(event: FaceUnknown, marked: str | None) -> None:
         face = new_face_from_event(event)
         # The tenant the worker marked it with (its camera's then): a camera id removed and registered by
         # another tenant meanwhile must not hand the old camera's faces to the new owner.
-        tenant = marked or await asyncio.to_thread(camera_owner, str(event.get("camera")))
+        tenant = marked or await asyncio.to_thread(camera_owner, event.camera)
         if face is None or tenant is None:
-            log.warning("face.unknown from camera %r not grouped (no embedding or no such camera)", event.get("camera"))
+            log.warning("face.unknown from camera %r not grouped (no embedding or no such camera)", event.camera)
             return
         try:
             await service.add_face(tenant, face)
@@ -84,15 +82,15 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
         except ApiError as exc:
             if exc.status >= 500:
                 raise  # for now (the groups kept changing, say): given back to the queue
-            log.warning("face.unknown from camera %r not grouped: %s", event.get("camera"), exc.reason)
+            log.warning("face.unknown from camera %r not grouped: %s", event.camera, exc.reason)
 
     async def handle(message: BusMessage) -> None:
         try:
-            event = json.loads(message.body)
-            if isinstance(event, dict) and event.get("type") == "face.unknown":
+            event = decode(message.body)
+            if isinstance(event, FaceUnknown):
                 await place(event, message.headers.get(TENANT_HEADER))
-        except ValueError:
-            log.warning("not JSON on %s: dropped", UNKNOWN_FACES_QUEUE)
+        except EventError as exc:
+            log.warning("not a face.unknown on %s: dropped (%s)", UNKNOWN_FACES_QUEUE, exc)
         except Exception:
             log.exception("face.unknown not grouped now; given back to the queue")
             await asyncio.sleep(retry_s)  # not at once: a database that is down stays down for a while

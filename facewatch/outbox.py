@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from broker.client import BusClient, BusError
+from events import Event
 
 __all__ = ("BusOutbox",)
 
@@ -41,7 +42,7 @@ class BusOutbox:
         self._thread = threading.Thread(target=self._drain, name="bus-outbox", daemon=True)
         self._thread.start()
 
-    def publish(self, destination: str, body: Any, headers: dict[str, str] | None = None) -> None:
+    def publish(self, destination: str, body: Event | Any, headers: dict[str, str] | None = None) -> None:
         """Never blocks: queues the event (with its STOMP ``headers``) for the sender thread."""
         with self._cond:
             if self._client is None:
@@ -85,7 +86,9 @@ class BusOutbox:
             if client is None:
                 return
             try:
-                client.publish(destination, body, headers, timeout_s=self.retry_s)
+                # Events are encoded here, in the sender's thread, not on the event loop that queued them.
+                client.publish(destination, body.to_json() if isinstance(body, Event) else body, headers,
+                               timeout_s=self.retry_s)
                 self.sent += 1
             except BusError as exc:
                 self.lost += 1

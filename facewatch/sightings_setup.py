@@ -4,9 +4,8 @@ them from the bus: the workers' sightings queue, repo changes (enrolments) and g
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 from api.errors import Conflict
 from api.routing import Router
 from broker.client import BusClient, BusMessage
+from events import Event
 from grouping.service import GROUPING_EVENTS, GroupingService
 from repo.events import REPO_EVENTS, EventPublisher
 from repo.service import FaceRepository
@@ -31,6 +31,7 @@ from sightings.writer import CameraOwners, PendingGroups, SightingWriter, Writer
 from watcher.cameras import SIGHTINGS_QUEUE
 from watcher.registry import CameraRegistry
 
+from .bus_events import event_of
 from .config import FacewatchConfig
 
 __all__ = ("SightingsParts", "build_sightings", "follow_bus")
@@ -85,14 +86,11 @@ def build_sightings(cfg: FacewatchConfig, repo: FaceRepository, events: EventPub
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop,
-             handler: Callable[[dict[str, Any]], Any]) -> Callable[[BusMessage], None]:
-    """A bus callback (receiver thread) that runs ``handler(event)`` on the loop, for JSON objects."""
+             handler: Callable[[Event], Coroutine[Any, Any, None]]) -> Callable[[BusMessage], None]:
+    """A bus callback (receiver thread) that runs ``handler(event)`` on the loop, for events."""
     def on_message(message: BusMessage) -> None:
-        try:
-            event = json.loads(message.body)
-        except ValueError:
-            return
-        if isinstance(event, dict):
+        event = event_of(message)
+        if event is not None:
             asyncio.run_coroutine_threadsafe(handler(event), loop)
 
     return on_message
@@ -116,12 +114,12 @@ async def follow_bus(parts: SightingsParts, bus: BusClient) -> AsyncGenerator[No
     indexed = await asyncio.to_thread(service.load_index)
     log.info("sightings: %d indexed for search by face", indexed)
 
-    async def on_grouping(event: dict[str, Any]) -> None:
+    async def on_grouping(event: Event) -> None:
         try:
             await service.on_grouping_event(event, parts.pending.put)
             await relabeller.on_grouping_event(event)
         except Exception:
-            log.exception("sightings: grouping event %s not applied", event.get("type"))
+            log.exception("sightings: grouping event %s not applied", event.TYPE)
 
     # Subscribed before the queue: an enrolment or a placement is not missed by sightings stored meanwhile.
     subscriptions = [

@@ -10,7 +10,6 @@ have been missed) whatever the database has that the follower lacks.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -29,13 +28,7 @@ async def follow(follower: Follower, bus: BusClient, topic: str, options: SyncOp
     the subscription is in place, so that no change falls between the read and the first event."""
 
     def on_message(message: BusMessage) -> None:  # on the bus client's thread
-        try:
-            event = json.loads(message.body)
-        except ValueError:
-            log.warning("%s: an event that is not JSON ignored", name)
-            return
-        if isinstance(event, dict):
-            follower.apply(event)
+        follower.apply(message.body)
 
     sub_id = await asyncio.to_thread(bus.subscribe, topic, on_message, receipt=True, timeout_s=30.0)
     if load is not None:

@@ -13,28 +13,25 @@ the event loop, reloads in a worker thread.
 
 from __future__ import annotations
 
-import base64
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
-
 import numpy as np
 
+from events import (
+    EventError, GroupChanged, GroupCreated, GroupDeleted, GroupingEvent, GroupMerged, GroupReembedded, decode,
+    decode_vector,
+)
 from repo.sync import Sequencer, VersionWaiters
 
 from .clusters import GroupIndex
 from .store import GroupStore
 
-__all__ = ("GroupMirror", "encode_vector")
+__all__ = ("GroupMirror",)
 
-
-def encode_vector(vector: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(vector, np.float32).tobytes()).decode()
-
-
-def _vector(encoded: Any) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(str(encoded)), np.float32)
+log = logging.getLogger(__name__)
 
 
 class GroupMirror:
@@ -44,7 +41,7 @@ class GroupMirror:
         self.dim = dim
         self.model_id = model_id
         self._indexes: dict[str, GroupIndex] = {}  # tenant -> its groups
-        self._sequencer: Sequencer[str, dict[str, Any]] = Sequencer(clock)
+        self._sequencer: Sequencer[str, GroupingEvent] = Sequencer(clock)
         self._waiters: VersionWaiters[str] = VersionWaiters()
         self._lock = threading.RLock()
         self._reloading = threading.Lock()  # one reload at a time: a later snapshot is never replaced by an older one
@@ -62,41 +59,58 @@ class GroupMirror:
             return self._sequencer.applied(tenant_id)
 
     # -- following ---------------------------------------------------------------------
-    def apply(self, event: dict[str, Any]) -> None:
-        """One /topic/grouping.events message (or this node's own change)."""
-        tenant, version = event.get("tenant"), event.get("version")
-        if not isinstance(tenant, str) or not isinstance(version, int) or isinstance(version, bool):
+    def apply(self, message: GroupingEvent | bytes | str | Mapping[str, Any]) -> None:
+        """One /topic/grouping.events message (or this node's own change); other events are ignored."""
+        if isinstance(message, GroupingEvent):
+            event = message
+        else:
+            try:
+                decoded = decode(message)
+            except EventError as exc:
+                log.warning("ignored a grouping event: %s", exc)
+                return
+            if not isinstance(decoded, GroupingEvent):
+                return
+            event = decoded
+        if event.version is None:
             return  # changes nothing the index holds (status, promotion)
         with self._lock:
-            for ready in self._sequencer.offer(tenant, version, event):
+            for ready in self._sequencer.offer(event.tenant, event.version, event):
                 self._apply(ready)
             self._wake()
 
-    def _apply(self, event: dict[str, Any]) -> None:
-        tenant, kind = str(event["tenant"]), event.get("type")
-        index = self.index(tenant)
-        try:
-            if kind in ("group.created", "group.grown"):
-                if event["model_id"] == self.model_id:
-                    index.add(str(event["group"]), _vector(event["embedding"])[None, :])
-            elif kind == "group.merged":
-                for other in event["merged"]:
-                    index.merge(str(event["group"]), str(other))
-            elif kind == "group.changed":  # faces moved into "group", or removed
-                for face in event["faces"]:
-                    if face["model_id"] != self.model_id:
+    def _apply(self, event: GroupingEvent) -> None:
+        index = self.index(event.tenant)
+        match event:
+            case GroupCreated():  # and GroupGrown
+                if event.model_id == self.model_id:
+                    self._add(event.tenant, index, event.group, event.embedding)
+            case GroupMerged():
+                for other in event.merged:
+                    index.merge(event.group, other)
+            case GroupChanged():  # faces moved into "group", or removed
+                for face in event.faces:
+                    if face.model_id != self.model_id:
                         continue  # another model's faces are not in the index
-                    vector = _vector(face["embedding"])[None, :]
-                    index.remove(str(face["from"]), vector)
-                    if "moved" in event:
-                        index.add(str(event["group"]), vector)
-            elif kind == "group.deleted":
-                index.drop(str(event["group"]))
-            elif kind == "group.reembedded":
-                for face in event["faces"]:
-                    index.add(str(face["group"]), _vector(face["embedding"])[None, :])
-        except (KeyError, TypeError, ValueError):  # from a node that did not say enough: read the database
+                    vector = decode_vector(face.embedding)
+                    if vector is None:
+                        self._sequencer.mark_gap(event.tenant)
+                        continue
+                    index.remove(face.from_group, vector[None, :])
+                    if event.moved:
+                        index.add(event.group, vector[None, :])
+            case GroupDeleted():
+                index.drop(event.group)
+            case GroupReembedded():
+                for reembedded in event.faces:
+                    self._add(event.tenant, index, reembedded.group, reembedded.embedding)
+
+    def _add(self, tenant: str, index: GroupIndex, group: str, embedding: str | None) -> None:
+        vector = decode_vector(embedding)
+        if vector is None:  # a copy without its vector: the index cannot follow it, the database can
             self._sequencer.mark_gap(tenant)
+        else:
+            index.add(group, vector[None, :])
 
     def when_applied(self, tenant_id: str, version: int, callback: Callable[[], None]) -> int | None:
         """Call ``callback`` once the index holds ``version`` of the tenant's groups; None if it does

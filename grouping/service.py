@@ -20,19 +20,22 @@ from typing import Any
 import numpy as np
 
 from api.errors import BadParam, Conflict, NotFound, ServiceUnavailable
+from events import (
+    GROUPING_EVENTS, GroupChanged, GroupCreated, GroupDeleted, GroupGrown, GroupIgnored, GroupingEvent, GroupMerged,
+    GroupPromoted, GroupReembedded, GroupRestored, MovedFace, ReembeddedFace, encode_vector,
+)
 from repo.events import EventPublisher
 from repo.service import EmbeddedFace, FaceRepository
 from repo.sync import wait_applied
 
 from .clusters import GroupIndex
-from .mirror import GroupMirror, encode_vector
+from .mirror import GroupMirror
 from .store import AlreadyPlaced, Group, GroupFace, GroupGone, GroupStore, NewFace
 
 __all__ = ("GroupingOptions", "GroupingService", "GROUPING_EVENTS")
 
 log = logging.getLogger(__name__)
 
-GROUPING_EVENTS = "/topic/grouping.events"
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +73,9 @@ class GroupingService:
         """The tenant's grouping version this node's index holds."""
         return self.mirror.applied(tenant_id)
 
-    def _change(self, kind: str, tenant_id: str, version: int, **fields: Any) -> None:
+    def _change(self, kind: type[GroupingEvent], tenant_id: str, version: int, **fields: Any) -> None:
         """Apply a committed change to this node's index and announce it to the others."""
-        event = {"type": kind, "tenant": tenant_id, "time": time.time(), "version": version, **fields}
+        event = kind(tenant=tenant_id, version=version, **fields)
         self.mirror.apply(event)
         self.events.publish(GROUPING_EVENTS, event)
 
@@ -93,8 +96,8 @@ class GroupingService:
         async with self._place_lock:
             stored, versions = await asyncio.to_thread(self.store.replace_embeddings, vectors_by_id, self.model_id)
             for tenant, version in versions.items():  # each face in the group it is in now, read with the write
-                self._change("group.reembedded", tenant, version, faces=[
-                    {"id": face_id, "group": group, "embedding": encode_vector(vectors_by_id[face_id])}
+                self._change(GroupReembedded, tenant, version, faces=[
+                    ReembeddedFace(face_id, group, encode_vector(vectors_by_id[face_id]))
                     for face_id, (owner, group) in stored.items() if owner == tenant])
         return len(stored)
 
@@ -102,9 +105,9 @@ class GroupingService:
         """Every tenant's groups from the database; returns the face count."""
         return self.mirror.load()
 
-    def _event(self, kind: str, tenant_id: str, **fields: Any) -> None:
+    def _event(self, kind: type[GroupingEvent], tenant_id: str, **fields: Any) -> None:
         """A change the index does not follow (a status, a promotion): announced only."""
-        self.events.publish(GROUPING_EVENTS, {"type": kind, "tenant": tenant_id, "time": time.time(), **fields})
+        self.events.publish(GROUPING_EVENTS, kind(tenant=tenant_id, **fields))
 
     # -- placing faces -----------------------------------------------------------------
     async def add_face(self, tenant_id: str, face: NewFace) -> tuple[str, str, bool]:
@@ -134,7 +137,7 @@ class GroupingService:
             else:  # the groups keep changing under us: the caller retries later (a queued face is redelivered)
                 raise ServiceUnavailable(f"tenant {tenant_id}'s groups changed three times while placing a face")
             created = placement.group is None
-            self._change("group.created" if created else "group.grown", tenant_id, version, group=group_id,
+            self._change(GroupCreated if created else GroupGrown, tenant_id, version, group=group_id,
                          face=face_id, camera=face.camera, track=face.track, event=face.event_id,
                          similarity=round(placement.similarity, 4), model_id=face.model_id,
                          embedding=encode_vector(vector))
@@ -175,7 +178,7 @@ class GroupingService:
                     continue  # one of them was merged already in this pass
                 version = await asyncio.to_thread(self.store.merge, tenant_id, into, [other])
                 merges += 1
-                self._change("group.merged", tenant_id, version, group=into, merged=[other],
+                self._change(GroupMerged, tenant_id, version, group=into, merged=[other],
                              similarity=round(similarity, 4))
                 await self._indexed(tenant_id, version)
         return merges
@@ -208,29 +211,29 @@ class GroupingService:
             return await asyncio.to_thread(self.store.group, tenant_id, into)
         async with self._place_lock:
             version = await asyncio.to_thread(self.store.merge, tenant_id, into, others)
-            self._change("group.merged", tenant_id, version, group=into, merged=list(others))
+            self._change(GroupMerged, tenant_id, version, group=into, merged=list(others))
             await self._indexed(tenant_id, version)
         return await asyncio.to_thread(self.store.group, tenant_id, into)
 
     async def move_faces(self, tenant_id: str, face_ids: Sequence[str], to_group: str) -> Group:
         async with self._place_lock:
             moved = await asyncio.to_thread(self.store.move_faces, tenant_id, list(face_ids), to_group)
-            self._change("group.changed", tenant_id, moved.version, group=to_group, moved=list(face_ids),
-                         faces=[_face_json(f) for f in moved.faces])
+            self._change(GroupChanged, tenant_id, moved.version, group=to_group, moved=list(face_ids),
+                         faces=[_moved(f) for f in moved.faces])
             await self._indexed(tenant_id, moved.version)
         return await asyncio.to_thread(self.store.group, tenant_id, to_group)
 
     async def remove_face(self, tenant_id: str, face_id: str) -> None:
         async with self._place_lock:
             face, version = await asyncio.to_thread(self.store.remove_face, tenant_id, face_id)
-            self._change("group.changed", tenant_id, version, group=face.group_id, removed=[face_id],
-                         faces=[_face_json(face)])
+            self._change(GroupChanged, tenant_id, version, group=face.group_id, removed=[face_id],
+                         faces=[_moved(face)])
             await self._indexed(tenant_id, version)
 
     async def delete(self, tenant_id: str, group_id: str) -> None:
         async with self._place_lock:
             version = await asyncio.to_thread(self.store.delete_group, tenant_id, group_id)
-            self._change("group.deleted", tenant_id, version, group=group_id)
+            self._change(GroupDeleted, tenant_id, version, group=group_id)
             await self._indexed(tenant_id, version)
 
     async def promoted_groups(self, tenant_id: str, gallery: str, subject_id: str) -> list[str]:
@@ -267,7 +270,7 @@ class GroupingService:
         # Ignored groups stay in the index: that person's next faces join it
         # instead of starting new groups.
         group = await asyncio.to_thread(self.store.set_status, tenant_id, group_id, "ignored" if ignored else "active")
-        self._event("group.ignored" if ignored else "group.changed", tenant_id, group=group_id)
+        self._event(GroupIgnored if ignored else GroupRestored, tenant_id, group=group_id)
         return group
 
     async def promote(self, tenant_id: str, group_id: str, gallery_name: str, subject_id: str, name: str) -> Group:
@@ -287,13 +290,13 @@ class GroupingService:
             EmbeddedFace(f.embedding, f.model_id, f.quality, crop) for f, crop in zip(faces, crops)])
         promoted = await asyncio.to_thread(self.store.set_status, tenant_id, group_id, "promoted",
                                            {"gallery": gallery_name, "subject": subject.id})
-        self._event("group.promoted", tenant_id, group=group_id, gallery=gallery_name, subject=subject.id)
+        self._event(GroupPromoted, tenant_id, group=group_id, gallery=gallery_name, subject=subject.id)
         return promoted
 
 
-def _face_json(face: GroupFace) -> dict[str, Any]:
+def _moved(face: GroupFace) -> MovedFace:
     """A face an event moves or removes: the index takes its vector out of the group it was in."""
-    return {"id": face.id, "from": face.group_id, "model_id": face.model_id, "embedding": encode_vector(face.embedding)}
+    return MovedFace(face.id, face.group_id, face.model_id, encode_vector(face.embedding))
 
 
 def _jpeg(image: np.ndarray) -> bytes:

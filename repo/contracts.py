@@ -90,10 +90,10 @@ def present(*names: str) -> Schema:
 
 def as_text(fields: dict[str, Schema]) -> dict[str, Schema]:
     """``fields`` as multipart text fields: a list is sent as one comma-separated value, never as
-    repeated parts, so the list forms are left out."""
+    repeated parts, so the list (and object) forms are left out."""
     out = {}
     for name, schema in fields.items():
-        options = [o for o in schema.get("anyOf", [schema]) if o.get("type") != "array"]
+        options = [o for o in schema.get("anyOf", [schema]) if o.get("type") not in ("array", "object")]
         out[name] = options[0] if len(options) == 1 else {**schema, "anyOf": options}
     return out
 
@@ -107,9 +107,12 @@ def _image_body(fields: dict[str, Schema], required: tuple[str, ...] = ()) -> Bo
     return Body(json=json_schema, multipart=form_schema, files={"file": IMAGE_TYPES, "image": IMAGE_TYPES})
 
 
-# The face an image names: face_index (in /detect's order) and/or face_box [x1, y1, x2, y2] (or "x1,y1,x2,y2").
+# The face an image names: face_index (in /detect's order) and/or face_box: a box as /detect shows it, or
+# [x1, y1, x2, y2], or "x1,y1,x2,y2" (a form field).
 _FACE_INDEX = integer(0, 1000)
-_FACE_BOX = any_of(array(number(), min_items=4, max_items=4),
+_FACE_BOX = any_of(obj({k: number() for k in ("x_min", "y_min", "x_max", "y_max")},
+                       ["x_min", "y_min", "x_max", "y_max"], extra=True),
+                   array(number(), min_items=4, max_items=4),
                    string(pattern=f"^{_COORD},{_COORD},{_COORD},{_COORD}$", description="four numbers x1,y1,x2,y2"))
 _CHOICE = {"face_index": _FACE_INDEX, "face_box": _FACE_BOX}
 THRESHOLD = any_of(number(-1, 1), string(enum=PRESETS))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
+
+from events import Box
 
 from vision.records import Face
 
@@ -10,10 +13,8 @@ __all__ = ("face_to_json",)
 
 
 def face_to_json(face: Face, *, landmarks: bool = True, embedding: bool = False) -> dict[str, Any]:
-    x1, y1, x2, y2 = (round(float(v), 1) for v in face.box)
-    out: dict[str, Any] = {
-        "box": {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2, "probability": round(face.det_score, 4)},
-    }
+    # The one shape of a box (events.Box, as camera events show it), with the detector's confidence.
+    out: dict[str, Any] = {"box": {**asdict(Box.of(face.box)), "probability": round(face.det_score, 4)}}
     if landmarks and face.kps is not None:
         out["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y in face.kps]
     if face.quality is not None:

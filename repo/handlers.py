@@ -46,8 +46,9 @@ def _absent(value: Any) -> bool:
 
 
 def face_choice(params: dict[str, Any], suffix: str = "") -> FaceChoice | None:
-    """``face_index`` (as /detect lists the faces) and/or ``face_box`` [x1, y1, x2, y2] (or "x1,y1,x2,y2");
-    named both ways, the two must name the same face.
+    """``face_index`` (as /detect lists the faces) and/or ``face_box``: a box as /detect and the events show
+    it ({x_min, y_min, x_max, y_max}), or [x1, y1, x2, y2], or "x1,y1,x2,y2" (a form field); named both
+    ways, the two must name the same face.
 
     Here, not in api.params: it makes a vision.selection.FaceChoice, and api knows nothing of faces.
     """
@@ -67,9 +68,12 @@ def face_choice(params: dict[str, Any], suffix: str = "") -> FaceChoice | None:
 
 
 def _box(box: Any, param: str) -> tuple[float, float, float, float]:
-    values = [v.strip() for v in box.split(",")] if isinstance(box, str) else box
+    if isinstance(box, dict):
+        values = [box.get(k) for k in ("x_min", "y_min", "x_max", "y_max")]
+    else:
+        values = [v.strip() for v in box.split(",")] if isinstance(box, str) else box
     if not isinstance(values, list) or len(values) != 4:
-        raise BadParam("face_box must be four numbers x1, y1, x2, y2", param)
+        raise BadParam("face_box must be a box {x_min, y_min, x_max, y_max} or four numbers x1, y1, x2, y2", param)
     try:
         a, b, c, d = (float(v) for v in values)
     except (TypeError, ValueError):

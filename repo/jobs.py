@@ -32,6 +32,8 @@ from typing import Any
 
 from api.errors import ApiError, BadParam, Conflict, NotFound, PayloadTooLarge
 
+from events import JobProgress, job_topic
+
 from .events import EventPublisher
 from .service import FaceRepository
 from .store import JobLease, RepoStore, Subject
@@ -275,8 +277,9 @@ class JobRunner:
             await asyncio.to_thread(self.store.release_jobs, clean)
 
     def _publish(self, job: dict[str, Any]) -> None:
-        self.events.publish(f"/topic/jobs.{job['id']}", {k: job[k] for k in ("id", "kind", "status", "done", "total")}
-                            | {"result": {k: v for k, v in job["result"].items() if k != "params"}})
+        self.events.publish(job_topic(job["id"]), JobProgress(
+            job=job["id"], kind=job["kind"], status=job["status"], done=job["done"], total=job["total"],
+            result={k: v for k, v in job["result"].items() if k != "params"}))
 
     def _runnable(self, held: _Held) -> bool:
         return not self._stopping and time.time() < held.valid_until

@@ -14,30 +14,27 @@ the event loop, reloads in a worker thread.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from dataclasses import dataclass
 
-import numpy as np
+from events import (
+    EventError, FaceAdded, FaceRemoved, GalleryRemoved, GalleryRenamed, NegativeAdded, NegativeRemoved, RepoEvent,
+    SubjectMerged, SubjectRemoved, decode, decode_vector,
+)
 
 from .index import GalleryIndex, NegativeIndex, SearchOptions
 from .store import RepoStore
 from .sync import Sequencer, VersionWaiters
 
-__all__ = ("GalleryMirror", "MirroredGallery", "event_vector")
+__all__ = ("GalleryMirror", "MirroredGallery")
 
 log = logging.getLogger(__name__)
 
 Scope = Callable[[str, str], bool]  # (tenant id, gallery name) -> whether a gallery not held yet is followed
-
-
-def event_vector(event: dict[str, Any]) -> np.ndarray:
-    """The float32 embedding a face.added or negative.added event carries (base64)."""
-    return np.frombuffer(base64.b64decode(event["embedding"]), np.float32)
 
 
 def _everything(tenant_id: str, name: str) -> bool:
@@ -65,8 +62,7 @@ class GalleryMirror:
         self.search = search
         self.scope = scope
         self._galleries: dict[str, MirroredGallery] = {}
-        self._sequencer: Sequencer[str, dict[str, Any]] = Sequencer(clock)
-        self._unversioned: dict[str, list[dict[str, Any]]] = {}  # events without a version, met during a reload
+        self._sequencer: Sequencer[str, RepoEvent] = Sequencer(clock)
         self._waiters: VersionWaiters[str] = VersionWaiters()
         self._lock = threading.RLock()  # one change at a time: an add and a remove of one face cannot swap
         self._reloading = threading.Lock()  # one reload at a time: a later snapshot is never replaced by an older one
@@ -103,57 +99,60 @@ class GalleryMirror:
             return self._sequencer.applied(gallery_id)
 
     # -- following ---------------------------------------------------------------------
-    def apply(self, event: dict[str, Any]) -> None:
-        """One /topic/repo.events message (or this node's own change)."""
-        gallery_id = event.get("gallery_id")
-        if not isinstance(gallery_id, str):
-            return
-        version = event.get("version")
+    def apply(self, message: RepoEvent | bytes | str | Mapping[str, Any]) -> None:
+        """One /topic/repo.events message (or this node's own change); other events are ignored."""
+        if not isinstance(message, RepoEvent):
+            try:
+                event = decode(message)
+            except EventError as exc:
+                log.warning("ignored a repo event: %s", exc)
+                return
+            if not isinstance(event, RepoEvent):
+                return
+            message = event
+        event = message
         with self._lock:
-            if gallery_id not in self._galleries and not self.scope(str(event.get("tenant")),
-                                                                    str(event.get("gallery"))):
+            if event.gallery_id not in self._galleries and not self.scope(event.tenant, event.gallery):
                 return
-            if not isinstance(version, int) or isinstance(version, bool):
-                # From a node that predates versions: applied as it comes (held through a reload).
-                if gallery_id in self._unversioned:
-                    self._unversioned[gallery_id].append(event)
-                else:
-                    self._apply(event)
+            if event.version is None:  # changes nothing an index holds (subject.updated)
                 return
-            for ready in self._sequencer.offer(gallery_id, version, event):
+            for ready in self._sequencer.offer(event.gallery_id, event.version, event):
                 self._apply(ready)
             self._wake()
 
-    def _apply(self, event: dict[str, Any]) -> None:
-        gallery_id, kind = str(event["gallery_id"]), event.get("type")
-        if kind == "gallery.removed":
-            self._galleries.pop(gallery_id, None)
-            self._sequencer.end(gallery_id)
+    def _apply(self, event: RepoEvent) -> None:
+        if isinstance(event, GalleryRemoved):
+            self._galleries.pop(event.gallery_id, None)
+            self._sequencer.end(event.gallery_id)
             return
-        state = self._state(gallery_id, str(event.get("tenant", "")), str(event.get("gallery", "")))
-        if kind == "face.added":
-            if event.get("model_id") != self.model_id:
-                return  # another embedding model's vector cannot be compared with ours
-            if not state.index.contains(event["face_id"]):
-                state.index.add([event["face_id"]], [event["subject_pk"]], event_vector(event)[None, :])
-        elif kind == "face.removed":
-            state.index.remove([event["face_id"]])
-        elif kind == "subject.removed":
-            state.index.remove(list(event.get("face_ids", [])))
-            state.negatives.remove_subject(str(event.get("subject_pk")))
-        elif kind == "subject.merged":
-            if "face_ids" in event and "merged_pk" in event and "subject_pk" in event:
-                state.index.reassign(list(event["face_ids"]), event["subject_pk"])
-                state.negatives.reassign(event["merged_pk"], event["subject_pk"])
-            else:  # from an older node: which faces moved is not said
-                self._sequencer.mark_gap(gallery_id)
-        elif kind == "negative.added":
-            if event.get("model_id") == self.model_id:
-                state.negatives.add(event["negative_id"], event["subject_pk"], event_vector(event))
-        elif kind == "negative.removed":
-            state.negatives.remove([event["negative_id"]])
-        elif kind == "gallery.renamed":
-            state.name = str(event.get("gallery", state.name))
+        state = self._state(event.gallery_id, event.tenant, event.gallery)
+        match event:
+            case FaceAdded(model_id=model_id) if model_id != self.model_id:
+                pass  # another embedding model's vector cannot be compared with ours
+            case FaceAdded():
+                vector = decode_vector(event.embedding)
+                if vector is None:  # a copy without its vector (it cannot be followed): read the database
+                    self._sequencer.mark_gap(event.gallery_id)
+                elif not state.index.contains(event.face_id):
+                    state.index.add([event.face_id], [event.subject_pk], vector[None, :])
+            case FaceRemoved():
+                state.index.remove([event.face_id])
+            case SubjectRemoved():
+                state.index.remove(event.face_ids)
+                state.negatives.remove_subject(event.subject_pk)
+            case SubjectMerged():
+                state.index.reassign(event.face_ids, event.subject_pk)
+                state.negatives.reassign(event.merged_pk, event.subject_pk)
+            case NegativeAdded() if event.model_id == self.model_id:
+                vector = decode_vector(event.embedding)
+                if vector is None:
+                    self._sequencer.mark_gap(event.gallery_id)
+                else:
+                    state.negatives.add(event.negative_id, event.subject_pk, vector)
+            case NegativeRemoved():
+                state.negatives.remove([event.negative_id])
+            case GalleryRenamed():
+                state.name = event.gallery
 
     def when_applied(self, gallery_id: str, version: int, callback: Callable[[], None]) -> int | None:
         """Call ``callback`` (from whichever thread applies it) once the mirror holds ``version`` of
@@ -186,15 +185,12 @@ class GalleryMirror:
         with self._reloading:
             with self._lock:
                 self._sequencer.begin_reload(gallery_id)
-                self._unversioned.setdefault(gallery_id, [])
             index = GalleryIndex(self.dim, options=self.search)
             try:
                 found = self.store.read_gallery(gallery_id, self.model_id, index.add)
             except BaseException:
                 with self._lock:
                     self._sequencer.abort_reload(gallery_id)
-                    for event in self._unversioned.pop(gallery_id, []):
-                        self._apply(event)
                 raise
             with self._lock:
                 self.reloads += 1
@@ -208,7 +204,7 @@ class GalleryMirror:
                         state.negatives.add(negative.id, negative.subject_pk, negative.embedding)
                     self._galleries[gallery_id] = state
                     ready = self._sequencer.end_reload(gallery_id, gallery.version)
-                for event in [*ready, *self._unversioned.pop(gallery_id, [])]:
+                for event in ready:
                     self._apply(event)
                 self._wake()
 

@@ -9,7 +9,6 @@ change, this node's and every other node's, in each gallery's version order
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 import uuid
@@ -20,6 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from events import (
+    FaceAdded, FaceRemoved, GalleryRemoved, GalleryRenamed, NegativeAdded, NegativeRemoved, RepoEvent, SubjectMerged,
+    SubjectRemoved, SubjectUpdated, encode_vector,
+)
 from api.errors import BadParam, Conflict, NoFace, NotFound, PayloadTooLarge, UnsupportedMedia
 from vision.analyzer import FaceAnalyzer, UnknownAttributeError
 from vision.errors import ImageDecodeError, ImageTooLargeError, ImageTooSmallError
@@ -115,12 +118,9 @@ class FaceRepository:
     def _negatives(self, gallery_id: str) -> NegativeIndex:
         return self.mirror.negatives(gallery_id)
 
-    def _event(self, kind: str, gallery: Gallery, version: int | None = None, **fields: Any) -> None:
+    def _event(self, kind: type[RepoEvent], gallery: Gallery, version: int | None = None, **fields: Any) -> None:
         """Apply a committed change to this node's index and announce it to the others."""
-        event = {"type": kind, "tenant": gallery.tenant_id, "gallery": gallery.name, "gallery_id": gallery.id,
-                 "time": time.time(), **fields}
-        if version is not None:
-            event["version"] = version
+        event = kind(tenant=gallery.tenant_id, gallery=gallery.name, gallery_id=gallery.id, version=version, **fields)
         self.mirror.apply(event)
         self.events.publish(REPO_EVENTS, event)
 
@@ -258,8 +258,8 @@ class FaceRepository:
                 await self._drop_image(key)
             raise
         for record, version in zip(records, versions):
-            self._event("face.added", gallery, version, subject=subject.id, subject_pk=subject.pk, face_id=record.id,
-                        embedding=base64.b64encode(record.embedding.tobytes()).decode(), model_id=record.model_id)
+            self._event(FaceAdded, gallery, version, subject=subject.id, subject_pk=subject.pk, face_id=record.id,
+                        embedding=encode_vector(record.embedding), model_id=record.model_id)
         await self._indexed(gallery.id, versions[-1])
 
     async def replace_embeddings(self, records: Sequence[FaceRecord], vectors: Sequence[np.ndarray]) -> int:
@@ -278,8 +278,8 @@ class FaceRepository:
             gallery = galleries.get(gallery_id) or Gallery(gallery_id, "", "", 0.0)  # deleted since: still announced
             subject = subjects.get(subject_pk)
             # Every version is announced, or the other nodes would wait for it in vain.
-            self._event("face.added", gallery, version, subject=subject.id if subject else None, subject_pk=subject_pk,
-                        face_id=face_id, embedding=base64.b64encode(vector.tobytes()).decode(), model_id=model_id)
+            self._event(FaceAdded, gallery, version, subject=subject.id if subject else None, subject_pk=subject_pk,
+                        face_id=face_id, embedding=encode_vector(vector), model_id=model_id)
         return len(stored)
 
     async def delete_face(self, tenant_id: str, face_id: str) -> None:
@@ -287,7 +287,7 @@ class FaceRepository:
         version = await asyncio.to_thread(self.store.delete_face, face_id)
         await self._drop_image(record.image_key)
         if version is not None:  # else another request deleted it meanwhile, and announced it
-            self._event("face.removed", gallery, version, face_id=face_id)
+            self._event(FaceRemoved, gallery, version, face_id=face_id)
             await self._indexed(gallery.id, version)
 
     async def add_negative(self, gallery: Gallery, subject: Subject, data: bytes, *, source: str,
@@ -312,9 +312,9 @@ class FaceRepository:
         record = NegativeRecord(uuid.uuid4().hex, subject.pk, gallery.id, embedding, model_id, source, time.time())
         thumb = await asyncio.to_thread(thumbnail_jpeg, face.aligned) if face.aligned is not None else None
         version = await asyncio.to_thread(self.store.add_negative, record, thumb)
-        self._event("negative.added", gallery, version, subject=subject.id, subject_pk=subject.pk,
+        self._event(NegativeAdded, gallery, version, subject=subject.id, subject_pk=subject.pk,
                     negative_id=record.id, model_id=model_id,
-                    embedding=base64.b64encode(embedding.astype(np.float32).tobytes()).decode())
+                    embedding=encode_vector(embedding))
         await self._indexed(gallery.id, version)
         return record, closeness
 
@@ -322,7 +322,7 @@ class FaceRepository:
         record, gallery = await asyncio.to_thread(self.store.negative, tenant_id, negative_id)
         version = await asyncio.to_thread(self.store.delete_negative, record.id)
         if version is not None:
-            self._event("negative.removed", gallery, version, negative_id=record.id, subject_pk=record.subject_pk)
+            self._event(NegativeRemoved, gallery, version, negative_id=record.id, subject_pk=record.subject_pk)
             await self._indexed(gallery.id, version)
 
     async def _drop_image(self, key: str | None) -> None:
@@ -331,7 +331,7 @@ class FaceRepository:
 
     async def delete_subject(self, gallery: Gallery, subject: Subject) -> None:
         gone, version = await asyncio.to_thread(self.store.delete_subject, subject)
-        self._event("subject.removed", gallery, version, subject=subject.id, subject_pk=subject.pk,
+        self._event(SubjectRemoved, gallery, version, subject=subject.id, subject_pk=subject.pk,
                     face_ids=[f for f, _ in gone])
         for key in {k for _, k in gone}:
             await self._drop_image(key)
@@ -342,11 +342,11 @@ class FaceRepository:
         change = await asyncio.to_thread(self.store.update_subject, subject, name, meta)
         result = change.subject
         if change.merged_pk is not None and change.version is not None:
-            self._event("subject.merged", gallery, change.version, subject=result.id, merged=subject.id,
+            self._event(SubjectMerged, gallery, change.version, subject=result.id, merged=subject.id,
                         subject_pk=result.pk, merged_pk=change.merged_pk, face_ids=list(change.moved_faces))
             await self._indexed(gallery.id, change.version)
         else:
-            self._event("subject.updated", gallery, subject=result.id)  # nothing an index follows
+            self._event(SubjectUpdated, gallery, subject=result.id)  # nothing an index follows
         return result
 
     async def rename_gallery(self, gallery: Gallery, name: str) -> Gallery:
@@ -354,12 +354,12 @@ class FaceRepository:
         if name == gallery.name:
             return gallery
         renamed = await asyncio.to_thread(self.store.rename_gallery, gallery, name)
-        self._event("gallery.renamed", renamed, renamed.version, old_name=gallery.name)
+        self._event(GalleryRenamed, renamed, renamed.version, old_name=gallery.name)
         return renamed
 
     async def delete_gallery(self, gallery: Gallery) -> None:
         keys, version = await asyncio.to_thread(self.store.delete_gallery, gallery)
-        self._event("gallery.removed", gallery, version)
+        self._event(GalleryRemoved, gallery, version)
         for key in set(keys):
             await self._drop_image(key)
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = ("Sequencer", "SyncOptions", "Follower", "VersionWaiters", "wait_applied")
 
@@ -39,7 +39,9 @@ class SyncOptions:
 class Follower(Protocol):
     """In-memory state that follows a stream of versioned events (see ``Sequencer``)."""
 
-    def apply(self, event: dict[str, object]) -> None: ...
+    def apply(self, message: bytes | str | Mapping[str, Any]) -> None:
+        """One message of the followed topic (an undecodable or foreign one is ignored)."""
+        ...
 
     def due(self, grace_s: float) -> list[str]:
         """Streams with a gap open for at least ``grace_s`` (to reload)."""

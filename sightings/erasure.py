@@ -23,11 +23,11 @@ only, never by its id or name.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from events import SubjectErased
 from repo.events import EventPublisher, tenant_topic
 
 from .service import SIGHTINGS_KIND, SightingService
@@ -83,7 +83,6 @@ class SubjectEraser:
                   "sightings": len(erased.sightings), "crops": erased.crops, "embeddings": erased.embeddings,
                   "runner_up_mentions": erased.mentions, "groups": len(group_ids), "group_faces": group_faces}
         await asyncio.to_thread(store.close_erasure, audit_id, counts)
-        self.events.publish(tenant_topic(tenant_id, SIGHTINGS_KIND), {
-            "type": "subject.erased", "tenant": tenant_id, "time": time.time(), "erasure": audit_id,
-            "counts": counts})
+        self.events.publish(tenant_topic(tenant_id, SIGHTINGS_KIND),
+                            SubjectErased(tenant=tenant_id, erasure=audit_id, counts=counts))
         return Erased(audit_id, counts)

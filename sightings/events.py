@@ -1,15 +1,15 @@
-"""Watcher events, read: the one place sightings parse an event dict (face.recognized,
-face.unknown, track.ended; watcher/pipeline.py writes them)."""
+"""Watcher events (events/camera.py) as the sightings writer stores them: face.recognized and
+face.unknown become sightings, track.ended closes their time range."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
-import math
-from typing import Any
 
-import numpy as np
+from events import (
+    CandidateRef, Event, EventError, FaceEvent, FaceRecognized, FaceUnknown, SubjectRef as EventSubject, TrackEnded,
+    decode, decode_vector,
+)
 
 from .records import NewSighting, SubjectRef, TrackEnd
 
@@ -19,88 +19,50 @@ __all__ = ("parse_event", "sighting_of", "track_end_of")
 def parse_event(body: bytes) -> NewSighting | TrackEnd | None:
     """A queued message body; None for what is not a sighting (or is malformed)."""
     try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        event: Event = decode(body)
+    except EventError:
         return None
-    if not isinstance(event, dict):
-        return None
-    if event.get("type") == "track.ended":
+    if isinstance(event, TrackEnded):
         return track_end_of(event)
-    return sighting_of(event)
+    if isinstance(event, FaceEvent):
+        return sighting_of(event)
+    return None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def _subject(ref: EventSubject | None) -> SubjectRef | None:
+    if ref is None:
         return None
-    return float(value)
+    return SubjectRef(ref.pk[:64] if ref.pk else None, ref.id[:200], ref.name[:300], ref.gallery[:200])
 
 
-def _subject(value: Any) -> SubjectRef | None:
-    if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not isinstance(value.get("gallery"), str):
-        return None
-    pk = value.get("pk")
-    return SubjectRef(pk[:64] if isinstance(pk, str) else None, value["id"][:200], str(value.get("name", ""))[:300],
-                      value["gallery"][:200])
+def _candidate(ref: CandidateRef | None) -> tuple[SubjectRef | None, float | None]:
+    return (None, None) if ref is None else (_subject(ref.subject), ref.similarity)
 
 
-def _candidate(value: Any) -> tuple[SubjectRef | None, float | None]:
-    if not isinstance(value, dict):
-        return None, None
-    return _subject(value.get("subject")), _number(value.get("similarity"))
-
-
-def sighting_of(event: dict[str, Any]) -> NewSighting | None:
-    kind = {"face.recognized": "recognized", "face.unknown": "unknown"}.get(str(event.get("type")))
-    if kind is None:
+def sighting_of(event: FaceEvent) -> NewSighting | None:
+    if not event.id or not event.camera:
         return None
     try:
-        event_id, camera = event["id"], event["camera"]
-        if not isinstance(event_id, str) or not isinstance(camera, str) or not event_id or not camera:
-            return None
-        seen_at = _number(event["frame"]["wall_time"])
-        first_seen = _number(event.get("first_seen"))
-        decided = _number(event.get("analysed_frame_time"))
-        track = int(event["track"])
-        if seen_at is None:
-            return None
-        embedding = None
-        if isinstance(event.get("embedding"), str):
-            embedding = np.frombuffer(base64.b64decode(event["embedding"], validate=True), np.float32)
-            if embedding.size == 0 or not np.all(np.isfinite(embedding)):
-                embedding = None
-        crop = base64.b64decode(event["crop"], validate=True) if isinstance(event.get("crop"), str) else None
-    except (KeyError, TypeError, ValueError, binascii.Error):
+        crop = base64.b64decode(event.crop, validate=True) if event.crop else None
+    except (binascii.Error, ValueError):
         return None
-    found = event.get("decision")
-    decision: dict[str, Any] = found if isinstance(found, dict) else {}
-    subject = _subject(event.get("subject")) if kind == "recognized" else None
-    if kind == "recognized" and subject is None:
+    decision = event.decision
+    seen_at = event.frame.wall_time
+    if isinstance(event, FaceRecognized):
+        kind, subject, similarity = "recognized", _subject(event.subject), event.similarity
+        runner_up, runner_up_similarity = _candidate(decision.runner_up)
+    elif isinstance(event, FaceUnknown):  # who it looked most like, though not enough to be named
+        kind, subject, similarity = "unknown", None, event.best_similarity
+        runner_up, runner_up_similarity = _candidate(decision.best)
+    else:
         return None
-    if kind == "recognized":
-        similarity = _number(event.get("similarity"))
-        runner_up, runner_up_similarity = _candidate(decision.get("runner_up"))
-    else:  # who it looked most like, though not enough to be named
-        similarity = _number(event.get("best_similarity"))
-        runner_up, runner_up_similarity = _candidate(decision.get("best"))
-    model_id = event.get("model_id")
     return NewSighting(
-        event_id=event_id[:64], kind=kind, camera=camera[:64], track=track,
-        first_seen=first_seen if first_seen is not None else seen_at,
-        last_seen=max(seen_at, decided if decided is not None else seen_at), seen_at=seen_at, subject=subject,
+        event_id=event.id[:64], kind=kind, camera=event.camera[:64], track=event.track, first_seen=event.first_seen,
+        last_seen=max(seen_at, event.analysed_frame_time), seen_at=seen_at, subject=subject,
         similarity=similarity, runner_up=runner_up, runner_up_similarity=runner_up_similarity,
-        threshold=_number(decision.get("threshold", event.get("threshold"))),
-        margin=_number(decision.get("margin", event.get("margin"))),
-        reason=str(decision["reason"])[:32] if "reason" in decision else None,
-        quality=_number(event.get("quality")) or 0.0, embedding=embedding,
-        model_id=model_id[:200] if isinstance(model_id, str) else None, crop=crop or None)
+        threshold=decision.threshold, margin=decision.margin, reason=decision.reason[:32], quality=event.quality,
+        embedding=decode_vector(event.embedding), model_id=event.model_id[:200] or None, crop=crop or None)
 
 
-def track_end_of(event: dict[str, Any]) -> TrackEnd | None:
-    try:
-        camera, track = event["camera"], int(event["track"])
-        first_seen, last_seen = _number(event["first_seen"]), _number(event["last_seen"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not isinstance(camera, str) or first_seen is None or last_seen is None:
-        return None
-    return TrackEnd(camera[:64], track, first_seen, last_seen)
+def track_end_of(event: TrackEnded) -> TrackEnd:
+    return TrackEnd(event.camera[:64], event.track, event.first_seen, event.last_seen)

@@ -2,7 +2,7 @@
 
 Every stored sighting has ``seq``, its tenant's sequence number: dense (1, 2,
 3, ...) and in commit order. Each is announced once stored, as
-``{"type": "sighting.stored", "sighting": {...}}`` on
+``sighting.stored`` events (events/sightings.py) on
 ``/topic/tenant.<tenant id>.sightings``; ``GET /api/v1/sightings?since=<seq>``
 (REST, or STOMP on /queue/facewatch.api) returns the ones after a cursor, oldest
 first, a page at a time, then ``more: false`` with a ``cursor`` up to which
@@ -26,7 +26,6 @@ BusClient.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from broker.client import BusClient, BusMessage
+from events import EventError, SightingStored, decode
 
 __all__ = ("FeedState", "SightingFollower", "API_QUEUE")
 
@@ -116,16 +116,16 @@ class SightingFollower:
 
     def _on_live(self, message: BusMessage) -> None:
         try:
-            event = json.loads(message.body)
-        except ValueError:
+            event = decode(message.body)
+        except EventError:
             return
-        if not isinstance(event, dict) or event.get("type") != "sighting.stored":
+        if not isinstance(event, SightingStored):
             return
         with self._lock:
             if self._held_live is not None:
-                self._held_live.append(event["sighting"])
+                self._held_live.append(event.sighting)
                 return
-            self._deliver(self.state.offer(event["sighting"]))
+            self._deliver(self.state.offer(event.sighting))
             gap = self.state.gap
         if gap:  # not on the receiver thread: the catch-up's replies arrive on it
             threading.Thread(target=self._catch_up_quietly, name="sightings-catch-up", daemon=True).start()

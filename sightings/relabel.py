@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from api.errors import ApiError, NotFound
+from events import Event, FaceAdded, GroupPromoted, SightingsRelabelled
 from repo.decision import CANDIDATES, Candidate as DecisionCandidate, decide
 from repo.events import EventPublisher, tenant_topic
 from repo.store import Gallery, Subject
@@ -83,24 +83,18 @@ class Relabeller:
         self._pending[key] = _Request(gallery, trigger, group, due)
         self._wake.set()
 
-    async def on_repo_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "face.added" and event.get("model_id") == self.service.model_id:
-            tenant, gallery, pk = event.get("tenant"), event.get("gallery"), event.get("subject_pk")
-            if isinstance(tenant, str) and isinstance(gallery, str) and isinstance(pk, str):
-                self.request(tenant, gallery, pk)
+    async def on_repo_event(self, event: Event) -> None:
+        if isinstance(event, FaceAdded) and event.model_id == self.service.model_id:
+            self.request(event.tenant, event.gallery, event.subject_pk)
 
-    async def on_grouping_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") != "group.promoted":
-            return
-        tenant, gallery, subject = event.get("tenant"), event.get("gallery"), event.get("subject")
-        if not (isinstance(tenant, str) and isinstance(gallery, str) and isinstance(subject, str)):
+    async def on_grouping_event(self, event: Event) -> None:
+        if not isinstance(event, GroupPromoted):
             return
         try:
-            pk = await self.service.subject_pk(tenant, gallery, subject)
+            pk = await self.service.subject_pk(event.tenant, event.gallery, event.subject)
         except NotFound:
             return
-        group = event.get("group")
-        self.request(tenant, gallery, pk, "promoted", group if isinstance(group, str) else None)
+        self.request(event.tenant, event.gallery, pk, "promoted", event.group)
 
     async def run(self) -> None:
         """Serve the requests as they fall due, one at a time (runs until cancelled)."""
@@ -160,10 +154,9 @@ class Relabeller:
         # Off the event loop: a decision searches every gallery of the camera, for each candidate.
         changes = await asyncio.to_thread(self._decide_all, subject, gallery, candidates, cameras, policies, galleries)
         named = await asyncio.to_thread(self.service.store.relabel, tenant_id, changes) if changes else []
-        self.events.publish(tenant_topic(tenant_id, SIGHTINGS_KIND), {
-            "type": "sightings.relabelled", "tenant": tenant_id, "time": time.time(), "gallery": gallery.name,
-            "subject": subject.id, "trigger": trigger, "group": group, "count": len(named),
-            "sightings": named[:1000]})
+        self.events.publish(tenant_topic(tenant_id, SIGHTINGS_KIND), SightingsRelabelled(
+            tenant=tenant_id, gallery=gallery.name, subject=subject.id, trigger=trigger, group=group,
+            count=len(named), sightings=named[:1000]))
         if named:
             log.info("retroactive naming: %d sighting(s) of tenant %s named %s", len(named), tenant_id, subject.id)
         return named

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from api.errors import BadParam, Conflict, NotFound
+from events import Event, GroupCreated, GroupDeleted, GroupMerged, SightingStored
 from repo.events import EventPublisher, tenant_topic
 from repo.service import FaceRepository
 from vision.embedder import l2_normalise
@@ -108,8 +108,7 @@ class SightingService:
                            [i.sighting.camera for i in usable], seq=max(seqs) if in_line else None)
             topic = tenant_topic(tenant, SIGHTINGS_KIND)
             for item in items:
-                self.events.publish(topic, {"type": "sighting.stored", "tenant": tenant, "time": time.time(),
-                                            "sighting": item.sighting.to_json()})
+                self.events.publish(topic, SightingStored(tenant=tenant, sighting=item.sighting.to_json()))
 
     # -- reads -----------------------------------------------------------------------------
     async def sighting(self, tenant_id: str, sighting_id: str) -> Sighting:
@@ -187,17 +186,14 @@ class SightingService:
         return await asyncio.to_thread(self.store.erasure_log, tenant_id, limit)
 
     # -- what grouping says of the faces it placed ------------------------------------------
-    async def on_grouping_event(self, event: dict[str, Any], pending: Callable[[str, str], None]) -> None:
+    async def on_grouping_event(self, event: Event, pending: Callable[[str, str], None]) -> None:
         """Keep the sightings' face groups in step with grouping's events (placed, merged, deleted);
         ``pending(event id, group)`` remembers a placement whose sighting is not stored yet."""
-        kind, tenant, group = event.get("type"), event.get("tenant"), event.get("group")
-        if not isinstance(tenant, str) or not isinstance(group, str):
-            return
-        if kind in ("group.created", "group.grown") and isinstance(event.get("event"), str):
-            if not await asyncio.to_thread(self.store.place_in_group, tenant, event["event"], group):
-                pending(event["event"], group)
-        elif kind == "group.merged" and isinstance(event.get("merged"), list):
-            await asyncio.to_thread(self.store.merge_groups, tenant, group,
-                                    [g for g in event["merged"] if isinstance(g, str)])
-        elif kind == "group.deleted":
-            await asyncio.to_thread(self.store.clear_group, tenant, group)
+        match event:
+            case GroupCreated(event=str(placed)):  # and GroupGrown: a camera's face (its event id) placed
+                if not await asyncio.to_thread(self.store.place_in_group, event.tenant, placed, event.group):
+                    pending(placed, event.group)
+            case GroupMerged():
+                await asyncio.to_thread(self.store.merge_groups, event.tenant, event.group, event.merged)
+            case GroupDeleted():
+                await asyncio.to_thread(self.store.clear_group, event.tenant, event.group)

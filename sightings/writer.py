@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from broker.client import BusClient, BusMessage
 
@@ -141,32 +141,44 @@ class SightingWriter:
         return stored
 
     async def write_until_stored(self, messages: Sequence[BusMessage]) -> None:
-        """Write one batch, retrying while the database fails; a message that fails alone for another
-        reason (a bug) is logged and dropped, so that it cannot hold the queue up for ever."""
+        """Write one batch, retrying while the database is unreachable. A batch that fails for what it
+        holds (a constraint, a value the database refuses, a bug) is written message by message, and a
+        message that fails alone is logged and dropped, so that it cannot hold the queue up for ever."""
         delay = self.options.retry_initial_s
         bodies = [m.body for m in messages]
         while True:
             try:
                 await asyncio.to_thread(self.write, bodies)
                 return
-            except SQLAlchemyError as exc:
-                self.stats.retries += 1
-                log.warning("sightings: batch of %d not stored (%s); again in %.1fs", len(bodies),
-                            str(exc).splitlines()[0][:200], delay)
-            except Exception:
-                log.exception("sightings: batch of %d failed; storing its messages one by one", len(bodies))
-                for body in bodies:
-                    try:
-                        await asyncio.to_thread(self.write, [body])
-                    except SQLAlchemyError:
-                        break  # the database again: retry the whole batch (stored ones are skipped)
-                    except Exception:
-                        self.stats.dropped += 1
-                        log.exception("sightings: dropped a message that cannot be stored")
+            except Exception as exc:
+                if _database_unavailable(exc):
+                    self.stats.retries += 1
+                    log.warning("sightings: batch of %d not stored (%s); again in %.1fs", len(bodies),
+                                str(exc).splitlines()[0][:200], delay)
                 else:
-                    return
+                    log.exception("sightings: batch of %d failed; storing its messages one by one", len(bodies))
+                    if await self._write_one_by_one(bodies):
+                        return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.options.retry_max_s)
+
+    async def _write_one_by_one(self, bodies: Sequence[bytes]) -> bool:
+        """False when the database went away meanwhile (the caller retries; stored ones are skipped)."""
+        for body in bodies:
+            try:
+                await asyncio.to_thread(self.write, [body])
+            except Exception as exc:
+                if _database_unavailable(exc):
+                    return False
+                self.stats.dropped += 1
+                log.exception("sightings: dropped a message that cannot be stored")
+        return True
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """A failure that retrying the same rows can cure (connection, lock, timeout), as opposed to one
+    the rows themselves cause, which would fail the same way for ever."""
+    return isinstance(exc, SQLAlchemyError) and not isinstance(exc, (IntegrityError, DataError))
 
 
 async def _next_batch(inbox: asyncio.Queue[BusMessage], size: int, wait_s: float) -> list[BusMessage]:

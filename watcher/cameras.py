@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from api.errors import BadParam
 from broker.core import TENANT_HEADER
 from api.names import CAMERA_ID, NAME
+from events import ALL_CAMERAS_TOPIC, camera_topic
 from repo.events import tenant_topic
 from vision.attribute_names import AttributeName
 
@@ -24,24 +25,19 @@ from .stream import StreamOptions
 
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
            "topic_for", "msgpack_topic_for", "event_topics", "event_headers", "ALL_CAMERAS_TOPIC",
-           "UNKNOWN_FACES_QUEUE", "SIGHTINGS_QUEUE", "SIGHTING_EVENT_TYPES")
+           "UNKNOWN_FACES_QUEUE", "SIGHTINGS_QUEUE")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
 
 
-def topic_for(camera_id: str) -> str:
-    return f"/topic/watcher.{camera_id}"
-
-
-ALL_CAMERAS_TOPIC = topic_for("*")  # every camera's events (a topic pattern to subscribe to)
+topic_for = camera_topic  # a camera's events (events/camera.py)
 # Every face.unknown once more, as work: nodes that group faces consume it as competing consumers, so each
 # unknown face is placed by exactly one node (a topic would have every node place it).
 UNKNOWN_FACES_QUEUE = "/queue/facewatch.unknown-faces"
 # Every face event once more, as work for the sightings writer (competing consumers, acked once stored):
 # face.recognized and face.unknown become sightings; track.ended closes their time range.
 SIGHTINGS_QUEUE = "/queue/facewatch.sightings"
-SIGHTING_EVENT_TYPES = frozenset({"face.recognized", "face.unknown", "track.ended"})
 
 
 def event_topics(camera: "Camera") -> tuple[str, str]:

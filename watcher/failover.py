@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from api.errors import BadParam
+from events import CameraStatus
 
 from .cameras import Camera, event_topics
 from .leases import CameraLeases, Claim, Lease, LeaseGrant
@@ -72,13 +73,13 @@ class Workers(Protocol):
     def camera(self, camera_id: str) -> Camera | None: ...
 
 
-def node_down_event(camera_id: str, claim: Claim, down: str, now: float) -> dict[str, Any]:
+def node_down_event(camera_id: str, claim: Claim, down: str, now: float) -> CameraStatus:
     before = claim.previous
     late = now - before.expires_at if before is not None else 0.0
-    return {"type": "camera.status", "camera": camera_id, "state": NODE_DOWN, "node": down,
-            "taken_over_by": claim.lease.owner, "lease": claim.lease.epoch, "time": now,
-            "reason": f"node {down} stopped renewing its lease (expired {late:.1f}s ago); "
-                      f"node {claim.lease.owner} takes the camera over"}
+    return CameraStatus(camera=camera_id, state=NODE_DOWN, node=down, taken_over_by=claim.lease.owner,
+                        lease=claim.lease.epoch, time=now,
+                        reason=f"node {down} stopped renewing its lease (expired {late:.1f}s ago); "
+                               f"node {claim.lease.owner} takes the camera over")
 
 
 class LeaseKeeper:

@@ -11,13 +11,14 @@ reloaded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from api.errors import NotFound
+from events import RepoEvent
 from repo.index import SearchOptions
 from repo.mirror import GalleryMirror
 from repo.store import RepoStore, Subject
@@ -64,7 +65,7 @@ class GalleryFollower:
                 log.info("gallery %r does not exist yet; followed from its first enrolment", name)
         return self.mirror.load(ids)
 
-    def apply(self, event: dict[str, Any]) -> None:
+    def apply(self, event: RepoEvent | bytes | str | Mapping[str, Any]) -> None:
         """One /topic/repo.events message (any tenant's; others are ignored)."""
         self.mirror.apply(event)
 

@@ -28,6 +28,10 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from events import (
+    Box, CameraEvent, CandidateRef, DecisionRef, FaceRecognized, FaceUnknown, FrameRef, SubjectRef, TrackEnded,
+    encode_vector,
+)
 from vision.analyzer import FaceAnalyzer
 from vision.geometry import crop_box
 from vision.records import Face
@@ -112,10 +116,6 @@ def crop_jpeg(image: np.ndarray, box: np.ndarray, max_px: int) -> str:
     return base64.b64encode(data.tobytes()).decode()
 
 
-def _frame_json(frame: VideoFrame) -> dict[str, Any]:
-    return {"index": frame.index, "stream_time": round(frame.stream_time_s, 3), "wall_time": frame.wall_time}
-
-
 class CameraPipeline:
     def __init__(self, analyzer: FaceAnalyzer, matcher: Matcher, options: PipelineOptions,
                  tracker: TrackerOptions | None = None) -> None:
@@ -127,7 +127,7 @@ class CameraPipeline:
         self.announced: dict[str, float] = {}  # subject pk -> when last announced (cool-down)
         self.stats = PipelineStats()
 
-    def process(self, frame: VideoFrame) -> list[dict[str, Any]]:
+    def process(self, frame: VideoFrame) -> list[CameraEvent]:
         """Analyse one frame; returns the events it caused (maybe none)."""
         started, now = time.perf_counter(), frame.wall_time
         found = self.analyzer.detector.detect(frame.image, tiles=self._tiles())
@@ -144,7 +144,7 @@ class CameraPipeline:
         tracks = [track for track, _ in open_pairs]
         due = [track for track in tracks if self._needs_embedding(track, now)]
         self.analyzer.embed([track.best for track in due if track.best is not None])
-        events = []
+        events: list[CameraEvent] = []
         for track in due:
             events += self._match(track, frame)
         for track in tracks:
@@ -185,7 +185,7 @@ class CameraPipeline:
         return (decision.recognized is None and best is not None and best is not decision.tried
                 and self._usable(best) and now - decision.embedded_at >= self.options.rematch_interval_s)
 
-    def _match(self, track: Track, frame: VideoFrame) -> list[dict[str, Any]]:
+    def _match(self, track: Track, frame: VideoFrame) -> list[CameraEvent]:
         decision = self.decisions[track.id]
         face = track.best
         assert face is not None and face.embedding is not None  # _needs_embedding and embed() made sure
@@ -223,9 +223,9 @@ class CameraPipeline:
         decision.announced = True
         self.announced[subject.pk] = frame.wall_time
         self.stats.recognized += 1
-        return [self._event("face.recognized", track, decision, frame)]
+        return [self._event(FaceRecognized, track, decision, frame)]
 
-    def _unknown(self, track: Track, frame: VideoFrame) -> list[dict[str, Any]]:
+    def _unknown(self, track: Track, frame: VideoFrame) -> list[CameraEvent]:
         """A track embedded, matched by nobody, and seen well enough, long enough."""
         decision = self.decisions[track.id]
         if (decision.recognized is not None or decision.unknown_sent or decision.verdict is None
@@ -233,67 +233,64 @@ class CameraPipeline:
             return []
         decision.unknown_sent = True
         self.stats.unknown += 1
-        return [self._event("face.unknown", track, decision, frame)]
+        return [self._event(FaceUnknown, track, decision, frame)]
 
-    def _ended(self, track: Track) -> list[dict[str, Any]]:
+    def _ended(self, track: Track) -> list[CameraEvent]:
         """The final word on a track that was matched at all: what was decided, and whether it was announced."""
         decision = self.decisions.pop(track.id, None)
         if decision is None or decision.verdict is None:
             return []
-        event: dict[str, Any] = {
-            "type": "track.ended", "camera": self.options.camera_id, "track": track.id,
-            "first_seen": track.first_seen, "last_seen": track.last_seen, "shots": len(decision.shots),
-            "subject": None if decision.recognized is None else
-            {"id": decision.recognized.id, "name": decision.recognized.name, "gallery": decision.gallery},
-            "announced": decision.announced,
-            "unknown_sent": decision.unknown_sent, "decision": self._verdict_json(decision.verdict),
-            "time": time.time(),
-        }
-        return [event]
+        subject = None if decision.recognized is None else self._subject_ref(decision.recognized, decision.gallery)
+        return [TrackEnded(
+            camera=self.options.camera_id, track=track.id, first_seen=track.first_seen, last_seen=track.last_seen,
+            shots=len(decision.shots), subject=subject, announced=decision.announced,
+            unknown_sent=decision.unknown_sent, decision=self._decision_ref(decision.verdict))]
 
-    def _verdict_json(self, verdict: Decision) -> dict[str, Any]:
-        def named(candidate: Candidate) -> dict[str, Any] | None:
-            key: GalleryCandidate = candidate.key
+    @staticmethod
+    def _subject_ref(subject: Subject, gallery: str | None) -> SubjectRef:
+        return SubjectRef(subject.id, subject.name, gallery or "", subject.pk)
+
+    def _decision_ref(self, verdict: Decision) -> DecisionRef:
+        def candidate(found: Candidate | None) -> CandidateRef | None:
+            if found is None:
+                return None
+            key: GalleryCandidate = found.key
             subject = self.matcher.subject(key.subject_pk)
-            return None if subject is None else {"id": subject.id, "name": subject.name, "gallery": key.gallery,
-                                                 "pk": subject.pk}
-        return verdict.as_json(named) | {"policy": self.options.policy.describe()}
+            return CandidateRef(None if subject is None else self._subject_ref(subject, key.gallery),
+                                round(found.similarity, 4))
+        return DecisionRef(matched=verdict.match is not None, reason=verdict.reason,
+                           threshold=round(verdict.threshold, 4), margin=round(verdict.margin, 4),
+                           best=candidate(verdict.best), runner_up=candidate(verdict.runner_up),
+                           policy=self.options.policy.describe())
 
-    def _event(self, kind: str, track: Track, decision: _Decision, frame: VideoFrame) -> dict[str, Any]:
+    def _event(self, kind: type[FaceRecognized] | type[FaceUnknown], track: Track, decision: _Decision,
+               frame: VideoFrame) -> FaceRecognized | FaceUnknown:
         """The event for the track's embedded best shot, decided on ``frame``."""
         face, shot, verdict = decision.embedded, decision.embedded_frame, decision.verdict
         assert face is not None and shot is not None and verdict is not None
-        event: dict[str, Any] = {
-            "type": kind, "camera": self.options.camera_id, "track": track.id,
-            "box": [round(float(v), 1) for v in face.box], "det_score": round(face.det_score, 4),
-            "quality": round(face.quality.score, 4) if face.quality else 0.0,
-            "frame": _frame_json(shot),  # the best shot
-            "analysed_frame_time": frame.wall_time,  # the frame whose analysis decided it
-            "first_seen": track.first_seen, "time": time.time(), "shots": len(decision.shots),
-        }
-        described = self._verdict_json(verdict)
-        event["decision"] = described
-        event["runner_up"] = described["runner_up"]
-        event["margin"] = described["margin"]
-        event["threshold"] = described["threshold"]
-        if decision.recognized is not None:
-            assert verdict.match is not None
-            event["subject"] = {"id": decision.recognized.id, "name": decision.recognized.name,
-                                "gallery": decision.gallery, "pk": decision.recognized.pk}
-            event["similarity"] = round(verdict.match.similarity, 4)
-        else:
-            event["best_similarity"] = round(decision.best_similarity, 4)
-            event["group"] = None  # set by grouping once it has placed this face
-        # The track's combined shots, as decided on: a steadier face for grouping and for searching
-        # sightings by face than any one shot.
-        event["embedding"] = base64.b64encode(np.asarray(decision.template, np.float32).tobytes()).decode()
-        event["model_id"] = self.matcher.model_id
-        if self.options.attach_crop:
-            event["crop"] = crop_jpeg(shot.image, face.box, self.options.crop_max_px)
+        described = self._decision_ref(verdict)
+        height, width = shot.image.shape[:2]
+        attributes = None
         if self.options.attributes:
             self.analyzer.add_attributes(shot.image, [face], self.options.attributes)
-            event["attributes"] = {name: face.attributes[name] for name in self.options.attributes}
-        return event
+            attributes = {name: face.attributes[name] for name in self.options.attributes}
+        common: dict[str, Any] = dict(
+            camera=self.options.camera_id, track=track.id, box=Box.of(face.box), det_score=round(face.det_score, 4),
+            quality=round(face.quality.score, 4) if face.quality else 0.0,
+            frame=FrameRef(shot.index, round(shot.stream_time_s, 3), shot.wall_time, width, height),  # the best shot
+            analysed_frame_time=frame.wall_time, first_seen=track.first_seen, shots=len(decision.shots),
+            decision=described, runner_up=described.runner_up, margin=described.margin,
+            threshold=described.threshold,
+            # The track's combined shots, as decided on: a steadier face for grouping and for searching
+            # sightings by face than any one shot.
+            embedding=encode_vector(np.asarray(decision.template, np.float32)), model_id=self.matcher.model_id,
+            crop=crop_jpeg(shot.image, face.box, self.options.crop_max_px) if self.options.attach_crop else None,
+            attributes=attributes)
+        if kind is FaceRecognized:
+            assert decision.recognized is not None and verdict.match is not None
+            return FaceRecognized(subject=self._subject_ref(decision.recognized, decision.gallery),
+                                  similarity=round(verdict.match.similarity, 4), **common)
+        return FaceUnknown(best_similarity=round(decision.best_similarity, 4), **common)
 
     def flush(self) -> None:
         """The stream ended or jumped: forget every track."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.errors import BadParam
+from events import CameraStatus, Event, GalleryRenamed
 
 from .cameras import CAMERA_ID, NODE_NAME, Camera, CameraSettings, SourcePolicy, parse_settings
 from .failover import CONTROL_TOPIC, NODE_DOWN, LeaseKeeper, LeaseOptions
@@ -76,7 +77,7 @@ class WatcherService:
         self.keeper = LeaseKeeper(self.node, registry, leases, nodes, supervisor, publish,
                                   lambda camera: self._check(camera.settings), LeaseOptions(options.lease_ttl_s))
         # camera -> (its tenant, its last camera.status), from any node
-        self._last_status: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        self._last_status: dict[str, tuple[str | None, CameraStatus]] = {}
 
     def _check(self, settings: CameraSettings) -> None:
         self.policy.check(settings.url)
@@ -153,15 +154,13 @@ class WatcherService:
             return
         await asyncio.to_thread(self.keeper.reconcile, message["camera"])
 
-    async def on_repo_event(self, event: Any) -> None:
+    async def on_repo_event(self, event: Event) -> None:
         """A renamed gallery: the cameras naming it follow the new name. Every node does this for
         every camera of the tenant, so a camera whose node is down is updated too; a second node
         finds the old name gone."""
-        if not isinstance(event, dict) or event.get("type") != "gallery.renamed":
+        if not isinstance(event, GalleryRenamed):
             return
-        tenant, old, new = event.get("tenant"), event.get("old_name"), event.get("gallery")
-        if not (isinstance(tenant, str) and isinstance(old, str) and isinstance(new, str)):
-            return
+        tenant, old, new = event.tenant, event.old_name, event.gallery
         for camera in await asyncio.to_thread(self.registry.of_tenant, tenant):
             if old not in camera.settings.galleries:
                 continue
@@ -172,18 +171,17 @@ class WatcherService:
             if camera.enabled:
                 await self._apply(camera.id)
 
-    def on_camera_event(self, event: Any, tenant: str | None = None) -> None:
+    def on_camera_event(self, event: Event, tenant: str | None = None) -> None:
         """Every camera.status on the bus, so any node can answer for any camera. ``tenant``: the event's
         (its TENANT_HEADER), so that a camera id registered again by another tenant is not answered with
         the status of the camera that had it before. A status under an older lease than one already seen
         (a stale node's) does not replace it."""
-        if not (isinstance(event, dict) and event.get("type") == "camera.status"
-                and isinstance(event.get("camera"), str)):
+        if not isinstance(event, CameraStatus):
             return
-        seen = self._last_status.get(event["camera"])
-        if seen is not None and seen[0] == tenant and _epoch(event) < _epoch(seen[1]):
+        seen = self._last_status.get(event.camera)
+        if seen is not None and seen[0] == tenant and (event.lease or 0) < (seen[1].lease or 0):
             return
-        self._last_status[event["camera"]] = (tenant, event)
+        self._last_status[event.camera] = (tenant, event)
 
     async def status(self, camera: Camera) -> dict[str, Any]:
         if camera.id in self.supervisor.running():
@@ -194,19 +192,21 @@ class WatcherService:
                 "stats": {}, "lease": None if lease is None else lease.epoch}
         if not camera.enabled:  # the database says it all
             return {**base, "node": camera.node, "state": "stopped", "reason": None, "attempt": None}
-        tenant, last = self._last_status.get(camera.id, (None, {}))
+        tenant, last = self._last_status.get(camera.id, (None, None))
         if tenant is not None and tenant != camera.tenant_id:
-            last = {}  # the camera that had this id before, another tenant's
+            last = None  # the camera that had this id before, another tenant's
         if lease is not None and lease.owner is not None and lease.owner != self.node:
             if not lease.held(time.time()):  # not renewed, not yet taken over (by no live node, or not yet)
                 return {**base, "node": lease.owner, "state": NODE_DOWN, "attempt": None, "as_of": lease.expires_at,
                         "reason": f"node {lease.owner} stopped renewing its lease; waiting for a live node to "
                                   "take the camera over"}
-            if _epoch(last) != lease.epoch:
-                last = {}  # a status of an earlier lease: not this one's
-        return {**base, "node": lease.owner if lease is not None and lease.owner else camera.node,
-                "state": last.get("state", "unknown"), "reason": last.get("reason"), "attempt": last.get("attempt"),
-                "as_of": last.get("time")}
+            if last is not None and last.lease != lease.epoch:
+                last = None  # a status of an earlier lease: not this one's
+        node = lease.owner if lease is not None and lease.owner else camera.node
+        if last is None:
+            return {**base, "node": node, "state": "unknown", "reason": None, "attempt": None, "as_of": None}
+        return {**base, "node": node, "state": last.state, "reason": last.reason, "attempt": last.attempt,
+                "as_of": last.time}
 
     def frame(self, camera: Camera) -> dict[str, Any] | None:
         """The camera's latest analysed frame ({jpeg, time, index}) when it runs on this node; None otherwise
@@ -236,7 +236,3 @@ class WatcherService:
         """The node stops: its cameras are released for the other nodes (watcher/failover.py)."""
         self.keeper.close(f"node {self.node} stopping")
 
-
-def _epoch(event: dict[str, Any]) -> int:
-    lease = event.get("lease")
-    return lease if isinstance(lease, int) else 0

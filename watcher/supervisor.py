@@ -20,6 +20,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
+from events import CameraStatus
+
 from .cameras import Camera, event_headers, event_topics
 from .leases import LeaseGrant
 from .worker import WorkerSpec, run_worker
@@ -197,20 +199,16 @@ class Supervisor:
                         self.options.stop_timeout_s)
             process.kill()
             process.join(5)
-            status: dict[str, Any] = {"type": "camera.status", "camera": worker.camera.id, "state": "stopped",
-                                      "time": time.time()}
-            if reason:
-                status["reason"] = reason
-            self._publish_status(worker, status)
+            self._publish_status(worker, CameraStatus(camera=worker.camera.id, state="stopped", reason=reason or None))
         process.close()
         worker.process = None
         if worker.reports is not None:
             worker.reports.close()
             worker.reports = None
 
-    def _publish_status(self, worker: _Worker, status: dict[str, Any]) -> None:
+    def _publish_status(self, worker: _Worker, status: CameraStatus) -> None:
         if worker.lease is not None:  # as the worker's own events: where it ran, under which lease
-            status = {**status, "node": worker.lease.node, "lease": worker.lease.epoch}
+            status = replace(status, node=worker.lease.node, lease=worker.lease.epoch)
         for topic in event_topics(worker.camera):
             self.publish(topic, status, event_headers(worker.camera))
 
@@ -276,8 +274,8 @@ class Supervisor:
         worker.restart_at = now + delay
         log.error("camera %s: worker %s after %.1fs; restarting in %.1fs", worker.camera.id, worker.last_exit, ran,
                   delay)
-        worker.status = {"type": "camera.status", "camera": worker.camera.id, "state": "restarting",
-                         "reason": f"worker {worker.last_exit}", "attempt": worker.crashes_in_a_row,
-                         "restart_in_s": delay, "time": time.time()}
-        self._publish_status(worker, worker.status)
+        status = CameraStatus(camera=worker.camera.id, state="restarting", reason=f"worker {worker.last_exit}",
+                              attempt=worker.crashes_in_a_row, restart_in_s=delay)
+        worker.status = status.to_json()
+        self._publish_status(worker, status)
         return False

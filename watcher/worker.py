@@ -17,7 +17,6 @@ epoch (another node took the camera).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import resource
@@ -31,23 +30,20 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import cv2
-import msgpack
 import numpy as np
 
+from events import MSGPACK, REPO_EVENTS, CameraEvent, CameraStatus, Event, FaceEvent, FaceUnknown, TrackEnded
 from broker.client import BrokerAddress, BusClient, BusError, BusMessage
-from repo.events import REPO_EVENTS
 from repo.index import SearchOptions
 from repo.store import RepoStore
 from repo.sync import SyncOptions
 from vision.analyzer import FaceAnalyzer
 
-from .cameras import (
-    SIGHTING_EVENT_TYPES, SIGHTINGS_QUEUE, UNKNOWN_FACES_QUEUE, Camera, event_headers, event_topics, msgpack_topic_for,
-)
+from .cameras import SIGHTINGS_QUEUE, UNKNOWN_FACES_QUEUE, Camera, event_headers, event_topics, msgpack_topic_for
 from .galleries import GalleryFollower
 from .leases import CameraLeases, LeaseGrant
 from .pipeline import CameraPipeline, PipelineOptions
-from .stream import CameraStatus, StreamOptions, StreamReader, VideoFrame
+from .stream import CameraStatus as StreamStatus, StreamOptions, StreamReader, VideoFrame
 
 __all__ = ("WorkerSpec", "run_worker", "CameraWorker", "status_event", "snapshot_jpeg")
 
@@ -79,21 +75,16 @@ class WorkerSpec:
     lease: LeaseGrant | None = None  # the camera's lease it runs under (None: unfenced)
 
 
-def status_event(camera_id: str, status: CameraStatus, **extra: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {"type": "camera.status", "camera": camera_id, "state": status.state, "time": time.time()}
-    if status.attempt:
-        event["attempt"] = status.attempt
-    if status.reason:
-        event["reason"] = status.reason
-    return {**event, **extra}
+def status_event(camera_id: str, status: StreamStatus, pid: int | None = None) -> CameraStatus:
+    return CameraStatus(camera=camera_id, state=status.state, attempt=status.attempt or None,
+                        reason=status.reason or None, pid=pid)
 
 
-def _is_sighting_event(event: dict[str, Any]) -> bool:
+def _is_sighting_event(event: Event) -> bool:
     """face.recognized and face.unknown; track.ended only of a track that had one (it closes its time range)."""
-    kind = event.get("type")
-    if kind == "track.ended":
-        return bool(event.get("announced") or event.get("unknown_sent"))
-    return kind in SIGHTING_EVENT_TYPES
+    if isinstance(event, TrackEnded):
+        return event.had_sighting
+    return isinstance(event, FaceEvent)
 
 
 def snapshot_jpeg(image: np.ndarray, max_side: int = SNAPSHOT_MAX_SIDE) -> bytes:
@@ -140,6 +131,9 @@ class CameraWorker:
         # Events go out only until this (wall clock): the expiry of the lease as last read.
         self.valid_until = float("inf") if lease is None else lease.expires_at
         self.fenced = 0  # events not published: the lease had expired, or was another node's
+        self.run_id = uuid.uuid4().hex  # with seq, what a subscriber sees a gap or a restart by (events/camera.py)
+        self.seq = 0
+        self._publish_lock = threading.Lock()
 
     # -- reporting -----------------------------------------------------------------
     def _report(self, kind: str, body: dict[str, Any]) -> None:
@@ -149,37 +143,41 @@ class CameraWorker:
         except OSError:  # the supervisor is gone; the heartbeat notices and stops us
             log.debug("report dropped", exc_info=True)
 
-    def _publish(self, event: dict[str, Any]) -> None:
-        event.setdefault("id", uuid.uuid4().hex)  # what consumers deduplicate a redelivery by
+    def _publish(self, event: CameraEvent) -> None:
         lease = self.spec.lease
         if lease is not None:
-            event["node"], event["lease"] = lease.node, lease.epoch
             if time.time() >= self.valid_until:
                 self.fenced += 1
                 if self.fenced == 1 or self.fenced % 100 == 0:
                     log.warning("camera %s: lease %d not renewed in time; %d event(s) held back", self.camera_id,
                                 lease.epoch, self.fenced)
                 return
+        with self._publish_lock:  # from the decoder and the analysis threads: one sequence, in order
+            self.seq += 1
+            self._send(event.stamped(run=self.run_id, seq=self.seq, node=lease.node if lease else None,
+                                     lease=lease.epoch if lease else None))
+
+    def _send(self, event: CameraEvent) -> None:
+        body = event.to_json()
         try:
             # Never wait for a reconnect: live notifications are worth less than live analysis.
             headers = event_headers(self.spec.camera)
             for topic in event_topics(self.spec.camera):
-                self.bus.publish(topic, event, headers, timeout_s=0)
-            if self.spec.feed_grouping and event.get("type") == "face.unknown":
-                self.bus.publish(UNKNOWN_FACES_QUEUE, event, headers, timeout_s=0)
+                self.bus.publish(topic, body, headers, timeout_s=0)
+            if self.spec.feed_grouping and isinstance(event, FaceUnknown):
+                self.bus.publish(UNKNOWN_FACES_QUEUE, body, headers, timeout_s=0)
             if self.spec.feed_sightings and _is_sighting_event(event):
                 # persistent: a broker that keeps queues on disk (RabbitMQ) keeps it across its restart.
-                self.bus.publish(SIGHTINGS_QUEUE, event, {**headers, "persistent": "true"}, timeout_s=0)
+                self.bus.publish(SIGHTINGS_QUEUE, body, {**headers, "persistent": "true"}, timeout_s=0)
             if self.spec.camera.settings.msgpack:
-                self.bus.publish(msgpack_topic_for(self.camera_id), msgpack.packb(event),
-                                 {"content-type": "application/msgpack", **headers}, timeout_s=0)
+                self.bus.publish(msgpack_topic_for(self.camera_id), event.encode(MSGPACK),
+                                 {"content-type": MSGPACK, **headers}, timeout_s=0)
             self.published += 1
-            kind = str(event.get("type"))
             with self._events_lock:
-                self.events[kind] = self.events.get(kind, 0) + 1
+                self.events[event.TYPE] = self.events.get(event.TYPE, 0) + 1
         except BusError as exc:
             self.publish_failures += 1
-            log.warning("camera %s: event %s not published: %s", self.camera_id, event.get("type"), exc)
+            log.warning("camera %s: event %s not published: %s", self.camera_id, event.TYPE, exc)
 
     def _snapshot(self, frame: VideoFrame) -> None:
         """Now and then, the frame just analysed for the supervisor (a camera's recent frame)."""
@@ -206,13 +204,13 @@ class CameraWorker:
             pass
         return ""
 
-    def _on_status(self, status: CameraStatus) -> None:
+    def _on_status(self, status: StreamStatus) -> None:
         if status.state == "stopped" and not status.reason:
-            status = CameraStatus("stopped", status.attempt, self._stop_reason())
+            status = StreamStatus("stopped", status.attempt, self._stop_reason())
         if status.state in ("reconnecting", "stopped"):
             self._discontinuity = True  # tracks do not survive a gap in the stream
         event = status_event(self.camera_id, status, pid=os.getpid())
-        self._report("status", event)
+        self._report("status", event.to_json())
         self._publish(event)
 
     def _stats(self) -> dict[str, Any]:
@@ -267,14 +265,8 @@ class CameraWorker:
 
     # -- the loop --------------------------------------------------------------------
     def _on_repo_event(self, message: BusMessage, follower: GalleryFollower) -> None:
-        try:
-            event = json.loads(message.body)
-        except ValueError:
-            log.warning("ignored a repo event that is not JSON")
-            return
-        if isinstance(event, dict):
-            follower.apply(event)
-            self.gallery_faces = len(follower)
+        follower.apply(message.body)
+        self.gallery_faces = len(follower)
 
     def _keep_galleries(self, follower: GalleryFollower) -> None:
         """Reload what a lost event left behind: galleries with a gap, and (now and then, and after

@@ -12,7 +12,7 @@ are STOMP subscriptions. Errors raise ``ApiCallError`` with the API's code.
 from __future__ import annotations
 
 import base64
-import json
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -21,9 +21,12 @@ from typing import Any
 from urllib.parse import quote
 
 from broker.client import BrokerAddress, BusClient, BusMessage
+from events import JSON, Event, EventError, JobProgress, decode, job_topic
 
 from .records import Camera, CameraStatus, Gallery, Group, Job, Me, Subject
 from .transport import HttpTransport, StompTransport, Transport, Upload, auth_headers
+
+log = logging.getLogger(__name__)
 
 __all__ = ("Facewatch", "JobWaitTimeout", "EventLog")
 
@@ -160,8 +163,17 @@ class Facewatch:
         the job is asked once (a reconnect may have lost an event)."""
         if self.bus is None:
             raise RuntimeError("following a job needs a broker connection (STOMP)")
-        states: queue.Queue[dict[str, Any]] = queue.Queue()
-        sub_id = self.bus.subscribe(f"/topic/jobs.{job_id}", lambda m: states.put(m.json()), receipt=True)
+        states: queue.Queue[Job] = queue.Queue()
+
+        def progress(message: BusMessage) -> None:
+            try:
+                event = decode(message.body)
+            except EventError:
+                return
+            if isinstance(event, JobProgress):
+                states.put(Job.of_progress(event))
+
+        sub_id = self.bus.subscribe(job_topic(job_id), progress, receipt=True)
         try:
             job = self.job(job_id)
             while True:
@@ -170,7 +182,7 @@ class Facewatch:
                 if job.finished:
                     return job
                 try:
-                    job = Job.from_json(states.get(timeout=idle_timeout_s))
+                    job = states.get(timeout=idle_timeout_s)
                 except queue.Empty:
                     asked = self.job(job_id)
                     if asked == job:
@@ -217,23 +229,24 @@ class Facewatch:
         return CameraStatus.from_json(self._cameras("GET", f"/{_seg(camera_id)}/status"))
 
     # -- events -------------------------------------------------------------------------------------
-    def subscribe(self, destination: str, callback: Callable[[dict[str, Any]], None]) -> str:
-        """JSON events of ``destination`` to ``callback`` (on the bus thread), from the moment this returns
-        (the broker confirmed the subscription); the subscription id, for ``unsubscribe``."""
+    def subscribe(self, destination: str, callback: Callable[[Event], None]) -> str:
+        """The events of ``destination`` (typed: events/, ``FaceRecognized``, ``CameraStatus``...) to
+        ``callback`` (on the bus thread), from the moment this returns (the broker confirmed the
+        subscription); the subscription id, for ``unsubscribe``. What is not an event is skipped."""
         if self.bus is None:
             raise RuntimeError("events need a broker connection (STOMP)")
 
         def deliver(message: BusMessage) -> None:
             try:
-                event = json.loads(message.body)
-            except ValueError:
+                event = decode(message.body, message.headers.get("content-type", JSON))
+            except EventError as exc:
+                log.debug("not an event on %s: %s", destination, exc)
                 return
-            if isinstance(event, dict):
-                callback(event)
+            callback(event)
 
         return self.bus.subscribe(destination, deliver, receipt=True)
 
-    def camera_events(self, camera_id: str, callback: Callable[[dict[str, Any]], None]) -> str:
+    def camera_events(self, camera_id: str, callback: Callable[[Event], None]) -> str:
         """A camera's events (face.recognized, face.unknown, camera.status). A tenant's credential may read
         the topic of its own cameras only, so subscribe once the camera is registered."""
         return self.subscribe(f"/topic/watcher.{camera_id}", callback)
@@ -247,17 +260,17 @@ class EventLog:
     """A callback for ``subscribe`` that keeps the events, and waits (on a condition, no polling) for one."""
 
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Event] = []
         self._changed = threading.Condition()
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: Event) -> None:
         with self._changed:
             self.events.append(event)
             self._changed.notify_all()
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float) -> dict[str, Any]:
+    def wait_for(self, predicate: Callable[[Event], bool], timeout_s: float) -> Event:
         """The first event that matches ``predicate``; TimeoutError when none came within ``timeout_s``."""
-        match: dict[str, Any] | None = None
+        match: Event | None = None
 
         def found() -> bool:
             nonlocal match

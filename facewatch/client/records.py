@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from events import JobProgress
+
 __all__ = ("Camera", "CameraStatus", "Job", "Gallery", "Subject", "Group", "Me", "FINISHED_JOB_STATES")
 
 FINISHED_JOB_STATES = frozenset({"done", "failed", "cancelled"})
@@ -67,6 +69,11 @@ class Job:
     def from_json(cls, data: dict[str, Any]) -> "Job":
         return cls(str(data["id"]), str(data.get("kind", "")), str(data["status"]), int(data.get("done", 0)),
                    int(data.get("total", 0)), dict(data.get("result") or {}))
+
+    @classmethod
+    def of_progress(cls, event: JobProgress) -> "Job":
+        """From its ``job.progress`` event (on /topic/jobs.<id>)."""
+        return cls(event.job, event.kind, event.status, event.done, event.total, dict(event.result))
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,16 +13,15 @@ will) if the connection dies, and we say it ourselves on a clean stop.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 import aiomqtt
 
 from broker.client import BusMessage
+from events import JSON, Event, EventError, decode
 
 from .messages import OFFLINE, ONLINE, MqttMessage, Routing
 
@@ -82,13 +81,12 @@ class MqttBridge:
     def on_bus_message(self, message: BusMessage) -> None:
         """A message of a camera topic (on the bus client's thread): queued on the loop if it is to go out."""
         try:
-            event = json.loads(message.body)
-        except ValueError:
+            event = decode(message.body, message.headers.get("content-type", JSON))
+        except EventError:
             return
-        if isinstance(event, dict):
-            self.on_event(event)
+        self.on_event(event)
 
-    def on_event(self, event: dict[str, Any]) -> None:
+    def on_event(self, event: Event) -> None:
         """A decoded event, from any thread."""
         outgoing = self.routing.message_for(event)
         if outgoing is not None:

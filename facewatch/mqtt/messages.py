@@ -10,9 +10,10 @@ Topics, as Home Assistant and Frigate users expect them:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+
+from events import CameraEvent, Event
 
 __all__ = ("MqttMessage", "Routing", "ONLINE", "OFFLINE", "STATUS_EVENT")
 
@@ -49,16 +50,18 @@ class Routing:
     def status_topic(self, camera: str) -> str:
         return f"{self.prefix}/{camera}/status"
 
-    def message_for(self, event: Mapping[str, Any]) -> MqttMessage | None:
-        """The message for a watcher event (a decoded JSON object), or None when it is not to be published:
-        another camera, another type, or no camera and type to name the topic by."""
-        camera, kind = event.get("camera"), event.get("type")
-        if not isinstance(camera, str) or not isinstance(kind, str) or not camera or not kind \
-                or any(c in camera + kind for c in "/#+\x00"):
+    def message_for(self, event: Event) -> MqttMessage | None:
+        """The message for a camera event, or None when it is not to be published: another camera, another
+        type, not a camera's event, or a camera id that cannot name an MQTT topic."""
+        if not isinstance(event, CameraEvent):
+            return None
+        camera, kind = event.camera, event.TYPE
+        if not camera or any(c in camera for c in "/#+\x00"):
             return None
         if (self.cameras and camera not in self.cameras) or (self.events and kind not in self.events):
             return None
-        payload = json.dumps({k: v for k, v in event.items() if k not in self.strip}, separators=(",", ":")).encode()
+        body = event.to_json()
+        payload = json.dumps({k: v for k, v in body.items() if k not in self.strip}, separators=(",", ":")).encode()
         if kind == STATUS_EVENT:
             return MqttMessage(self.status_topic(camera), payload, retain=True)
         return MqttMessage(f"{self.prefix}/{camera}/{kind}", payload)

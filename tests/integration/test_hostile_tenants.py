@@ -24,6 +24,7 @@ from PIL import Image
 
 from broker.client import BrokerAddress, BusClient, Reply
 
+from tests.event_factory import unknown
 from tests.waiting import eventually
 
 from .conftest import RawStomp
@@ -280,9 +281,7 @@ def test_an_unknown_face_is_grouped_for_the_tenant_whose_camera_saw_it(service: 
                         {"id": "passed-on", "url": "rtsp://127.0.0.1:1/x", "enabled": False}).status == 201
     model = service.server.http().call("GET", "/api/v1/health").body["embedding_model"]
     vector = np.random.default_rng(3).standard_normal(512).astype(np.float32)
-    event = {"type": "face.unknown", "id": "e" * 32, "camera": "passed-on", "track": 7, "quality": 0.9,
-             "frame": {"wall_time": 1.0}, "model_id": model,
-             "embedding": base64.b64encode((vector / np.linalg.norm(vector)).tobytes()).decode()}
+    event = unknown("passed-on", 7, vector / np.linalg.norm(vector), None, id="e" * 32, model_id=model).to_json()
     try:
         service.bus.publish("/queue/facewatch.unknown-faces", event, {"tenant": service.acme["tenant_id"]},
                             receipt=True)

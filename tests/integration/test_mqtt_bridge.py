@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from events import CameraStatus
 from facewatch.client import BrokerAddress, Facewatch
 from facewatch.config import ConfigError, parse_config
 from facewatch.mqtt import BridgeStats, BrokerOptions, MqttBridge, Routing, broker_options
+from tests.event_factory import recognized
 from tests.waiting import eventually
 
 from .mqtt import Subscriber, TcpProxy, require_mosquitto
@@ -45,9 +47,7 @@ def _options(port: int, **kw: Any) -> BrokerOptions:
     return BrokerOptions(**(defaults | kw))
 
 
-def _recognised(camera: str, track: int) -> dict[str, Any]:
-    return {"type": "face.recognized", "camera": camera, "track": track, "subject": {"id": "ann", "name": "Ann"},
-            "similarity": 0.5, "crop": "/9j/AAAA"}
+_recognised = recognized
 
 
 async def _when(what: str, done: Any, timeout_s: float = 15.0) -> None:
@@ -65,12 +65,13 @@ def _is(topic: str, payload: bytes | None = None) -> Any:
 
 def test_events_status_and_availability_under_the_prefix(mosquitto: tuple[str, int], prefix: str) -> None:
     sub = Subscriber(*mosquitto, f"{prefix}/#")
+    status = CameraStatus(camera="door", state="running", pid=1)
 
     async def scenario() -> MqttBridge:
         bridge = MqttBridge(_options(mosquitto[1]), Routing.of(prefix, cameras=["door"]))
         bridge.start()
         await _in_thread(sub.wait_for, "online", _is(f"{prefix}/available", b"online"))
-        bridge.on_event({"type": "camera.status", "camera": "door", "state": "running", "pid": 1})
+        bridge.on_event(status)
         bridge.on_event(_recognised("yard", 1))  # not a bridged camera
         bridge.on_event(_recognised("door", 2))
         await _in_thread(sub.wait_for, "the recognition", _is(f"{prefix}/door/face.recognized"))
@@ -92,8 +93,7 @@ def test_events_status_and_availability_under_the_prefix(mosquitto: tuple[str, i
     late.close()
     assert {(r.topic, r.payload) for r in got} == {
         (f"{prefix}/available", b"offline"),
-        (f"{prefix}/door/status", json.dumps({"type": "camera.status", "camera": "door", "state": "running",
-                                               "pid": 1}, separators=(",", ":")).encode())}
+        (f"{prefix}/door/status", json.dumps(status.to_json(), separators=(",", ":")).encode())}
     _clear_retained(mosquitto, prefix, ["available", "door/status"])
 
 

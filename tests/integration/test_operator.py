@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from events import CameraStatus
 from facewatch.client import ApiCallError, BrokerAddress, EventLog, Facewatch
 from tests.waiting import eventually
 
@@ -102,7 +103,7 @@ def test_cameras_from_the_cli_over_stomp(op: Operator, shared_data: Path) -> Non
     shown = json.loads(op.cli("cameras", "show", "clip").stdout)
     assert shown["max_fps"] == 4 and shown["galleries"] == ["nobody"] and shown["loop"] is False
     # Played to its end: stopped with the reason, and disabled, so a restart does not play it again.
-    events.wait_for(lambda e: e.get("state") == "stopped" and e.get("reason") == "end of file", 90)
+    events.wait_for(lambda e: isinstance(e, CameraStatus) and e.state == "stopped" and e.reason == "end of file", 90)
     watching.close()
     eventually(lambda: not op.fw.camera("clip").enabled, timeout_s=10, what="the finished camera disabled")
     status = json.loads(op.cli("cameras", "status", "clip").stdout)

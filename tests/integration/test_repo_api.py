@@ -489,13 +489,14 @@ def test_bulk_enrolment_job_with_progress_events(deployment: Deployment) -> None
         job_id = accepted.body["id"]
         # The runner's last event comes after its progress events, and after the repo events of the faces
         # it added (one publisher, in order).
-        eventually(lambda: any(e["id"] == job_id and e["status"] in ("done", "failed") for e in events),
+        eventually(lambda: any(e["job"] == job_id and e["status"] in ("done", "failed") for e in events),
                    timeout_s=120, what="the job's last event")
         job = http.call("GET", f"/api/v1/jobs/{job_id}").body
         assert job["status"] == "done" and job["done"] == 7
         assert job["result"]["added"] == 6
         assert [f["code"] for f in job["result"]["failed"]] == ["NO_FACE"]
-        mine = [e for e in events if e["id"] == job_id]
+        mine = [e for e in events if e["job"] == job_id]
+        assert all(e["type"] == "job.progress" for e in mine)
         progress = [e["done"] for e in mine if e["status"] == "running"]
         assert progress == sorted(progress) and progress[-1] == 7 and len(progress) >= 3
         assert mine[-1]["status"] == "done"

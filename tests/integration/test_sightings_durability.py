@@ -3,8 +3,6 @@ a stream of face events; started again, it stores every one of them once, number
 
 from __future__ import annotations
 
-import base64
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from broker.client import BrokerAddress, BusClient
+from tests.event_factory import unknown
 from tests.waiting import eventually
 from watcher.cameras import SIGHTINGS_QUEUE
 
@@ -23,14 +22,7 @@ COUNT = 3000
 def face_unknown(camera: str, track: int) -> dict[str, Any]:
     vector = np.random.default_rng(track).standard_normal(512).astype(np.float32)
     vector /= np.linalg.norm(vector)
-    now = time.time()
-    return {"type": "face.unknown", "id": uuid.uuid4().hex, "camera": camera, "track": track, "quality": 0.7,
-            "frame": {"index": track, "stream_time": 0.0, "wall_time": now}, "analysed_frame_time": now,
-            "first_seen": now - 1, "best_similarity": 0.1, "model_id": "synthetic", "group": None,
-            "decision": {"matched": False, "reason": "no_candidates", "threshold": 0.3, "best": None,
-                         "runner_up": None, "margin": 0.0},
-            "embedding": base64.b64encode(vector.tobytes()).decode(),
-            "crop": base64.b64encode(b"\xff\xd8" * 2000).decode()}
+    return unknown(camera, track, vector, b"\xff\xd8" * 2000).to_json()
 
 
 def test_a_crash_loses_no_acknowledged_sighting_and_stores_none_twice(tmp_path: Path, models_dir: Path,

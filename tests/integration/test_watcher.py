@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from broker.client import BrokerAddress, BusClient, Reply
+from events import from_json as event_from_json
 from tests.conftest import ROOT
 from tests.waiting import eventually
 
@@ -186,11 +187,17 @@ def test_rtsp_camera_over_stomp_announces_lin_manuel_miranda(watch: Watch, rtsp:
         crop = cv2.imdecode(np.frombuffer(base64.b64decode(hit["crop"]), np.uint8), cv2.IMREAD_COLOR)
         assert crop is not None and min(crop.shape[:2]) >= 32
         assert 10 < hit["attributes"]["age"] < 90
-        x1, y1, x2, y2 = hit["box"]
-        assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 360
+        box, frame = hit["box"], hit["frame"]
+        assert (frame["width"], frame["height"]) == (640, 360)
+        assert 0 <= box["x_min"] < box["x_max"] <= frame["width"]
+        assert 0 <= box["y_min"] < box["y_max"] <= frame["height"]
         assert hit["frame"]["wall_time"] <= hit["analysed_frame_time"] <= hit["_received"]
         same = packed.wait_for(_recognized("lin_manuel_miranda"), 10)
         assert same["track"] == hit["track"] and same["crop"] == hit["crop"]
+        # One vocabulary: the msgpack copy reads as the same typed event as the JSON one (the received
+        # time the test adds is no field of it).
+        assert event_from_json(same) == event_from_json(hit)
+        assert hit["seq"] >= 1 and hit["run"]
         # Stats come once a second: the recognition may be older than the first report of them.
         _eventually(lambda: watch.status(camera)["stats"].get("analysed", 0) > 0, 10)
         status = watch.status(camera)

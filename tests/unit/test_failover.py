@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from api.errors import BadParam
+from events import CameraStatus
 from repo.store import RepoStore, open_store
 from watcher.cameras import Camera, CameraSettings
 from watcher.failover import CONTROL_TOPIC, NODE_DOWN, LeaseKeeper, LeaseOptions
@@ -134,8 +135,13 @@ class Node:
         if "forbidden" in camera.settings.url:
             raise BadParam("not here", "url")
 
-    def statuses(self) -> list[dict[str, Any]]:
-        return [body for topic, body in self.published if topic.startswith("/topic/watcher.")]
+    def statuses(self) -> list[CameraStatus]:
+        found: list[CameraStatus] = []
+        for topic, body in self.published:
+            if topic.startswith("/topic/watcher."):
+                assert isinstance(body, CameraStatus), body  # a camera's topic carries its events
+                found.append(body)
+        return found
 
 
 def test_a_dead_nodes_camera_is_taken_over_then_handed_back_when_it_returns(store: RepoStore) -> None:
@@ -155,8 +161,9 @@ def test_a_dead_nodes_camera_is_taken_over_then_handed_back_when_it_returns(stor
     clock[0] += TTL  # beta is silent for a whole lease (killed, hung, cut off from the database)
     assert alpha.keeper.tick() == 1
     assert set(alpha.workers.running) == {"hall", "door"} and alpha.workers.epoch("door") == 2
-    down = [e for e in alpha.statuses() if e["camera"] == "door"]
-    assert [(e["state"], e["node"], e["taken_over_by"], e["lease"]) for e in down] == [(NODE_DOWN, "beta", "alpha", 2)]
+    down = [e for e in alpha.statuses() if e.camera == "door"]
+    assert [(e.state, e.node, e.taken_over_by, e.lease) for e in down] == [(NODE_DOWN, "beta", "alpha", 2)]
+    assert (down[0].run, down[0].seq) == ("", 0)  # not a worker's own event
 
     beta.keeper.tick()  # beta wakes up: its renewal is refused, its worker stops, it claims nothing yet
     assert beta.workers.running == {} and ("door", None) in beta.workers.stopped
@@ -167,7 +174,7 @@ def test_a_dead_nodes_camera_is_taken_over_then_handed_back_when_it_returns(stor
     assert (CONTROL_TOPIC, {"camera": "door", "from": "alpha"}) in alpha.published
     beta.keeper.reconcile("door")  # the control message
     assert beta.workers.epoch("door") == 3
-    assert [e["state"] for e in alpha.statuses()] == [NODE_DOWN]  # released, not expired: no node_down
+    assert [e.state for e in alpha.statuses()] == [NODE_DOWN]  # released, not expired: no node_down
 
 
 def test_an_operator_stop_is_not_taken_over_and_a_clean_stop_hands_cameras_over(store: RepoStore) -> None:

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from broker.client import BusError
+from events import GroupRestored
 from facewatch.outbox import BusOutbox
 from tests.waiting import eventually
 
@@ -56,3 +57,15 @@ def test_a_full_outbox_drops_the_oldest_and_a_failed_send_is_counted() -> None:
     outbox.close()
     outbox.publish("/topic/x", {"n": 9})  # after close: dropped, not queued
     assert outbox.idle() and bus.sent[-1] == {"n": 5}
+
+
+def test_events_leave_as_their_json_objects() -> None:
+    bus, outbox = SlowBus(), BusOutbox(max_events=10)
+    outbox.start(bus)  # type: ignore[arg-type]
+    event = GroupRestored(tenant="t", group="g", version=3)
+    outbox.publish("/topic/grouping.events", event)
+    outbox.publish("/topic/x", {"n": 1})  # anything else as it is
+    bus.release.set()
+    eventually(outbox.idle, timeout_s=10, what="the outbox to drain")
+    assert bus.sent == [event.to_json(), {"n": 1}]
+    outbox.close()

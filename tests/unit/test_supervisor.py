@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from broker.client import BrokerAddress
+from events import CameraStatus
 from repo.decision import Policy
 from watcher.camera_options import pipeline_options
 from watcher.cameras import Camera, CameraSettings
@@ -24,7 +25,7 @@ from watcher.worker import WorkerSpec, snapshot_jpeg
 from tests.waiting import eventually
 
 
-Published = list[tuple[str, dict[str, Any]]]  # (topic, event) of each status event
+Published = list[tuple[str, CameraStatus]]  # (topic, event) of each status event
 
 
 # -- worker bodies (module level: spawn pickles them by name) -------------------------
@@ -92,6 +93,7 @@ def make(target: Callable[..., None], published: Published, **options: float) ->
 
     def publish(topic: str, event: Any, headers: dict[str, str] | None = None) -> None:
         if topic.startswith("/topic/watcher."):
+            assert isinstance(event, CameraStatus), event  # the supervisor publishes only statuses
             published.append((topic, event))
 
     return Supervisor(spec, publish, SupervisorOptions(**opts), target=target)
@@ -153,8 +155,10 @@ def test_a_killed_worker_is_restarted_with_a_new_pid(published: Published, super
     os.kill(first, signal.SIGKILL)
     wait(lambda: sup.status("cam")["worker"]["restarts"] == 1
          and sup.status("cam")["worker"]["pid"] not in (None, first))
-    (topic, event), = [p for p in published if p[1]["state"] == "restarting"]
-    assert topic == "/topic/watcher.cam" and event["reason"] == "worker killed by SIGKILL"
+    (topic, event), = [p for p in published if p[1].state == "restarting"]
+    assert topic == "/topic/watcher.cam" and event.reason == "worker killed by SIGKILL"
+    # Not the worker's own event: no run of it to count in.
+    assert event.camera == "cam" and event.attempt == 1 and (event.run, event.seq) == ("", 0)
 
 
 def test_crash_loops_back_off(published: Published, supervisors: list[Supervisor]) -> None:
@@ -162,9 +166,10 @@ def test_crash_loops_back_off(published: Published, supervisors: list[Supervisor
     supervisors.append(sup)
     sup.start(camera())
     wait(lambda: len(published) >= 4)
-    delays = [event["restart_in_s"] for _, event in published[:4]]
+    delays = [event.restart_in_s for _, event in published[:4]]
     assert delays == [0.2, 0.4, 0.8, 0.8]
-    assert all(event["reason"] == "worker exited with code 3" for _, event in published)
+    assert [event.attempt for _, event in published[:4]] == [1, 2, 3, 4]
+    assert all(event.reason == "worker exited with code 3" for _, event in published)
 
 
 def test_a_worker_that_ends_cleanly_is_not_restarted(published: Published, supervisors: list[Supervisor]) -> None:
@@ -182,5 +187,6 @@ def test_a_silent_worker_is_killed_by_the_watchdog(published: Published, supervi
     sup = make(silent, published, watchdog_s=1.0)
     supervisors.append(sup)
     sup.start(camera())
-    wait(lambda: any(e["state"] == "restarting" for _, e in published))
-    assert "SIGKILL" in published[0][1]["reason"]
+    wait(lambda: any(e.state == "restarting" for _, e in published))
+    reason = published[0][1].reason
+    assert reason is not None and "SIGKILL" in reason

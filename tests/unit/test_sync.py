@@ -3,15 +3,14 @@ the repo's galleries (a real SQLite store) and grouping's groups."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from grouping.mirror import GroupMirror, encode_vector
+from events import FaceAdded, GroupChanged, GroupCreated, MovedFace, encode_vector
+from grouping.mirror import GroupMirror
 from grouping.store import GroupStore, NewFace
 from repo.mirror import GalleryMirror
 from repo.store import FaceRecord, RepoStore, open_store
@@ -99,10 +98,9 @@ def enrol(store: RepoStore, gallery_id: str, subject_pk: str, embedding: np.ndar
 
 
 def added(tenant: str, gallery_id: str, subject_pk: str, face_id: str, embedding: np.ndarray,
-          version: int) -> dict[str, Any]:
-    return {"type": "face.added", "tenant": tenant, "gallery": "staff", "gallery_id": gallery_id,
-            "subject_pk": subject_pk, "face_id": face_id, "model_id": MODEL, "version": version,
-            "embedding": base64.b64encode(embedding.astype(np.float32).tobytes()).decode()}
+          version: int) -> FaceAdded:
+    return FaceAdded(tenant=tenant, gallery="staff", gallery_id=gallery_id, subject="ada", subject_pk=subject_pk,
+                     face_id=face_id, model_id=MODEL, version=version, embedding=encode_vector(embedding))
 
 
 def test_a_lost_event_is_found_by_the_next_one_and_the_gallery_reloaded(store: RepoStore) -> None:
@@ -114,7 +112,7 @@ def test_a_lost_event_is_found_by_the_next_one_and_the_gallery_reloaded(store: R
     assert mirror.load() == 0 and mirror.applied(staff.id) == 0
     lost, _ = enrol(store, staff.id, ada.pk, vector(1, 0, 0, 0))  # version 1: its event never comes
     seen, version = enrol(store, staff.id, ada.pk, vector(0, 1, 0, 0))
-    mirror.apply(added(tenant, staff.id, ada.pk, seen, vector(0, 1, 0, 0), version))
+    mirror.apply(added(tenant, staff.id, ada.pk, seen, vector(0, 1, 0, 0), version).encode())  # as it comes
     assert len(mirror) == 0 and mirror.applied(staff.id) == 0  # version 2 waits for version 1
     clock.now += 1
     assert mirror.due(0.5) == [staff.id]
@@ -171,16 +169,17 @@ def test_two_nodes_group_indexes_stay_equal_through_their_events(store: RepoStor
     here, there = GroupMirror(groups, DIM, MODEL, clock), GroupMirror(groups, DIM, MODEL, clock)
     v = vector(1, 0, 0, 0)
     group, face, version = groups.add_face(tenant, None, NewFace(v, MODEL, "upload", 0.0, 0.9))
-    event = {"type": "group.created", "tenant": tenant, "version": version, "group": group, "face": face,
-             "model_id": MODEL, "embedding": encode_vector(v)}
+    event = GroupCreated(tenant=tenant, version=version, group=group, face=face, camera=None, track=None,
+                         event=None, similarity=1.0, model_id=MODEL, embedding=encode_vector(v))
     here.apply(event)
-    there.apply(event)
+    there.apply(event.encode())  # as it comes from the bus
     assert there.index(tenant).place(v, 0.5).group == group
     # A face added while "there" was not listening: the next event reveals the gap.
     groups.add_face(tenant, group, NewFace(vector(1, 0.1, 0, 0), MODEL, "upload", 0.0, 0.9))
     removed, version = groups.remove_face(tenant, face)
-    there.apply({"type": "group.changed", "tenant": tenant, "version": version, "group": group, "removed": [face],
-                 "faces": [{"id": face, "from": group, "model_id": MODEL, "embedding": encode_vector(v)}]})
+    there.apply(GroupChanged(tenant=tenant, version=version, group=group, removed=[face],
+                             faces=[MovedFace(face, from_group=group, model_id=MODEL, embedding=encode_vector(v))])
+                .to_json())
     assert there.index(tenant).size(group) == 1  # nothing applied yet: it waits for the missing version
     clock.now += 1
     assert there.due(0.5) == [tenant]

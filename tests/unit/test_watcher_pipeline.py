@@ -7,6 +7,7 @@ from typing import Any, Unpack
 
 import numpy as np
 
+from events import Box, CameraEvent, CandidateRef, FaceRecognized, FaceUnknown, SubjectRef, TrackEnded
 from repo.decision import Policy
 from repo.store import Subject
 from vision.records import Detections, Face, Quality
@@ -81,11 +82,11 @@ def door_options(**node: Unpack[NodeOptions]) -> PipelineOptions:
                             default_min_quality=0.3, **node)
 
 
-def run(script: list[list[Face]], **options: Any) -> tuple[list[dict[str, Any]], ScriptedAnalyzer]:
+def run(script: list[list[Face]], **options: Any) -> tuple[list[CameraEvent], ScriptedAnalyzer]:
     analyzer = ScriptedAnalyzer(script)
     opts = replace(door_options(), **{"rematch_interval_s": 0.0, "attach_crop": False, **options})
     pipeline = CameraPipeline(analyzer, Matcher(), opts)  # type: ignore[arg-type]
-    events: list[dict[str, Any]] = []
+    events: list[CameraEvent] = []
     for index in range(len(script)):
         events += pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
     return events, analyzer
@@ -93,15 +94,15 @@ def run(script: list[list[Face]], **options: Any) -> tuple[list[dict[str, Any]],
 
 def test_a_known_face_is_announced_once_per_track_and_no_longer_embedded() -> None:
     events, analyzer = run([[face(100 + i, 1, quality=0.5 + i / 20)] for i in range(8)], cooldown_s=0)
-    assert [e["type"] for e in events] == ["face.recognized"]
+    assert [e.TYPE for e in events] == ["face.recognized"]
     event = events[0]
-    assert event["subject"] == {"id": "ada", "name": "Ada", "gallery": "staff", "pk": "pk-ada"}
-    assert event["similarity"] == 0.9 and event["threshold"] == 0.5 and event["camera"] == "door"
-    assert event["runner_up"] == {"subject": {"id": "bob", "name": "Bob", "gallery": "staff", "pk": "pk-bob"},
-                                  "similarity": 0.2}
+    assert isinstance(event, FaceRecognized)
+    assert event.subject == SubjectRef("ada", "Ada", "staff", "pk-ada")
+    assert event.similarity == 0.9 and event.threshold == 0.5 and event.camera == "door"
+    assert event.runner_up == CandidateRef(SubjectRef("bob", "Bob", "staff", "pk-bob"), 0.2)
     # The combined shots it was named on, for the sightings' search by face.
-    assert event["embedding"] and event["model_id"] == "test-model"
-    assert event["margin"] == 0.7 and event["decision"]["reason"] == "matched"
+    assert event.embedding and event.model_id == "test-model"
+    assert event.margin == 0.7 and event.decision.reason == "matched"
     assert analyzer.embedded == [1]  # decided on the first good shot; nothing more to embed
     assert analyzer.described == 1  # nor to describe: a decided track costs only its detection
 
@@ -110,15 +111,16 @@ def test_the_cool_down_holds_back_the_same_subject_on_a_new_track() -> None:
     # Ada, gone long enough for her track to end, then back (a new track) 20 s later.
     script = [[face(100, 1)]] + [[] for _ in range(15)] + [[face(400, 1)]] + [[] for _ in range(12)]
     events, _ = run(script, cooldown_s=30)
-    assert [e["type"] for e in events] == ["face.recognized", "track.ended", "track.ended"]
+    assert [e.TYPE for e in events] == ["face.recognized", "track.ended", "track.ended"]
     # The second recognition was held back, not hidden: its track's summary names Ada, unannounced.
     first, second = events[1], events[2]
-    assert first["subject"]["id"] == "ada" and first["announced"] is True
-    assert second["subject"]["id"] == "ada" and second["announced"] is False
-    assert second["decision"]["reason"] == "matched"
+    assert isinstance(first, TrackEnded) and isinstance(second, TrackEnded)
+    assert first.subject is not None and first.subject.id == "ada" and first.announced is True
+    assert second.subject is not None and second.subject.id == "ada" and second.announced is False
+    assert second.decision.reason == "matched"
     events, _ = run(script, cooldown_s=5)
-    recognized = [e for e in events if e["type"] == "face.recognized"]
-    assert len(recognized) == 2 and recognized[0]["track"] != recognized[1]["track"]
+    recognized = [e for e in events if isinstance(e, FaceRecognized)]
+    assert len(recognized) == 2 and recognized[0].track != recognized[1].track
 
 
 def test_a_track_is_named_from_its_best_shots_combined() -> None:
@@ -127,16 +129,20 @@ def test_a_track_is_named_from_its_best_shots_combined() -> None:
     script = [[face(100, 5, quality=0.5)], [face(101, 1, quality=0.6)], [face(102, 1, quality=0.7)]]
     events, analyzer = run(script, track_shots=3, unknown_after_frames=100)
     assert analyzer.embedded == [5, 1]  # the second shot decided it (0.6 Ada over 0.5 stranger)
-    assert [e["type"] for e in events] == ["face.recognized"] and events[0]["shots"] == 2
+    assert [e.TYPE for e in events] == ["face.recognized"]
+    assert isinstance(events[0], FaceRecognized) and events[0].shots == 2
 
 
 def test_an_unknown_track_is_reported_once_after_enough_good_frames() -> None:
     events, _ = run([[face(100 + i, 7, quality=0.9)] for i in range(10)], unknown_after_frames=4)
-    assert [e["type"] for e in events] == ["face.unknown"]
+    assert [e.TYPE for e in events] == ["face.unknown"]
     unknown = events[0]
-    assert unknown["best_similarity"] == 0.1 and unknown["model_id"] == "test-model"
-    assert unknown["decision"]["reason"] == "below_threshold" and unknown["decision"]["best"]["subject"]["id"] == "bob"
-    assert unknown["embedding"] and unknown["group"] is None and "subject" not in unknown
+    assert isinstance(unknown, FaceUnknown)
+    assert unknown.best_similarity == 0.1 and unknown.model_id == "test-model"
+    best = unknown.decision.best
+    assert unknown.decision.reason == "below_threshold"
+    assert best is not None and best.subject is not None and best.subject.id == "bob"
+    assert unknown.embedding and unknown.group is None and "subject" not in unknown.to_json()
 
 
 def test_small_blurred_or_profile_faces_are_never_matched() -> None:
@@ -156,7 +162,9 @@ def test_rematch_interval_limits_embeddings_of_an_undecided_track() -> None:
 def test_crop_and_attributes_are_attached_on_request() -> None:
     image_face = face(100, 1)
     events, _ = run([[image_face]], attach_crop=True, attributes=("age",))
-    assert events[0]["crop"] and events[0]["attributes"] == {"age": 42}
+    event = events[0]
+    assert isinstance(event, FaceRecognized)
+    assert event.crop and event.attributes == {"age": 42}
 
 
 def test_unknown_reports_the_shot_that_was_embedded_even_when_a_better_one_waits() -> None:
@@ -164,8 +172,11 @@ def test_unknown_reports_the_shot_that_was_embedded_even_when_a_better_one_waits
     # unknown event must carry the embedded shot (its embedding and its frame).
     script = [[face(100 + i, 7, quality=0.4 + i / 20)] for i in range(5)]
     events, analyzer = run(script, rematch_interval_s=100, unknown_after_frames=3)
-    assert analyzer.embedded == [7] and [e["type"] for e in events] == ["face.unknown"]
-    assert events[0]["frame"]["index"] == 0 and events[0]["box"][0] == 100
+    assert analyzer.embedded == [7] and [e.TYPE for e in events] == ["face.unknown"]
+    unknown = events[0]
+    assert isinstance(unknown, FaceUnknown)
+    assert unknown.frame.index == 0 and unknown.box == Box(100.0, 50.0, 180.0, 130.0)
+    assert (unknown.frame.width, unknown.frame.height) == (640, 360)  # what the box is relative to
 
 
 class TileRecorder(ScriptedAnalyzer):

@@ -243,7 +243,7 @@ function bulkEnrol(gallery, stops, onDone) {
       const show = (j) => {
         bar.max = Math.max(1, j.total);
         bar.value = j.done;
-        line.textContent = `Job ${j.id.slice(0, 8)}: ${j.status}, ${j.done} of ${j.total} images`;
+        line.textContent = `Job ${(j.job ?? j.id).slice(0, 8)}: ${j.status}, ${j.done} of ${j.total} images`;
         if (['done', 'failed', 'cancelled'].includes(j.status)) {
           const failures = j.result?.failures || j.result?.failed || [];
           if (Array.isArray(failures) && failures.length) line.textContent += `; ${failures.length} failed`;

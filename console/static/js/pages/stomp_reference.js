@@ -48,9 +48,9 @@ export function render(main) {
         row(code(topic('watcher.*')), 'every camera of the tenant, present and future'),
         row(code(topic('repo')), 'repo changes: face.added, subject.removed, … (no embeddings)'),
         row(code(topic('grouping')), 'grouping changes: group.created, group.grown, group.merged, group.changed, '
-          + 'group.ignored, group.promoted, group.deleted'),
+          + 'group.ignored, group.restored, group.promoted, group.deleted'),
         row(code(topic('#')), 'all of the above'),
-        row(code('/topic/jobs.<job id>'), 'a job\'s progress: {id, kind, status, done, total}')))),
+        row(code('/topic/jobs.<job id>'), 'a job\'s progress: {type: "job.progress", job, kind, status, done, total, result}')))),
     h('p.small.muted', {}, 'Anything else (other tenants, other wildcards, publishing on topics) is refused with an ERROR, '
       + 'which closes the connection, as STOMP requires.'),
 
@@ -58,7 +58,7 @@ export function render(main) {
     h('h3', {}, 'face.recognized'),
     pre({ type: 'face.recognized', camera: 'stage', track: 4, subject: { id: 'lin', name: 'Lin-Manuel Miranda', gallery: 'hamilton' },
           similarity: 0.4512, threshold: 0.4123, margin: 0.21, runner_up: { subject: { id: '…' }, similarity: 0.24 },
-          decision: { matched: true, reason: 'matched' }, box: [146, 53, 228, 165], quality: 0.76,
+          decision: { matched: true, reason: 'matched' }, box: { x_min: 146, y_min: 53, x_max: 228, y_max: 165 }, quality: 0.76,
           time: 1795920000.16, crop: '<base64 JPEG>', attributes: { age: 41.2 } }),
     h('h3', {}, 'face.unknown'),
     pre({ type: 'face.unknown', camera: 'stage', track: 7, best_similarity: 0.12, embedding: '<base64 float32>',
