@@ -24,6 +24,19 @@ as 1 % of the same degraded strangers allow, found exactly for both (see
 ``Operating``), and the difference comes with a 95 % interval from resampling
 people.
 
+Tracks: a camera decides on a track again each time a better shot arrives,
+so a stranger watched for long is weighed many times. Each person's photos,
+at every quality, in a random order, are replayed as one track through the
+watcher's own code (watcher/evidence.py; a shot is embedded, as on a camera,
+only when it is the track's best so far and passes the quality gate). In the
+same run the per-decision rule it replaced (every decision at the full rate)
+is replayed on the same tracks. A track's FPIR: share of strangers' tracks
+named as anyone at any decision; FNIR: share of enrolled people's tracks not
+named as themselves by their first naming. Printed before the last line as
+``openset_tracks track_fpir=<> track_fpir_before=<> track_fnir=<>
+track_fnir_before=<> decisions_per_track=<>`` (gallery 1,000, the default
+preset; medium when the default is a fixed cosine).
+
 Last line: ``openset default_fpir=<> default_fpir_today=<> fnir_1e-2_degraded=<>
 fnir_1e-2_degraded_today=<> strict_fpir_heldout=<> repeat_stranger_fpir=<>``.
 """
@@ -47,6 +60,7 @@ from bench.faceset import FaceSet, build_faceset  # noqa: E402
 from facewatch.repo_setup import default_policy
 from repo.calibration import Calibration
 from repo.decision import CANDIDATES, Candidate, Policy, decide
+from watcher.evidence import TrackEvidence
 
 TODAY_THRESHOLD = 0.278
 
@@ -167,6 +181,60 @@ def named_by_rule(scores: np.ndarray, quality: np.ndarray, policy: Policy, calib
 
 
 @dataclass(slots=True, frozen=True)
+class Watched:
+    """How the camera decided one track: the subject it named first (-1: nobody) and how many decisions."""
+
+    named: int
+    decisions: int
+
+
+def watch(rows: np.ndarray, faces: FaceSet, gallery: Gallery, policy: Policy, calibration: Calibration,
+          shots: int, per_decision: bool) -> Watched:
+    """Replay ``rows`` (one person's shots, in the order a camera sees them) as one track, as
+    watcher/pipeline.py decides it; ``per_decision``: the rule it replaced, every decision at the full rate."""
+    evidence = TrackEvidence(shots)
+    comparisons = len(gallery.embeddings)
+
+    def search(template: np.ndarray) -> tuple[list[Candidate], int]:
+        scores = gallery.subject_scores(template[None])[0]
+        return [Candidate(int(s), float(scores[s])) for s in np.argsort(-scores)[:CANDIDATES]], comparisons
+
+    best_quality, decisions = -1.0, 0
+    for row in map(int, rows):
+        quality = float(faces.quality[row])
+        if quality < policy.min_quality or quality <= best_quality:
+            continue  # the tracker keeps it out (gate) or it is no new best shot: not embedded
+        best_quality = quality
+        evidence.add(quality, faces.embeddings[row])
+        if per_decision:
+            candidates, compared = search(evidence.template())
+            verdict = decide(candidates, policy, calibration, quality=evidence.quality, comparisons=compared)
+        else:
+            found = evidence.decide(search, policy, calibration)
+            if found is None:
+                continue
+            verdict = found.decision
+        decisions += 1
+        if verdict.match is not None:
+            return Watched(int(verdict.match.key), decisions)
+    return Watched(-1, decisions)
+
+
+def watch_people(mask: np.ndarray, faces: FaceSet, gallery: Gallery, policy: Policy, calibration: Calibration,
+                 shots: int, per_decision: bool, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(person, named, decisions) for one track per person among ``mask``'s rows (order seeded per person,
+    the same for both rules)."""
+    people = np.unique(faces.person[mask])
+    named, decisions = np.full(len(people), -1), np.zeros(len(people), int)
+    for i, person in enumerate(people):
+        rows = np.flatnonzero(mask & (faces.person == person))
+        order = np.random.default_rng([seed, int(person)]).permutation(rows)
+        watched = watch(order, faces, gallery, policy, calibration, shots, per_decision)
+        named[i], decisions[i] = watched.named, watched.decisions
+    return people, named, decisions
+
+
+@dataclass(slots=True, frozen=True)
 class Operating:
     """What a rule with one knob does to each probe, at every setting of the knob at once.
 
@@ -197,8 +265,8 @@ def by_rule(scores: np.ndarray, quality: np.ndarray, policy: Policy, calibration
 
     def at(i: int, log_rate: float) -> int:
         candidates = [Candidate(int(s), float(scores[i, s])) for s in top[i]]
-        verdict = decide(candidates, replace(policy, rate=10.0 ** log_rate), calibration, quality=float(quality[i]),
-                         comparisons=comparisons)
+        verdict = decide(candidates, replace(policy, rate=10.0 ** log_rate, threshold=None), calibration,
+                         quality=float(quality[i]), comparisons=comparisons)
         return -1 if verdict.match is None else int(verdict.match.key)
 
     for i in map(int, np.flatnonzero(rows)):
@@ -310,7 +378,7 @@ def main() -> None:
               f"{rate((cosine.named != truth)[enrolled_degraded])}")
         summary["fnir_today"], summary["fnir_rule"] = fnir_today, fnir_rule
         for preset, value in rates.items():
-            named = named_by_rule(scores, faces.quality, replace(policy, rate=value), calibration,
+            named = named_by_rule(scores, faces.quality, replace(policy, rate=value, threshold=None), calibration,
                                   n_faces)
             fp = (named != -1)[stranger]
             print(f"  preset {preset} (FPIR {value:g}) on held-out strangers: FPIR {rate(fp)}; "
@@ -319,7 +387,7 @@ def main() -> None:
                 summary["strict_upper"] = clopper_pearson(int(fp.sum()), len(fp))[1]
         # Repeat strangers: under the low preset (so that there are false names to correct), each stranger's
         # first falsely named probe is corrected ("not X"); their other probes are decided again.
-        low = replace(policy, rate=rates["low"])
+        low = replace(policy, rate=rates["low"], threshold=None)
         before = named_by_rule(scores, faces.quality, low, calibration, n_faces)
         negatives: dict[int, list[np.ndarray]] = {}
         corrected = np.full(len(faces), -1)  # each later probe of a corrected stranger: the subject corrected
@@ -338,6 +406,35 @@ def main() -> None:
         print(f"    named as anyone: before {rate((before != -1)[repeat])}, after {rate((after != -1)[repeat])}")
         print(f"    enrolled FNIR before {rate((before != truth)[enrolled])}, after {rate((after != truth)[enrolled])}")
         summary["repeat_after"] = float((after == corrected)[repeat].mean()) if repeat.any() else 0.0
+        # Tracks: every decision a camera makes on a person, not one probe.
+        subject_of_person = {int(p): s for s, p in enumerate(gallery.person_of_subject)}
+        shots = cfg.watcher.track_shots
+        print(f"  tracks (one per person, every photo at every quality, best {shots} shots combined):")
+        default_preset = cfg.recognition.threshold if isinstance(cfg.recognition.threshold, str) else "medium"
+        for preset, value in rates.items():
+            held = replace(policy, rate=value, threshold=None)
+            outcome = {}
+            for per_decision in (True, False):
+                _, named_s, decisions_s = watch_people(stranger, faces, gallery, held, calibration, shots,
+                                                       per_decision, args.seed)
+                people_e, named_e, decisions_e = watch_people(enrolled, faces, gallery, held, calibration, shots,
+                                                              per_decision, args.seed)
+                truth_e = np.array([subject_of_person[int(p)] for p in people_e])
+                outcome[per_decision] = (named_s != -1, named_e != truth_e,
+                                         float(np.concatenate([decisions_s, decisions_e]).mean()))
+            (fp_before, fn_before, _), (fp, fn, per_track) = outcome[True], outcome[False]
+            mark = " (the default)" if preset == default_preset else ""
+            print(f"    {preset}{mark} (FPIR {value:g}): stranger tracks named: per decision {rate(fp_before)}, "
+                  f"spent as evidence grows {rate(fp)}; enrolled tracks missed: {rate(fn_before)} -> {rate(fn)}; "
+                  f"decisions per track {outcome[True][2]:.2f} -> {per_track:.2f}")
+            if preset == default_preset:
+                summary |= {"track_fpir": float(fp.mean()), "track_fpir_before": float(fp_before.mean()),
+                            "track_fnir": float(fn.mean()), "track_fnir_before": float(fn_before.mean()),
+                            "decisions_per_track": per_track}
+    print(f"openset_tracks track_fpir={summary['track_fpir']:.4f} "
+          f"track_fpir_before={summary['track_fpir_before']:.4f} track_fnir={summary['track_fnir']:.4f} "
+          f"track_fnir_before={summary['track_fnir_before']:.4f} "
+          f"decisions_per_track={summary['decisions_per_track']:.2f}")
     print(f"openset default_fpir={summary['default_fpir']:.4f} default_fpir_today={summary['default_fpir_today']:.4f} "
           f"fnir_1e-2_degraded={summary['fnir_rule']:.4f} fnir_1e-2_degraded_today={summary['fnir_today']:.4f} "
           f"strict_fpir_heldout={summary['strict_upper']:.4f} repeat_stranger_fpir={summary['repeat_after']:.4f}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -41,7 +41,8 @@ from .repo import (
 from .sightings import SightingsRelabelled, SightingStored, SubjectErased
 
 __all__ = (
-    "Event", "EventError", "JSON", "MSGPACK", "EVENT_TYPES", "decode", "from_json", "new_id", "encode_vector",
+    "Event", "EventError", "JSON", "MSGPACK", "EVENT_TYPES", "decode", "decode_as", "from_json", "new_id",
+    "encode_vector",
     "decode_vector",
     "Box", "FrameRef", "SubjectRef", "CandidateRef", "DecisionRef",
     "CameraEvent", "FaceEvent", "FaceRecognized", "FaceUnknown", "TrackEnded", "CameraStatus", "camera_topic",
@@ -52,6 +53,8 @@ __all__ = (
     "GroupDeleted", "ReembeddedFace", "GroupReembedded", "GroupIgnored", "GroupRestored", "GroupPromoted",
     "SightingStored", "SubjectErased", "SightingsRelabelled", "JobProgress", "job_topic",
 )
+
+E = TypeVar("E", bound=Event)
 
 # Every concrete event, by its type (tests/unit/test_events.py checks that none is missing).
 EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (
@@ -66,24 +69,44 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (
 
 def from_json(data: Any) -> Event:
     """The event a JSON object is, by its ``type``."""
-    if not isinstance(data, Mapping):
-        raise EventError("an event is a JSON object")
-    cls = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]  # any value: a miss is the answer
-    if cls is None:
-        raise EventError(f"unknown event type {str(data.get('type'))[:64]!r}")
-    return cls.from_json(data)
+    return _class_of(data).from_json(data)
 
 
 def decode(body: bytes | str | Mapping[str, Any], content_type: str = JSON) -> Event:
     """A message body (JSON, or msgpack when ``content_type`` says so), or an already parsed object."""
+    return from_json(_parsed(body, content_type))
+
+
+def decode_as(body: Event | bytes | str | Mapping[str, Any], cls: type[E], content_type: str = JSON) -> E | None:
+    """``body`` as an event of ``cls`` (or of a subclass); None when it is an event of another type, which
+    is not validated further (cheap for a consumer that skips most of what it hears); EventError when it
+    is no event of the vocabulary."""
+    if isinstance(body, Event):
+        return body if isinstance(body, cls) else None
+    data = _parsed(body, content_type)
+    kind = _class_of(data)
+    if not issubclass(kind, cls):
+        return None
+    return kind.from_json(data)
+
+
+def _parsed(body: bytes | str | Mapping[str, Any], content_type: str) -> Any:
     if isinstance(body, Mapping):
-        return from_json(body)
+        return body
     try:
         if content_type.split(";")[0].strip() == MSGPACK:
-            data = msgpack.unpackb(body if isinstance(body, bytes) else body.encode(), raw=False)
-        else:
-            data = json.loads(body)
+            return msgpack.unpackb(body if isinstance(body, bytes) else body.encode(), raw=False)
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError) as exc:
         raise EventError(f"not a {content_type} body: {exc}") from None
-    return from_json(data)
+
+
+def _class_of(data: Any) -> type[Event]:
+    if not isinstance(data, Mapping):
+        raise EventError("an event is a JSON object")
+    kind = data.get("type")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None  # a list or a map is no key to look up
+    if cls is None:
+        raise EventError(f"unknown event type {str(kind)[:64]!r}")
+    return cls

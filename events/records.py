@@ -74,3 +74,6 @@ class DecisionRef:
     best: CandidateRef | None
     runner_up: CandidateRef | None
     policy: dict[str, Any]
+    # The FPIR this decision was held to: on a camera, the policy's rate times the evidence the decision
+    # added (watcher/evidence.py); None for a fixed threshold.
+    rate: float | None = None

@@ -27,6 +27,7 @@ from broker.client import BusClient, BusMessage
 from broker.core import TENANT_HEADER
 from broker.embedded import EmbeddedBroker
 from console import add_console_routes, missing_vendor_files
+from events import CameraStatus, GalleryRenamed
 from grouping.reembed import grouped_faces
 from grouping.service import GROUPING_EVENTS, GroupingService
 from repo.events import REPO_EVENTS
@@ -346,13 +347,13 @@ def make_app(cfg: FacewatchConfig, parts: RepoParts, publisher: BusOutbox,
         async def watcher_ctx(app: web.Application) -> AsyncIterator[None]:
             loop = asyncio.get_running_loop()
             bus = app[BUS]
-            def on_camera_event(message: BusMessage) -> None:
-                event = event_of(message)
+            def on_camera_event(message: BusMessage) -> None:  # statuses only: faces are not read further
+                event = event_of(message, CameraStatus)
                 if event is not None:
                     watcher.on_camera_event(event, message.headers.get(TENANT_HEADER))
 
             def on_repo_event(message: BusMessage) -> None:
-                event = event_of(message)
+                event = event_of(message, GalleryRenamed)  # the only one it acts on
                 if event is not None:
                     asyncio.run_coroutine_threadsafe(watcher.on_repo_event(event), loop)
 

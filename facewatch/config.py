@@ -360,7 +360,9 @@ class WatcherConfig(Section):
     max_initial_attempts: int = Field(5, ge=0, description="failures before a never-opened source is 'failed' "
                                                            "(0 = retry forever); a source that ran is retried forever")
     rematch_interval_s: float = Field(0.5, ge=0, description="an unmatched track is embedded again at most this often")
-    track_shots: int = Field(3, ge=1, le=16, description="a track is named from its best this-many shots combined")
+    track_shots: int = Field(3, ge=1, le=16, description=(
+        "a track is named from its best this-many shots combined; its decisions together spend the preset's "
+        "rate once (watcher/evidence.py)"))
     tiles_per_frame: int = Field(1, ge=0, le=4, description="2x2 tiles scanned per frame on >= 720p frames, in turn "
                                                             "(4 = all every frame)")
     restart_initial_s: float = Field(1.0, gt=0, description="first delay before restarting a crashed worker")

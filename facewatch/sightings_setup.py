@@ -89,7 +89,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop,
              handler: Callable[[Event], Coroutine[Any, Any, None]]) -> Callable[[BusMessage], None]:
     """A bus callback (receiver thread) that runs ``handler(event)`` on the loop, for events."""
     def on_message(message: BusMessage) -> None:
-        event = event_of(message)
+        event = event_of(message, Event)
         if event is not None:
             asyncio.run_coroutine_threadsafe(handler(event), loop)
 

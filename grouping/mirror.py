@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from events import (
-    EventError, GroupChanged, GroupCreated, GroupDeleted, GroupingEvent, GroupMerged, GroupReembedded, decode,
+    EventError, GroupChanged, GroupCreated, GroupDeleted, GroupingEvent, GroupMerged, GroupReembedded, decode_as,
     decode_vector,
 )
 from repo.sync import Sequencer, VersionWaiters
@@ -61,17 +61,13 @@ class GroupMirror:
     # -- following ---------------------------------------------------------------------
     def apply(self, message: GroupingEvent | bytes | str | Mapping[str, Any]) -> None:
         """One /topic/grouping.events message (or this node's own change); other events are ignored."""
-        if isinstance(message, GroupingEvent):
-            event = message
-        else:
-            try:
-                decoded = decode(message)
-            except EventError as exc:
-                log.warning("ignored a grouping event: %s", exc)
-                return
-            if not isinstance(decoded, GroupingEvent):
-                return
-            event = decoded
+        try:
+            event = decode_as(message, GroupingEvent)
+        except EventError as exc:
+            log.warning("ignored a grouping event: %s", exc)
+            return
+        if event is None:
+            return
         if event.version is None:
             return  # changes nothing the index holds (status, promotion)
         with self._lock:
@@ -80,6 +76,13 @@ class GroupMirror:
             self._wake()
 
     def _apply(self, event: GroupingEvent) -> None:
+        try:
+            self._apply_event(event)
+        except (KeyError, TypeError, ValueError) as exc:  # e.g. a vector of another size: read the database
+            log.warning("could not apply %s %s (%s); reloading from the database", event.TYPE, event.id, exc)
+            self._sequencer.mark_gap(event.tenant)
+
+    def _apply_event(self, event: GroupingEvent) -> None:
         index = self.index(event.tenant)
         match event:
             case GroupCreated():  # and GroupGrown

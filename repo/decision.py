@@ -21,6 +21,8 @@ So a decision is asked for as a rate, and the threshold follows from it:
   errs high).
 A numeric ``Policy.threshold`` overrides all that for users who want a fixed
 cosine (it is then the same for every probe and every gallery size).
+The rate is per decision; a camera, which decides a track several times,
+hands each decision its share of the rate (watcher/evidence.py).
 
 Then, over the candidate subjects (best first):
 - a probe under ``Policy.min_quality`` (the matching gate, vision/quality.py)

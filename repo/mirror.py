@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from events import (
     EventError, FaceAdded, FaceRemoved, GalleryRemoved, GalleryRenamed, NegativeAdded, NegativeRemoved, RepoEvent,
-    SubjectMerged, SubjectRemoved, decode, decode_vector,
+    SubjectMerged, SubjectRemoved, decode_as, decode_vector,
 )
 
 from .index import GalleryIndex, NegativeIndex, SearchOptions
@@ -101,16 +101,13 @@ class GalleryMirror:
     # -- following ---------------------------------------------------------------------
     def apply(self, message: RepoEvent | bytes | str | Mapping[str, Any]) -> None:
         """One /topic/repo.events message (or this node's own change); other events are ignored."""
-        if not isinstance(message, RepoEvent):
-            try:
-                event = decode(message)
-            except EventError as exc:
-                log.warning("ignored a repo event: %s", exc)
-                return
-            if not isinstance(event, RepoEvent):
-                return
-            message = event
-        event = message
+        try:
+            event = decode_as(message, RepoEvent)
+        except EventError as exc:
+            log.warning("ignored a repo event: %s", exc)
+            return
+        if event is None:
+            return
         with self._lock:
             if event.gallery_id not in self._galleries and not self.scope(event.tenant, event.gallery):
                 return
@@ -121,6 +118,13 @@ class GalleryMirror:
             self._wake()
 
     def _apply(self, event: RepoEvent) -> None:
+        try:
+            self._apply_event(event)
+        except (KeyError, TypeError, ValueError) as exc:  # e.g. a vector of another size: read the database
+            log.warning("could not apply %s %s (%s); reloading from the database", event.TYPE, event.id, exc)
+            self._sequencer.mark_gap(event.gallery_id)
+
+    def _apply_event(self, event: RepoEvent) -> None:
         if isinstance(event, GalleryRemoved):
             self._galleries.pop(event.gallery_id, None)
             self._sequencer.end(event.gallery_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 
 from events import (
     CandidateRef, Event, EventError, FaceEvent, FaceRecognized, FaceUnknown, SubjectRef as EventSubject, TrackEnded,
@@ -15,12 +16,15 @@ from .records import NewSighting, SubjectRef, TrackEnd
 
 __all__ = ("parse_event", "sighting_of", "track_end_of")
 
+log = logging.getLogger(__name__)
+
 
 def parse_event(body: bytes) -> NewSighting | TrackEnd | None:
     """A queued message body; None for what is not a sighting (or is malformed)."""
     try:
         event: Event = decode(body)
-    except EventError:
+    except EventError as exc:
+        log.warning("sightings: not an event of the vocabulary: %s", exc)
         return None
     if isinstance(event, TrackEnded):
         return track_end_of(event)

@@ -8,7 +8,8 @@
     analyzer.embed(best shots of due)          one batch for all of them (quality gains the
                                                model's own judgement: covered faces drop out)
     shots  = the track's best track_shots embedded shots, combined (quality-weighted mean)
-    verdict= decide(galleries.candidates(shots))   repo/decision.py: the rule identify uses too
+    verdict= decide(galleries.candidates(shots))   repo/decision.py: the rule identify uses too, once
+                                               the evidence grew, at the rate it earned (evidence.py)
     events : face.recognized  once per track, then a cool-down per camera and subject
              face.unknown     a track unmatched after unknown_after_frames good frames
              track.ended      every embedded track's final decision, announced or held back
@@ -37,10 +38,10 @@ from vision.geometry import crop_box
 from vision.records import Face
 
 from repo.calibration import Calibration
-from repo.decision import CANDIDATES, Candidate, Decision, Policy, decide
+from repo.decision import CANDIDATES, Candidate, Decision, Policy
 from repo.store import Subject
-from vision.embedder import l2_normalise
 
+from .evidence import TrackEvidence
 from .galleries import GalleryCandidate
 from .stream import VideoFrame
 from .latency import LatencyHistogram
@@ -80,13 +81,15 @@ class Matcher(Protocol):
 class _Decision:
     """What the pipeline knows about one track beyond the tracker's view."""
 
+    evidence: TrackEvidence  # the track's best embedded shots, and the rate its decisions spent
     tried: Face | None = None  # the best shot last embedded, usable or not
-    embedded: Face | None = None  # the last one usable after embedding (its crop goes in events)
-    embedded_frame: VideoFrame | None = None  # and the frame it came from
     embedded_at: float = float("-inf")
-    shots: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, embedding), best first
-    template: np.ndarray | None = None  # the shots combined: what the decision was made on
+    embedded: Face | None = None  # the shot that brought the latest decision (its crop goes in events)
+    embedded_frame: VideoFrame | None = None  # and the frame it came from
+    template: np.ndarray | None = None  # the shots combined: what the latest decision was made on
     verdict: Decision | None = None  # the latest decision over the combined shots
+    rate: float | None = None  # ... and the FPIR it was held to (None: a fixed threshold)
+    shots: int = 0  # ... and how many shots it combined
     best_similarity: float = -1.0
     recognized: Subject | None = None  # the subject this track was named as
     gallery: str | None = None  # ... in this gallery
@@ -173,7 +176,10 @@ class CameraPipeline:
         return [(start + i) % 4 for i in range(per_frame)]
 
     def _decision(self, track: Track) -> _Decision:
-        return self.decisions.setdefault(track.id, _Decision())
+        found = self.decisions.get(track.id)
+        if found is None:
+            found = self.decisions[track.id] = _Decision(TrackEvidence(self.options.track_shots))
+        return found
 
     def _usable(self, face: Face) -> bool:
         quality = face.quality.score if face.quality is not None else 0.0
@@ -196,26 +202,24 @@ class CameraPipeline:
         track.best_quality = quality
         if quality < self.options.min_quality:
             return []  # the embedding model finds it unrecognisable (covered, smeared): no evidence either way
+        decision.evidence.add(quality, face.embedding)
+        found = decision.evidence.decide(self._search, self.options.policy, self.options.calibration)
+        if found is None:
+            return []  # no better than the shots already decided on
+        verdict = found.decision
         decision.embedded, decision.embedded_frame = face, track.best_frame
-        decision.shots.append((quality, face.embedding))
-        decision.shots.sort(key=lambda shot: -shot[0])
-        del decision.shots[self.options.track_shots:]
-        weights = np.array([q for q, _ in decision.shots], np.float32)
-        template = l2_normalise((weights[:, None] * np.stack([e for _, e in decision.shots])).sum(axis=0))
-        decision.template = template
-        # Three: a runner-up is still there when the best one is refuted by a correction.
-        found, compared = self.matcher.candidates(template, CANDIDATES)
-        verdict = decide([Candidate(c, c.similarity, c.negative_similarity) for c in found], self.options.policy,
-                         self.options.calibration, quality=float(weights.mean()), comparisons=compared)
-        decision.verdict = verdict
-        decision.best_similarity = max(decision.best_similarity, found[0].similarity if found else -1.0)
+        decision.template, decision.verdict, decision.rate = found.template, verdict, found.rate
+        decision.shots = found.shots
+        weighed = [c.similarity for c in (verdict.best, *verdict.refuted) if c is not None]
+        decision.best_similarity = max([decision.best_similarity, *weighed])
         if verdict.match is None:
             return []
-        subject = self.matcher.subject(verdict.match.key.subject_pk)
+        key: GalleryCandidate = verdict.match.key
+        subject = self.matcher.subject(key.subject_pk)
         if subject is None:  # removed since; its event is on its way: undecided, as if never matched
             decision.verdict = replace(verdict, match=None, reason="removed")
             return []
-        decision.recognized, decision.gallery = subject, verdict.match.key.gallery  # one event per track
+        decision.recognized, decision.gallery = subject, key.gallery  # one event per track
         last = self.announced.get(subject.pk)
         if last is not None and frame.wall_time - last < self.options.cooldown_s:
             self.stats.suppressed += 1  # still visible: track.ended carries it
@@ -224,6 +228,11 @@ class CameraPipeline:
         self.announced[subject.pk] = frame.wall_time
         self.stats.recognized += 1
         return [self._event(FaceRecognized, track, decision, frame)]
+
+    def _search(self, template: np.ndarray) -> tuple[list[Candidate], int]:
+        # Three: a runner-up is still there when the best one is refuted by a correction.
+        found, compared = self.matcher.candidates(template, CANDIDATES)
+        return [Candidate(c, c.similarity, c.negative_similarity) for c in found], compared
 
     def _unknown(self, track: Track, frame: VideoFrame) -> list[CameraEvent]:
         """A track embedded, matched by nobody, and seen well enough, long enough."""
@@ -243,14 +252,14 @@ class CameraPipeline:
         subject = None if decision.recognized is None else self._subject_ref(decision.recognized, decision.gallery)
         return [TrackEnded(
             camera=self.options.camera_id, track=track.id, first_seen=track.first_seen, last_seen=track.last_seen,
-            shots=len(decision.shots), subject=subject, announced=decision.announced,
-            unknown_sent=decision.unknown_sent, decision=self._decision_ref(decision.verdict))]
+            shots=decision.shots, subject=subject, announced=decision.announced,
+            unknown_sent=decision.unknown_sent, decision=self._decision_ref(decision.verdict, decision.rate))]
 
     @staticmethod
     def _subject_ref(subject: Subject, gallery: str | None) -> SubjectRef:
         return SubjectRef(subject.id, subject.name, gallery or "", subject.pk)
 
-    def _decision_ref(self, verdict: Decision) -> DecisionRef:
+    def _decision_ref(self, verdict: Decision, rate: float | None) -> DecisionRef:
         def candidate(found: Candidate | None) -> CandidateRef | None:
             if found is None:
                 return None
@@ -261,14 +270,14 @@ class CameraPipeline:
         return DecisionRef(matched=verdict.match is not None, reason=verdict.reason,
                            threshold=round(verdict.threshold, 4), margin=round(verdict.margin, 4),
                            best=candidate(verdict.best), runner_up=candidate(verdict.runner_up),
-                           policy=self.options.policy.describe())
+                           policy=self.options.policy.describe(), rate=None if rate is None else float(f"{rate:.3g}"))
 
     def _event(self, kind: type[FaceRecognized] | type[FaceUnknown], track: Track, decision: _Decision,
                frame: VideoFrame) -> FaceRecognized | FaceUnknown:
         """The event for the track's embedded best shot, decided on ``frame``."""
         face, shot, verdict = decision.embedded, decision.embedded_frame, decision.verdict
         assert face is not None and shot is not None and verdict is not None
-        described = self._decision_ref(verdict)
+        described = self._decision_ref(verdict, decision.rate)
         height, width = shot.image.shape[:2]
         attributes = None
         if self.options.attributes:
@@ -278,7 +287,7 @@ class CameraPipeline:
             camera=self.options.camera_id, track=track.id, box=Box.of(face.box), det_score=round(face.det_score, 4),
             quality=round(face.quality.score, 4) if face.quality else 0.0,
             frame=FrameRef(shot.index, round(shot.stream_time_s, 3), shot.wall_time, width, height),  # the best shot
-            analysed_frame_time=frame.wall_time, first_seen=track.first_seen, shots=len(decision.shots),
+            analysed_frame_time=frame.wall_time, first_seen=track.first_seen, shots=decision.shots,
             decision=described, runner_up=described.runner_up, margin=described.margin,
             threshold=described.threshold,
             # The track's combined shots, as decided on: a steadier face for grouping and for searching

@@ -32,7 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from events import MSGPACK, REPO_EVENTS, CameraEvent, CameraStatus, Event, FaceEvent, FaceUnknown, TrackEnded
+from events import JSON, MSGPACK, REPO_EVENTS, CameraEvent, CameraStatus, Event, FaceEvent, FaceUnknown, TrackEnded
 from broker.client import BrokerAddress, BusClient, BusError, BusMessage
 from repo.index import SearchOptions
 from repo.store import RepoStore
@@ -158,10 +158,10 @@ class CameraWorker:
                                      lease=lease.epoch if lease else None))
 
     def _send(self, event: CameraEvent) -> None:
-        body = event.to_json()
+        body = event.encode()  # once, for every destination
         try:
             # Never wait for a reconnect: live notifications are worth less than live analysis.
-            headers = event_headers(self.spec.camera)
+            headers = {"content-type": JSON, **event_headers(self.spec.camera)}
             for topic in event_topics(self.spec.camera):
                 self.bus.publish(topic, body, headers, timeout_s=0)
             if self.spec.feed_grouping and isinstance(event, FaceUnknown):
@@ -171,7 +171,7 @@ class CameraWorker:
                 self.bus.publish(SIGHTINGS_QUEUE, body, {**headers, "persistent": "true"}, timeout_s=0)
             if self.spec.camera.settings.msgpack:
                 self.bus.publish(msgpack_topic_for(self.camera_id), event.encode(MSGPACK),
-                                 {"content-type": MSGPACK, **headers}, timeout_s=0)
+                                 {**headers, "content-type": MSGPACK}, timeout_s=0)
             self.published += 1
             with self._events_lock:
                 self.events[event.TYPE] = self.events.get(event.TYPE, 0) + 1

@@ -17,10 +17,11 @@ import pytest
 import events
 from events import (
     EVENT_TYPES, MSGPACK, Box, CameraEvent, CameraStatus, CandidateRef, DecisionRef, Event, EventError, FaceAdded,
-    FaceRecognized, FaceRemoved, FrameRef, GalleryRemoved, GalleryRenamed, GroupChanged, GroupCreated,
+    FaceEvent, FaceRecognized, FaceRemoved, FrameRef, GalleryRemoved, GalleryRenamed, GroupChanged, GroupCreated,
     GroupDeleted, GroupGrown, GroupIgnored, GroupMerged, GroupPromoted, GroupReembedded, GroupRestored, JobProgress,
     MovedFace, NegativeAdded, NegativeRemoved, ReembeddedFace, SightingsRelabelled, SightingStored, SubjectErased,
-    SubjectMerged, SubjectRef, SubjectRemoved, SubjectUpdated, TrackEnded, decode, decode_vector, encode_vector,
+    SubjectMerged, SubjectRef, SubjectRemoved, SubjectUpdated, TrackEnded, decode, decode_as, decode_vector,
+    encode_vector,
 )
 from tests.event_factory import recognized, unknown
 
@@ -167,6 +168,8 @@ def _valid() -> dict[str, Any]:
 @pytest.mark.parametrize("body", [
     pytest.param(json.dumps(_valid() | {"type": "face.vanished"}).encode(), id="unknown type"),
     pytest.param(json.dumps({k: v for k, v in _valid().items() if k != "type"}).encode(), id="no type"),
+    pytest.param(json.dumps(_valid() | {"type": []}).encode(), id="a list for the type"),
+    pytest.param(json.dumps(_valid() | {"type": {"a": 1}}).encode(), id="an object for the type"),
     pytest.param(json.dumps({k: v for k, v in _valid().items() if k != "camera"}).encode(), id="missing field"),
     pytest.param(json.dumps({k: v for k, v in _valid().items() if k != "subject"}).encode(), id="missing subject"),
     pytest.param(json.dumps(_valid() | {"frame": {"index": 1, "wall_time": 2.0}}).encode(), id="missing nested"),
@@ -208,6 +211,22 @@ def test_bad_msgpack_and_non_objects_are_event_errors() -> None:
     with pytest.raises(EventError):
         FaceRecognized.from_json({"camera": "door"})
     assert issubclass(EventError, ValueError)
+
+
+def test_decode_as_reads_only_the_class_asked_for() -> None:
+    recognized = face_recognized()
+    assert decode_as(recognized.encode(), FaceRecognized) == recognized
+    assert decode_as(recognized.encode(MSGPACK), FaceEvent, MSGPACK) == recognized  # a subclass is one
+    assert decode_as(recognized, FaceEvent) is recognized  # an event in hand is not decoded again
+    assert decode_as(recognized, CameraStatus) is None
+    # Another type is skipped without reading its fields: even a malformed one is no error here...
+    assert decode_as(json.dumps(_valid() | {"track": "seven"}), CameraStatus) is None
+    # ...but a malformed one of the class asked for is, and so is what is no event at all.
+    with pytest.raises(EventError):
+        decode_as(json.dumps(_valid() | {"track": "seven"}), FaceRecognized)
+    for body in (b"[]", b"not json", json.dumps({"type": "face.vanished"}).encode()):
+        with pytest.raises(EventError):
+            decode_as(body, CameraStatus)
 
 
 def _valid_msgpack() -> bytes:

@@ -186,3 +186,30 @@ def test_two_nodes_group_indexes_stay_equal_through_their_events(store: RepoStor
     there.reload(tenant)
     assert there.index(tenant).size(group) == 1 and there.applied(tenant) == version
     assert removed.id == face
+
+
+def test_an_event_that_cannot_be_applied_is_read_from_the_database_instead(store: RepoStore) -> None:
+    # A vector of another length (a node on another model build) must not break the mirror: the gallery
+    # (or tenant) is reloaded, and later events still apply.
+    clock = Clock()
+    tenant = store.create_tenant("acme")
+    staff = store.create_gallery(tenant, "staff")
+    ada = store.create_subject(staff.id, "ada", "Ada", {})
+    mirror = GalleryMirror(store, DIM, MODEL, clock=clock)
+    mirror.load()
+    face, version = enrol(store, staff.id, ada.pk, vector(1, 0, 0, 0))
+    mirror.apply(added(tenant, staff.id, ada.pk, face, np.ones(DIM + 3, np.float32), version))
+    clock.now += 1
+    assert mirror.due(0.5) == [staff.id]
+    mirror.reload(staff.id)
+    assert mirror.index(staff.id).contains(face) and mirror.applied(staff.id) == version
+
+    groups = GroupStore(store)
+    there = GroupMirror(groups, DIM, MODEL, clock)
+    group, first, version = groups.add_face(tenant, None, NewFace(vector(1, 0, 0, 0), MODEL, "upload", 0.0, 0.9))
+    there.apply(GroupCreated(tenant=tenant, version=version, group=group, face=first, camera=None, track=None,
+                             event=None, similarity=1.0, model_id=MODEL, embedding=encode_vector(np.ones(DIM + 1))))
+    clock.now += 1
+    assert there.due(0.5) == [tenant]
+    there.reload(tenant)
+    assert there.index(tenant).size(group) == 1 and there.applied(tenant) == version

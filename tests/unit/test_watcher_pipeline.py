@@ -6,8 +6,10 @@ from dataclasses import replace
 from typing import Any, Unpack
 
 import numpy as np
+import pytest
 
 from events import Box, CameraEvent, CandidateRef, FaceRecognized, FaceUnknown, SubjectRef, TrackEnded
+from repo.calibration import Calibration
 from repo.decision import Policy
 from repo.store import Subject
 from vision.records import Detections, Face, Quality
@@ -198,3 +200,34 @@ def test_large_frames_scan_the_tiles_in_turn() -> None:
         for index in range(5):
             pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
         assert analyzer.asked == expected, per_frame
+
+
+class CountingMatcher(Matcher):
+    def __init__(self) -> None:
+        self.searches = 0
+
+    def candidates(self, embedding: np.ndarray, k: int = 2) -> tuple[list[GalleryCandidate], int]:
+        self.searches += 1
+        return super().candidates(embedding, k)
+
+
+def test_a_track_is_decided_again_only_as_its_evidence_grows_and_at_the_rate_it_earned() -> None:
+    # A stranger watched for 40 frames, each shot a little better than the last: every one is embedded,
+    # but decided on only when the track's evidence grew by a tenth, each time at that share of the rate.
+    script = [[face(100 + i, 7, quality=0.6 + i / 100)] for i in range(40)] + [[] for _ in range(15)]
+    analyzer, matcher = ScriptedAnalyzer(script), CountingMatcher()
+    calibration = Calibration("m", (0.0, 1.0001), (-1.0, -3.0), ((0.2, 0.4),))
+    options = replace(door_options(), rematch_interval_s=0.0, attach_crop=False, unknown_after_frames=5,
+                      policy=Policy(rate=1e-2), calibration=calibration)
+    pipeline = CameraPipeline(analyzer, matcher, options)  # type: ignore[arg-type]
+    events: list[CameraEvent] = []
+    for index in range(len(script)):
+        events += pipeline.process(VideoFrame(IMAGE, index, index / 10, 1000.0 + index))
+    # Three shots of three (each adds about 0.2 of the evidence), then one decision per 0.1 gained: 3 more.
+    assert len(analyzer.embedded) == 40 and matcher.searches == 6
+    unknown, ended = events
+    assert isinstance(unknown, FaceUnknown) and isinstance(ended, TrackEnded)
+    assert unknown.decision.rate == pytest.approx(1e-2 * 0.62 / 3, rel=1e-2)  # the third shot's share
+    assert unknown.decision.policy["rate"] == 1e-2
+    assert unknown.frame.index == 2  # the shot that brought the latest decision, not a later one (4)
+    assert ended.decision.rate is not None and 1e-3 <= ended.decision.rate < 2e-3 and ended.shots == 3

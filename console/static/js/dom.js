@@ -37,6 +37,19 @@ export function clear(el, ...children) {
   return el;
 }
 
+/**
+ * For a panel that redraws after awaiting the server: `const turn = latestOnly();` once, then in each
+ * redraw `const mine = turn();` and, after every await, `if (!mine()) return;`. Clicks and live updates
+ * start redraws that overlap; only the latest one draws, or the panel would show both.
+ */
+export function latestOnly() {
+  let current = 0;
+  return () => {
+    const mine = ++current;
+    return () => mine === current;
+  };
+}
+
 let uid = 0;
 /** A unique id for label/field pairs. */
 export const nextId = (prefix = 'f') => `${prefix}-${++uid}`;

@@ -2,7 +2,7 @@
 // bulk enrolment from a zip with its progress live from /topic/jobs.<id>.
 import { api, authImg, imageBlob, upload } from '../api.js';
 import { subscribe } from '../bus.js';
-import { add, clear, confirmDialog, dialog, field, fmtTime, h, status, toast } from '../dom.js';
+import { add, clear, confirmDialog, dialog, field, fmtTime, h, latestOnly, status, toast } from '../dom.js';
 import { searchHistory } from '../feedback.js';
 
 const PAGE = 50;
@@ -92,15 +92,18 @@ export async function render(main, { navigate, params }) {
   }
 
   // Subjects
+  const subjectsTurn = latestOnly();
   async function drawSubjects() {
+    const mine = subjectsTurn();
     clear(subjectsEl, h('h2', { id: 'subjects-h' }, 'Subjects'));
     if (!state.gallery) return subjectsEl.append(status('Choose or make a gallery.'));
     let page;
     try {
       page = await api('GET', `/galleries/${enc(state.gallery)}/subjects`, { query: { offset: state.offset, limit: PAGE } });
     } catch (err) {
-      return subjectsEl.append(status(err.message, 'error'));
+      return mine() ? subjectsEl.append(status(err.message, 'error')) : undefined;
     }
+    if (!mine()) return undefined;
     const newName = h('input', { name: 'subject', 'aria-label': 'New subject name', placeholder: 'new subject\'s name',
                                  maxlength: 200, required: true });
     const form = h('form.row', { onsubmit: async (e) => {
@@ -127,7 +130,9 @@ export async function render(main, { navigate, params }) {
   }
 
   // One subject: faces, uploads, rename/merge, delete
+  const detailTurn = latestOnly();
   async function drawDetail() {
+    const mine = detailTurn();
     clear(detailEl, h('h2', { id: 'detail-h' }, 'Faces'));
     if (!state.gallery || !state.subject) return detailEl.append(status('Choose a subject to see and add faces.'));
     const base = `/galleries/${enc(state.gallery)}/subjects/${enc(state.subject)}`;
@@ -136,9 +141,11 @@ export async function render(main, { navigate, params }) {
     try {
       [subject, { faces }] = await Promise.all([api('GET', base), api('GET', `${base}/faces`)]);
     } catch (err) {
+      if (!mine()) return undefined;
       if (err.status === 404) { state.subject = ''; remember(); return drawDetail(); }
       return detailEl.append(status(err.message, 'error'));
     }
+    if (!mine()) return undefined;
     const files = h('input', { type: 'file', accept: 'image/*', multiple: true, id: 'face-files' });
     if (progressOf !== `${state.gallery}/${state.subject}`) {
       progressOf = `${state.gallery}/${state.subject}`;

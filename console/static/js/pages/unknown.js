@@ -2,7 +2,7 @@
 // merge, move a face, remove, ignore, promote to a subject; "this is X" on a face.
 import { api, authImg, imageBlob } from '../api.js';
 import { subscribe } from '../bus.js';
-import { add, clear, confirmDialog, dialog, field, fmtAgo, fmtTime, h, status, toBase64, toast } from '../dom.js';
+import { add, clear, confirmDialog, dialog, field, fmtAgo, fmtTime, h, latestOnly, status, toBase64, toast } from '../dom.js';
 import { searchHistory, subjectPicker, thisIs } from '../feedback.js';
 import { session } from '../session.js';
 
@@ -54,16 +54,22 @@ export async function render(main, { navigate, params }) {
 
   const remember = () => history.replaceState(null, '', `/unknown${state.group ? `?group=${enc(state.group)}` : ''}`);
 
+  const detailTurn = latestOnly();
   async function drawDetail() {
-    clear(detailEl, h('h2', { id: 'group-h' }, 'Group'));
+    const mine = detailTurn();
+    const heading = () => h('h2', { id: 'group-h' }, 'Group');
+    clear(detailEl, heading());
     if (!state.group) return detailEl.append(status('Choose a group to see its faces.'));
     let g;
     try {
       g = await api('GET', `/groups/${enc(state.group)}`);
     } catch (err) {
+      if (!mine()) return undefined;
       if (err.status === 404) { state.group = ''; remember(); return drawDetail(); }
       return detailEl.append(status(err.message, 'error'));
     }
+    if (!mine()) return undefined;
+    clear(detailEl, heading());
     const pickedFaces = new Set();
     const act = (label, fn, cls = '') => h(`button${cls}`, { type: 'button', onclick: async () => {
       try { await fn(); } catch (err) { toast(`${label}: ${err.message}`, 'bad'); }
