@@ -47,7 +47,9 @@ class GroupCreated(GroupingEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupGrown(GroupCreated):
-    """An unknown face placed in an existing group."""
+    """An unknown face placed in an existing group. The same fields as ``GroupCreated``, as its subclass:
+    ``case GroupCreated()`` matches both (what the index mirrors want); match ``GroupGrown`` first to
+    tell them apart."""
 
     TYPE = "group.grown"
 

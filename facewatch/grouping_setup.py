@@ -13,7 +13,7 @@ from api.errors import ApiError
 from api.routing import Router
 from broker.client import BusClient, BusMessage
 from broker.core import TENANT_HEADER
-from events import EventError, FaceUnknown, decode, decode_vector
+from events import EventError, FaceUnknown, decode_as, decode_vector
 from grouping.handlers import ROUTES as GROUPING_ROUTES, GroupingContext, grouping_job_kind
 from grouping.service import GroupingOptions, GroupingService
 from grouping.store import GroupStore, NewFace
@@ -86,8 +86,8 @@ async def follow_watchers(service: GroupingService, bus: BusClient, camera_owner
 
     async def handle(message: BusMessage) -> None:
         try:
-            event = decode(message.body)
-            if isinstance(event, FaceUnknown):
+            event = decode_as(message.body, FaceUnknown)
+            if event is not None:
                 await place(event, message.headers.get(TENANT_HEADER))
         except EventError as exc:
             log.warning("not a face.unknown on %s: dropped (%s)", UNKNOWN_FACES_QUEUE, exc)

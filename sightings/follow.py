@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from broker.client import BusClient, BusMessage
-from events import EventError, SightingStored, decode
+from events import EventError, SightingStored, decode_as
 
 __all__ = ("FeedState", "SightingFollower", "API_QUEUE")
 
@@ -116,10 +116,10 @@ class SightingFollower:
 
     def _on_live(self, message: BusMessage) -> None:
         try:
-            event = decode(message.body)
+            event = decode_as(message.body, SightingStored)
         except EventError:
             return
-        if not isinstance(event, SightingStored):
+        if event is None:
             return
         with self._lock:
             if self._held_live is not None:

@@ -13,5 +13,6 @@ worker.py      inside a worker: stream -> pipeline -> bus
 stream.py      PyAV reading with timeouts, reconnect, newest frame only
 pipeline.py    the data path: detect -> track -> best shot -> embed -> match -> events
 tracker.py     IoU tracks with stable ids and best shots
+evidence.py    a track's embedded shots, and the share of the FPIR each decision on it may spend
 galleries.py   the camera's galleries, following /topic/repo.events (a repo GalleryMirror)
 """

@@ -190,7 +190,10 @@ class WatcherService:
         lease = await asyncio.to_thread(self.leases.get, camera.id)
         base = {"id": camera.id, "enabled": camera.enabled, "preferred_node": camera.node, "worker": None,
                 "stats": {}, "lease": None if lease is None else lease.epoch}
-        if not camera.enabled:  # the database says it all
+        if not camera.enabled:  # the database says it all, or the worker that ended by itself here does
+            ended = self.supervisor.ended(camera.id)
+            if ended is not None:
+                return {**base, **ended, "enabled": False, "node": self.node}
             return {**base, "node": camera.node, "state": "stopped", "reason": None, "attempt": None}
         tenant, last = self._last_status.get(camera.id, (None, None))
         if tenant is not None and tenant != camera.tenant_id:

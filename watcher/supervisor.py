@@ -30,6 +30,9 @@ __all__ = ("SupervisorOptions", "Supervisor", "EventPublish")
 
 log = logging.getLogger(__name__)
 
+# Cameras whose ended worker's last status is kept for `status` (a file played to its end, disabled).
+MAX_ENDED_KEPT = 1000
+
 
 class EventPublish(Protocol):
     """Sends an event to a topic, with STOMP headers (the camera's tenant: cameras.event_headers)."""
@@ -65,6 +68,7 @@ class _Worker:
     stats: dict[str, Any] = field(default_factory=dict)
     frame: dict[str, Any] | None = None  # its latest snapshot: {jpeg, time, index}
     last_exit: str = ""
+    ended: bool = False  # exited by itself, cleanly (a file at its end, a source given up): not restarted
 
 
 def _describe_exit(code: int | None) -> str:
@@ -93,6 +97,7 @@ class Supervisor:
         self._ctx = mp.get_context("spawn")  # fork would copy the server's threads and sockets
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.RLock()
+        self._ended: dict[str, dict[str, Any]] = {}  # camera -> last status of a worker that ended by itself
         self._closed = threading.Event()
         self._monitor = threading.Thread(target=self._run, name="watcher-supervisor", daemon=True)
         self._monitor.start()
@@ -104,6 +109,7 @@ class Supervisor:
         with self._lock:
             if camera.id in self._workers:
                 self._stop_worker(self._workers.pop(camera.id))
+            self._ended.pop(camera.id, None)
             worker = _Worker(camera, lease)
             self._workers[camera.id] = worker
             self._spawn(worker)
@@ -113,10 +119,21 @@ class Supervisor:
         moves to another node) is the reason of its last ``stopped`` status; none: the operator's stop."""
         with self._lock:
             worker = self._workers.pop(camera_id, None)
+            if worker is not None and worker.ended:
+                # It ended by itself (a file played to its end): how it ended stays to be asked for.
+                self._ended[camera_id] = self._status_of(worker)
+                while len(self._ended) > MAX_ENDED_KEPT:
+                    del self._ended[next(iter(self._ended))]
         if worker is None:
             return False
         self._stop_worker(worker, reason)
         return True
+
+    def ended(self, camera_id: str) -> dict[str, Any] | None:
+        """The last status (and stats) of the camera's worker if it ended by itself on this node and was
+        not started again since; None otherwise."""
+        with self._lock:
+            return self._ended.get(camera_id)
 
     def running(self) -> list[str]:
         with self._lock:
@@ -133,15 +150,19 @@ class Supervisor:
             worker = self._workers.get(camera_id)
             if worker is None:
                 return {"state": "stopped", "worker": None}
-            alive = worker.process is not None and worker.process.is_alive()
-            return {
-                "state": worker.status.get("state", "starting"),
-                "reason": worker.status.get("reason"), "attempt": worker.status.get("attempt"),
-                "worker": {"pid": worker.process.pid if alive and worker.process else None, "alive": alive,
-                           "started_at": worker.started_at, "restarts": worker.restarts,
-                           "last_exit": worker.last_exit or None, "restart_at": worker.restart_at},
-                "stats": dict(worker.stats), "lease": worker.lease.epoch if worker.lease else None,
-            }
+            return self._status_of(worker)
+
+    @staticmethod
+    def _status_of(worker: _Worker) -> dict[str, Any]:
+        alive = worker.process is not None and worker.process.is_alive()
+        return {
+            "state": worker.status.get("state", "starting"),
+            "reason": worker.status.get("reason"), "attempt": worker.status.get("attempt"),
+            "worker": {"pid": worker.process.pid if alive and worker.process else None, "alive": alive,
+                       "started_at": worker.started_at, "restarts": worker.restarts,
+                       "last_exit": worker.last_exit or None, "restart_at": worker.restart_at},
+            "stats": dict(worker.stats), "lease": worker.lease.epoch if worker.lease else None,
+        }
 
     def frame(self, camera_id: str) -> dict[str, Any] | None:
         """The running camera's latest analysed frame ({jpeg, time, index}); None before the first."""
@@ -267,6 +288,7 @@ class Supervisor:
         worker.last_exit = _describe_exit(code)
         if code == 0:
             log.info("camera %s: worker ended (%s)", worker.camera.id, worker.status.get("state"))
+            worker.ended = True
             return True
         ran = now - worker.started_at
         worker.crashes_in_a_row = 1 if ran >= self.options.stable_after_s else worker.crashes_in_a_row + 1

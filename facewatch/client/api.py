@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from broker.client import BrokerAddress, BusClient, BusMessage
-from events import JSON, Event, EventError, JobProgress, decode, job_topic
+from events import JSON, Event, EventError, JobProgress, decode, decode_as, job_topic
 
 from .records import Camera, CameraStatus, Gallery, Group, Job, Me, Subject
 from .transport import HttpTransport, StompTransport, Transport, Upload, auth_headers
@@ -167,10 +167,10 @@ class Facewatch:
 
         def progress(message: BusMessage) -> None:
             try:
-                event = decode(message.body)
+                event = decode_as(message.body, JobProgress)
             except EventError:
                 return
-            if isinstance(event, JobProgress):
+            if event is not None:
                 states.put(Job.of_progress(event))
 
         sub_id = self.bus.subscribe(job_topic(job_id), progress, receipt=True)

@@ -183,6 +183,24 @@ def test_a_worker_that_ends_cleanly_is_not_restarted(published: Published, super
     assert status["worker"]["restart_at"] is None and published == []
 
 
+def test_how_a_worker_ended_by_itself_stays_to_be_asked_for_once_it_is_stopped(
+        published: Published, supervisors: list[Supervisor]) -> None:
+    # A file played to its end is disabled and stopped by the node's keeper: `cameras status` still says why.
+    sup = make(gives_up, published)
+    supervisors.append(sup)
+    sup.start(camera())
+    wait(lambda: sup.status("cam")["worker"]["last_exit"] == "exited with code 0")
+    assert sup.ended("cam") is None  # still the supervisor's
+    assert sup.stop("cam")
+    ended = sup.ended("cam")
+    assert ended is not None and ended["state"] == "failed" and ended["reason"] == "no such stream"
+    assert sup.status("cam") == {"state": "stopped", "worker": None}  # not running
+    sup.start(camera())  # started again: the old ending is no answer any more
+    assert sup.ended("cam") is None
+    sup.stop("cam")  # stopped by the operator while alive: nothing kept
+    assert sup.ended("cam") is None
+
+
 def test_a_silent_worker_is_killed_by_the_watchdog(published: Published, supervisors: list[Supervisor]) -> None:
     sup = make(silent, published, watchdog_s=1.0)
     supervisors.append(sup)
