@@ -28,7 +28,8 @@ def nobody(template: np.ndarray) -> tuple[Sequence[Candidate], int]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40), st.integers(1, 6))
+# No subnormals: a model runtime loaded in the same process may set flush-to-zero.
+@given(st.lists(st.floats(0.0, 1.0, allow_subnormal=False), min_size=1, max_size=40), st.integers(1, 6))
 def test_the_rates_of_all_of_a_tracks_decisions_sum_to_at_most_the_policys(qualities: list[float],
                                                                            capacity: int) -> None:
     assert RATE.rate is not None
