@@ -13,7 +13,7 @@ from events import FaceAdded, GroupChanged, GroupCreated, MovedFace, encode_vect
 from grouping.mirror import GroupMirror
 from grouping.store import GroupStore, NewFace
 from repo.mirror import GalleryMirror
-from repo.store import FaceRecord, RepoStore, open_store
+from repo.store import FaceRecord, Gallery, RepoStore, Subject, open_store
 from repo.sync import Sequencer
 
 DIM = 4
@@ -97,6 +97,15 @@ def enrol(store: RepoStore, gallery_id: str, subject_pk: str, embedding: np.ndar
     return face_id, version
 
 
+def ada_in_staff(store: RepoStore) -> tuple[Clock, str, Gallery, Subject, GalleryMirror]:
+    """A tenant's gallery "staff" with a subject "ada", and a mirror of its galleries on the test's clock."""
+    clock = Clock()
+    tenant = store.create_tenant("acme")
+    staff = store.create_gallery(tenant, "staff")
+    return (clock, tenant, staff, store.create_subject(staff.id, "ada", "Ada", {}),
+            GalleryMirror(store, DIM, MODEL, clock=clock))
+
+
 def added(tenant: str, gallery_id: str, subject_pk: str, face_id: str, embedding: np.ndarray,
           version: int) -> FaceAdded:
     return FaceAdded(tenant=tenant, gallery="staff", gallery_id=gallery_id, subject="ada", subject_pk=subject_pk,
@@ -104,11 +113,7 @@ def added(tenant: str, gallery_id: str, subject_pk: str, face_id: str, embedding
 
 
 def test_a_lost_event_is_found_by_the_next_one_and_the_gallery_reloaded(store: RepoStore) -> None:
-    clock = Clock()
-    tenant = store.create_tenant("acme")
-    staff = store.create_gallery(tenant, "staff")
-    ada = store.create_subject(staff.id, "ada", "Ada", {})
-    mirror = GalleryMirror(store, DIM, MODEL, clock=clock)
+    clock, tenant, staff, ada, mirror = ada_in_staff(store)
     assert mirror.load() == 0 and mirror.applied(staff.id) == 0
     lost, _ = enrol(store, staff.id, ada.pk, vector(1, 0, 0, 0))  # version 1: its event never comes
     seen, version = enrol(store, staff.id, ada.pk, vector(0, 1, 0, 0))
@@ -122,11 +127,7 @@ def test_a_lost_event_is_found_by_the_next_one_and_the_gallery_reloaded(store: R
 
 
 def test_changes_whose_events_all_got_lost_are_found_by_reconciling(store: RepoStore) -> None:
-    clock = Clock()
-    tenant = store.create_tenant("acme")
-    staff = store.create_gallery(tenant, "staff")
-    ada = store.create_subject(staff.id, "ada", "Ada", {})
-    mirror = GalleryMirror(store, DIM, MODEL, clock=clock)
+    clock, tenant, staff, ada, mirror = ada_in_staff(store)
     mirror.load()
     face, _ = enrol(store, staff.id, ada.pk, vector(1, 0, 0, 0))
     assert mirror.reconcile() == 1 and mirror.due(0.5) == []  # its event may still be on the way
@@ -191,11 +192,7 @@ def test_two_nodes_group_indexes_stay_equal_through_their_events(store: RepoStor
 def test_an_event_that_cannot_be_applied_is_read_from_the_database_instead(store: RepoStore) -> None:
     # A vector of another length (a node on another model build) must not break the mirror: the gallery
     # (or tenant) is reloaded, and later events still apply.
-    clock = Clock()
-    tenant = store.create_tenant("acme")
-    staff = store.create_gallery(tenant, "staff")
-    ada = store.create_subject(staff.id, "ada", "Ada", {})
-    mirror = GalleryMirror(store, DIM, MODEL, clock=clock)
+    clock, tenant, staff, ada, mirror = ada_in_staff(store)
     mirror.load()
     face, version = enrol(store, staff.id, ada.pk, vector(1, 0, 0, 0))
     mirror.apply(added(tenant, staff.id, ada.pk, face, np.ones(DIM + 3, np.float32), version))
