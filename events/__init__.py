@@ -79,11 +79,14 @@ def decode(body: bytes | str | Mapping[str, Any], content_type: str = JSON) -> E
 
 def decode_as(body: Event | bytes | str | Mapping[str, Any], cls: type[E], content_type: str = JSON) -> E | None:
     """``body`` as an event of ``cls`` (or of a subclass); None when it is an event of another type, which
-    is not validated further (cheap for a consumer that skips most of what it hears); EventError when it
-    is no event of the vocabulary."""
+    is not validated further (cheap for a consumer that skips most of what it hears), or of a type this
+    vocabulary does not know (a newer node's: not this consumer's business); EventError when it is not
+    an event at all, or a malformed one of ``cls``."""
     if isinstance(body, Event):
         return body if isinstance(body, cls) else None
     data = _parsed(body, content_type)
+    if isinstance(data, Mapping) and isinstance(data.get("type"), str) and data["type"] not in EVENT_TYPES:
+        return None
     kind = _class_of(data)
     if not issubclass(kind, cls):
         return None

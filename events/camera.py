@@ -79,7 +79,9 @@ class FaceUnknown(FaceEvent):
     TYPE = "face.unknown"
 
     best_similarity: float  # to whoever it resembled most, though not enough to be named
-    group: str | None = None  # set by grouping once it has placed the face (group.created / group.grown)
+    # Always null as a camera sends it: grouping places the face afterwards, and its group.created /
+    # group.grown names this event's id and the group (the sighting records it). Kept for apps that read it.
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

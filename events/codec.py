@@ -1,7 +1,8 @@
 """An event's one wire shape: a frozen dataclass <-> a JSON object (or msgpack map) with its ``type``.
 
-pydantic reads the dataclasses as they are (no second schema): ``decode`` checks every field's type, so
-a consumer gets a typed event or an ``EventError``, never half a dict. Fields an event does not declare are
+pydantic reads the dataclasses as they are (no second schema): ``decode`` checks every field's type
+(in pydantic's lax mode: "7" is read as 7 for an int; the contents of a ``dict[str, Any]`` field are not
+checked), so a consumer gets a typed event or an ``EventError``, never half a dict. Fields an event does not declare are
 ignored, so a newer node's events (one more field) still read on an older one.
 """
 
@@ -12,9 +13,9 @@ import binascii
 import json
 import time
 import uuid
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from collections.abc import Hashable
 from typing import Any, ClassVar, Self, TypeVar, cast
 
 import msgpack
@@ -55,7 +56,8 @@ class Event:
         return {"type": self.TYPE, **_adapter(_key(type(self))).dump_python(self, mode="json")}
 
     def for_tenant(self) -> Self:
-        """The copy a tenant's own topic gets: events that carry embeddings leave them out."""
+        """The copy a tenant's own topic gets: repo and grouping events leave their embeddings out; a
+        camera's face events keep theirs (the tenant's own cameras' faces, as on the camera's topic)."""
         return self
 
     def encode(self, content_type: str = JSON) -> bytes:
@@ -66,6 +68,12 @@ class Event:
     @classmethod
     def from_json(cls: type[E], data: Any) -> E:
         """This class's event from its JSON object (``type`` is not checked here: ``decode`` dispatches on it)."""
+        # The defaults make a new event's id and time; a received one without them would get a new id
+        # at each delivery (deduplication defeated) and the time it was read.
+        if isinstance(data, Mapping):
+            for name in ("id", "time"):
+                if name not in data:
+                    raise EventError(f"{cls.TYPE or cls.__name__}: {name}: Field required")
         try:
             event: E = _adapter(_key(cls)).validate_python(data)
             return event

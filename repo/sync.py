@@ -64,6 +64,9 @@ class _Stream(Generic[E]):
     expected: int = 0  # a version the database has (reconcile): not reaching it in time is a gap too
     reloading: int = 0  # reloads in progress: everything is held until they end
     ended: bool = False  # the stream is gone (a deleted gallery): its late events mean nothing
+    # The state could not follow an applied event (mark_gap): due for a reload whatever arrives next,
+    # until a reload ends; unlike a missing version, a later event does not close it.
+    stale: bool = False
 
 
 class Sequencer(Generic[K, E]):
@@ -128,8 +131,8 @@ class Sequencer(Generic[K, E]):
     def mark_gap(self, key: K) -> None:
         """The state cannot follow an event (it lacks what it would need): reload at the next check."""
         stream = self._stream(key)
-        if stream.gap_since is None:
-            stream.gap_since = self._clock() - 1e9
+        if not stream.ended:
+            stream.stale = True
 
     def begin_reload(self, key: K) -> None:
         """From now on every event of ``key`` is held, until ``end_reload``."""
@@ -155,18 +158,20 @@ class Sequencer(Generic[K, E]):
         # The state is now the database's at ``version``, whatever was applied before.
         stream.held = {v: e for v, e in stream.held.items() if v > version}
         stream.applied = version
+        stream.stale = False
         return self._release(stream)
 
     def end(self, key: K) -> None:
         """The stream is gone: forget what it held, ignore what comes late."""
         stream = self._stream(key)
-        stream.ended, stream.held, stream.gap_since = True, {}, None
+        stream.ended, stream.held, stream.gap_since, stream.stale = True, {}, None, False
 
     def due(self, older_than_s: float) -> list[K]:
-        """Streams whose gap has been open at least ``older_than_s`` (and not being reloaded)."""
+        """Streams marked stale, or whose gap has been open at least ``older_than_s`` (and not being
+        reloaded)."""
         now = self._clock()
-        return [key for key, s in self._streams.items()
-                if s.gap_since is not None and not s.reloading and now - s.gap_since >= older_than_s]
+        return [key for key, s in self._streams.items() if not s.reloading and (
+            s.stale or (s.gap_since is not None and now - s.gap_since >= older_than_s))]
 
     def keys(self) -> list[K]:
         """Streams known and not ended."""

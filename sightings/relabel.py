@@ -10,6 +10,9 @@ combined shots), the subject's best face against the runner-up's, and the
 subject's negatives. Candidates come from the sightings index: every sighting
 at least as close to one of the subject's faces as the lowest threshold any of
 those cameras could apply.
+
+Each pass is a new question for every stored sighting, at the camera's full rate: it is not within the
+camera's per-track bound (watcher/evidence.py); docs/sightings.md says what it adds up to.
 """
 
 from __future__ import annotations

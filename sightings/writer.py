@@ -24,7 +24,8 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from broker.client import BusClient, BusMessage
 
@@ -176,9 +177,12 @@ class SightingWriter:
 
 
 def _database_unavailable(exc: BaseException) -> bool:
-    """A failure that retrying the same rows can cure (connection, lock, timeout), as opposed to one
-    the rows themselves cause, which would fail the same way for ever."""
-    return isinstance(exc, SQLAlchemyError) and not isinstance(exc, (IntegrityError, DataError))
+    """A failure that retrying the same rows can cure (a connection lost or refused, a lock, a
+    deadlock or serialization failure, a pool timeout), as opposed to one the rows or the code cause
+    (a constraint, a value refused, a programming error), which would fail the same way for ever."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError))
 
 
 async def _next_batch(inbox: asyncio.Queue[BusMessage], size: int, wait_s: float) -> list[BusMessage]:

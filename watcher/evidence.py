@@ -89,10 +89,11 @@ class TrackEvidence:
         """Decide on the shots so far, spending the rate their growth earned; None when not ``ready``."""
         if not self.ready(policy):
             return None
-        growth, self.spent = self.amount - self.spent, self.amount
-        self.decisions += 1
-        held = policy if policy.rate is None else replace(policy, rate=policy.rate * growth)
+        amount = self.amount
+        held = policy if policy.rate is None else replace(policy, rate=policy.rate * (amount - self.spent))
         template = self.template()
         candidates, compared = search(template)
         verdict = decide(candidates, held, calibration, quality=self.quality, comparisons=compared)
+        # Spent once decided: a search that failed spent nothing, and the next shot tries again.
+        self.spent, self.decisions = amount, self.decisions + 1
         return TrackVerdict(verdict, template, held.rate, len(self.shots))

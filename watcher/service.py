@@ -190,14 +190,19 @@ class WatcherService:
         lease = await asyncio.to_thread(self.leases.get, camera.id)
         base = {"id": camera.id, "enabled": camera.enabled, "preferred_node": camera.node, "worker": None,
                 "stats": {}, "lease": None if lease is None else lease.epoch}
-        if not camera.enabled:  # the database says it all, or the worker that ended by itself here does
-            ended = self.supervisor.ended(camera.id)
+        tenant, last = self._last_status.get(camera.id, (None, None))
+        if last is not None and (tenant != camera.tenant_id or last.time < camera.created_at):
+            last = None  # the camera that had this id before (another tenant's, or one removed since)
+        if not camera.enabled:
+            # The worker that ended by itself here says how (with its stats); on another node, its last
+            # status on the bus (a file at its end); else the database says it all.
+            ended = self.supervisor.ended(camera)
             if ended is not None:
                 return {**base, **ended, "enabled": False, "node": self.node}
+            if last is not None and last.state == "stopped":
+                return {**base, "node": last.node or camera.node, "state": last.state, "reason": last.reason,
+                        "attempt": None, "as_of": last.time}
             return {**base, "node": camera.node, "state": "stopped", "reason": None, "attempt": None}
-        tenant, last = self._last_status.get(camera.id, (None, None))
-        if tenant is not None and tenant != camera.tenant_id:
-            last = None  # the camera that had this id before, another tenant's
         if lease is not None and lease.owner is not None and lease.owner != self.node:
             if not lease.held(time.time()):  # not renewed, not yet taken over (by no live node, or not yet)
                 return {**base, "node": lease.owner, "state": NODE_DOWN, "attempt": None, "as_of": lease.expires_at,

@@ -97,7 +97,9 @@ class Supervisor:
         self._ctx = mp.get_context("spawn")  # fork would copy the server's threads and sockets
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.RLock()
-        self._ended: dict[str, dict[str, Any]] = {}  # camera -> last status of a worker that ended by itself
+        # camera -> the camera (its tenant and creation: which incarnation of the id) and the last status of
+        # its worker that ended by itself
+        self._ended: dict[str, tuple[Camera, dict[str, Any]]] = {}
         self._closed = threading.Event()
         self._monitor = threading.Thread(target=self._run, name="watcher-supervisor", daemon=True)
         self._monitor.start()
@@ -121,7 +123,7 @@ class Supervisor:
             worker = self._workers.pop(camera_id, None)
             if worker is not None and worker.ended:
                 # It ended by itself (a file played to its end): how it ended stays to be asked for.
-                self._ended[camera_id] = self._status_of(worker)
+                self._ended[camera_id] = (worker.camera, self._status_of(worker))
                 while len(self._ended) > MAX_ENDED_KEPT:
                     del self._ended[next(iter(self._ended))]
         if worker is None:
@@ -129,11 +131,15 @@ class Supervisor:
         self._stop_worker(worker, reason)
         return True
 
-    def ended(self, camera_id: str) -> dict[str, Any] | None:
+    def ended(self, camera: Camera) -> dict[str, Any] | None:
         """The last status (and stats) of the camera's worker if it ended by itself on this node and was
-        not started again since; None otherwise."""
+        not started again since; None otherwise, and for another camera that has the id now (removed and
+        registered again, by this tenant or another)."""
         with self._lock:
-            return self._ended.get(camera_id)
+            kept = self._ended.get(camera.id)
+        if kept is None or (kept[0].tenant_id, kept[0].created_at) != (camera.tenant_id, camera.created_at):
+            return None
+        return kept[1]
 
     def running(self) -> list[str]:
         with self._lock:

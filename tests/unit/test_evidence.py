@@ -112,3 +112,16 @@ def test_the_template_weighs_each_kept_shot_by_its_quality() -> None:
 
     evidence.decide(recording, RATE, CAL)
     assert np.allclose(seen[0], evidence.template())  # the search is asked with the template
+
+
+def test_a_search_that_fails_spends_nothing() -> None:
+    def unreachable(template: np.ndarray) -> tuple[Sequence[Candidate], int]:
+        raise OSError("index unavailable")
+
+    evidence = TrackEvidence(3)
+    evidence.add(0.9, one_hot(0))
+    with pytest.raises(OSError):
+        evidence.decide(unreachable, RATE, CAL)
+    assert evidence.spent == 0.0 and evidence.decisions == 0
+    verdict = evidence.decide(nobody, RATE, CAL)  # the same shot is decided on at its full share
+    assert verdict is not None and verdict.rate == pytest.approx(1e-2 * 0.9 / 3)

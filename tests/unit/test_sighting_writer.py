@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError, StatementError
 
 from broker.client import BusMessage
 from sightings.store import SightingStore, Stored
@@ -30,6 +30,10 @@ class _ScriptedWriter(SightingWriter):
             raise OperationalError("INSERT", {}, Exception("connection refused"))
         if b"poison" in bodies:
             raise DataError("INSERT", {}, Exception("value out of range"))
+        if b"bug" in bodies:
+            raise ProgrammingError("INSERT", {}, Exception("no such column"))
+        if b"unbindable" in bodies:
+            raise StatementError("a parameter cannot be bound", "INSERT", {}, TypeError("not a number"))
         self.written.extend(bodies)
         return []
 
@@ -49,3 +53,9 @@ def test_a_row_the_database_refuses_is_dropped_alone_and_the_rest_stored() -> No
     writer = _ScriptedWriter(outages=0)
     asyncio.run(writer.write_until_stored(_messages(b"a", b"poison", b"c")))
     assert writer.written == [b"a", b"c"] and writer.stats.dropped == 1 and writer.stats.retries == 0
+
+
+def test_a_programming_error_or_an_unbindable_row_is_dropped_not_retried_for_ever() -> None:
+    writer = _ScriptedWriter(outages=0)
+    asyncio.run(writer.write_until_stored(_messages(b"a", b"bug", b"unbindable", b"d")))
+    assert writer.written == [b"a", b"d"] and writer.stats.dropped == 2 and writer.stats.retries == 0

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -190,15 +191,18 @@ def test_how_a_worker_ended_by_itself_stays_to_be_asked_for_once_it_is_stopped(
     supervisors.append(sup)
     sup.start(camera())
     wait(lambda: sup.status("cam")["worker"]["last_exit"] == "exited with code 0")
-    assert sup.ended("cam") is None  # still the supervisor's
+    assert sup.ended(camera()) is None  # still the supervisor's
     assert sup.stop("cam")
-    ended = sup.ended("cam")
+    ended = sup.ended(camera())
     assert ended is not None and ended["state"] == "failed" and ended["reason"] == "no such stream"
     assert sup.status("cam") == {"state": "stopped", "worker": None}  # not running
+    # Another camera with the id (removed and registered again, or another tenant's) is not answered with it.
+    assert sup.ended(replace(camera(), created_at=1.0)) is None
+    assert sup.ended(replace(camera(), tenant_id="other")) is None
     sup.start(camera())  # started again: the old ending is no answer any more
-    assert sup.ended("cam") is None
+    assert sup.ended(camera()) is None
     sup.stop("cam")  # stopped by the operator while alive: nothing kept
-    assert sup.ended("cam") is None
+    assert sup.ended(camera()) is None
 
 
 def test_a_silent_worker_is_killed_by_the_watchdog(published: Published, supervisors: list[Supervisor]) -> None:

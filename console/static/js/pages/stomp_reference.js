@@ -56,10 +56,16 @@ export function render(main) {
 
     h('h2', {}, 'Camera events'),
     h('h3', {}, 'face.recognized'),
-    pre({ type: 'face.recognized', camera: 'stage', track: 4, subject: { id: 'lin', name: 'Lin-Manuel Miranda', gallery: 'hamilton' },
+    h('p', {}, 'Every camera event has an id (deduplicate redeliveries by it), a time, and run + seq: seq counts '
+      + 'the camera\'s events 1, 2, 3… within one run of its worker, so a jump in seq is a gap and a new run a restart '
+      + 'or a move to another node. Boxes are in pixels of the frame whose width and height the event\'s frame gives.'),
+    pre({ type: 'face.recognized', id: '<event id>', time: 1795920000.16, camera: 'stage', run: '<run id>', seq: 12, track: 4,
+          subject: { id: 'lin', name: 'Lin-Manuel Miranda', gallery: 'hamilton', pk: '…' },
           similarity: 0.4512, threshold: 0.4123, margin: 0.21, runner_up: { subject: { id: '…' }, similarity: 0.24 },
-          decision: { matched: true, reason: 'matched' }, box: { x_min: 146, y_min: 53, x_max: 228, y_max: 165 }, quality: 0.76,
-          time: 1795920000.16, crop: '<base64 JPEG>', attributes: { age: 41.2 } }),
+          decision: { matched: true, reason: 'matched', rate: 0.0005, '…': '…' },
+          box: { x_min: 146, y_min: 53, x_max: 228, y_max: 165 },
+          frame: { index: 311, stream_time: 12.44, wall_time: 1795920000.1, width: 1280, height: 720 },
+          quality: 0.76, shots: 2, crop: '<base64 JPEG>', attributes: { age: 41.2 } }),
     h('h3', {}, 'face.unknown'),
     pre({ type: 'face.unknown', camera: 'stage', track: 7, best_similarity: 0.12, embedding: '<base64 float32>',
           model_id: '…', group: null, crop: '<base64 JPEG>' }),
@@ -68,7 +74,7 @@ export function render(main) {
           announced: false, unknown_sent: false }),
     h('h3', {}, 'camera.status'),
     pre({ type: 'camera.status', camera: 'stage', state: 'reconnecting', attempt: 2, reason: '…', pid: 1234 }),
-    h('p', {}, 'States: starting, running, reconnecting, failed, restarting, stopped.'),
+    h('p', {}, 'States: starting, running, reconnecting, failed, restarting, stopped, node_down (taken_over_by: the node that runs it now).'),
 
     h('h2', {}, 'Grouping events'),
     pre({ type: 'group.grown', group: '<group id>', camera: 'stage', track: 7 }),
