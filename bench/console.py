@@ -103,7 +103,9 @@ def main() -> int:
         if args.source == "rtsp":
             rtsp = RtspServer(free_port(), str(CLIP), [f"cam{i}" for i in range(args.cameras)]).start()
         log = Path(args.log) if args.log else Path(tmp) / "serve.log"
-        server = Server(Path(tmp), models, log, FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(CLIP.parent)]))
+        server = Server(Path(tmp), models, log, FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(CLIP.parent)]),
+                        # its RTSP server is on loopback, which cameras may not reach by default
+                        FACEWATCH_WATCHER__BLOCKED_NETWORKS=json.dumps(["169.254.0.0/16"]))
         try:
             http = Http(f"http://127.0.0.1:{server.port}", {"x-api-key": server.key})
             deadline = time.monotonic() + 60

@@ -115,7 +115,9 @@ class Service:
         models = ROOT / "data" / "models" / "faceplugin-face-recognition-js-0.0.1"
         self.server = RepoServer(workdir / "data", models, None,
                                  FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(clip.parent)]),
-                                 FACEWATCH_WATCHER__MAX_CAMERAS_PER_TENANT="64", FACEWATCH_LOG_LEVEL="warning")
+                                 FACEWATCH_WATCHER__MAX_CAMERAS_PER_TENANT="64", FACEWATCH_LOG_LEVEL="warning",
+                                 # its RTSP server is on loopback, which cameras may not reach by default
+                                 FACEWATCH_WATCHER__BLOCKED_NETWORKS=json.dumps(["169.254.0.0/16"]))
         self.clip, self.source, self.max_fps = clip, source, max_fps
         self.rtsp: RtspServer | None = None
         self.events: list[tuple[float, dict[str, Any]]] = []

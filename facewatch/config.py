@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repo.index import SearchOptions
 from repo.sync import SyncOptions
 from vision.attribute_names import AttributeName
 from watcher.cameras import CAMERA_ID, NODE_NAME, CameraSettings
+from watcher.networks import DEFAULT_BLOCKED_NETWORKS, parse_networks
 
 __all__ = (
     "ConfigError",
@@ -354,6 +355,10 @@ class WatcherConfig(Section):
     file_roots: list[str] = Field(default_factory=list, description="folders cameras may read video files from "
                                                                     "(empty: no local files)")
     allow_devices: bool = Field(False, description="allow /dev/videoN capture devices")
+    blocked_networks: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BLOCKED_NETWORKS),
+        description="IP networks rtsp/http cameras may not reach (by the address written or resolved): the "
+                    "server's own services on loopback, cloud metadata on link-local; [] allows every host")
     max_cameras_per_tenant: int = Field(16, gt=0)
     open_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(10.0, gt=0)
@@ -371,6 +376,12 @@ class WatcherConfig(Section):
     lease_ttl_s: float = Field(6.0, ge=1, description="a camera whose node has not renewed its lease for this long "
                                                       "is taken over by a live node (renewed every third of it)")
     cameras: list[DeclaredCamera] = Field(default_factory=list)
+
+    @field_validator("blocked_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)  # a ValueError names the one that is not a network
+        return value
 
 
 class JobsConfig(Section):

@@ -23,6 +23,7 @@ from watcher.camera_options import pipeline_options
 from watcher.cameras import Camera, CameraSettings, SourcePolicy
 from watcher.handlers import ROUTES as WATCHER_ROUTES
 from watcher.leases import CameraLeases
+from watcher.networks import parse_networks
 from watcher.nodes import NodeRegistry
 from watcher.registry import CameraRegistry
 from watcher.service import WatcherOptions, WatcherService, disable_finished
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 def source_policy(cfg: FacewatchConfig) -> SourcePolicy:
     w = cfg.watcher
     return SourcePolicy(tuple(w.file_roots), w.allow_devices, w.open_timeout_s, w.read_timeout_s,
-                        w.max_initial_attempts)
+                        w.max_initial_attempts, parse_networks(w.blocked_networks))
 
 
 def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepository, router: Router,

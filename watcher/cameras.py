@@ -21,6 +21,7 @@ from events import ALL_CAMERAS_TOPIC, camera_topic
 from repo.events import tenant_topic
 from vision.attribute_names import AttributeName
 
+from .networks import DEFAULT_BLOCKED_NETWORKS, NETWORK_SCHEMES, IPNetwork, blocked_reason, parse_networks
 from .stream import StreamOptions
 
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
@@ -136,29 +137,38 @@ class SourcePolicy:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     max_attempts: int = 5
+    # Networks rtsp/http cameras may not reach (watcher/networks.py): loopback and link-local by default.
+    blocked_networks: tuple[IPNetwork, ...] = parse_networks(DEFAULT_BLOCKED_NETWORKS)
 
-    def check(self, url: str) -> None:
-        self.stream_options(CameraSettings(url=url))
+    def check(self, url: str, resolve: bool = True) -> None:
+        """BAD_PARAM when a camera may not read ``url``. ``resolve``: a network camera's host name is checked
+        by the addresses it resolves to (blocking)."""
+        self.stream_options(CameraSettings(url=url), resolve)
 
-    def stream_options(self, settings: CameraSettings) -> StreamOptions:
-        """The reader options for ``settings``; BAD_PARAM when the source is not allowed."""
-        source, input_format = self._source(settings.url)
+    def stream_options(self, settings: CameraSettings, resolve: bool = False) -> StreamOptions:
+        """The reader options for ``settings``; BAD_PARAM when the source is not allowed (``resolve``: by
+        the addresses its host name has now, too; the reader checks them again at each open)."""
+        source, input_format = self._source(settings.url, resolve)
         return StreamOptions(source, rtsp_transport=settings.rtsp_transport, open_timeout_s=self.open_timeout_s,
                              read_timeout_s=self.read_timeout_s, loop=settings.loop, max_fps=settings.max_fps,
-                             max_attempts=self.max_attempts, input_format=input_format)
+                             max_attempts=self.max_attempts, input_format=input_format,
+                             blocked_networks=self.blocked_networks)
 
-    def _source(self, url: str) -> tuple[str, str | None]:
+    def _source(self, url: str, resolve: bool) -> tuple[str, str | None]:
         if not url.isprintable():
             # FFmpeg takes C strings: a NUL would end the URL early; other control characters mean nothing.
             raise BadParam("url may not contain control characters", "url")
         try:
             parts = urlsplit(url)
-            scheme, host, _port = parts.scheme.lower(), parts.hostname, parts.port  # port: ValueError if bad
+            scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port  # port: ValueError if bad
         except ValueError as exc:  # "http://[::1", "http://h:99999/"
             raise BadParam(f"url is not a valid URL: {exc}", "url") from None
-        if scheme in ("rtsp", "rtsps", "http", "https"):
+        if scheme in NETWORK_SCHEMES:
             if not host:
                 raise BadParam("url has no host", "url")
+            reason = blocked_reason(host, port, self.blocked_networks, resolve=resolve)
+            if reason is not None:
+                raise BadParam(f"url: {reason}", "url")
             return url, None
         if url.startswith("/dev/video") or scheme == "v4l2":
             if not self.allow_devices:

@@ -75,12 +75,15 @@ class WatcherService:
         self.node = options.node
         self.publish = publish
         self.keeper = LeaseKeeper(self.node, registry, leases, nodes, supervisor, publish,
-                                  lambda camera: self._check(camera.settings), LeaseOptions(options.lease_ttl_s))
+                                  # no name resolved under the keeper's lock: the worker checks at each open
+                                  lambda camera: self._check(camera.settings, resolve=False),
+                                  LeaseOptions(options.lease_ttl_s))
         # camera -> (its tenant, its last camera.status), from any node
         self._last_status: dict[str, tuple[str | None, CameraStatus]] = {}
 
-    def _check(self, settings: CameraSettings) -> None:
-        self.policy.check(settings.url)
+    def _check(self, settings: CameraSettings, resolve: bool = True) -> None:
+        """BAD_PARAM for settings this node refuses (``resolve``: a host name by its addresses; blocking)."""
+        self.policy.check(settings.url, resolve)
         self.threshold(settings.threshold)
 
     async def register(self, tenant_id: str, data: dict[str, Any]) -> Camera:
@@ -101,7 +104,7 @@ class WatcherService:
         if not isinstance(enabled, bool):
             raise BadParam("enabled must be true or false", "enabled")
         settings = parse_settings(data)
-        self._check(settings)
+        await asyncio.to_thread(self._check, settings)  # resolves a camera's host name
         camera = await asyncio.to_thread(self.registry.add, tenant_id, camera_id, settings, enabled,
                                          self.options.max_cameras_per_tenant, node)
         if camera.enabled:
@@ -123,7 +126,7 @@ class WatcherService:
         if fixed:
             raise BadParam(f"{fixed[0]} cannot be changed here (start/stop, or remove and register)", fixed[0])
         settings = parse_settings(data, camera.settings)
-        self._check(settings)
+        await asyncio.to_thread(self._check, settings)
         camera = await asyncio.to_thread(self.registry.update, camera, settings)
         if camera.enabled:
             await self._apply(camera.id)  # new settings need a new worker

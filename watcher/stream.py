@@ -14,9 +14,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
+
+from .networks import NETWORK_SCHEMES, IPNetwork, blocked_reason
 
 __all__ = ("StreamOptions", "VideoFrame", "CameraStatus", "StreamReader", "END_OF_FILE")
 
@@ -40,6 +43,9 @@ class StreamOptions:
     # A camera that has run once is retried forever: cameras come back.
     max_attempts: int = 5
     input_format: str | None = None  # "v4l2" for /dev/video* devices
+    # A network camera's host is checked against these at each open (watcher/networks.py); with any,
+    # an http camera's redirects are not followed (one could lead into them).
+    blocked_networks: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,8 +81,16 @@ class StreamReader:
 
     def _open(self) -> av.container.InputContainer:
         options = {}
-        if self.options.url.startswith("rtsp://"):
+        parts = urlsplit(self.options.url)
+        scheme = parts.scheme.lower()
+        if scheme == "rtsp":
             options["rtsp_transport"] = self.options.rtsp_transport
+        if self.options.blocked_networks and scheme in NETWORK_SCHEMES and parts.hostname:
+            reason = blocked_reason(parts.hostname, parts.port, self.options.blocked_networks)
+            if reason is not None:
+                raise PermissionError(reason)
+            if scheme in ("http", "https"):
+                options["max_redirects"] = "0"
         return av.open(self.options.url, format=self.options.input_format, options=options,
                        timeout=(self.options.open_timeout_s, self.options.read_timeout_s))
 

@@ -86,7 +86,9 @@ def console(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         pytest.fail("the console's vendored files are missing: run scripts/setup.sh")
     server = RepoServer(tmp_path_factory.mktemp("console"), models_dir, None,
                         FACEWATCH_WATCHER__FILE_ROOTS=json.dumps([str(shared_data / "video")]),
-                        FACEWATCH_RUNTIME__ANALYSIS_PROCESSES="0")
+                        FACEWATCH_RUNTIME__ANALYSIS_PROCESSES="0",
+                        # The test's RTSP server is on loopback, which cameras may not reach by default.
+                        FACEWATCH_WATCHER__BLOCKED_NETWORKS=json.dumps(["169.254.0.0/16"]))
     tenant = server.create_tenant("console")
     other = server.create_tenant("neighbour")
     server.start()

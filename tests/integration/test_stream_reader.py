@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.waiting import eventually
+from watcher.networks import parse_networks
 from watcher.stream import CameraStatus, StreamOptions, StreamReader
 
 from .conftest import require_rtsp
@@ -106,3 +110,55 @@ def test_rtsp_stream_survives_a_server_restart(shared_data: Path) -> None:
     assert "reconnecting" in states
     assert states[states.index("reconnecting"):].count("running") >= 1  # and running again
     assert states[-1] == "stopped"
+
+
+class _Recorder(http.server.HTTPServer):
+    """Records the path of every request; ``/cam`` redirects to ``/secret`` on the same server."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        super().__init__(("127.0.0.1", 0), _RedirectOnce)
+
+
+class _RedirectOnce(http.server.BaseHTTPRequestHandler):
+    server: _Recorder
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        self.server.paths.append(self.path)
+        if self.path == "/cam":
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/secret")
+        else:
+            self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[_Recorder]:
+    server = _Recorder()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_camera_on_a_blocked_network_is_not_connected_to_and_an_http_redirect_is_not_followed(
+        http_server: _Recorder) -> None:
+    server, paths = http_server, http_server.paths
+    url = f"http://127.0.0.1:{server.server_port}/cam"
+    # Loopback blocked: the reader refuses before connecting, and says why.
+    statuses: list[CameraStatus] = []
+    options = StreamOptions(url, open_timeout_s=2, reconnect_initial_s=0.05, max_attempts=1,
+                            blocked_networks=parse_networks(["127.0.0.0/8"]))
+    assert list(StreamReader(options, statuses.append, threading.Event()).frames()) == []
+    assert statuses[-1].state == "failed" and "127.0.0.0/8" in statuses[-1].reason and paths == []
+    # Loopback allowed (only link-local blocked): it connects, and its redirect is not followed...
+    options = replace(options, blocked_networks=parse_networks(["169.254.0.0/16"]))
+    assert list(StreamReader(options, statuses.append, threading.Event()).frames()) == []
+    assert paths == ["/cam"]
+    # ...as FFmpeg would by itself, with no network blocked.
+    assert list(StreamReader(replace(options, blocked_networks=()), statuses.append, threading.Event()).frames()) == []
+    assert paths == ["/cam", "/cam", "/secret"]

@@ -151,7 +151,9 @@ def watch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           shared_data: Path) -> Iterator[Watch]:
     env = {"FACEWATCH_WATCHER__FILE_ROOTS": json.dumps([str(shared_data / "video")]),
            "FACEWATCH_WATCHER__MAX_INITIAL_ATTEMPTS": "2", "FACEWATCH_WATCHER__OPEN_TIMEOUT_S": "3",
-           "FACEWATCH_WATCHER__READ_TIMEOUT_S": "3", "FACEWATCH_WATCHER__RESTART_INITIAL_S": "0.5"}
+           "FACEWATCH_WATCHER__READ_TIMEOUT_S": "3", "FACEWATCH_WATCHER__RESTART_INITIAL_S": "0.5",
+           # The test's RTSP server is on loopback, which cameras may not reach by default.
+           "FACEWATCH_WATCHER__BLOCKED_NETWORKS": json.dumps(["169.254.0.0/16"])}
     vhost = None
     if request.param == "rabbitmq":
         rabbit = request.getfixturevalue("rabbitmq")
