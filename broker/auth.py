@@ -31,6 +31,9 @@ class BrokerPrincipal:
     # by the memory alarm, since they are what consumes the queues.
     trusted: bool = False
     credential: str | None = None  # the revocable credential it connected with (an API key's id)
+    # When the credential it connected with stops being valid (an access token's expiry, epoch seconds):
+    # the connection is closed then, as if it were revoked (BrokerCore.close_expired).
+    expires_at: float | None = None
     # False: no SEND at all, not even to a reply queue (a tenant's subscribe-only key).
     may_send: bool = True
 

@@ -487,6 +487,16 @@ class BrokerCore:
             session.fail("access revoked", "the credential this connection was made with has been revoked")
         return len(closing)
 
+    def close_expired(self, now: float) -> int:
+        """ERROR and close every connection whose credential expired by ``now`` (an access token: a client
+        reconnects with a fresh one, as RabbitMQ's OAuth 2 plugin has it)."""
+        closing = [s for s in self.sessions
+                   if s.principal is not None and s.principal.expires_at is not None and s.principal.expires_at <= now]
+        for session in closing:
+            session.fail("access expired", "the access token this connection was made with has expired; "
+                                           "connect again with a fresh one")
+        return len(closing)
+
     def credentials(self) -> set[str]:
         """The revocable credentials open connections were made with."""
         return {s.principal.credential for s in self.sessions

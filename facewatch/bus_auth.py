@@ -43,9 +43,10 @@ class TenantBusAuthenticator:
         self.cameras = cameras
 
     def authenticate(self, credentials: Credentials) -> BrokerPrincipal | None:
-        grant = self._grant(credentials)
-        if grant is None:
+        found = self._grant(credentials)
+        if found is None:
             return self.static.authenticate(credentials)
+        grant, expires_at = found
         tenant, scope = grant.tenant_id, grant.scope
         if not scope.may_call_api:  # subscribe: its cameras' topics, nothing else, no SEND
             return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(), tenant=tenant,
@@ -54,18 +55,20 @@ class TenantBusAuthenticator:
         # Exactly the API queue: a prefix would let a tenant make queues of any name that starts like it.
         return BrokerPrincipal(f"tenant:{tenant}", read_prefixes=(), write_prefixes=(), tenant=tenant,
                                read_check=partial(self.may_read, tenant), write_exact=frozenset({API_QUEUE}),
-                               credential=grant.key_id or None)
+                               credential=grant.key_id or None, expires_at=expires_at)
 
-    def _grant(self, credentials: Credentials) -> KeyGrant | None:
+    def _grant(self, credentials: Credentials) -> tuple[KeyGrant, float | None] | None:
+        """A tenant's grant and when it expires (an access token's expiry; None: an API key, revoked instead)."""
         secret = credentials.passcode or ""
         scheme, _, token = (credentials.authorization or "").partition(" ")
         if scheme.lower() == "bearer" and token.startswith("fwt."):
             secret = token
         if secret.startswith("fwk_"):
-            return self.auth.key_grant(secret)
+            grant = self.auth.key_grant(secret)
+            return (grant, None) if grant is not None else None
         if secret.startswith("fwt."):
-            tenant = self.auth.tenant_of_token(secret)
-            return KeyGrant(tenant, "", FULL) if tenant else None  # tokens expire; they are not revoked
+            valid = self.auth.tenant_of_token(secret)
+            return (KeyGrant(valid[0], "", FULL), valid[1]) if valid is not None else None
         return None
 
     def may_read_camera(self, tenant: str, cameras: frozenset[str], destination: str) -> bool:

@@ -318,7 +318,8 @@ class AuthConfig(Section):
     rate_per_s: float = Field(50.0, ge=0, description="requests per second per tenant (0 = unlimited)")
     rate_burst: int = Field(100, gt=0)
     revocation_check_s: float = Field(5.0, gt=0, description="how often open STOMP connections' API keys are "
-                                                             "checked against revocations made elsewhere")
+                                                             "checked against revocations made elsewhere, and "
+                                                             "connections of expired access tokens closed")
 
 
 class SearchConfig(Section):

@@ -1,4 +1,4 @@
-"""Connections made with a revoked API key are closed.
+"""Connections made with a revoked API key, or an access token that has expired, are closed.
 
 Revoked through this process: at once (``RepoAuth`` tells its listeners). Revoked anywhere else (the
 CLI, another node sharing the database): at the next check, every ``interval_s``. The check asks the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from broker.core import BrokerCore
 from repo.auth import RepoAuth
@@ -45,12 +46,15 @@ class RevocationWatch:
                 log.exception("checking API keys of open STOMP connections failed")
 
     async def check(self) -> int:
+        expired = self.core.close_expired(time.time())
+        if expired:
+            log.info("closed %d STOMP connection(s) whose access token expired", expired)
         held = self.core.credentials()
         if not held:
-            return 0
+            return expired
         live = await asyncio.to_thread(self.store.live_api_keys, held)
         revoked = held - live
         closed = self.core.close_credentials(revoked) if revoked else 0
         if closed:
             log.info("closed %d STOMP connection(s) of revoked API key(s) %s", closed, ", ".join(sorted(revoked)))
-        return closed
+        return expired + closed

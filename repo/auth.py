@@ -144,10 +144,10 @@ class RepoAuth:
         self.revoke_key(tenant_id, key_id)
         return made
 
-    def tenant_of_token(self, token: str) -> str | None:
-        """The tenant of a valid, unexpired access token, or None."""
+    def tenant_of_token(self, token: str) -> tuple[str, float] | None:
+        """The tenant of a valid, unexpired access token and when it expires, or None."""
         claims = self.signer.verify(token.strip())
-        return claims.tenant_id if claims is not None else None
+        return (claims.tenant_id, claims.expires_at) if claims is not None else None
 
     def _tokens(self, tenant_id: str, client_id: str) -> Tokens:
         access, _ = self.signer.issue(tenant_id, client_id, self.access_ttl_s)

@@ -372,6 +372,41 @@ def test_login_refresh_and_expired_token(deployment: Deployment) -> None:
     assert reply.status == 401 and reply.body["code"] == "AUTH_FAILED"
 
 
+def test_a_stomp_connection_made_with_an_access_token_is_closed_when_the_token_expires(
+        deployment: Deployment) -> None:
+    from repo.security import TokenSigner
+    from repo.store import open_store
+
+    from .conftest import RawStomp
+
+    server, tenant = deployment.server, deployment.tenant
+    store = open_store(server.env.get("FACEWATCH_STORAGE__URL") or f"sqlite:///{server.data_dir / 'facewatch.db'}")
+    try:
+        signer = TokenSigner(bytes.fromhex(store.setting("token_signing_key") or ""))
+    finally:
+        store.close()
+    tenant_id = _tenant_id(server, "acme")
+    short, _ = signer.issue(tenant_id, tenant["client_id"], 2)
+    long, _ = signer.issue(tenant_id, tenant["client_id"], 3600)
+    peers = []
+    for token in (short, long):
+        peer = RawStomp(server.stomp_port, timeout_s=30)
+        assert peer.connect("app", token).command == "CONNECTED"
+        peer.send_frame("SUBSCRIBE", {"destination": f"/topic/tenant.{tenant_id}.repo", "id": "1", "receipt": "r"})
+        assert peer.recv().command == "RECEIPT"
+        peers.append(peer)
+    # Closed within auth.revocation_check_s of the expiry (the frame's wait is the bound, not a sleep).
+    closed = peers[0].recv(timeout_s=30)
+    assert closed.command == "ERROR" and closed.headers["message"] == "access expired", closed
+    peers[1].recv_none(wait_s=0.5)  # the unexpired one stays
+    peers[1].send_frame("DISCONNECT", {"receipt": "bye"})
+    assert peers[1].recv().command == "RECEIPT"
+    again = RawStomp(server.stomp_port, timeout_s=10)
+    assert again.connect("app", short).command == "ERROR"  # and the expired token connects no more
+    for raw in (*peers, again):
+        raw.close()
+
+
 def _tenant_id(server: RepoServer, name: str) -> str:
     from repo.store import open_store
 
