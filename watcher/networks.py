@@ -73,12 +73,23 @@ def _addresses(host: str, port: int | None, resolve: bool) -> list[ipaddress.IPv
 
 def _blocking_network(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
                       blocked: Sequence[IPNetwork]) -> IPNetwork | None:
-    # ::ffff:127.0.0.1 is 127.0.0.1 to the kernel.
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    for candidate in (address, mapped):
-        if candidate is None:
-            continue
+    for candidate in (address, *_embedded_ipv4(address)):
         for network in blocked:
             if candidate.version == network.version and candidate in network:
                 return network
     return None
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 address an IPv6 one carries to a host that translates it: IPv4-mapped (::ffff:127.0.0.1 is
+    127.0.0.1 to the kernel), 6to4, NAT64's well-known prefix, the old IPv4-compatible form."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    carried = [address.ipv4_mapped, address.sixtofour]
+    if address in _NAT64 or (address in _COMPATIBLE and int(address) > 1):  # not :: and ::1 themselves
+        carried.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [a for a in carried if a is not None]

@@ -15,6 +15,8 @@ DEFAULT = parse_networks(DEFAULT_BLOCKED_NETWORKS)
 @pytest.mark.parametrize("host, inside", [
     ("127.0.0.1", "127.0.0.0/8"), ("127.1.2.3", "127.0.0.0/8"), ("::1", "::1/128"), ("[::1]", "::1/128"),
     ("::ffff:127.0.0.1", "127.0.0.0/8"),  # IPv4-mapped: the kernel connects to 127.0.0.1
+    ("64:ff9b::a9fe:a9fe", "169.254.0.0/16"), ("2002:7f00:1::", "127.0.0.0/8"),  # NAT64, 6to4: translated
+    ("::127.0.0.1", "127.0.0.0/8"),  # the old IPv4-compatible form
     ("0.0.0.0", "0.0.0.0/8"), ("::", "::/128"), ("169.254.169.254", "169.254.0.0/16"), ("fe80::1%eth0", "fe80::/10"),
     ("localhost", "127.0.0.0/8"),  # a name, by what it resolves to
     ("2130706433", "127.0.0.0/8"), ("127.1", "127.0.0.0/8"), ("0x7f000001", "127.0.0.0/8"),  # inet_aton's spellings
@@ -34,6 +36,14 @@ def test_without_resolving_only_addresses_written_as_such_are_checked() -> None:
     assert blocked_reason("localhost", 80, DEFAULT, resolve=False) is None
     assert blocked_reason("127.0.0.1", 80, DEFAULT, resolve=False) is not None
     assert blocked_reason("127.0.0.1", 80, ()) is None  # [] allows every host
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1 /x", "http://cam;127.0.0.1/", "http://ca*m/", "http://cam%00/",
+                                 "http://cafe%00/"])
+def test_a_host_no_host_name_could_be_is_refused(url: str) -> None:
+    # Where another URL parser (FFmpeg's) might read a host other than the one checked here.
+    with pytest.raises(BadParam, match="host may hold only"):
+        SourcePolicy(blocked_networks=()).check(url)
 
 
 def test_the_source_policy_refuses_them_as_a_bad_url() -> None:
