@@ -301,8 +301,12 @@ class CameraPipeline:
                                   similarity=round(verdict.match.similarity, 4), **common)
         return FaceUnknown(best_similarity=round(decision.best_similarity, 4), **common)
 
-    def flush(self) -> None:
-        """The stream ended or jumped: forget every track."""
+    def flush(self) -> list[CameraEvent]:
+        """The stream ended or jumped: every track ends here, with its ``track.ended`` (which closes the time
+        range of its sighting), and the tracker starts afresh."""
+        events: list[CameraEvent] = []
         for track in self.tracker.flush():
-            self.decisions.pop(track.id, None)
+            events += self._ended(track)
+        self.decisions.clear()
+        return events
 

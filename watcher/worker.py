@@ -207,8 +207,13 @@ class CameraWorker:
     def _on_status(self, status: StreamStatus) -> None:
         if status.state == "stopped" and not status.reason:
             status = StreamStatus("stopped", status.attempt, self._stop_reason())
-        if status.state in ("reconnecting", "stopped"):
-            self._discontinuity = True  # tracks do not survive a gap in the stream
+        if status.state == "stopped" and self.pipeline is not None:
+            # The tracks still open end before the camera's last word. "stopped" comes from the reader's
+            # frames() as it ends, on the thread that runs the pipeline, so this is no race with process().
+            for ended in self.pipeline.flush():
+                self._publish(ended)
+        elif status.state == "reconnecting":
+            self._discontinuity = True  # tracks do not survive a gap: the analysis thread ends them next
         event = status_event(self.camera_id, status, pid=os.getpid())
         self._report("status", event.to_json())
         self._publish(event)
@@ -310,7 +315,8 @@ class CameraWorker:
             self.pipeline = CameraPipeline(analyzer, follower, self.spec.pipeline)
             for frame in self.reader.frames():
                 if self._discontinuity:
-                    self.pipeline.flush()
+                    for ended in self.pipeline.flush():
+                        self._publish(ended)
                     self._discontinuity = False
                 for event in self.pipeline.process(frame):
                     self._publish(event)

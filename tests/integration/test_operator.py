@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from events import CameraStatus
+from events import CameraStatus, FaceEvent, TrackEnded
 from facewatch.client import ApiCallError, BrokerAddress, EventLog, Facewatch
 from tests.waiting import eventually
 
@@ -103,8 +103,14 @@ def test_cameras_from_the_cli_over_stomp(op: Operator, shared_data: Path) -> Non
     shown = json.loads(op.cli("cameras", "show", "clip").stdout)
     assert shown["max_fps"] == 4 and shown["galleries"] == ["nobody"] and shown["loop"] is False
     # Played to its end: stopped with the reason, and disabled, so a restart does not play it again.
-    events.wait_for(lambda e: isinstance(e, CameraStatus) and e.state == "stopped" and e.reason == "end of file", 90)
+    last = events.wait_for(lambda e: isinstance(e, CameraStatus) and e.state == "stopped" and e.reason == "end of file",
+                           90)
     watching.close()
+    # Every track it reported on ended with its summary before that last word (a track still in view at the
+    # end included): a sighting's time range is closed by it. (Tracks decided but never announced end too.)
+    before = events.events[:events.events.index(last)]
+    reported = {e.track for e in before if isinstance(e, FaceEvent)}
+    assert reported and reported <= {e.track for e in before if isinstance(e, TrackEnded)}
     eventually(lambda: not op.fw.camera("clip").enabled, timeout_s=10, what="the finished camera disabled")
     status = json.loads(op.cli("cameras", "status", "clip").stdout)
     assert status["state"] == "stopped" and status["reason"] == "end of file" and status["stats"]["analysed"] > 0

@@ -231,3 +231,16 @@ def test_a_track_is_decided_again_only_as_its_evidence_grows_and_at_the_rate_it_
     assert unknown.decision.policy["rate"] == 1e-2
     assert unknown.frame.index == 2  # the shot that brought the latest decision, not a later one (4)
     assert ended.decision.rate is not None and 1e-3 <= ended.decision.rate < 2e-3 and ended.shots == 3
+
+
+def test_tracks_still_open_when_the_stream_stops_end_with_their_summary() -> None:
+    # Ada and a stranger in view to the last frame (a file at its end, an operator's stop, a reconnect).
+    analyzer = ScriptedAnalyzer([[face(100 + i, 1), face(300 + i, 2)] for i in range(8)])
+    pipeline = CameraPipeline(analyzer, Matcher(),  # type: ignore[arg-type]
+                              replace(door_options(), rematch_interval_s=0.0, attach_crop=False))
+    seen = [e for i in range(8) for e in pipeline.process(VideoFrame(IMAGE, i, i / 10, 1000.0 + i))]
+    assert sorted(e.TYPE for e in seen) == ["face.recognized", "face.unknown"]
+    ended = pipeline.flush()
+    assert sorted((e.TYPE, e.track) for e in ended) == sorted(("track.ended", e.track) for e in seen)
+    assert all(isinstance(e, TrackEnded) and e.last_seen == 1007.0 for e in ended)
+    assert pipeline.flush() == []  # nothing left: the next frame starts new tracks
