@@ -55,9 +55,12 @@ def sighting_of(event: FaceEvent) -> NewSighting | None:
     if isinstance(event, FaceRecognized):
         kind, subject, similarity = "recognized", _subject(event.subject), event.similarity
         runner_up, runner_up_similarity = _candidate(decision.runner_up)
-    elif isinstance(event, FaceUnknown):  # who it looked most like, though not enough to be named
-        kind, subject, similarity = "unknown", None, event.best_similarity
+    elif isinstance(event, FaceUnknown):
+        # Who it looked most like, though not enough to be named: the decision's closest subject and its
+        # similarity, one pair (the event's best_similarity is the highest over all the track's decisions).
+        kind, subject = "unknown", None
         runner_up, runner_up_similarity = _candidate(decision.best)
+        similarity = event.best_similarity if runner_up_similarity is None else runner_up_similarity
     else:
         return None
     return NewSighting(

@@ -66,8 +66,11 @@ def test_events_are_read_in_one_place() -> None:
     assert (recognized.first_seen, recognized.seen_at, recognized.last_seen) == (998.0, 1000.0, 1001.0)
     assert recognized.crop == b"\xff\xd8crop" and recognized.embedding is not None
     assert np.allclose(recognized.embedding, EMBEDDING)
-    unknown = parsed(event("face.unknown"))
-    assert unknown.subject is None and unknown.similarity == 0.2 and unknown.runner_up is not None  # the closest
+    # An unknown face's closest subject and its similarity are one pair: the decision's, not the highest
+    # similarity over the track's earlier decisions.
+    unknown = parsed(event("face.unknown", best_similarity=0.35))
+    assert unknown.subject is None and unknown.runner_up == SubjectRef("pk-bob", "bob", "Bob", "staff")
+    assert unknown.similarity == unknown.runner_up_similarity == 0.2
     ended = parse_event(TrackEnded(camera="door", track=1, first_seen=998.0, last_seen=1010.0, shots=2,
                                    subject=None, announced=False, unknown_sent=True,
                                    decision=event("face.unknown").decision).encode())

@@ -112,7 +112,9 @@ function sightingCard(s, navigate) {
     h('h3', {}, who, ' ', h(`span.badge.${s.decision === 'recognized' ? 'recognized' : 'unknown-face'}`, {}, s.decision || '')),
     h('p.small', {}, [s.camera, fmtTime(s.seen_at ?? s.first_seen), typeof s.similarity === 'number' ? `similarity ${fmtNum(s.similarity)}` : null,
                       typeof s.match_similarity === 'number' ? `match ${fmtNum(s.match_similarity)}` : null].filter(Boolean).join(' · ')),
-    s.runner_up ? h('p.small.muted', {}, `runner-up ${s.runner_up.subject?.id || '—'} ${fmtNum(s.runner_up.similarity)}`) : null,
+    // An unknown face's "runner-up" is the subject it looked most like, not named.
+    s.runner_up ? h('p.small.muted', {}, `${s.subject ? 'runner-up' : 'closest'} ${s.runner_up.subject?.id || '—'} `
+      + fmtNum(s.runner_up.similarity)) : null,
     s.crop ? h('button', { type: 'button', onclick: async (e) => {
       // The crop is fetched (with credentials) only when someone wants to correct or search with it.
       const button = e.currentTarget;
