@@ -228,7 +228,7 @@ def cmd_enrol(args: argparse.Namespace, load: Loader) -> int:
 
 def _enrol(args: argparse.Namespace, cfg: FacewatchConfig, source: Path, items: Iterator[tuple[str, bytes]],
            total: int) -> int:
-    added, failed, finished = 0, [], 0
+    added, skipped, failed, finished = 0, 0, [], 0
     bar = ProgressBar(f"enrolling into {args.gallery}", total)
     with connect(cfg, _api_key(args)) as fw:
         if args.create and args.gallery not in {g.name for g in fw.galleries()}:
@@ -243,6 +243,7 @@ def _enrol(args: argparse.Namespace, cfg: FacewatchConfig, source: Path, items: 
             job = fw.wait_job(job.id, show)
             finished += count
             added += int(job.result.get("added", 0))
+            skipped += int(job.result.get("skipped", 0))
             failed += list(job.result.get("failed", []))
             if job.status != "done":
                 bar.close(job.status)
@@ -250,7 +251,8 @@ def _enrol(args: argparse.Namespace, cfg: FacewatchConfig, source: Path, items: 
                       file=sys.stderr)
                 return 1
     bar.close("done")
-    print(f"{added} face(s) enrolled into {args.gallery} from {total} image(s); {len(failed)} failed")
+    already = f", {skipped} already enrolled (skipped)" if skipped else ""
+    print(f"{added} face(s) enrolled into {args.gallery} from {total} image(s){already}; {len(failed)} failed")
     for failure in failed:
         print(f"  {failure.get('item')}: {failure.get('code')} {failure.get('reason')}")
     return 0

@@ -35,6 +35,7 @@ from api.errors import ApiError, BadParam, Conflict, NotFound, PayloadTooLarge
 from events import JobProgress, job_topic
 
 from .events import EventPublisher
+from .images import photo_hash
 from .service import FaceRepository
 from .store import JobLease, RepoStore, Subject
 
@@ -121,10 +122,16 @@ def enrol_kind(repo: FaceRepository) -> JobKind:
             return
         gallery = await asyncio.to_thread(repo.store.gallery, tenant_id, params["gallery"])
         subject = await subject_for(gallery.id, item.folder)
+        # The same photo enrolled again (a folder enrolled twice, after a few photos were added to it) would
+        # only be a duplicate face: skipped, and counted as such.
+        digest = await asyncio.to_thread(photo_hash, data)
+        if await asyncio.to_thread(repo.store.subject_has_photo, subject.pk, digest):
+            result["skipped"] += 1
+            return
         records = await repo.add_faces(gallery, subject, data, job_item=item.key)
         result["added"] += len(records)
 
-    return JobKind("enrol", enrol, nested=True, counters=("added",))
+    return JobKind("enrol", enrol, nested=True, counters=("added", "skipped"))
 
 
 @dataclass(slots=True)

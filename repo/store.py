@@ -605,6 +605,13 @@ class RepoStore:
             return int(conn.execute(select(func.count()).select_from(s.faces)
                                     .where(s.faces.c.job_item == job_item)).scalar_one())
 
+    def subject_has_photo(self, subject_pk: str, photo_hash: str) -> bool:
+        """Is a face from this photo (its bytes' hash) enrolled for the subject already?"""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(s.faces.c.id).where(s.faces.c.subject_pk == subject_pk,
+                                                            s.faces.c.photo_hash == photo_hash).limit(1)).first()
+        return found is not None
+
     def faces_of_subject(self, subject_pk: str) -> list[FaceRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(s.faces).where(s.faces.c.subject_pk == subject_pk)

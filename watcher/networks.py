@@ -52,8 +52,9 @@ def blocked_reason(host: str, port: int | None, blocked: Sequence[IPNetwork], re
         if inside is not None:
             named = host if host == str(address) else f"{host} ({address})"
             return (f"the camera's host {named} is in {inside}, a network cameras may not reach (the server's own "
-                    "services or the cloud's metadata); an operator who means it removes that network from "
-                    "watcher.blocked_networks")
+                    "services or the cloud's metadata); an operator who means it (a camera relay on this host) "
+                    "takes that network out of watcher.blocked_networks in the config file (or "
+                    "FACEWATCH_WATCHER__BLOCKED_NETWORKS='[\"169.254.0.0/16\"]') and restarts facewatch")
     return None
 
 

@@ -543,6 +543,13 @@ def test_bulk_enrolment_job_with_progress_events(deployment: Deployment) -> None
         "obama", "biden", "rose_leslie"}
     other = server.http(api_key=deployment.other["api_key"])
     assert other.call("GET", f"/api/v1/jobs/{job_id}").status == 404
+    # The same folder enrolled again adds no duplicate faces: each photo already enrolled is skipped.
+    again = http.call("POST", "/api/v1/galleries/bulk/enrol", files={"file": ("people.zip", buf.getvalue())})
+    assert again.status == 202
+    job = eventually(lambda: (j := http.call("GET", f"/api/v1/jobs/{again.body['id']}").body)["status"] == "done"
+                     and j, timeout_s=120, what="the second job done")
+    assert job["result"]["added"] == 0 and job["result"]["skipped"] == 6, job
+    assert sum(s["faces"] for s in http.call("GET", "/api/v1/galleries/bulk/subjects").body["subjects"]) == 6
     bomb = http.call("POST", "/api/v1/galleries/bulk/enrol", files={"file": ("x.zip", b"PK\x03\x04 not really")})
     assert bomb.status == 400 and bomb.body["code"] == "BAD_PARAM"
 

@@ -43,13 +43,16 @@ export function statusLines(cam) {
   const stats = st.stats || {};
   const fps = rates.get(cam.id)?.fps;
   const error = st.reason || st.worker?.last_exit || null;
+  // A stopped camera's reason says how it stopped (a file at its end, a move to another node): no error.
+  const stopped = st.state === 'stopped' && st.reason;
   return h('dl.stats', {},
     h('dt', {}, 'state'), h('dd', {}, stateBadge(st.state || (cam.enabled ? 'unknown' : 'stopped'))),
     h('dt', {}, 'analysed'), h('dd', {}, fps === null || fps === undefined ? `${stats.analysed ?? '—'} frames`
                                                  : `${fps.toFixed(1)} fps (${stats.analysed} frames)`),
     h('dt', {}, 'dropped'), h('dd', {}, `${stats.dropped ?? '—'} frames`),
     h('dt', {}, 'faces'), h('dd', {}, `${stats.faces ?? '—'} seen, ${stats.recognized ?? 0} named, ${stats.unknown ?? 0} unknown`),
-    h('dt', {}, 'last error'), h('dd', { class: error ? 'error' : 'muted' }, error || 'none'));
+    stopped ? [h('dt', {}, 'stopped because'), h('dd.muted', {}, st.reason)]
+      : [h('dt', {}, 'last error'), h('dd', { class: error ? 'error' : 'muted' }, error || 'none')]);
 }
 
 export function stateBadge(state) {
