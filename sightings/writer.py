@@ -28,12 +28,14 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from broker.client import BusClient, BusMessage
+from broker.core import TENANT_HEADER
 
 from .events import parse_event
 from .records import NewSighting, TrackEnd
 from .store import SightingStore, Stored
 
-__all__ = ("WriterOptions", "WriterStats", "CameraOwners", "PendingGroups", "SightingWriter", "consume_queue")
+__all__ = ("WriterOptions", "WriterStats", "CameraOwners", "Delivery", "PendingGroups", "SightingWriter",
+           "consume_queue")
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,27 @@ class CameraOwners:
         if known is not None and now - known[1] < self.ttl_s:
             return known[0]
         tenant = self.lookup(camera_id)
+        if tenant is None:
+            return None  # not remembered: the id may be registered a moment later
         with self._lock:
             if len(self._known) > 100_000:
                 self._known.clear()
             self._known[camera_id] = (tenant, now)
         return tenant
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """A message of the sightings queue: its body, and the tenant the camera's worker marked it with (the
+    TENANT_HEADER; only the server's own parts may send to this queue). The mark, not the camera id, says
+    whose sighting it is: an id removed by one tenant may be registered by another a moment later."""
+
+    body: bytes
+    tenant: str | None = None  # None: a worker that did not mark it (an older node): the camera's owner now
+
+    @classmethod
+    def of(cls, message: BusMessage) -> Delivery:
+        return cls(message.body, message.headers.get(TENANT_HEADER) or None)
 
 
 class PendingGroups:
@@ -116,13 +134,13 @@ class SightingWriter:
         self.options = options
         self.stats = WriterStats()
 
-    def write(self, bodies: Sequence[bytes]) -> list[Stored]:
+    def write(self, deliveries: Sequence[Delivery]) -> list[Stored]:
         """Parse and store one batch (blocking; raises SQLAlchemyError when the database fails)."""
         items: list[tuple[str, NewSighting]] = []
         ends: list[tuple[str, TrackEnd]] = []
-        for body in bodies:
-            parsed = parse_event(body)
-            tenant = None if parsed is None else self.owners.owner(parsed.camera)
+        for delivery in deliveries:
+            parsed = parse_event(delivery.body)
+            tenant = None if parsed is None else delivery.tenant or self.owners.owner(parsed.camera)
             if parsed is None or tenant is None:
                 self.stats.dropped += 1
                 log.warning("sightings: dropped a message that is no sighting of a known camera (%s)",
@@ -146,28 +164,28 @@ class SightingWriter:
         holds (a constraint, a value the database refuses, a bug) is written message by message, and a
         message that fails alone is logged and dropped, so that it cannot hold the queue up for ever."""
         delay = self.options.retry_initial_s
-        bodies = [m.body for m in messages]
+        deliveries = [Delivery.of(m) for m in messages]
         while True:
             try:
-                await asyncio.to_thread(self.write, bodies)
+                await asyncio.to_thread(self.write, deliveries)
                 return
             except Exception as exc:
                 if _database_unavailable(exc):
                     self.stats.retries += 1
-                    log.warning("sightings: batch of %d not stored (%s); again in %.1fs", len(bodies),
+                    log.warning("sightings: batch of %d not stored (%s); again in %.1fs", len(deliveries),
                                 str(exc).splitlines()[0][:200], delay)
                 else:
-                    log.exception("sightings: batch of %d failed; storing its messages one by one", len(bodies))
-                    if await self._write_one_by_one(bodies):
+                    log.exception("sightings: batch of %d failed; storing its messages one by one", len(deliveries))
+                    if await self._write_one_by_one(deliveries):
                         return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.options.retry_max_s)
 
-    async def _write_one_by_one(self, bodies: Sequence[bytes]) -> bool:
+    async def _write_one_by_one(self, deliveries: Sequence[Delivery]) -> bool:
         """False when the database went away meanwhile (the caller retries; stored ones are skipped)."""
-        for body in bodies:
+        for delivery in deliveries:
             try:
-                await asyncio.to_thread(self.write, [body])
+                await asyncio.to_thread(self.write, [delivery])
             except Exception as exc:
                 if _database_unavailable(exc):
                     return False

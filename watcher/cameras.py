@@ -21,15 +21,12 @@ from events import ALL_CAMERAS_TOPIC, camera_topic
 from repo.events import tenant_topic
 from vision.attribute_names import AttributeName
 
-from .networks import DEFAULT_BLOCKED_NETWORKS, NETWORK_SCHEMES, IPNetwork, blocked_reason, parse_networks
+from .networks import DEFAULT_BLOCKED_NETWORKS, NETWORK_SCHEMES, IPNetwork, blocked_reason, parse_networks, url_host
 from .stream import StreamOptions
 
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
            "topic_for", "msgpack_topic_for", "event_topics", "event_headers", "ALL_CAMERAS_TOPIC",
            "UNKNOWN_FACES_QUEUE", "SIGHTINGS_QUEUE")
-
-# A host name, an IPv4 address, or an IPv6 one (urlsplit's hostname drops the brackets), with a zone id.
-HOST = re.compile(r"^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?)$")
 
 # Lower case, no dots: the id is one word of a topic routing key.
 NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")  # a watcher node (host names fit)
@@ -169,9 +166,10 @@ class SourcePolicy:
         if scheme in NETWORK_SCHEMES:
             if not host:
                 raise BadParam("url has no host", "url")
-            if not HOST.match(host):
-                # What no host name holds: a URL parser other than ours (FFmpeg's) might read another host in it.
-                raise BadParam("url's host may hold only letters, digits, '.', '-', '_' (or be an IP address)", "url")
+            try:
+                host, port = url_host(url)  # as FFmpeg will read them, or refused
+            except ValueError as exc:
+                raise BadParam(f"url: {exc}", "url") from None
             reason = blocked_reason(host, port, self.blocked_networks, resolve=resolve)
             if reason is not None:
                 raise BadParam(f"url: {reason}", "url")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from .networks import NETWORK_SCHEMES, IPNetwork, blocked_reason
+from .networks import NETWORK_SCHEMES, IPNetwork, blocked_reason, url_host
 
 __all__ = ("StreamOptions", "VideoFrame", "CameraStatus", "StreamReader", "END_OF_FILE")
 
@@ -85,8 +85,12 @@ class StreamReader:
         scheme = parts.scheme.lower()
         if scheme == "rtsp":
             options["rtsp_transport"] = self.options.rtsp_transport
-        if self.options.blocked_networks and scheme in NETWORK_SCHEMES and parts.hostname:
-            reason = blocked_reason(parts.hostname, parts.port, self.options.blocked_networks)
+        if self.options.blocked_networks and scheme in NETWORK_SCHEMES:
+            try:
+                host, port = url_host(self.options.url)
+            except ValueError as exc:
+                raise PermissionError(f"the camera's URL: {exc}") from None
+            reason = blocked_reason(host, port, self.options.blocked_networks)
             if reason is not None:
                 raise PermissionError(reason)
             if scheme in ("http", "https"):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from api.errors import BadParam
 from facewatch.config import ConfigError, parse_config
 from watcher.cameras import SourcePolicy
-from watcher.networks import DEFAULT_BLOCKED_NETWORKS, blocked_reason, parse_networks
+from watcher.networks import DEFAULT_BLOCKED_NETWORKS, blocked_reason, own_addresses, parse_networks
 
 DEFAULT = parse_networks(DEFAULT_BLOCKED_NETWORKS)
 
@@ -17,6 +19,7 @@ DEFAULT = parse_networks(DEFAULT_BLOCKED_NETWORKS)
     ("::ffff:127.0.0.1", "127.0.0.0/8"),  # IPv4-mapped: the kernel connects to 127.0.0.1
     ("64:ff9b::a9fe:a9fe", "169.254.0.0/16"), ("2002:7f00:1::", "127.0.0.0/8"),  # NAT64, 6to4: translated
     ("::127.0.0.1", "127.0.0.0/8"),  # the old IPv4-compatible form
+    ("::ffff:0:127.0.0.1", "127.0.0.0/8"), ("64:ff9b:1::127.0.0.1", "127.0.0.0/8"),  # SIIT, local-use NAT64
     ("0.0.0.0", "0.0.0.0/8"), ("::", "::/128"), ("169.254.169.254", "169.254.0.0/16"), ("fe80::1%eth0", "fe80::/10"),
     ("localhost", "127.0.0.0/8"),  # a name, by what it resolves to
     ("2130706433", "127.0.0.0/8"), ("127.1", "127.0.0.0/8"), ("0x7f000001", "127.0.0.0/8"),  # inet_aton's spellings
@@ -26,10 +29,18 @@ def test_the_servers_own_host_and_the_clouds_metadata_are_refused(host: str, ins
     assert reason is not None and inside in reason and "watcher.blocked_networks" in reason
 
 
-@pytest.mark.parametrize("host", ["192.168.1.20", "10.0.0.7", "172.16.4.4", "192.0.2.1", "fd00::12", "2001:db8::1",
+@pytest.mark.parametrize("host", ["192.168.1.20", "10.0.0.7", "172.16.4.4", "198.51.100.7", "fd00::12", "2001:db8::1",
                                   "camera.invalid"])  # a name that does not resolve: FFmpeg will fail on it too
 def test_cameras_on_lans_and_the_internet_are_allowed(host: str) -> None:
     assert blocked_reason(host, 554, DEFAULT) is None
+
+
+def test_this_hosts_own_addresses_are_refused() -> None:
+    # A service of this host bound to 0.0.0.0 answers on every address of it, not only on loopback.
+    assert ipaddress.ip_network("127.0.0.1/32") in parse_networks(["self"])
+    for network in own_addresses():
+        reason = blocked_reason(str(network.network_address), 80, DEFAULT)
+        assert reason is not None and str(network.network_address) in reason
 
 
 def test_without_resolving_only_addresses_written_as_such_are_checked() -> None:
@@ -38,11 +49,16 @@ def test_without_resolving_only_addresses_written_as_such_are_checked() -> None:
     assert blocked_reason("127.0.0.1", 80, ()) is None  # [] allows every host
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1 /x", "http://cam;127.0.0.1/", "http://ca*m/", "http://cam%00/",
-                                 "http://cafe%00/"])
-def test_a_host_no_host_name_could_be_is_refused(url: str) -> None:
-    # Where another URL parser (FFmpeg's) might read a host other than the one checked here.
-    with pytest.raises(BadParam, match="host may hold only"):
+@pytest.mark.parametrize("url", [
+    # Read as 127.0.0.1 by FFmpeg (the host up to the first ':', atoi for the port), not by urlsplit.
+    "rtsp://127.0.0.1:554[fd00::1]/cam", "http://user:pw@127.0.0.1:80[v1.x]/latest/meta-data/",
+    "http://127.0.0.1 /x", "http://cam;127.0.0.1/", "http://ca*m/", "http://cam%00/", "http://cafe%00/",
+    "http://[v1.x]/", "http://[::1]x/"])
+def test_an_authority_another_url_parser_could_read_otherwise_is_refused(url: str) -> None:
+    with pytest.raises(BadParam, match="its host may be a name"):
+        SourcePolicy().check(url)
+    # Even where nothing is blocked: the check is of the URL's shape.
+    with pytest.raises(BadParam, match="its host may be a name"):
         SourcePolicy(blocked_networks=()).check(url)
 
 
