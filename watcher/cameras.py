@@ -137,7 +137,7 @@ class SourcePolicy:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     max_attempts: int = 5
-    # Networks rtsp/http cameras may not reach (watcher/networks.py): loopback and link-local by default.
+    # Networks rtsp/http cameras may not reach (watcher/networks.py): this host and link-local by default.
     blocked_networks: tuple[IPNetwork, ...] = parse_networks(DEFAULT_BLOCKED_NETWORKS)
 
     def check(self, url: str, resolve: bool = True) -> None:
