@@ -360,6 +360,8 @@ class WatcherConfig(Section):
         default_factory=lambda: list(DEFAULT_BLOCKED_NETWORKS),
         description="IP networks rtsp/http cameras may not reach (by the address written or resolved): the "
                     "server's own services on loopback, cloud metadata on link-local; [] allows every host")
+    allow_playlists: bool = Field(False, description="let network cameras be HLS/DASH playlists (FFmpeg opens "
+                                                     "the segment URLs they name, unchecked by blocked_networks)")
     max_cameras_per_tenant: int = Field(16, gt=0)
     open_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(10.0, gt=0)

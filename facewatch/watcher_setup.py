@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 def source_policy(cfg: FacewatchConfig) -> SourcePolicy:
     w = cfg.watcher
     return SourcePolicy(tuple(w.file_roots), w.allow_devices, w.open_timeout_s, w.read_timeout_s,
-                        w.max_initial_attempts, parse_networks(w.blocked_networks))
+                        w.max_initial_attempts, parse_networks(w.blocked_networks), w.allow_playlists)
 
 
 def build_watcher(cfg: FacewatchConfig, registry: CameraRegistry, repo: FaceRepository, router: Router,

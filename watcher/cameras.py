@@ -24,6 +24,8 @@ from vision.attribute_names import AttributeName
 from .networks import DEFAULT_BLOCKED_NETWORKS, NETWORK_SCHEMES, IPNetwork, blocked_reason, parse_networks, url_host
 from .stream import StreamOptions
 
+PLAYLIST_SUFFIXES = (".m3u8", ".m3u", ".mpd")  # HLS and DASH
+
 __all__ = ("CameraSettings", "Camera", "SourcePolicy", "parse_settings", "CAMERA_ID", "NODE_NAME",
            "topic_for", "msgpack_topic_for", "event_topics", "event_headers", "ALL_CAMERAS_TOPIC",
            "UNKNOWN_FACES_QUEUE", "SIGHTINGS_QUEUE")
@@ -139,6 +141,7 @@ class SourcePolicy:
     max_attempts: int = 5
     # Networks rtsp/http cameras may not reach (watcher/networks.py): this host and link-local by default.
     blocked_networks: tuple[IPNetwork, ...] = parse_networks(DEFAULT_BLOCKED_NETWORKS)
+    allow_playlists: bool = False  # HLS/DASH: their segments' URLs are opened by FFmpeg, unchecked
 
     def check(self, url: str, resolve: bool = True) -> None:
         """BAD_PARAM when a camera may not read ``url``. ``resolve``: a network camera's host name is checked
@@ -152,7 +155,7 @@ class SourcePolicy:
         return StreamOptions(source, rtsp_transport=settings.rtsp_transport, open_timeout_s=self.open_timeout_s,
                              read_timeout_s=self.read_timeout_s, loop=settings.loop, max_fps=settings.max_fps,
                              max_attempts=self.max_attempts, input_format=input_format,
-                             blocked_networks=self.blocked_networks)
+                             blocked_networks=self.blocked_networks, allow_playlists=self.allow_playlists)
 
     def _source(self, url: str, resolve: bool) -> tuple[str, str | None]:
         if not url.isprintable():
@@ -173,6 +176,11 @@ class SourcePolicy:
             reason = blocked_reason(host, port, self.blocked_networks, resolve=resolve)
             if reason is not None:
                 raise BadParam(f"url: {reason}", "url")
+            if not self.allow_playlists and parts.path.lower().endswith(PLAYLIST_SUFFIXES):
+                raise BadParam("url: HLS and DASH playlists are not read by default (they name segment URLs that "
+                               "would be opened unchecked); an operator who trusts the tenants sets "
+                               "watcher.allow_playlists (FACEWATCH_WATCHER__ALLOW_PLAYLISTS=true) and restarts "
+                               "facewatch; or use the camera's RTSP stream", "url")
             return url, None
         if url.startswith("/dev/video") or scheme == "v4l2":
             if not self.allow_devices:

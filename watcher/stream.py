@@ -9,10 +9,11 @@ attempt and reason, failed with reason, stopped).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -46,6 +47,9 @@ class StreamOptions:
     # A network camera's host is checked against these at each open (watcher/networks.py); with any,
     # an http camera's redirects are not followed (one could lead into them).
     blocked_networks: tuple[IPNetwork, ...] = ()
+    # False: a network camera is not read with a demuxer that opens URLs of its own (an HLS or DASH
+    # playlist names segments on any host, unchecked).
+    allow_playlists: bool = True
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,6 +65,19 @@ class CameraStatus:
     state: str  # starting | running | reconnecting | failed | stopped
     attempt: int = 0
     reason: str = ""
+
+
+# Demuxers that open URLs named inside what they read: playlists (HLS, DASH), concat lists, IMF, SDP
+# (RTP addresses), image2 (patterns).
+NESTED_DEMUXERS = frozenset({"hls", "dash", "concat", "imf", "sdp", "image2"})
+
+
+@functools.cache
+def _demuxers_opening_nothing() -> str:
+    """FFmpeg's format_whitelist: every format this build has but those (a demuxer's name is a list, such
+    as "mov,mp4,m4a,3gp,3g2,mj2": FFmpeg takes it when any of its names is listed)."""
+    names = {name for listed in av.formats_available for name in listed.split(",")}
+    return ",".join(sorted(names - NESTED_DEMUXERS))
 
 
 class StreamReader:
@@ -95,6 +112,8 @@ class StreamReader:
                 raise PermissionError(reason)
             if scheme in ("http", "https"):
                 options["max_redirects"] = "0"
+        if not self.options.allow_playlists and scheme in NETWORK_SCHEMES:
+            options["format_whitelist"] = _demuxers_opening_nothing()
         return av.open(self.options.url, format=self.options.input_format, options=options,
                        timeout=(self.options.open_timeout_s, self.options.read_timeout_s))
 
@@ -168,7 +187,7 @@ class StreamReader:
             self._ended = True
             self._cond.notify()
 
-    def frames(self) -> Iterator[VideoFrame]:
+    def frames(self) -> Generator[VideoFrame, None, None]:
         """The newest frame each time the caller is ready, at most ``max_fps``."""
         thread = threading.Thread(target=self._run, name=f"decode:{self.options.url}", daemon=True)
         thread.start()

@@ -8,7 +8,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import av
 import pytest
 
 from tests.waiting import eventually
@@ -162,3 +164,43 @@ def test_a_camera_on_a_blocked_network_is_not_connected_to_and_an_http_redirect_
     # ...as FFmpeg would by itself, with no network blocked.
     assert list(StreamReader(replace(options, blocked_networks=()), statuses.append, threading.Event()).frames()) == []
     assert paths == ["/cam", "/cam", "/secret"]
+
+
+def test_a_playlist_is_not_read_unless_allowed_so_its_segments_are_not_fetched(
+        tmp_path: Path, shared_data: Path) -> None:
+    # An HLS playlist names segment URLs FFmpeg opens itself, on any host: none of them is checked.
+    with av.open(_clip(shared_data)) as source, av.open(str(tmp_path / "seg.ts"), "w", format="mpegts") as segment:
+        video = source.streams.video[0]
+        copy = segment.add_stream_from_template(video)
+        for count, packet in enumerate(p for p in source.demux(video) if p.dts is not None):
+            packet.stream = copy
+            segment.mux(packet)
+            if count == 50:
+                break
+    paths: list[str] = []
+
+    class Files(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, format: str, *args: object) -> None:
+            paths.append(self.path)
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Files)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        (tmp_path / "cam.m3u8").write_text("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\n"
+                                           f"{base}/seg.ts\n#EXT-X-ENDLIST\n")
+        options = StreamOptions(f"{base}/cam.m3u8", open_timeout_s=3, realtime=False, max_attempts=1,
+                                allow_playlists=False)
+        statuses: list[CameraStatus] = []
+        assert list(StreamReader(options, statuses.append, threading.Event()).frames()) == []
+        assert statuses[-1].state == "failed" and paths == ["/cam.m3u8"]  # the segment never asked for
+        frames = StreamReader(replace(options, allow_playlists=True), lambda s: None, threading.Event()).frames()
+        first = next(frames, None)
+        frames.close()  # a network stream is read until stopped: closing stops it
+        assert first is not None and "/seg.ts" in paths  # what allowing it means
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -41,14 +41,16 @@ def test_updates_merge_over_the_current_settings() -> None:
 
 def test_network_sources_are_allowed_and_local_ones_are_opt_in(tmp_path: Path) -> None:
     closed = SourcePolicy()
-    for url in ("rtsp://cam/1", "rtsps://cam/1", "http://cam/mjpeg", "https://cam/x.m3u8"):
+    for url in ("rtsp://cam/1", "rtsps://cam/1", "http://cam/mjpeg", "https://cam/x.ts"):
         assert closed.stream_options(CameraSettings(url=url)).url == url
     for url, words in ((str(tmp_path / "v.mp4"), "file_roots"), (f"file://{tmp_path}/v.mp4", "file_roots"),
                        ("/dev/video0", "allow_devices"), ("relative.mp4", "absolute"), ("ftp://x/y", "unsupported"),
-                       ("rtsp:///nohost", "host")):
+                       ("rtsp:///nohost", "host"), ("https://cam/live/index.M3U8?t=1", "allow_playlists"),
+                       ("http://cam/x.mpd", "allow_playlists")):
         with pytest.raises(BadParam, match=words):
             closed.check(url)
-    opened = SourcePolicy(file_roots=(str(tmp_path),), allow_devices=True)
+    opened = SourcePolicy(file_roots=(str(tmp_path),), allow_devices=True, allow_playlists=True)
+    assert opened.stream_options(CameraSettings(url="https://cam/x.m3u8")).allow_playlists
     options = opened.stream_options(CameraSettings(url=f"file://{tmp_path}/v.mp4", loop=True, max_fps=2))
     assert options.url == str(tmp_path / "v.mp4") and options.loop and options.max_fps == 2
     assert opened.stream_options(CameraSettings(url="/dev/video0")).input_format == "v4l2"
